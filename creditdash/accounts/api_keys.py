@@ -1,0 +1,89 @@
+"""Customer API keys for the gateway. Shown once at creation; only the SHA-256 is stored.
+
+Keys carry 256 random bits, so a plain SHA-256 (not a slow password hash) is safe to store
+and lets the gateway find a key with one indexed lookup.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+
+from sqlalchemy import select, update
+from sqlmodel import Session
+
+from creditdash.accounts.models import ApiKey, Customer
+from creditdash.errors import NotFound, ValidationFailed
+from creditdash.ids import new_id
+from creditdash.timeutil import utcnow
+
+KEY_PREFIX = "sk-cd-"
+DISPLAY_CHARS = 10
+MAX_KEY_CHARS = 200
+
+
+def hash_key(raw_key: str) -> str:
+    return hashlib.sha256(raw_key.encode("utf-8")).hexdigest()
+
+
+def create_api_key(
+    session: Session, *, customer_id: str, name: str, created_by_user_id: int | None = None
+) -> tuple[ApiKey, str]:
+    """A new key for the customer; returns the row and the raw key (never retrievable again)."""
+    name = (name or "").strip()
+    if not name or len(name) > 100:
+        raise ValidationFailed("key name must be 1-100 characters")
+    if session.get(Customer, customer_id) is None:
+        raise NotFound("customer not found")
+    raw_key = KEY_PREFIX + secrets.token_urlsafe(32)
+    key = ApiKey(
+        id=new_id("key"),
+        customer_id=customer_id,
+        name=name,
+        key_hash=hash_key(raw_key),
+        display_prefix=raw_key[: len(KEY_PREFIX) + DISPLAY_CHARS],
+        created_by_user_id=created_by_user_id,
+    )
+    session.add(key)
+    session.flush()
+    return key, raw_key
+
+
+def revoke_api_key(session: Session, *, customer_id: str, key_id: str) -> None:
+    """Revoke one of this customer's keys; another customer's key is simply not found."""
+    result = session.execute(
+        update(ApiKey)
+        .where(ApiKey.id == key_id, ApiKey.customer_id == customer_id)
+        .values(revoked_at=utcnow())
+        .where(ApiKey.revoked_at.is_(None))  # type: ignore[union-attr]
+    )
+    if result.rowcount == 1:  # type: ignore[attr-defined]
+        return
+    exists = session.execute(
+        select(ApiKey.id).where(ApiKey.id == key_id, ApiKey.customer_id == customer_id)
+    ).first()
+    if exists is None:
+        raise NotFound("API key not found")
+
+
+def find_active_key(session: Session, raw_key: str) -> ApiKey | None:
+    """The active key for a raw key of an active customer, or None."""
+    if not raw_key or len(raw_key) > MAX_KEY_CHARS:
+        return None
+    return session.execute(
+        select(ApiKey)
+        .join(Customer, Customer.id == ApiKey.customer_id)
+        .where(
+            ApiKey.key_hash == hash_key(raw_key),
+            ApiKey.revoked_at.is_(None),  # type: ignore[union-attr]
+            Customer.status == "active",
+        )
+    ).scalar_one_or_none()
+
+
+def list_api_keys(session: Session, *, customer_id: str) -> list[ApiKey]:
+    return list(
+        session.execute(
+            select(ApiKey).where(ApiKey.customer_id == customer_id).order_by(ApiKey.created_at)
+        ).scalars()
+    )

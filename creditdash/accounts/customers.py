@@ -1,0 +1,137 @@
+"""Customers (workspaces): creation with their owner, ledger account and opening credit."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
+
+from creditdash.accounts.audit import Actor, record
+from creditdash.accounts.models import Customer, Membership, User
+from creditdash.accounts.users import create_user, get_user_by_email, normalize_email
+from creditdash.billing import ledger
+from creditdash.billing.adjustments import grant_credits
+from creditdash.billing.money import format_credits
+from creditdash.errors import Conflict, NotFound, ValidationFailed
+from creditdash.ids import new_id
+
+
+@dataclass(frozen=True)
+class CustomerBalance:
+    posted_micros: int
+    held_micros: int
+    available_micros: int
+
+    def as_json(self) -> dict[str, str]:
+        return {
+            "balance": format_credits(self.posted_micros),
+            "held": format_credits(self.held_micros),
+            "available": format_credits(self.available_micros),
+        }
+
+
+def create_customer(
+    session: Session,
+    *,
+    name: str,
+    email: str,
+    actor: Actor,
+    owner_password: str | None = None,
+    opening_credits_micros: int = 0,
+) -> Customer:
+    """A workspace, its owner (the user with this email, created if new) and its ledger account.
+
+    opening_credits_micros > 0 posts an audited manual grant.
+    """
+    name = (name or "").strip()
+    if not name or len(name) > 200:
+        raise ValidationFailed("customer name must be 1-200 characters")
+    normalized = normalize_email(email)
+    if opening_credits_micros < 0:
+        raise ValidationFailed("opening credits cannot be negative")
+    if session.execute(select(Customer.id).where(Customer.email == normalized)).first():
+        raise Conflict(f"a customer with email {normalized} already exists")
+    owner = get_user_by_email(session, normalized) or create_user(
+        session, email=normalized, password=owner_password, display_name=name
+    )
+    customer = Customer(id=new_id("cus"), name=name, email=normalized)
+    try:
+        with session.begin_nested():
+            session.add(customer)
+            session.flush()
+    except IntegrityError:
+        raise Conflict(f"a customer with email {normalized} already exists") from None
+    assert owner.id is not None
+    session.add(Membership(customer_id=customer.id, user_id=owner.id, role="owner"))
+    ledger.open_account(session, code=ledger.customer_account_code(customer.id), customer_id=customer.id)
+    record(
+        session,
+        actor=actor,
+        action="customer.create",
+        target_type="customer",
+        target_id=customer.id,
+        after={"name": name, "email": normalized},
+    )
+    if opening_credits_micros:
+        grant_credits(
+            session,
+            customer_id=customer.id,
+            amount_micros=opening_credits_micros,
+            reason="opening credit",
+            actor=actor,
+            idempotency_key=f"opening-grant:{customer.id}",
+        )
+    session.flush()
+    return customer
+
+
+def get_customer(session: Session, customer_id: str) -> Customer:
+    customer = session.get(Customer, customer_id)
+    if customer is None:
+        raise NotFound("customer not found")
+    return customer
+
+
+def customer_balance(session: Session, customer_id: str) -> CustomerBalance:
+    get_customer(session, customer_id)
+    balance = ledger.get_balance(session, ledger.customer_account_id(session, customer_id))
+    return CustomerBalance(
+        posted_micros=balance.posted_micros,
+        held_micros=balance.held_micros,
+        available_micros=balance.available_micros,
+    )
+
+
+def customers_of_user(session: Session, user_id: int) -> list[tuple[Customer, str]]:
+    """The workspaces a user belongs to, with the user's role in each."""
+    rows = session.execute(
+        select(Customer, Membership.role)
+        .join(Membership, Membership.customer_id == Customer.id)
+        .where(Membership.user_id == user_id)
+        .order_by(Customer.name)
+    ).all()
+    return [(row[0], row[1]) for row in rows]
+
+
+def list_customers(session: Session, *, search: str = "", limit: int = 100) -> list[Customer]:
+    limit = max(1, min(limit, 500))
+    query = select(Customer).order_by(Customer.created_at.desc()).limit(limit)  # type: ignore[attr-defined]
+    if search:
+        pattern = f"%{search.strip().lower()}%"
+        query = query.where(
+            Customer.email.like(pattern) | Customer.name.ilike(pattern)  # type: ignore[attr-defined]
+        )
+    return list(session.execute(query).scalars())
+
+
+def is_member(session: Session, *, user: User, customer_id: str) -> bool:
+    return (
+        session.execute(
+            select(Membership.id).where(
+                Membership.user_id == user.id, Membership.customer_id == customer_id
+            )
+        ).first()
+        is not None
+    )

@@ -1,0 +1,105 @@
+"""Tables for people and workspaces: users, customers, memberships, API keys, sessions, audit."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import CheckConstraint, Column, Index, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from creditdash.timeutil import utcnow
+
+CUSTOMER_STATUSES = ("active", "suspended")
+MEMBER_ROLES = ("owner", "admin", "member")
+
+
+class User(SQLModel, table=True):
+    __tablename__ = "users"
+
+    id: int | None = Field(default=None, primary_key=True)
+    # Stored lower-cased, so uniqueness holds regardless of case.
+    email: str = Field(max_length=320, unique=True)
+    display_name: str = Field(default="", max_length=200)
+    # None: the user cannot sign in until a password is set.
+    password_hash: str | None = Field(default=None, max_length=255)
+    is_platform_admin: bool = Field(default=False)
+    is_active: bool = Field(default=True)
+    created_at: datetime = Field(default_factory=utcnow)
+    password_changed_at: datetime | None = None
+
+
+class Customer(SQLModel, table=True):
+    """A workspace: the unit that owns a balance, keys, orders and invoices."""
+
+    __tablename__ = "customers"
+    __table_args__ = (
+        CheckConstraint("status IN ('active', 'suspended')", name="ck_customers_status"),
+    )
+
+    id: str = Field(primary_key=True, max_length=40)
+    name: str = Field(max_length=200)
+    email: str = Field(max_length=320, unique=True)
+    status: str = Field(default="active", max_length=16)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Membership(SQLModel, table=True):
+    __tablename__ = "memberships"
+    __table_args__ = (
+        UniqueConstraint("customer_id", "user_id", name="uq_memberships_customer_user"),
+        CheckConstraint("role IN ('owner', 'admin', 'member')", name="ck_memberships_role"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    customer_id: str = Field(foreign_key="customers.id", index=True, max_length=40)
+    user_id: int = Field(foreign_key="users.id", index=True)
+    role: str = Field(max_length=16)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class ApiKey(SQLModel, table=True):
+    """A customer's key for the gateway. Only its SHA-256 is stored; the key is shown once."""
+
+    __tablename__ = "api_keys"
+
+    id: str = Field(primary_key=True, max_length=40)
+    customer_id: str = Field(foreign_key="customers.id", index=True, max_length=40)
+    name: str = Field(max_length=100)
+    key_hash: str = Field(max_length=64, unique=True)
+    display_prefix: str = Field(max_length=32)
+    created_at: datetime = Field(default_factory=utcnow)
+    created_by_user_id: int | None = Field(default=None, foreign_key="users.id")
+    revoked_at: datetime | None = None
+    last_used_at: datetime | None = None
+
+
+class WebSession(SQLModel, table=True):
+    """A dashboard sign-in. The browser holds a random token; only its SHA-256 is stored."""
+
+    __tablename__ = "web_sessions"
+
+    id: int | None = Field(default=None, primary_key=True)
+    token_hash: str = Field(max_length=64, unique=True)
+    user_id: int = Field(foreign_key="users.id", index=True)
+    created_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime
+    revoked_at: datetime | None = None
+
+
+class AuditEntry(SQLModel, table=True):
+    """Who did what to which object, with the state before and after, and why."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_target", "target_type", "target_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(default_factory=utcnow, index=True)
+    actor_user_id: int | None = Field(default=None, foreign_key="users.id")
+    # "user:<email>", "cli" or "system": readable even after a user is gone.
+    actor_label: str = Field(max_length=340)
+    action: str = Field(max_length=80)
+    target_type: str = Field(max_length=40)
+    target_id: str = Field(max_length=80)
+    before_json: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    after_json: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    reason: str = Field(default="", max_length=500)

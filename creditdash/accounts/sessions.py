@@ -1,0 +1,72 @@
+"""Dashboard sessions: random bearer tokens, stored as SHA-256, expiring, revocable."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import timedelta
+
+from sqlalchemy import select, update
+from sqlmodel import Session
+
+from creditdash.accounts.models import User, WebSession
+from creditdash.accounts.users import authenticate
+from creditdash.timeutil import utcnow
+
+MAX_TOKEN_CHARS = 200
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def start_session(session: Session, *, user_id: int, ttl: timedelta) -> str:
+    """Create a session and return its token (shown to the browser only, never stored)."""
+    token = secrets.token_urlsafe(32)
+    session.add(WebSession(token_hash=_digest(token), user_id=user_id, expires_at=utcnow() + ttl))
+    session.flush()
+    return token
+
+
+def sign_in(session: Session, *, email: str, password: str, ttl: timedelta) -> tuple[User, str]:
+    user = authenticate(session, email=email, password=password)
+    assert user.id is not None
+    return user, start_session(session, user_id=user.id, ttl=ttl)
+
+
+def user_for_token(session: Session, token: str) -> User | None:
+    """The signed-in user for a token, or None if unknown, expired, revoked or deactivated."""
+    if not token or not isinstance(token, str) or len(token) > MAX_TOKEN_CHARS:
+        return None
+    row = session.execute(
+        select(User)
+        .join(WebSession, WebSession.user_id == User.id)
+        .where(
+            WebSession.token_hash == _digest(token),
+            WebSession.revoked_at.is_(None),  # type: ignore[union-attr]
+            WebSession.expires_at > utcnow(),
+            User.is_active.is_(True),  # type: ignore[attr-defined]
+        )
+    ).scalar_one_or_none()
+    return row
+
+
+def end_session(session: Session, token: str) -> bool:
+    """Revoke the session behind a token. True if one was open."""
+    if not token or len(token) > MAX_TOKEN_CHARS:
+        return False
+    result = session.execute(
+        update(WebSession)
+        .where(WebSession.token_hash == _digest(token), WebSession.revoked_at.is_(None))  # type: ignore[union-attr]
+        .values(revoked_at=utcnow())
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def end_all_sessions(session: Session, *, user_id: int) -> int:
+    result = session.execute(
+        update(WebSession)
+        .where(WebSession.user_id == user_id, WebSession.revoked_at.is_(None))  # type: ignore[union-attr]
+        .values(revoked_at=utcnow())
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]

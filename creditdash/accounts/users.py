@@ -1,0 +1,101 @@
+"""Users: creation, sign-in checks, passwords."""
+
+from __future__ import annotations
+
+from email_validator import EmailNotValidError, validate_email
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
+
+from creditdash.accounts.models import User
+from creditdash.accounts.passwords import check_password_policy, hash_password, verify_password
+from creditdash.errors import AuthenticationFailed, Conflict, NotFound, ValidationFailed
+from creditdash.timeutil import utcnow
+
+SIGN_IN_FAILED = "Incorrect email or password."
+
+
+def normalize_email(email: str) -> str:
+    """A syntactically valid address, lower-cased (emails are unique regardless of case)."""
+    if not isinstance(email, str) or not email.strip():
+        raise ValidationFailed("email is required")
+    try:
+        result = validate_email(email.strip(), check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise ValidationFailed(f"email is not valid: {exc}") from None
+    return result.normalized.lower()
+
+
+def get_user_by_email(session: Session, email: str) -> User | None:
+    try:
+        normalized = normalize_email(email)
+    except ValidationFailed:
+        return None
+    return session.execute(select(User).where(User.email == normalized)).scalar_one_or_none()
+
+
+def create_user(
+    session: Session,
+    *,
+    email: str,
+    password: str | None,
+    display_name: str = "",
+    is_platform_admin: bool = False,
+) -> User:
+    """A new user. password=None creates one that cannot sign in until a password is set."""
+    normalized = normalize_email(email)
+    if password is not None:
+        check_password_policy(password)
+    if len(display_name) > 200:
+        raise ValidationFailed("name must be at most 200 characters")
+    user = User(
+        email=normalized,
+        display_name=display_name.strip(),
+        password_hash=hash_password(password) if password is not None else None,
+        password_changed_at=utcnow() if password is not None else None,
+        is_platform_admin=is_platform_admin,
+    )
+    _ensure_email_free(session, normalized)
+    try:
+        with session.begin_nested():
+            session.add(user)
+            session.flush()
+    except IntegrityError:
+        raise Conflict(f"a user with email {normalized} already exists") from None
+    return user
+
+
+def _ensure_email_free(session: Session, email: str) -> None:
+    taken = session.execute(select(User.id).where(User.email == email)).first()
+    if taken is not None:
+        raise Conflict(f"a user with email {email} already exists")
+
+
+def authenticate(session: Session, *, email: str, password: str) -> User:
+    """The user for these credentials; one generic refusal for every kind of failure."""
+    user = get_user_by_email(session, email) if isinstance(email, str) else None
+    hashed = user.password_hash if user is not None and user.is_active else None
+    if not verify_password(password if isinstance(password, str) else "", hashed):
+        raise AuthenticationFailed(SIGN_IN_FAILED)
+    assert user is not None
+    return user
+
+
+def set_password(session: Session, *, user_id: int, new_password: str) -> None:
+    check_password_policy(new_password)
+    user = session.get(User, user_id)
+    if user is None:
+        raise NotFound("user not found")
+    user.password_hash = hash_password(new_password)
+    user.password_changed_at = utcnow()
+    session.add(user)
+    session.flush()
+
+
+def change_password(
+    session: Session, *, user_id: int, current_password: str, new_password: str
+) -> None:
+    user = session.get(User, user_id)
+    if user is None or not verify_password(current_password, user.password_hash):
+        raise AuthenticationFailed("The current password is incorrect.")
+    set_password(session, user_id=user_id, new_password=new_password)

@@ -1,0 +1,97 @@
+"""Manual credit grants and debits by operators: audited ledger transfers."""
+
+from __future__ import annotations
+
+from sqlmodel import Session
+
+from creditdash.accounts.audit import Actor, record
+from creditdash.billing import ledger
+from creditdash.billing.models import Transfer
+from creditdash.billing.money import format_credits
+from creditdash.errors import ValidationFailed
+
+
+def _check_reason(reason: str) -> str:
+    reason = (reason or "").strip()
+    if not reason or len(reason) > 500:
+        raise ValidationFailed("a reason of 1-500 characters is required")
+    return reason
+
+
+def grant_credits(
+    session: Session,
+    *,
+    customer_id: str,
+    amount_micros: int,
+    reason: str,
+    actor: Actor,
+    idempotency_key: str,
+) -> Transfer:
+    """Give a customer credits from the adjustments account, with an audit entry."""
+    reason = _check_reason(reason)
+    account_id = ledger.customer_account_id(session, customer_id)
+    before = ledger.get_balance(session, account_id)
+    moved = ledger.transfer(
+        session,
+        idempotency_key=idempotency_key,
+        debit_account_id=ledger.platform_account_id(session, ledger.ADJUSTMENTS),
+        credit_account_id=account_id,
+        amount_micros=amount_micros,
+        code="grant",
+        memo=reason,
+        actor_user_id=actor.user_id,
+    )
+    _audit(session, actor, "credits.grant", customer_id, before, account_id, moved, reason)
+    return moved
+
+
+def debit_credits(
+    session: Session,
+    *,
+    customer_id: str,
+    amount_micros: int,
+    reason: str,
+    actor: Actor,
+    idempotency_key: str,
+) -> Transfer:
+    """Take credits back (a correction); refused if it would pass the customer's limit."""
+    reason = _check_reason(reason)
+    account_id = ledger.customer_account_id(session, customer_id)
+    before = ledger.get_balance(session, account_id)
+    moved = ledger.transfer(
+        session,
+        idempotency_key=idempotency_key,
+        debit_account_id=account_id,
+        credit_account_id=ledger.platform_account_id(session, ledger.ADJUSTMENTS),
+        amount_micros=amount_micros,
+        code="debit_adjustment",
+        memo=reason,
+        actor_user_id=actor.user_id,
+    )
+    _audit(session, actor, "credits.debit", customer_id, before, account_id, moved, reason)
+    return moved
+
+
+def _audit(
+    session: Session,
+    actor: Actor,
+    action: str,
+    customer_id: str,
+    before: ledger.Balance,
+    account_id: int,
+    moved: Transfer,
+    reason: str,
+) -> None:
+    after = ledger.get_balance(session, account_id)
+    if after == before:
+        return  # an idempotent replay moved nothing and is not a new action
+    record(
+        session,
+        actor=actor,
+        action=action,
+        target_type="customer",
+        target_id=customer_id,
+        before={"balance": format_credits(before.posted_micros)},
+        after={"balance": format_credits(after.posted_micros), "transfer_id": moved.id},
+        reason=reason,
+    )

@@ -1,0 +1,550 @@
+"""The double-entry ledger: accounts, transfers, holds.
+
+Rules (DESIGN.md "Ledger"):
+- Every balance change is a conditional UPDATE whose row count is checked; nothing is read,
+  checked in Python and written back. The customer's spending limit lives in the WHERE clause
+  (and again in a CHECK constraint), so concurrent holds can never overspend.
+- Transfers are immutable. A hold is a "pending" transfer; exactly one "post", "void" or
+  "expire" transfer resolves it, enforced by UNIQUE(pending_id).
+- Each function runs inside the caller's transaction, in a SAVEPOINT, so a refusal leaves the
+  caller's other writes untouched and writes nothing of its own.
+- The idempotency key makes a repeat harmless: the same key with the same fields returns the
+  first transfer; with different fields it raises IdempotencyConflict and writes nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
+
+from creditdash.billing.models import LedgerAccount, Transfer
+from creditdash.billing.money import MAX_MICROS
+from creditdash.errors import (
+    AlreadyResolved,
+    IdempotencyConflict,
+    InsufficientCredits,
+    NotFound,
+    ValidationFailed,
+)
+from creditdash.timeutil import utcnow
+
+# Platform accounts: the other side of every customer entry.
+PAYMENTS_CLEARING = "platform:payments_clearing"
+USAGE_REVENUE = "platform:usage_revenue"
+PROMOTIONS = "platform:promotions"
+REFUNDS = "platform:refunds"
+ADJUSTMENTS = "platform:adjustments"
+PLATFORM_ACCOUNTS = (PAYMENTS_CLEARING, USAGE_REVENUE, PROMOTIONS, REFUNDS, ADJUSTMENTS)
+
+MAX_KEY_CHARS = 200
+DEFAULT_HOLD_TTL = timedelta(minutes=15)
+
+
+@dataclass(frozen=True)
+class Balance:
+    """A customer's money in micros. available = posted - held."""
+
+    posted_micros: int
+    held_micros: int
+    credit_limit_micros: int
+
+    @property
+    def available_micros(self) -> int:
+        return self.posted_micros - self.held_micros
+
+
+# ---------------------------------------------------------------------------------- accounts
+
+
+def customer_account_code(customer_id: str) -> str:
+    return f"customer:{customer_id}"
+
+
+def open_account(
+    session: Session,
+    *,
+    code: str,
+    customer_id: str | None = None,
+    credit_limit_micros: int = 0,
+) -> LedgerAccount:
+    """Create an account; idempotent by code. Customer accounts enforce their credit limit."""
+    _check_micros(credit_limit_micros, "credit_limit_micros", allow_zero=True)
+    existing = _account_by_code(session, code)
+    if existing is not None:
+        return existing
+    account = LedgerAccount(
+        code=code,
+        kind="customer" if customer_id else "platform",
+        customer_id=customer_id,
+        enforce_limit=customer_id is not None,
+        credit_limit_micros=credit_limit_micros,
+    )
+    try:
+        with session.begin_nested():
+            session.add(account)
+    except IntegrityError:
+        # Another transaction opened it first.
+        winner = _account_by_code(session, code)
+        if winner is None:
+            raise
+        return winner
+    return account
+
+
+def _account_by_code(session: Session, code: str) -> LedgerAccount | None:
+    return session.execute(
+        select(LedgerAccount).where(LedgerAccount.code == code)
+    ).scalar_one_or_none()
+
+
+def platform_account_id(session: Session, code: str) -> int:
+    """The id of a platform account, opening it on first use."""
+    if code not in PLATFORM_ACCOUNTS:
+        raise NotFound(f"unknown platform account {code!r}")
+    account_id = session.execute(
+        select(LedgerAccount.id).where(LedgerAccount.code == code)
+    ).scalar_one_or_none()
+    if account_id is not None:
+        return int(account_id)
+    account = open_account(session, code=code)
+    assert account.id is not None
+    return account.id
+
+
+def customer_account_id(session: Session, customer_id: str) -> int:
+    account_id = session.execute(
+        select(LedgerAccount.id).where(LedgerAccount.customer_id == customer_id)
+    ).scalar_one_or_none()
+    if account_id is None:
+        raise NotFound(f"customer {customer_id} has no ledger account")
+    return int(account_id)
+
+
+def get_balance(session: Session, account_id: int) -> Balance:
+    row = session.execute(
+        select(
+            LedgerAccount.credits_posted - LedgerAccount.debits_posted,
+            LedgerAccount.debits_pending,
+            LedgerAccount.credit_limit_micros,
+        ).where(LedgerAccount.id == account_id)
+    ).first()
+    if row is None:
+        raise NotFound(f"ledger account {account_id} does not exist")
+    return Balance(posted_micros=int(row[0]), held_micros=int(row[1]), credit_limit_micros=int(row[2]))
+
+
+def set_credit_limit(session: Session, *, account_id: int, credit_limit_micros: int) -> None:
+    """Lower or raise the limit; lowering below what is already spent is refused."""
+    _check_micros(credit_limit_micros, "credit_limit_micros", allow_zero=True)
+    cols = LedgerAccount.__table__.c
+    result = session.execute(
+        update(LedgerAccount)
+        .where(
+            cols.id == account_id,
+            cols.credits_posted - cols.debits_posted - cols.debits_pending >= -credit_limit_micros,
+        )
+        .values(credit_limit_micros=credit_limit_micros)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        _raise_for_missing_or_short(session, account_id)
+
+
+# --------------------------------------------------------------------------------- transfers
+
+
+def transfer(
+    session: Session,
+    *,
+    idempotency_key: str,
+    debit_account_id: int,
+    credit_account_id: int,
+    amount_micros: int,
+    code: str,
+    reference: str | None = None,
+    memo: str = "",
+    actor_user_id: int | None = None,
+) -> Transfer:
+    """Move amount_micros at once. The debit side may not pass its credit limit."""
+    return _create(
+        session,
+        Transfer(
+            idempotency_key=idempotency_key,
+            kind="single",
+            debit_account_id=debit_account_id,
+            credit_account_id=credit_account_id,
+            amount_micros=amount_micros,
+            code=code,
+            reference=reference,
+            memo=memo,
+            actor_user_id=actor_user_id,
+        ),
+    )
+
+
+def hold(
+    session: Session,
+    *,
+    idempotency_key: str,
+    debit_account_id: int,
+    credit_account_id: int,
+    amount_micros: int,
+    code: str,
+    reference: str | None = None,
+    expires_at: datetime | None = None,
+) -> Transfer:
+    """Reserve amount_micros (a pending transfer). InsufficientCredits if it does not fit."""
+    return _create(
+        session,
+        Transfer(
+            idempotency_key=idempotency_key,
+            kind="pending",
+            debit_account_id=debit_account_id,
+            credit_account_id=credit_account_id,
+            amount_micros=amount_micros,
+            code=code,
+            reference=reference,
+            expires_at=expires_at or utcnow() + DEFAULT_HOLD_TTL,
+        ),
+    )
+
+
+def post(session: Session, *, hold_id: int, amount_micros: int) -> Transfer:
+    """Charge amount_micros (at most the held amount) and release the rest of the hold."""
+    return _resolve(session, hold_id=hold_id, kind="post", amount_micros=amount_micros)
+
+
+def void(session: Session, *, hold_id: int) -> Transfer:
+    """Release the whole hold; nothing is charged."""
+    return _resolve(session, hold_id=hold_id, kind="void", amount_micros=0)
+
+
+def expire_stale_holds(session: Session, *, now: datetime | None = None, limit: int = 500) -> int:
+    """Expire holds past their expires_at. Each is resolved once even with racing expirers."""
+    now = now or utcnow()
+    resolution = Transfer.__table__.alias("resolution")
+    pending = Transfer.__table__
+    stale_ids = session.execute(
+        select(pending.c.id)
+        .outerjoin(resolution, resolution.c.pending_id == pending.c.id)
+        .where(pending.c.kind == "pending", pending.c.expires_at < now, resolution.c.id.is_(None))
+        .order_by(pending.c.id)
+        .limit(limit)
+    ).scalars()
+    expired = 0
+    for hold_id in list(stale_ids):
+        try:
+            _resolve(session, hold_id=int(hold_id), kind="expire", amount_micros=0)
+            expired += 1
+        except AlreadyResolved:
+            continue
+    return expired
+
+
+def open_hold_count(session: Session) -> int:
+    resolution = Transfer.__table__.alias("resolution")
+    pending = Transfer.__table__
+    return int(
+        session.execute(
+            select(func.count())
+            .select_from(pending.outerjoin(resolution, resolution.c.pending_id == pending.c.id))
+            .where(pending.c.kind == "pending", resolution.c.id.is_(None))
+        ).scalar_one()
+    )
+
+
+# ---------------------------------------------------------------------------------- internals
+
+
+def _check_micros(amount: int, field: str, *, allow_zero: bool = False) -> None:
+    if isinstance(amount, bool) or not isinstance(amount, int):
+        raise ValidationFailed(f"{field} must be an integer number of micros")
+    if amount < 0 or (amount == 0 and not allow_zero):
+        raise ValidationFailed(f"{field} must be {'zero or ' if allow_zero else ''}positive")
+    if amount > MAX_MICROS:
+        raise ValidationFailed(f"{field} is too large")
+
+
+def _validate(new: Transfer) -> None:
+    key = new.idempotency_key
+    if not isinstance(key, str) or not key.strip() or len(key) > MAX_KEY_CHARS:
+        raise ValidationFailed(f"idempotency key must be 1-{MAX_KEY_CHARS} characters")
+    _check_micros(new.amount_micros, "amount_micros")
+    if new.debit_account_id == new.credit_account_id:
+        raise ValidationFailed("debit and credit accounts must differ")
+    if not new.code:
+        raise ValidationFailed("a transfer needs a code saying why money moved")
+
+
+_SAME_FIELDS = ("kind", "debit_account_id", "credit_account_id", "amount_micros", "code", "pending_id")
+
+
+def _same_intent(old: Transfer, new: Transfer) -> bool:
+    return all(getattr(old, name) == getattr(new, name) for name in _SAME_FIELDS) and (
+        new.reference is None or old.reference == new.reference
+    )
+
+
+def _existing(session: Session, key: str) -> Transfer | None:
+    return session.execute(select(Transfer).where(Transfer.idempotency_key == key)).scalar_one_or_none()
+
+
+def _replay(session: Session, new: Transfer) -> Transfer | None:
+    old = _existing(session, new.idempotency_key)
+    if old is None:
+        return None
+    if not _same_intent(old, new):
+        raise IdempotencyConflict(
+            f"idempotency key {new.idempotency_key!r} was already used for a different transfer"
+        )
+    return old
+
+
+def _create(session: Session, new: Transfer) -> Transfer:
+    _validate(new)
+    replay = _replay(session, new)
+    if replay is not None:
+        return replay
+    amount = new.amount_micros
+    pending = new.kind == "pending"
+    try:
+        with session.begin_nested():
+            # Lock rows in id order so two opposite transfers cannot deadlock on PostgreSQL.
+            for account_id in sorted((new.debit_account_id, new.credit_account_id)):
+                if account_id == new.debit_account_id:
+                    _apply_debit(session, account_id, amount, pending=pending)
+                else:
+                    _apply_credit(session, account_id, amount, pending=pending)
+            session.add(new)
+            session.flush()
+    except IntegrityError:
+        # A concurrent transaction committed the same key first: answer as a replay.
+        replay = _replay(session, new)
+        if replay is None:
+            raise
+        return replay
+    return new
+
+
+def _apply_debit(session: Session, account_id: int, amount: int, *, pending: bool) -> None:
+    cols = LedgerAccount.__table__.c
+    column = cols.debits_pending if pending else cols.debits_posted
+    # The limit check and the write are one statement: concurrent holds serialize on the row
+    # and each re-evaluates the WHERE clause against the committed balance.
+    result = session.execute(
+        update(LedgerAccount)
+        .where(
+            cols.id == account_id,
+            or_(
+                cols.enforce_limit.is_(False),
+                cols.credits_posted - cols.debits_posted - cols.debits_pending - amount
+                >= -cols.credit_limit_micros,
+            ),
+        )
+        .values({column: column + amount})
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        _raise_for_missing_or_short(session, account_id)
+
+
+def _apply_credit(session: Session, account_id: int, amount: int, *, pending: bool) -> None:
+    cols = LedgerAccount.__table__.c
+    column = cols.credits_pending if pending else cols.credits_posted
+    result = session.execute(
+        update(LedgerAccount).where(cols.id == account_id).values({column: column + amount})
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        raise NotFound(f"ledger account {account_id} does not exist")
+
+
+def _raise_for_missing_or_short(session: Session, account_id: int) -> None:
+    exists = session.execute(
+        select(LedgerAccount.id).where(LedgerAccount.id == account_id)
+    ).scalar_one_or_none()
+    if exists is None:
+        raise NotFound(f"ledger account {account_id} does not exist")
+    raise InsufficientCredits("insufficient credits")
+
+
+def _resolve(session: Session, *, hold_id: int, kind: str, amount_micros: int) -> Transfer:
+    _check_micros(amount_micros, "amount_micros", allow_zero=True)
+    held = session.get(Transfer, hold_id)
+    if held is None or held.kind != "pending":
+        raise NotFound(f"hold {hold_id} does not exist")
+    if amount_micros > held.amount_micros:
+        raise ValidationFailed(
+            f"cannot post {amount_micros} micros against a hold of {held.amount_micros}"
+        )
+    new = Transfer(
+        idempotency_key=f"resolve:{hold_id}",
+        kind=kind,
+        debit_account_id=held.debit_account_id,
+        credit_account_id=held.credit_account_id,
+        amount_micros=amount_micros,
+        pending_id=hold_id,
+        code=held.code,
+        reference=held.reference,
+    )
+    existing = session.execute(
+        select(Transfer).where(Transfer.pending_id == hold_id)
+    ).scalar_one_or_none()
+    if existing is not None:
+        return _repeat_resolution(existing, new)
+    try:
+        with session.begin_nested():
+            # Claim the hold first: the UNIQUE(pending_id) insert is what makes it resolve once.
+            session.add(new)
+            session.flush()
+            _release_and_post(session, held, amount_micros)
+    except IntegrityError:
+        existing = session.execute(
+            select(Transfer).where(Transfer.pending_id == hold_id)
+        ).scalar_one_or_none()
+        if existing is None:
+            raise
+        return _repeat_resolution(existing, new)
+    return new
+
+
+def _repeat_resolution(existing: Transfer, new: Transfer) -> Transfer:
+    if existing.kind == new.kind and existing.amount_micros == new.amount_micros:
+        return existing
+    raise AlreadyResolved(f"hold {new.pending_id} was already resolved ({existing.kind})")
+
+
+def _release_and_post(session: Session, held: Transfer, posted: int) -> None:
+    cols = LedgerAccount.__table__.c
+    for account_id in sorted((held.debit_account_id, held.credit_account_id)):
+        if account_id == held.debit_account_id:
+            values = {
+                cols.debits_pending: cols.debits_pending - held.amount_micros,
+                cols.debits_posted: cols.debits_posted + posted,
+            }
+        else:
+            values = {
+                cols.credits_pending: cols.credits_pending - held.amount_micros,
+                cols.credits_posted: cols.credits_posted + posted,
+            }
+        pending_col = (
+            cols.debits_pending if account_id == held.debit_account_id else cols.credits_pending
+        )
+        result = session.execute(
+            update(LedgerAccount)
+            .where(and_(cols.id == account_id, pending_col >= held.amount_micros))
+            .values(values)
+        )
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            raise RuntimeError(f"ledger account {account_id} holds less than hold {held.id}")
+
+
+# ------------------------------------------------------------------------------------ verify
+
+
+def verify(session: Session) -> list[str]:
+    """Check every ledger invariant against the stored rows; return what is violated."""
+    problems: list[str] = []
+    problems += _verify_limits(session)
+    problems += _verify_totals(session)
+    problems += _verify_cached_balances(session)
+    problems += _verify_resolutions(session)
+    return problems
+
+
+def _verify_limits(session: Session) -> list[str]:
+    cols = LedgerAccount.__table__.c
+    rows = session.execute(
+        select(cols.code).where(
+            cols.enforce_limit.is_(True),
+            cols.credits_posted - cols.debits_posted - cols.debits_pending < -cols.credit_limit_micros,
+        )
+    ).scalars()
+    return [f"{code}: available is below its credit limit" for code in rows]
+
+
+def _verify_totals(session: Session) -> list[str]:
+    cols = LedgerAccount.__table__.c
+    row = session.execute(
+        select(
+            func.coalesce(func.sum(cols.debits_posted), 0),
+            func.coalesce(func.sum(cols.credits_posted), 0),
+            func.coalesce(func.sum(cols.debits_pending), 0),
+            func.coalesce(func.sum(cols.credits_pending), 0),
+        )
+    ).one()
+    problems = []
+    if row[0] != row[1]:
+        problems.append(f"posted debits {row[0]} != posted credits {row[1]}")
+    if row[2] != row[3]:
+        problems.append(f"pending debits {row[2]} != pending credits {row[3]}")
+    return problems
+
+
+def _verify_cached_balances(session: Session) -> list[str]:
+    t = Transfer.__table__
+    resolution = t.alias("resolution")
+    posted = t.c.kind.in_(("single", "post"))
+    open_hold = and_(t.c.kind == "pending", resolution.c.id.is_(None))
+    joined = t.outerjoin(resolution, resolution.c.pending_id == t.c.id)
+    expected: dict[int, list[int]] = {}
+    for side, column in ((0, t.c.debit_account_id), (1, t.c.credit_account_id)):
+        rows = session.execute(
+            select(
+                column,
+                func.coalesce(func.sum(t.c.amount_micros).filter(posted), 0),
+                func.coalesce(func.sum(t.c.amount_micros).filter(open_hold), 0),
+            )
+            .select_from(joined)
+            .group_by(column)
+        )
+        for account_id, posted_sum, pending_sum in rows:
+            sums = expected.setdefault(int(account_id), [0, 0, 0, 0])
+            sums[side] = int(posted_sum)
+            sums[side + 2] = int(pending_sum)
+    problems = []
+    for account in session.execute(select(LedgerAccount)).scalars():
+        want = expected.get(int(account.id or 0), [0, 0, 0, 0])
+        have = [
+            account.debits_posted,
+            account.credits_posted,
+            account.debits_pending,
+            account.credits_pending,
+        ]
+        if have != want:
+            problems.append(
+                f"{account.code}: cached (debits, credits, debits pending, credits pending) "
+                f"{tuple(have)} != sum of transfers {tuple(want)}"
+            )
+    return problems
+
+
+def _verify_resolutions(session: Session) -> list[str]:
+    t = Transfer.__table__
+    held = t.alias("held")
+    rows = session.execute(
+        select(t.c.id, t.c.kind, t.c.amount_micros, held.c.kind, held.c.amount_micros)
+        .select_from(t.outerjoin(held, held.c.id == t.c.pending_id))
+        .where(t.c.pending_id.is_not(None))
+        .where(
+            or_(
+                held.c.id.is_(None),
+                held.c.kind != "pending",
+                t.c.amount_micros > held.c.amount_micros,
+                t.c.debit_account_id != held.c.debit_account_id,
+                t.c.credit_account_id != held.c.credit_account_id,
+            )
+        )
+    )
+    problems = [
+        f"transfer {row[0]} ({row[1]}) does not match the hold it resolves" for row in rows
+    ]
+    twice = session.execute(
+        select(t.c.pending_id)
+        .where(t.c.pending_id.is_not(None))
+        .group_by(t.c.pending_id)
+        .having(func.count() > 1)
+    ).scalars()
+    problems += [f"hold {hold_id} was resolved more than once" for hold_id in twice]
+    return problems

@@ -1,0 +1,99 @@
+"""Ledger tables: accounts with cached balances, and immutable transfers.
+
+Modelled on TigerBeetle. A hold is a transfer of kind "pending"; it is resolved by exactly one
+later transfer of kind "post", "void" or "expire" that names it in pending_id (UNIQUE). Amounts
+are integer micros of a credit (1 credit = 1,000,000 micros).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, CheckConstraint, Column, Index
+from sqlmodel import Field, SQLModel
+
+from creditdash.timeutil import utcnow
+
+TRANSFER_KINDS = ("single", "pending", "post", "void", "expire")
+RESOLUTION_KINDS = ("post", "void", "expire")
+
+
+def _micros(default: int = 0) -> Column:  # type: ignore[type-arg]
+    return Column(BigInteger, nullable=False, default=default, server_default=str(default))
+
+
+class LedgerAccount(SQLModel, table=True):
+    __tablename__ = "ledger_accounts"
+    __table_args__ = (
+        CheckConstraint("kind IN ('customer', 'platform')", name="ck_ledger_accounts_kind"),
+        CheckConstraint(
+            "credits_posted >= 0 AND debits_posted >= 0 AND credits_pending >= 0 "
+            "AND debits_pending >= 0 AND credit_limit_micros >= 0",
+            name="ck_ledger_accounts_nonnegative",
+        ),
+        # Invariant 1, as a backstop to the conditional UPDATEs in billing/ledger.py.
+        CheckConstraint(
+            "NOT enforce_limit OR "
+            "credits_posted - debits_posted - debits_pending >= -credit_limit_micros",
+            name="ck_ledger_accounts_limit",
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    # "customer:<customer id>" or "platform:<name>".
+    code: str = Field(max_length=80, unique=True)
+    kind: str = Field(max_length=16)
+    customer_id: str | None = Field(
+        default=None, foreign_key="customers.id", unique=True, max_length=40
+    )
+    # Credit-normal customer accounts may not spend past their credit limit; platform accounts
+    # are the other side of every entry and run freely negative.
+    enforce_limit: bool = Field(default=False)
+    credit_limit_micros: int = Field(default=0, sa_column=_micros())
+    credits_posted: int = Field(default=0, sa_column=_micros())
+    debits_posted: int = Field(default=0, sa_column=_micros())
+    credits_pending: int = Field(default=0, sa_column=_micros())
+    debits_pending: int = Field(default=0, sa_column=_micros())
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Transfer(SQLModel, table=True):
+    __tablename__ = "transfers"
+    __table_args__ = (
+        CheckConstraint(
+            "kind IN ('single', 'pending', 'post', 'void', 'expire')", name="ck_transfers_kind"
+        ),
+        CheckConstraint("debit_account_id <> credit_account_id", name="ck_transfers_accounts"),
+        CheckConstraint(
+            "amount_micros > 0 OR (kind IN ('post', 'void', 'expire') AND amount_micros >= 0)",
+            name="ck_transfers_amount",
+        ),
+        CheckConstraint(
+            "(kind IN ('post', 'void', 'expire')) = (pending_id IS NOT NULL)",
+            name="ck_transfers_pending_ref",
+        ),
+        CheckConstraint(
+            "kind = 'post' OR kind IN ('single', 'pending') OR amount_micros = 0",
+            name="ck_transfers_void_amount",
+        ),
+        Index("ix_transfers_debit", "debit_account_id", "id"),
+        Index("ix_transfers_credit", "credit_account_id", "id"),
+        Index("ix_transfers_open_holds", "kind", "expires_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    idempotency_key: str = Field(max_length=200, unique=True)
+    kind: str = Field(max_length=8)
+    debit_account_id: int = Field(foreign_key="ledger_accounts.id")
+    credit_account_id: int = Field(foreign_key="ledger_accounts.id")
+    # For "single" and "pending": the amount moved or held. For "post": the amount posted (the
+    # rest of the hold is released). For "void" and "expire": 0, the whole hold is released.
+    amount_micros: int = Field(sa_column=Column(BigInteger, nullable=False))
+    pending_id: int | None = Field(default=None, foreign_key="transfers.id", unique=True)
+    # Why money moved: "grant", "debit_adjustment", "usage", "topup", "refund", ...
+    code: str = Field(max_length=40)
+    reference: str | None = Field(default=None, max_length=120, index=True)
+    memo: str = Field(default="", max_length=500)
+    expires_at: datetime | None = None
+    actor_user_id: int | None = Field(default=None, foreign_key="users.id")
+    created_at: datetime = Field(default_factory=utcnow)

@@ -1,0 +1,49 @@
+"""Domain errors. Services raise these; the HTTP layer and the UI translate them in one place."""
+
+from __future__ import annotations
+
+
+class CreditdashError(Exception):
+    """Base class: a refusal with a message a user can read."""
+
+    code = "error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ValidationFailed(CreditdashError):
+    code = "invalid_request"
+
+
+class NotFound(CreditdashError):
+    code = "not_found"
+
+
+class Forbidden(CreditdashError):
+    code = "forbidden"
+
+
+class Conflict(CreditdashError):
+    code = "conflict"
+
+
+class InsufficientCredits(CreditdashError):
+    code = "insufficient_credits"
+
+
+class IdempotencyConflict(Conflict):
+    """The idempotency key was already used for a different operation."""
+
+    code = "idempotency_conflict"
+
+
+class AlreadyResolved(Conflict):
+    """A hold was already posted, voided or expired."""
+
+    code = "already_resolved"
+
+
+class AuthenticationFailed(CreditdashError):
+    code = "authentication_failed"

@@ -1,0 +1,27 @@
+"""Every table, imported in one place so metadata (and alembic) sees them all."""
+
+from sqlmodel import SQLModel
+
+from creditdash.accounts.models import (
+    ApiKey,
+    AuditEntry,
+    Customer,
+    Membership,
+    User,
+    WebSession,
+)
+from creditdash.billing.models import LedgerAccount, Transfer
+
+metadata = SQLModel.metadata
+
+__all__ = [
+    "ApiKey",
+    "AuditEntry",
+    "Customer",
+    "LedgerAccount",
+    "Membership",
+    "Transfer",
+    "User",
+    "WebSession",
+    "metadata",
+]

@@ -1,0 +1,96 @@
+"""Runtime settings, read once from the environment (prefix CREDITDASH_).
+
+Stripe's two variables keep their conventional names without the prefix.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_PLACEHOLDER_SECRETS = {"changeme", "change-me", "secret", "development", "dev"}
+MIN_SECRET_KEY_CHARS = 32
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CREDITDASH_", extra="ignore")
+
+    environment: str = "development"
+    database_url: str = "sqlite:///creditdash.db"
+    data_dir: Path = Path("data")
+    secret_key: str = ""
+    port: int = 3000
+    public_url: str = ""
+    max_body_bytes: int = 10 * 1024 * 1024
+    allow_private_upstreams: bool = False
+    sandbox_webhook_secret: str = ""
+    session_ttl_s: int = 7 * 24 * 3600
+    hold_ttl_s: int = 15 * 60
+    hold_expiry_interval_s: int = 30
+    stripe_secret_key: str = Field(
+        default="", validation_alias=AliasChoices("STRIPE_SECRET_KEY", "CREDITDASH_STRIPE_SECRET_KEY")
+    )
+    stripe_webhook_secret: str = Field(
+        default="",
+        validation_alias=AliasChoices("STRIPE_WEBHOOK_SECRET", "CREDITDASH_STRIPE_WEBHOOK_SECRET"),
+    )
+
+    @field_validator("secret_key")
+    @classmethod
+    def _secret_key_is_real(cls, value: str) -> str:
+        if value and (len(value) < MIN_SECRET_KEY_CHARS or value.lower() in _PLACEHOLDER_SECRETS):
+            raise ValueError(
+                f"CREDITDASH_SECRET_KEY must be at least {MIN_SECRET_KEY_CHARS} characters "
+                "and not a placeholder"
+            )
+        return value
+
+    @property
+    def is_development(self) -> bool:
+        return self.environment == "development"
+
+    def resolved_secret_key(self) -> str:
+        """The configured secret, or in development one generated once into the data folder."""
+        if self.secret_key:
+            return self.secret_key
+        if not self.is_development:
+            raise RuntimeError("CREDITDASH_SECRET_KEY is required outside development")
+        return _file_secret(self.data_dir / "secret_key")
+
+    def resolved_sandbox_webhook_secret(self) -> str:
+        if self.sandbox_webhook_secret:
+            return self.sandbox_webhook_secret
+        return "whsec_" + _file_secret(self.data_dir / "sandbox_webhook_secret")
+
+
+def _file_secret(path: Path) -> str:
+    """Read a generated secret, creating it (mode 0600) on first use."""
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(48)
+    # O_EXCL: when two processes race, the loser reads the winner's value.
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as handle:
+        handle.write(value)
+    return value
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
+
+
+def reset_settings() -> None:
+    """Forget the cached settings (tests change the environment)."""
+    get_settings.cache_clear()
