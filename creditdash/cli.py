@@ -186,9 +186,7 @@ def keys_create(customer_id: str, name: str, as_json: bool) -> None:
 @click.argument("key_id")
 def keys_revoke(customer_id: str, key_id: str) -> None:
     """Revoke a key."""
-    _in_transaction(
-        lambda s: api_keys.revoke_api_key(s, customer_id=customer_id, key_id=key_id)
-    )
+    _in_transaction(lambda s: api_keys.revoke_api_key(s, customer_id=customer_id, key_id=key_id))
     click.echo(f"revoked {key_id}")
 
 

@@ -12,10 +12,10 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import event, text
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import CursorResult, Engine, Result, make_url
 from sqlmodel import Session, create_engine
 
 from creditdash.settings import get_settings
@@ -102,6 +102,11 @@ def session_scope(*, readonly: bool = False, engine: Engine | None = None) -> It
         except BaseException:
             session.rollback()
             raise
+
+
+def rowcount(result: Result[Any]) -> int:
+    """Rows matched by an UPDATE or DELETE: how every conditional write is checked."""
+    return int(cast(CursorResult[Any], result).rowcount)
 
 
 def ping(engine: Engine | None = None) -> bool:

@@ -7,6 +7,7 @@ on any server that others can reach: `creditdash users set-password EMAIL`.
 from __future__ import annotations
 
 from sqlalchemy import func, select
+from sqlmodel import col
 
 from creditdash import db
 from creditdash.accounts import api_keys, customers, users
@@ -14,9 +15,9 @@ from creditdash.accounts.audit import CLI
 from creditdash.accounts.models import Customer, User
 
 DEMO_ADMIN_EMAIL = "admin@example.com"
-DEMO_ADMIN_PASSWORD = "creditdash-admin"
+DEMO_ADMIN_PASSWORD = "creditdash-admin"  # noqa: S105 (documented demo login)
 DEMO_CUSTOMER_EMAIL = "demo@example.com"
-DEMO_CUSTOMER_PASSWORD = "creditdash-demo"
+DEMO_CUSTOMER_PASSWORD = "creditdash-demo"  # noqa: S105 (documented demo login)
 DEMO_CUSTOMER_NAME = "Demo Workspace"
 DEMO_OPENING_CREDITS_MICROS = 25_000_000
 
@@ -24,7 +25,7 @@ DEMO_OPENING_CREDITS_MICROS = 25_000_000
 def seed_demo(*, only_if_empty: bool = False) -> list[str]:
     """Create what is missing of the demo data; return the lines to print."""
     with db.session_scope() as session:
-        if only_if_empty and session.execute(select(func.count(User.id))).scalar_one() > 0:
+        if only_if_empty and session.execute(select(func.count(col(User.id)))).scalar_one() > 0:
             return ["database already has users; demo data not seeded"]
         report: list[str] = []
         if users.get_user_by_email(session, DEMO_ADMIN_EMAIL) is None:
@@ -37,7 +38,7 @@ def seed_demo(*, only_if_empty: bool = False) -> list[str]:
             )
         report.append(f"admin:    {DEMO_ADMIN_EMAIL} / {DEMO_ADMIN_PASSWORD}")
         existing = session.execute(
-            select(Customer).where(Customer.email == DEMO_CUSTOMER_EMAIL)
+            select(Customer).where(col(Customer.email) == DEMO_CUSTOMER_EMAIL)
         ).scalar_one_or_none()
         if existing is None:
             customer = customers.create_customer(

@@ -33,7 +33,8 @@ class Settings(BaseSettings):
     hold_ttl_s: int = 15 * 60
     hold_expiry_interval_s: int = 30
     stripe_secret_key: str = Field(
-        default="", validation_alias=AliasChoices("STRIPE_SECRET_KEY", "CREDITDASH_STRIPE_SECRET_KEY")
+        default="",
+        validation_alias=AliasChoices("STRIPE_SECRET_KEY", "CREDITDASH_STRIPE_SECRET_KEY"),
     )
     stripe_webhook_secret: str = Field(
         default="",

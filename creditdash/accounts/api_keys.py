@@ -10,9 +10,10 @@ import hashlib
 import secrets
 
 from sqlalchemy import select, update
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from creditdash.accounts.models import ApiKey, Customer
+from creditdash.db import rowcount
 from creditdash.errors import NotFound, ValidationFailed
 from creditdash.ids import new_id
 from creditdash.timeutil import utcnow
@@ -53,14 +54,16 @@ def revoke_api_key(session: Session, *, customer_id: str, key_id: str) -> None:
     """Revoke one of this customer's keys; another customer's key is simply not found."""
     result = session.execute(
         update(ApiKey)
-        .where(ApiKey.id == key_id, ApiKey.customer_id == customer_id)
+        .where(col(ApiKey.id) == key_id, col(ApiKey.customer_id) == customer_id)
         .values(revoked_at=utcnow())
-        .where(ApiKey.revoked_at.is_(None))  # type: ignore[union-attr]
+        .where(col(ApiKey.revoked_at).is_(None))
     )
-    if result.rowcount == 1:  # type: ignore[attr-defined]
+    if rowcount(result) == 1:
         return
     exists = session.execute(
-        select(ApiKey.id).where(ApiKey.id == key_id, ApiKey.customer_id == customer_id)
+        select(col(ApiKey.id)).where(
+            col(ApiKey.id) == key_id, col(ApiKey.customer_id) == customer_id
+        )
     ).first()
     if exists is None:
         raise NotFound("API key not found")
@@ -72,11 +75,11 @@ def find_active_key(session: Session, raw_key: str) -> ApiKey | None:
         return None
     return session.execute(
         select(ApiKey)
-        .join(Customer, Customer.id == ApiKey.customer_id)
+        .join(Customer, col(Customer.id) == col(ApiKey.customer_id))
         .where(
-            ApiKey.key_hash == hash_key(raw_key),
-            ApiKey.revoked_at.is_(None),  # type: ignore[union-attr]
-            Customer.status == "active",
+            col(ApiKey.key_hash) == hash_key(raw_key),
+            col(ApiKey.revoked_at).is_(None),
+            col(Customer.status) == "active",
         )
     ).scalar_one_or_none()
 
@@ -84,6 +87,8 @@ def find_active_key(session: Session, raw_key: str) -> ApiKey | None:
 def list_api_keys(session: Session, *, customer_id: str) -> list[ApiKey]:
     return list(
         session.execute(
-            select(ApiKey).where(ApiKey.customer_id == customer_id).order_by(ApiKey.created_at)
+            select(ApiKey)
+            .where(col(ApiKey.customer_id) == customer_id)
+            .order_by(col(ApiKey.created_at))
         ).scalars()
     )

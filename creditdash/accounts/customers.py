@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from creditdash.accounts.audit import Actor, record
 from creditdash.accounts.models import Customer, Membership, User
@@ -51,7 +51,7 @@ def create_customer(
     normalized = normalize_email(email)
     if opening_credits_micros < 0:
         raise ValidationFailed("opening credits cannot be negative")
-    if session.execute(select(Customer.id).where(Customer.email == normalized)).first():
+    if session.execute(select(col(Customer.id)).where(col(Customer.email) == normalized)).first():
         raise Conflict(f"a customer with email {normalized} already exists")
     owner = get_user_by_email(session, normalized) or create_user(
         session, email=normalized, password=owner_password, display_name=name
@@ -65,7 +65,9 @@ def create_customer(
         raise Conflict(f"a customer with email {normalized} already exists") from None
     assert owner.id is not None
     session.add(Membership(customer_id=customer.id, user_id=owner.id, role="owner"))
-    ledger.open_account(session, code=ledger.customer_account_code(customer.id), customer_id=customer.id)
+    ledger.open_account(
+        session, code=ledger.customer_account_code(customer.id), customer_id=customer.id
+    )
     record(
         session,
         actor=actor,
@@ -107,30 +109,28 @@ def customer_balance(session: Session, customer_id: str) -> CustomerBalance:
 def customers_of_user(session: Session, user_id: int) -> list[tuple[Customer, str]]:
     """The workspaces a user belongs to, with the user's role in each."""
     rows = session.execute(
-        select(Customer, Membership.role)
-        .join(Membership, Membership.customer_id == Customer.id)
-        .where(Membership.user_id == user_id)
-        .order_by(Customer.name)
+        select(Customer, col(Membership.role))
+        .join(Membership, col(Membership.customer_id) == col(Customer.id))
+        .where(col(Membership.user_id) == user_id)
+        .order_by(col(Customer.name))
     ).all()
     return [(row[0], row[1]) for row in rows]
 
 
 def list_customers(session: Session, *, search: str = "", limit: int = 100) -> list[Customer]:
     limit = max(1, min(limit, 500))
-    query = select(Customer).order_by(Customer.created_at.desc()).limit(limit)  # type: ignore[attr-defined]
+    query = select(Customer).order_by(col(Customer.created_at).desc()).limit(limit)
     if search:
         pattern = f"%{search.strip().lower()}%"
-        query = query.where(
-            Customer.email.like(pattern) | Customer.name.ilike(pattern)  # type: ignore[attr-defined]
-        )
+        query = query.where(col(Customer.email).like(pattern) | col(Customer.name).ilike(pattern))
     return list(session.execute(query).scalars())
 
 
 def is_member(session: Session, *, user: User, customer_id: str) -> bool:
     return (
         session.execute(
-            select(Membership.id).where(
-                Membership.user_id == user.id, Membership.customer_id == customer_id
+            select(col(Membership.id)).where(
+                col(Membership.user_id) == user.id, col(Membership.customer_id) == customer_id
             )
         ).first()
         is not None

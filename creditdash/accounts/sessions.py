@@ -7,10 +7,11 @@ import secrets
 from datetime import timedelta
 
 from sqlalchemy import select, update
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from creditdash.accounts.models import User, WebSession
 from creditdash.accounts.users import authenticate
+from creditdash.db import rowcount
 from creditdash.timeutil import utcnow
 
 MAX_TOKEN_CHARS = 200
@@ -40,12 +41,12 @@ def user_for_token(session: Session, token: str) -> User | None:
         return None
     row = session.execute(
         select(User)
-        .join(WebSession, WebSession.user_id == User.id)
+        .join(WebSession, col(WebSession.user_id) == col(User.id))
         .where(
-            WebSession.token_hash == _digest(token),
-            WebSession.revoked_at.is_(None),  # type: ignore[union-attr]
-            WebSession.expires_at > utcnow(),
-            User.is_active.is_(True),  # type: ignore[attr-defined]
+            col(WebSession.token_hash) == _digest(token),
+            col(WebSession.revoked_at).is_(None),
+            col(WebSession.expires_at) > utcnow(),
+            col(User.is_active).is_(True),
         )
     ).scalar_one_or_none()
     return row
@@ -57,16 +58,16 @@ def end_session(session: Session, token: str) -> bool:
         return False
     result = session.execute(
         update(WebSession)
-        .where(WebSession.token_hash == _digest(token), WebSession.revoked_at.is_(None))  # type: ignore[union-attr]
+        .where(col(WebSession.token_hash) == _digest(token), col(WebSession.revoked_at).is_(None))
         .values(revoked_at=utcnow())
     )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    return bool(rowcount(result))
 
 
 def end_all_sessions(session: Session, *, user_id: int) -> int:
     result = session.execute(
         update(WebSession)
-        .where(WebSession.user_id == user_id, WebSession.revoked_at.is_(None))  # type: ignore[union-attr]
+        .where(col(WebSession.user_id) == user_id, col(WebSession.revoked_at).is_(None))
         .values(revoked_at=utcnow())
     )
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    return int(rowcount(result))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from creditdash.accounts.models import User
 from creditdash.accounts.passwords import check_password_policy, hash_password, verify_password
@@ -31,7 +31,7 @@ def get_user_by_email(session: Session, email: str) -> User | None:
         normalized = normalize_email(email)
     except ValidationFailed:
         return None
-    return session.execute(select(User).where(User.email == normalized)).scalar_one_or_none()
+    return session.execute(select(User).where(col(User.email) == normalized)).scalar_one_or_none()
 
 
 def create_user(
@@ -66,7 +66,7 @@ def create_user(
 
 
 def _ensure_email_free(session: Session, email: str) -> None:
-    taken = session.execute(select(User.id).where(User.email == email)).first()
+    taken = session.execute(select(col(User.id)).where(col(User.email) == email)).first()
     if taken is not None:
         raise Conflict(f"a user with email {email} already exists")
 

@@ -19,10 +19,11 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from creditdash.billing.models import LedgerAccount, Transfer
 from creditdash.billing.money import MAX_MICROS
+from creditdash.db import rowcount
 from creditdash.errors import (
     AlreadyResolved,
     IdempotencyConflict,
@@ -41,6 +42,11 @@ ADJUSTMENTS = "platform:adjustments"
 PLATFORM_ACCOUNTS = (PAYMENTS_CLEARING, USAGE_REVENUE, PROMOTIONS, REFUNDS, ADJUSTMENTS)
 
 MAX_KEY_CHARS = 200
+
+# Core tables: the ledger's statements are written against columns, not ORM attributes.
+_accounts = LedgerAccount.__table__  # type: ignore[attr-defined]
+_transfers = Transfer.__table__  # type: ignore[attr-defined]
+
 DEFAULT_HOLD_TTL = timedelta(minutes=15)
 
 
@@ -97,7 +103,7 @@ def open_account(
 
 def _account_by_code(session: Session, code: str) -> LedgerAccount | None:
     return session.execute(
-        select(LedgerAccount).where(LedgerAccount.code == code)
+        select(LedgerAccount).where(col(LedgerAccount.code) == code)
     ).scalar_one_or_none()
 
 
@@ -106,7 +112,7 @@ def platform_account_id(session: Session, code: str) -> int:
     if code not in PLATFORM_ACCOUNTS:
         raise NotFound(f"unknown platform account {code!r}")
     account_id = session.execute(
-        select(LedgerAccount.id).where(LedgerAccount.code == code)
+        select(col(LedgerAccount.id)).where(col(LedgerAccount.code) == code)
     ).scalar_one_or_none()
     if account_id is not None:
         return int(account_id)
@@ -117,7 +123,7 @@ def platform_account_id(session: Session, code: str) -> int:
 
 def customer_account_id(session: Session, customer_id: str) -> int:
     account_id = session.execute(
-        select(LedgerAccount.id).where(LedgerAccount.customer_id == customer_id)
+        select(col(LedgerAccount.id)).where(col(LedgerAccount.customer_id) == customer_id)
     ).scalar_one_or_none()
     if account_id is None:
         raise NotFound(f"customer {customer_id} has no ledger account")
@@ -127,20 +133,22 @@ def customer_account_id(session: Session, customer_id: str) -> int:
 def get_balance(session: Session, account_id: int) -> Balance:
     row = session.execute(
         select(
-            LedgerAccount.credits_posted - LedgerAccount.debits_posted,
-            LedgerAccount.debits_pending,
-            LedgerAccount.credit_limit_micros,
-        ).where(LedgerAccount.id == account_id)
+            col(LedgerAccount.credits_posted) - col(LedgerAccount.debits_posted),
+            col(LedgerAccount.debits_pending),
+            col(LedgerAccount.credit_limit_micros),
+        ).where(col(LedgerAccount.id) == account_id)
     ).first()
     if row is None:
         raise NotFound(f"ledger account {account_id} does not exist")
-    return Balance(posted_micros=int(row[0]), held_micros=int(row[1]), credit_limit_micros=int(row[2]))
+    return Balance(
+        posted_micros=int(row[0]), held_micros=int(row[1]), credit_limit_micros=int(row[2])
+    )
 
 
 def set_credit_limit(session: Session, *, account_id: int, credit_limit_micros: int) -> None:
     """Lower or raise the limit; lowering below what is already spent is refused."""
     _check_micros(credit_limit_micros, "credit_limit_micros", allow_zero=True)
-    cols = LedgerAccount.__table__.c
+    cols = _accounts.c
     result = session.execute(
         update(LedgerAccount)
         .where(
@@ -149,7 +157,7 @@ def set_credit_limit(session: Session, *, account_id: int, credit_limit_micros: 
         )
         .values(credit_limit_micros=credit_limit_micros)
     )
-    if result.rowcount != 1:  # type: ignore[attr-defined]
+    if rowcount(result) != 1:
         _raise_for_missing_or_short(session, account_id)
 
 
@@ -225,8 +233,8 @@ def void(session: Session, *, hold_id: int) -> Transfer:
 def expire_stale_holds(session: Session, *, now: datetime | None = None, limit: int = 500) -> int:
     """Expire holds past their expires_at. Each is resolved once even with racing expirers."""
     now = now or utcnow()
-    resolution = Transfer.__table__.alias("resolution")
-    pending = Transfer.__table__
+    resolution = _transfers.alias("resolution")
+    pending = _transfers
     stale_ids = session.execute(
         select(pending.c.id)
         .outerjoin(resolution, resolution.c.pending_id == pending.c.id)
@@ -245,8 +253,8 @@ def expire_stale_holds(session: Session, *, now: datetime | None = None, limit: 
 
 
 def open_hold_count(session: Session) -> int:
-    resolution = Transfer.__table__.alias("resolution")
-    pending = Transfer.__table__
+    resolution = _transfers.alias("resolution")
+    pending = _transfers
     return int(
         session.execute(
             select(func.count())
@@ -279,7 +287,14 @@ def _validate(new: Transfer) -> None:
         raise ValidationFailed("a transfer needs a code saying why money moved")
 
 
-_SAME_FIELDS = ("kind", "debit_account_id", "credit_account_id", "amount_micros", "code", "pending_id")
+_SAME_FIELDS = (
+    "kind",
+    "debit_account_id",
+    "credit_account_id",
+    "amount_micros",
+    "code",
+    "pending_id",
+)
 
 
 def _same_intent(old: Transfer, new: Transfer) -> bool:
@@ -289,7 +304,9 @@ def _same_intent(old: Transfer, new: Transfer) -> bool:
 
 
 def _existing(session: Session, key: str) -> Transfer | None:
-    return session.execute(select(Transfer).where(Transfer.idempotency_key == key)).scalar_one_or_none()
+    return session.execute(
+        select(Transfer).where(col(Transfer.idempotency_key) == key)
+    ).scalar_one_or_none()
 
 
 def _replay(session: Session, new: Transfer) -> Transfer | None:
@@ -330,7 +347,7 @@ def _create(session: Session, new: Transfer) -> Transfer:
 
 
 def _apply_debit(session: Session, account_id: int, amount: int, *, pending: bool) -> None:
-    cols = LedgerAccount.__table__.c
+    cols = _accounts.c
     column = cols.debits_pending if pending else cols.debits_posted
     # The limit check and the write are one statement: concurrent holds serialize on the row
     # and each re-evaluates the WHERE clause against the committed balance.
@@ -346,23 +363,23 @@ def _apply_debit(session: Session, account_id: int, amount: int, *, pending: boo
         )
         .values({column: column + amount})
     )
-    if result.rowcount != 1:  # type: ignore[attr-defined]
+    if rowcount(result) != 1:
         _raise_for_missing_or_short(session, account_id)
 
 
 def _apply_credit(session: Session, account_id: int, amount: int, *, pending: bool) -> None:
-    cols = LedgerAccount.__table__.c
+    cols = _accounts.c
     column = cols.credits_pending if pending else cols.credits_posted
     result = session.execute(
         update(LedgerAccount).where(cols.id == account_id).values({column: column + amount})
     )
-    if result.rowcount != 1:  # type: ignore[attr-defined]
+    if rowcount(result) != 1:
         raise NotFound(f"ledger account {account_id} does not exist")
 
 
 def _raise_for_missing_or_short(session: Session, account_id: int) -> None:
     exists = session.execute(
-        select(LedgerAccount.id).where(LedgerAccount.id == account_id)
+        select(col(LedgerAccount.id)).where(col(LedgerAccount.id) == account_id)
     ).scalar_one_or_none()
     if exists is None:
         raise NotFound(f"ledger account {account_id} does not exist")
@@ -389,7 +406,7 @@ def _resolve(session: Session, *, hold_id: int, kind: str, amount_micros: int) -
         reference=held.reference,
     )
     existing = session.execute(
-        select(Transfer).where(Transfer.pending_id == hold_id)
+        select(Transfer).where(col(Transfer.pending_id) == hold_id)
     ).scalar_one_or_none()
     if existing is not None:
         return _repeat_resolution(existing, new)
@@ -401,7 +418,7 @@ def _resolve(session: Session, *, hold_id: int, kind: str, amount_micros: int) -
             _release_and_post(session, held, amount_micros)
     except IntegrityError:
         existing = session.execute(
-            select(Transfer).where(Transfer.pending_id == hold_id)
+            select(Transfer).where(col(Transfer.pending_id) == hold_id)
         ).scalar_one_or_none()
         if existing is None:
             raise
@@ -416,7 +433,7 @@ def _repeat_resolution(existing: Transfer, new: Transfer) -> Transfer:
 
 
 def _release_and_post(session: Session, held: Transfer, posted: int) -> None:
-    cols = LedgerAccount.__table__.c
+    cols = _accounts.c
     for account_id in sorted((held.debit_account_id, held.credit_account_id)):
         if account_id == held.debit_account_id:
             values = {
@@ -436,7 +453,7 @@ def _release_and_post(session: Session, held: Transfer, posted: int) -> None:
             .where(and_(cols.id == account_id, pending_col >= held.amount_micros))
             .values(values)
         )
-        if result.rowcount != 1:  # type: ignore[attr-defined]
+        if rowcount(result) != 1:
             raise RuntimeError(f"ledger account {account_id} holds less than hold {held.id}")
 
 
@@ -454,18 +471,19 @@ def verify(session: Session) -> list[str]:
 
 
 def _verify_limits(session: Session) -> list[str]:
-    cols = LedgerAccount.__table__.c
+    cols = _accounts.c
     rows = session.execute(
         select(cols.code).where(
             cols.enforce_limit.is_(True),
-            cols.credits_posted - cols.debits_posted - cols.debits_pending < -cols.credit_limit_micros,
+            cols.credits_posted - cols.debits_posted - cols.debits_pending
+            < -cols.credit_limit_micros,
         )
     ).scalars()
     return [f"{code}: available is below its credit limit" for code in rows]
 
 
 def _verify_totals(session: Session) -> list[str]:
-    cols = LedgerAccount.__table__.c
+    cols = _accounts.c
     row = session.execute(
         select(
             func.coalesce(func.sum(cols.debits_posted), 0),
@@ -483,7 +501,7 @@ def _verify_totals(session: Session) -> list[str]:
 
 
 def _verify_cached_balances(session: Session) -> list[str]:
-    t = Transfer.__table__
+    t = _transfers
     resolution = t.alias("resolution")
     posted = t.c.kind.in_(("single", "post"))
     open_hold = and_(t.c.kind == "pending", resolution.c.id.is_(None))
@@ -521,7 +539,7 @@ def _verify_cached_balances(session: Session) -> list[str]:
 
 
 def _verify_resolutions(session: Session) -> list[str]:
-    t = Transfer.__table__
+    t = _transfers
     held = t.alias("held")
     rows = session.execute(
         select(t.c.id, t.c.kind, t.c.amount_micros, held.c.kind, held.c.amount_micros)
@@ -537,9 +555,7 @@ def _verify_resolutions(session: Session) -> list[str]:
             )
         )
     )
-    problems = [
-        f"transfer {row[0]} ({row[1]}) does not match the hold it resolves" for row in rows
-    ]
+    problems = [f"transfer {row[0]} ({row[1]}) does not match the hold it resolves" for row in rows]
     twice = session.execute(
         select(t.c.pending_id)
         .where(t.c.pending_id.is_not(None))

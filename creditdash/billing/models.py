@@ -18,7 +18,7 @@ TRANSFER_KINDS = ("single", "pending", "post", "void", "expire")
 RESOLUTION_KINDS = ("post", "void", "expire")
 
 
-def _micros(default: int = 0) -> Column:  # type: ignore[type-arg]
+def _micros(default: int = 0) -> Column:  # type: ignore[type-arg,unused-ignore]
     return Column(BigInteger, nullable=False, default=default, server_default=str(default))
 
 

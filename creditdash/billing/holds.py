@@ -1,0 +1,30 @@
+"""Expiring holds that their request never resolved (a crashed worker, a lost connection)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from creditdash import db
+from creditdash.billing import ledger
+from creditdash.settings import get_settings
+
+log = logging.getLogger(__name__)
+
+
+def expire_once() -> int:
+    with db.session_scope() as session:
+        return ledger.expire_stale_holds(session)
+
+
+async def expire_holds_forever(interval_s: float | None = None) -> None:
+    """Run expiry every interval; one failed pass is logged and the loop goes on."""
+    interval = interval_s or get_settings().hold_expiry_interval_s
+    while True:
+        try:
+            expired = await asyncio.to_thread(expire_once)
+            if expired:
+                log.warning("expired %d stale holds", expired)
+        except Exception:
+            log.exception("hold expiry pass failed")
+        await asyncio.sleep(interval)

@@ -1,0 +1,37 @@
+"""The Reflex app: dashboard pages, with the gateway mounted on the same backend (one port)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import reflex as rx
+from fastapi import FastAPI
+
+from creditdash.billing.holds import expire_holds_forever
+from creditdash.pages.admin import admin_page
+from creditdash.pages.home import home_page
+from creditdash.pages.signin import signin_page
+from creditdash.proxy.app import create_app as create_gateway
+from creditdash.state.admin import AdminState
+from creditdash.state.home import HomeState
+from creditdash.state.signin import SignInState
+
+
+def mount_gateway(reflex_asgi: Any) -> FastAPI:
+    """A fresh gateway app per call, with the Reflex app mounted under it.
+
+    A callable (not a FastAPI instance) because Reflex may build the ASGI app more than once,
+    and a started app cannot take middleware again.
+    """
+    gateway = create_gateway(standalone=False)
+    gateway.mount("", reflex_asgi)
+    return gateway
+
+
+app = rx.App(api_transformer=mount_gateway)
+app.register_lifespan_task(expire_holds_forever)
+app.add_page(
+    signin_page, route="/", title="Sign in · creditdash", on_load=SignInState.redirect_if_signed_in
+)
+app.add_page(home_page, route="/home", title="Home · creditdash", on_load=HomeState.load)
+app.add_page(admin_page, route="/admin", title="Admin · creditdash", on_load=AdminState.load)

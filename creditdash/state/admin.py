@@ -1,0 +1,70 @@
+"""The operator's home. The admin role is checked on the server in every handler."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TypedDict
+
+import reflex as rx
+from reflex.event import EventSpec
+
+from creditdash import db
+from creditdash.accounts import customers
+from creditdash.billing import ledger
+from creditdash.state.session import SessionState
+
+
+class CustomerRow(TypedDict):
+    id: str
+    name: str
+    email: str
+    status: str
+    balance: str
+    held: str
+    available: str
+
+
+def _overview(search: str) -> tuple[list[CustomerRow], list[str]]:
+    with db.session_scope(readonly=True) as session:
+        rows: list[CustomerRow] = []
+        for customer in customers.list_customers(session, search=search, limit=100):
+            balance = customers.customer_balance(session, customer.id).as_json()
+            rows.append(
+                CustomerRow(
+                    id=customer.id,
+                    name=customer.name,
+                    email=customer.email,
+                    status=customer.status,
+                    balance=balance["balance"],
+                    held=balance["held"],
+                    available=balance["available"],
+                )
+            )
+        return rows, ledger.verify(session)
+
+
+class AdminState(SessionState):
+    customers: list[CustomerRow] = []
+    ledger_problems: list[str] = []
+    ledger_checked: bool = False
+    search: str = ""
+
+    @rx.event
+    async def load(self) -> EventSpec | None:
+        return await self._reload()
+
+    async def _reload(self) -> EventSpec | None:
+        who = await self._signed_in()
+        if who is None:
+            return rx.redirect("/")
+        if not who.is_platform_admin:
+            self.customers, self.ledger_problems = [], []
+            return rx.redirect("/home")
+        self.customers, self.ledger_problems = await asyncio.to_thread(_overview, self.search)
+        self.ledger_checked = True
+        return None
+
+    @rx.event
+    async def set_search(self, value: str) -> EventSpec | None:
+        self.search = value[:100]
+        return await self._reload()

@@ -1,0 +1,70 @@
+"""Who is signed in. Every handler that shows or changes data asks this state, on the server.
+
+The browser holds only a random session token (a cookie); the user is looked up from its hash
+on each request, so sign-out and expiry take effect at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import reflex as rx
+from reflex.event import EventSpec
+
+from creditdash import db
+from creditdash.accounts import sessions
+from creditdash.settings import get_settings
+
+SESSION_COOKIE = "creditdash_session"
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    user_id: int
+    email: str
+    display_name: str
+    is_platform_admin: bool
+
+
+def _lookup(token: str) -> SignedIn | None:
+    with db.session_scope(readonly=True) as session:
+        user = sessions.user_for_token(session, token)
+        if user is None or user.id is None:
+            return None
+        return SignedIn(user.id, user.email, user.display_name, user.is_platform_admin)
+
+
+def _end(token: str) -> None:
+    with db.session_scope() as session:
+        sessions.end_session(session, token)
+
+
+class SessionState(rx.State):
+    session_token: str = rx.Cookie(
+        "",
+        name=SESSION_COOKIE,
+        same_site="strict",
+        max_age=get_settings().session_ttl_s,
+    )
+    user_email: str = ""
+    user_name: str = ""
+    is_admin: bool = False
+
+    async def _signed_in(self) -> SignedIn | None:
+        """The current user, checked against the database (never trusted from the browser)."""
+        who = await asyncio.to_thread(_lookup, self.session_token)
+        if who is None:
+            self.user_email, self.user_name, self.is_admin = "", "", False
+        else:
+            self.user_email, self.user_name = who.email, who.display_name or who.email
+            self.is_admin = who.is_platform_admin
+        return who
+
+    @rx.event
+    async def sign_out(self) -> EventSpec:
+        if self.session_token:
+            await asyncio.to_thread(_end, self.session_token)
+        self.session_token = ""
+        self.user_email, self.user_name, self.is_admin = "", "", False
+        return rx.redirect("/")
