@@ -1,0 +1,38 @@
+"""Factories for test data, through the same services the app uses."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+from sqlalchemy.engine import Engine
+
+from creditdash import db
+from creditdash.accounts.audit import CLI
+from creditdash.accounts.customers import create_customer
+from creditdash.billing import ledger
+
+_sequence = itertools.count(1)
+
+
+@dataclass(frozen=True)
+class Funded:
+    customer_id: str
+    account_id: int
+    revenue_id: int
+
+
+def funded_customer(engine: Engine, *, credits_micros: int, name: str = "Acme") -> Funded:
+    """A customer with an opening grant, and the usage-revenue account to hold against."""
+    number = next(_sequence)
+    with db.session_scope(engine=engine) as session:
+        customer = create_customer(
+            session,
+            name=f"{name} {number}",
+            email=f"ops{number}@acme{number}.example.com",
+            actor=CLI,
+            opening_credits_micros=credits_micros,
+        )
+        account_id = ledger.customer_account_id(session, customer.id)
+        revenue_id = ledger.platform_account_id(session, ledger.USAGE_REVENUE)
+        return Funded(customer.id, account_id, revenue_id)
