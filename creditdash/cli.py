@@ -239,7 +239,8 @@ def ledger_group() -> None:
 @ledger_group.command("verify")
 def ledger_verify() -> None:
     """Check every ledger invariant; exit 0 only if all hold."""
-    problems = _in_transaction(ledger.verify, readonly=True)
+    with _refusals(), db.session_scope(readonly=True, snapshot=True) as session:
+        problems = ledger.verify(session)
     if problems:
         for problem in problems:
             click.echo(f"violated: {problem}", err=True)
@@ -250,7 +251,10 @@ def ledger_verify() -> None:
 @ledger_group.command("expire-holds")
 def ledger_expire_holds() -> None:
     """Expire holds past their deadline now (the app also does this periodically)."""
-    count = _in_transaction(lambda s: ledger.expire_stale_holds(s))
+    from creditdash.billing.holds import expire_once
+
+    with _refusals():
+        count = expire_once()
     click.echo(f"expired {count} holds")
 
 

@@ -88,14 +88,20 @@ def set_engine(engine: Engine | None) -> None:
 
 
 @contextmanager
-def session_scope(*, readonly: bool = False, engine: Engine | None = None) -> Iterator[Session]:
+def session_scope(
+    *, readonly: bool = False, snapshot: bool = False, engine: Engine | None = None
+) -> Iterator[Session]:
     """One transaction: commit on success, roll back on any exception.
 
     readonly=True starts a deferred transaction on SQLite, so readers never queue behind writers.
+    snapshot=True makes every read see one consistent state: REPEATABLE READ on PostgreSQL
+    (SQLite's WAL readers already read one snapshot per transaction).
     """
     bind = engine or get_engine()
     if readonly:
         bind = bind.execution_options(readonly=True)
+    if snapshot and bind.dialect.name == "postgresql":
+        bind = bind.execution_options(isolation_level="REPEATABLE READ")
     with Session(bind, expire_on_commit=False) as session:
         try:
             yield session
@@ -112,7 +118,8 @@ def rowcount(result: Result[Any]) -> int:
 
 def ping(engine: Engine | None = None) -> bool:
     try:
-        with (engine or get_engine()).connect() as connection:
+        bind = (engine or get_engine()).execution_options(readonly=True)
+        with bind.connect() as connection:
             connection.execute(text("SELECT 1"))
         return True
     except Exception:

@@ -36,7 +36,9 @@ def seed_demo(*, only_if_empty: bool = False) -> list[str]:
                 display_name="Demo Admin",
                 is_platform_admin=True,
             )
-        report.append(f"admin:    {DEMO_ADMIN_EMAIL} / {DEMO_ADMIN_PASSWORD}")
+            report.append(f"admin:    {DEMO_ADMIN_EMAIL} / {DEMO_ADMIN_PASSWORD}")
+        else:
+            report.append(f"admin:    {DEMO_ADMIN_EMAIL} (exists; password unchanged)")
         existing = session.execute(
             select(Customer).where(col(Customer.email) == DEMO_CUSTOMER_EMAIL)
         ).scalar_one_or_none()
@@ -50,10 +52,13 @@ def seed_demo(*, only_if_empty: bool = False) -> list[str]:
                 opening_credits_micros=DEMO_OPENING_CREDITS_MICROS,
             )
             _key, raw = api_keys.create_api_key(session, customer_id=customer.id, name="demo")
-            key_line = f"api key:  {raw}  (shown once)"
+            report.append(
+                f"customer: {DEMO_CUSTOMER_EMAIL} / {DEMO_CUSTOMER_PASSWORD} ({customer.id})"
+            )
+            report.append(f"api key:  {raw}  (shown once)")
         else:
-            customer = existing
-            key_line = f"api key:  kept; another: creditdash keys create --customer {customer.id}"
-        report.append(f"customer: {DEMO_CUSTOMER_EMAIL} / {DEMO_CUSTOMER_PASSWORD} ({customer.id})")
-        report.append(key_line)
+            report.append(f"customer: {DEMO_CUSTOMER_EMAIL} (exists; {existing.id})")
+            report.append(
+                f"api key:  kept; another: creditdash keys create --customer {existing.id}"
+            )
         return report

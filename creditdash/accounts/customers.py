@@ -13,7 +13,7 @@ from creditdash.accounts.models import Customer, Membership, User
 from creditdash.accounts.users import create_user, get_user_by_email, normalize_email
 from creditdash.billing import ledger
 from creditdash.billing.adjustments import grant_credits
-from creditdash.billing.money import format_credits
+from creditdash.billing.money import MAX_MICROS, format_credits
 from creditdash.errors import Conflict, NotFound, ValidationFailed
 from creditdash.ids import new_id
 
@@ -49,18 +49,43 @@ def create_customer(
     if not name or len(name) > 200:
         raise ValidationFailed("customer name must be 1-200 characters")
     normalized = normalize_email(email)
+    if isinstance(opening_credits_micros, bool) or not isinstance(opening_credits_micros, int):
+        raise ValidationFailed("opening credits must be an integer number of micros")
     if opening_credits_micros < 0:
         raise ValidationFailed("opening credits cannot be negative")
+    if opening_credits_micros > MAX_MICROS:
+        raise ValidationFailed("opening credits are too large")
+    # All rows below or none: a refusal part-way leaves the caller's transaction untouched.
+    with session.begin_nested():
+        return _create_customer(
+            session,
+            name=name,
+            email=normalized,
+            actor=actor,
+            owner_password=owner_password,
+            opening_credits_micros=opening_credits_micros,
+        )
+
+
+def _create_customer(
+    session: Session,
+    *,
+    name: str,
+    email: str,
+    actor: Actor,
+    owner_password: str | None,
+    opening_credits_micros: int,
+) -> Customer:
+    normalized = email
     if session.execute(select(col(Customer.id)).where(col(Customer.email) == normalized)).first():
         raise Conflict(f"a customer with email {normalized} already exists")
     owner = get_user_by_email(session, normalized) or create_user(
         session, email=normalized, password=owner_password, display_name=name
     )
     customer = Customer(id=new_id("cus"), name=name, email=normalized)
+    session.add(customer)
     try:
-        with session.begin_nested():
-            session.add(customer)
-            session.flush()
+        session.flush()
     except IntegrityError:
         raise Conflict(f"a customer with email {normalized} already exists") from None
     assert owner.id is not None

@@ -9,6 +9,7 @@ from datetime import timedelta
 from sqlalchemy import select, update
 from sqlmodel import Session, col
 
+from creditdash import db
 from creditdash.accounts.models import User, WebSession
 from creditdash.accounts.users import authenticate
 from creditdash.db import rowcount
@@ -29,10 +30,14 @@ def start_session(session: Session, *, user_id: int, ttl: timedelta) -> str:
     return token
 
 
-def sign_in(session: Session, *, email: str, password: str, ttl: timedelta) -> tuple[User, str]:
-    user = authenticate(session, email=email, password=password)
+def sign_in(*, email: str, password: str, ttl: timedelta) -> tuple[User, str]:
+    """Check the password in a read-only transaction (it is slow on purpose), then open the
+    session in a short write transaction, so sign-ins never hold SQLite's write lock for long."""
+    with db.session_scope(readonly=True) as session:
+        user = authenticate(session, email=email, password=password)
     assert user.id is not None
-    return user, start_session(session, user_id=user.id, ttl=ttl)
+    with db.session_scope() as session:
+        return user, start_session(session, user_id=user.id, ttl=ttl)
 
 
 def user_for_token(session: Session, token: str) -> User | None:

@@ -30,8 +30,7 @@ def grant_credits(
     """Give a customer credits from the adjustments account, with an audit entry."""
     reason = _check_reason(reason)
     account_id = ledger.customer_account_id(session, customer_id)
-    before = ledger.get_balance(session, account_id)
-    moved = ledger.transfer(
+    moved, applied = ledger.apply_transfer(
         session,
         idempotency_key=idempotency_key,
         debit_account_id=ledger.platform_account_id(session, ledger.ADJUSTMENTS),
@@ -41,7 +40,8 @@ def grant_credits(
         memo=reason,
         actor_user_id=actor.user_id,
     )
-    _audit(session, actor, "credits.grant", customer_id, before, account_id, moved, reason)
+    if applied:
+        _audit(session, actor, "credits.grant", customer_id, account_id, moved, +amount_micros)
     return moved
 
 
@@ -57,8 +57,7 @@ def debit_credits(
     """Take credits back (a correction); refused if it would pass the customer's limit."""
     reason = _check_reason(reason)
     account_id = ledger.customer_account_id(session, customer_id)
-    before = ledger.get_balance(session, account_id)
-    moved = ledger.transfer(
+    moved, applied = ledger.apply_transfer(
         session,
         idempotency_key=idempotency_key,
         debit_account_id=account_id,
@@ -68,7 +67,8 @@ def debit_credits(
         memo=reason,
         actor_user_id=actor.user_id,
     )
-    _audit(session, actor, "credits.debit", customer_id, before, account_id, moved, reason)
+    if applied:
+        _audit(session, actor, "credits.debit", customer_id, account_id, moved, -amount_micros)
     return moved
 
 
@@ -77,21 +77,20 @@ def _audit(
     actor: Actor,
     action: str,
     customer_id: str,
-    before: ledger.Balance,
     account_id: int,
     moved: Transfer,
-    reason: str,
+    change_micros: int,
 ) -> None:
-    after = ledger.get_balance(session, account_id)
-    if after == before:
-        return  # an idempotent replay moved nothing and is not a new action
+    # Our UPDATE holds the account row until commit, so this read is the balance right after
+    # the transfer, and before = after - change exactly.
+    after = ledger.get_balance(session, account_id).posted_micros
     record(
         session,
         actor=actor,
         action=action,
         target_type="customer",
         target_id=customer_id,
-        before={"balance": format_credits(before.posted_micros)},
-        after={"balance": format_credits(after.posted_micros), "transfer_id": moved.id},
-        reason=reason,
+        before={"balance": format_credits(after - change_micros)},
+        after={"balance": format_credits(after), "transfer_id": moved.id},
+        reason=moved.memo,
     )

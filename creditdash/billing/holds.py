@@ -12,9 +12,18 @@ from creditdash.settings import get_settings
 log = logging.getLogger(__name__)
 
 
-def expire_once() -> int:
-    with db.session_scope() as session:
-        return ledger.expire_stale_holds(session)
+def expire_once(limit: int = 500) -> int:
+    """Expire stale holds, each in its own short transaction; one failure does not stop the rest."""
+    with db.session_scope(readonly=True) as session:
+        stale = ledger.stale_hold_ids(session, limit=limit)
+    expired = 0
+    for hold_id in stale:
+        try:
+            with db.session_scope() as session:
+                expired += ledger.expire(session, hold_id=hold_id)
+        except Exception:
+            log.exception("could not expire hold %s", hold_id)
+    return expired
 
 
 async def expire_holds_forever(interval_s: float | None = None) -> None:

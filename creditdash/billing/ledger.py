@@ -42,6 +42,9 @@ ADJUSTMENTS = "platform:adjustments"
 PLATFORM_ACCOUNTS = (PAYMENTS_CLEARING, USAGE_REVENUE, PROMOTIONS, REFUNDS, ADJUSTMENTS)
 
 MAX_KEY_CHARS = 200
+# Keys the ledger makes itself (hold resolutions); callers may not use this prefix, so no
+# caller's key can ever occupy a resolution's slot.
+RESERVED_KEY_PREFIX = "ledger:"
 
 # Core tables: the ledger's statements are written against columns, not ORM attributes.
 _accounts = LedgerAccount.__table__  # type: ignore[attr-defined]
@@ -177,6 +180,32 @@ def transfer(
     actor_user_id: int | None = None,
 ) -> Transfer:
     """Move amount_micros at once. The debit side may not pass its credit limit."""
+    return apply_transfer(
+        session,
+        idempotency_key=idempotency_key,
+        debit_account_id=debit_account_id,
+        credit_account_id=credit_account_id,
+        amount_micros=amount_micros,
+        code=code,
+        reference=reference,
+        memo=memo,
+        actor_user_id=actor_user_id,
+    )[0]
+
+
+def apply_transfer(
+    session: Session,
+    *,
+    idempotency_key: str,
+    debit_account_id: int,
+    credit_account_id: int,
+    amount_micros: int,
+    code: str,
+    reference: str | None = None,
+    memo: str = "",
+    actor_user_id: int | None = None,
+) -> tuple[Transfer, bool]:
+    """Like transfer(), also saying whether this call moved money (False for a replay)."""
     return _create(
         session,
         Transfer(
@@ -205,7 +234,7 @@ def hold(
     expires_at: datetime | None = None,
 ) -> Transfer:
     """Reserve amount_micros (a pending transfer). InsufficientCredits if it does not fit."""
-    return _create(
+    held, _created = _create(
         session,
         Transfer(
             idempotency_key=idempotency_key,
@@ -218,6 +247,7 @@ def hold(
             expires_at=expires_at or utcnow() + DEFAULT_HOLD_TTL,
         ),
     )
+    return held
 
 
 def post(session: Session, *, hold_id: int, amount_micros: int) -> Transfer:
@@ -230,26 +260,40 @@ def void(session: Session, *, hold_id: int) -> Transfer:
     return _resolve(session, hold_id=hold_id, kind="void", amount_micros=0)
 
 
-def expire_stale_holds(session: Session, *, now: datetime | None = None, limit: int = 500) -> int:
-    """Expire holds past their expires_at. Each is resolved once even with racing expirers."""
-    now = now or utcnow()
+def stale_hold_ids(session: Session, *, now: datetime | None = None, limit: int = 500) -> list[int]:
+    """Open holds past their expires_at, oldest first."""
     resolution = _transfers.alias("resolution")
     pending = _transfers
-    stale_ids = session.execute(
+    rows = session.execute(
         select(pending.c.id)
         .outerjoin(resolution, resolution.c.pending_id == pending.c.id)
-        .where(pending.c.kind == "pending", pending.c.expires_at < now, resolution.c.id.is_(None))
+        .where(
+            pending.c.kind == "pending",
+            pending.c.expires_at < (now or utcnow()),
+            resolution.c.id.is_(None),
+        )
         .order_by(pending.c.id)
         .limit(limit)
     ).scalars()
-    expired = 0
-    for hold_id in list(stale_ids):
-        try:
-            _resolve(session, hold_id=int(hold_id), kind="expire", amount_micros=0)
-            expired += 1
-        except AlreadyResolved:
-            continue
-    return expired
+    return [int(hold_id) for hold_id in rows]
+
+
+def expire(session: Session, *, hold_id: int) -> bool:
+    """Expire one hold; False if something else resolved it first."""
+    try:
+        _resolve(session, hold_id=hold_id, kind="expire", amount_micros=0)
+    except AlreadyResolved:
+        return False
+    return True
+
+
+def expire_stale_holds(session: Session, *, now: datetime | None = None, limit: int = 500) -> int:
+    """Expire stale holds in the caller's transaction (tests and small batches).
+
+    The app's periodic job uses billing.holds.expire_once instead: one short transaction per
+    hold, so it never holds many account rows locked at once.
+    """
+    return sum(expire(session, hold_id=h) for h in stale_hold_ids(session, now=now, limit=limit))
 
 
 def open_hold_count(session: Session) -> int:
@@ -280,6 +324,8 @@ def _validate(new: Transfer) -> None:
     key = new.idempotency_key
     if not isinstance(key, str) or not key.strip() or len(key) > MAX_KEY_CHARS:
         raise ValidationFailed(f"idempotency key must be 1-{MAX_KEY_CHARS} characters")
+    if key.startswith(RESERVED_KEY_PREFIX):
+        raise ValidationFailed(f"idempotency keys starting {RESERVED_KEY_PREFIX!r} are reserved")
     _check_micros(new.amount_micros, "amount_micros")
     if new.debit_account_id == new.credit_account_id:
         raise ValidationFailed("debit and credit accounts must differ")
@@ -294,13 +340,13 @@ _SAME_FIELDS = (
     "amount_micros",
     "code",
     "pending_id",
+    "reference",
+    "memo",
 )
 
 
 def _same_intent(old: Transfer, new: Transfer) -> bool:
-    return all(getattr(old, name) == getattr(new, name) for name in _SAME_FIELDS) and (
-        new.reference is None or old.reference == new.reference
-    )
+    return all(getattr(old, name) == getattr(new, name) for name in _SAME_FIELDS)
 
 
 def _existing(session: Session, key: str) -> Transfer | None:
@@ -320,11 +366,11 @@ def _replay(session: Session, new: Transfer) -> Transfer | None:
     return old
 
 
-def _create(session: Session, new: Transfer) -> Transfer:
+def _create(session: Session, new: Transfer) -> tuple[Transfer, bool]:
     _validate(new)
     replay = _replay(session, new)
     if replay is not None:
-        return replay
+        return replay, False
     amount = new.amount_micros
     pending = new.kind == "pending"
     try:
@@ -342,8 +388,8 @@ def _create(session: Session, new: Transfer) -> Transfer:
         replay = _replay(session, new)
         if replay is None:
             raise
-        return replay
-    return new
+        return replay, False
+    return new, True
 
 
 def _apply_debit(session: Session, account_id: int, amount: int, *, pending: bool) -> None:
@@ -396,7 +442,7 @@ def _resolve(session: Session, *, hold_id: int, kind: str, amount_micros: int) -
             f"cannot post {amount_micros} micros against a hold of {held.amount_micros}"
         )
     new = Transfer(
-        idempotency_key=f"resolve:{hold_id}",
+        idempotency_key=f"{RESERVED_KEY_PREFIX}resolve:{hold_id}",
         kind=kind,
         debit_account_id=held.debit_account_id,
         credit_account_id=held.credit_account_id,
@@ -564,3 +610,10 @@ def _verify_resolutions(session: Session) -> list[str]:
     ).scalars()
     problems += [f"hold {hold_id} was resolved more than once" for hold_id in twice]
     return problems
+
+
+def get_transfer(session: Session, transfer_id: int) -> Transfer:
+    found = session.get(Transfer, transfer_id)
+    if found is None:
+        raise NotFound(f"transfer {transfer_id} does not exist")
+    return found

@@ -24,7 +24,7 @@ class CustomerRow(TypedDict):
     available: str
 
 
-def _overview(search: str) -> tuple[list[CustomerRow], list[str]]:
+def _customers(search: str) -> list[CustomerRow]:
     with db.session_scope(readonly=True) as session:
         rows: list[CustomerRow] = []
         for customer in customers.list_customers(session, search=search, limit=100):
@@ -40,7 +40,12 @@ def _overview(search: str) -> tuple[list[CustomerRow], list[str]]:
                     available=balance["available"],
                 )
             )
-        return rows, ledger.verify(session)
+        return rows
+
+
+def _verify() -> list[str]:
+    with db.session_scope(readonly=True, snapshot=True) as session:
+        return ledger.verify(session)
 
 
 class AdminState(SessionState):
@@ -51,20 +56,27 @@ class AdminState(SessionState):
 
     @rx.event
     async def load(self) -> EventSpec | None:
-        return await self._reload()
-
-    async def _reload(self) -> EventSpec | None:
-        who = await self._signed_in()
-        if who is None:
-            return rx.redirect("/")
-        if not who.is_platform_admin:
-            self.customers, self.ledger_problems = [], []
-            return rx.redirect("/home")
-        self.customers, self.ledger_problems = await asyncio.to_thread(_overview, self.search)
+        refused = await self._refuse_non_admin()
+        if refused is not None:
+            return refused
+        self.customers = await asyncio.to_thread(_customers, self.search)
+        self.ledger_problems = await asyncio.to_thread(_verify)
         self.ledger_checked = True
         return None
 
     @rx.event
     async def set_search(self, value: str) -> EventSpec | None:
+        refused = await self._refuse_non_admin()
+        if refused is not None:
+            return refused
         self.search = value[:100]
-        return await self._reload()
+        self.customers = await asyncio.to_thread(_customers, self.search)
+        return None
+
+    async def _refuse_non_admin(self) -> EventSpec | None:
+        """Every admin handler starts here: the role is checked on the server, per event."""
+        who = await self._signed_in()
+        if who is not None and who.is_platform_admin:
+            return None
+        self.customers, self.ledger_problems, self.ledger_checked = [], [], False
+        return rx.redirect("/" if who is None else "/home")

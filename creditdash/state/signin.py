@@ -8,7 +8,6 @@ from datetime import timedelta
 import reflex as rx
 from reflex.event import EventSpec
 
-from creditdash import db
 from creditdash.accounts import sessions
 from creditdash.errors import AuthenticationFailed
 from creditdash.settings import get_settings
@@ -17,9 +16,8 @@ from creditdash.state.session import SessionState
 
 def _sign_in(email: str, password: str) -> tuple[str, bool]:
     ttl = timedelta(seconds=get_settings().session_ttl_s)
-    with db.session_scope() as session:
-        user, token = sessions.sign_in(session, email=email, password=password, ttl=ttl)
-        return token, user.is_platform_admin
+    user, token = sessions.sign_in(email=email, password=password, ttl=ttl)
+    return token, user.is_platform_admin
 
 
 class SignInState(SessionState):

@@ -61,6 +61,8 @@ def test_create_customer_with_opening_credit(sqlite_engine: Engine) -> None:
         ("x" * 201, "a@example.com", 0, ValidationFailed),
         ("Acme", "bad@", 0, ValidationFailed),
         ("Acme", "a@example.com", -1, ValidationFailed),
+        ("Acme", "a@example.com", 10**16, ValidationFailed),
+        ("Acme", "a@example.com", True, ValidationFailed),
     ],
 )
 def test_bad_customer_input_writes_nothing(

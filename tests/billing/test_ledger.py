@@ -18,7 +18,7 @@ from sqlmodel import col
 
 from creditdash import db
 from creditdash.billing import ledger
-from creditdash.billing.models import LedgerAccount, Transfer
+from creditdash.billing.models import Transfer
 from creditdash.errors import (
     AlreadyResolved,
     IdempotencyConflict,
@@ -463,10 +463,50 @@ def test_opposite_transfers_do_not_deadlock(engine: Engine, database_url: str) -
     assert_verified(engine)
 
 
-def test_accounts_table_sums(engine: Engine) -> None:
-    funded_customer(engine, credits_micros=3 * CREDIT)
-    with db.session_scope(engine=engine, readonly=True) as session:
-        debits, credits = session.execute(
-            select(func.sum(LedgerAccount.debits_posted), func.sum(LedgerAccount.credits_posted))
-        ).one()
-    assert debits == credits == 3 * CREDIT
+def test_reserved_keys_are_refused(engine: Engine) -> None:
+    """No caller key can take the slot of a hold's resolution."""
+    who = funded_customer(engine, credits_micros=CREDIT)
+    hold_id = place_hold(engine, who, 1000, "h")
+    with pytest.raises(ValidationFailed, match="reserved"), db.session_scope(engine=engine) as s:
+        ledger.transfer(
+            s,
+            idempotency_key=f"ledger:resolve:{hold_id}",
+            debit_account_id=who.account_id,
+            credit_account_id=who.revenue_id,
+            amount_micros=1,
+            code="x",
+        )
+    with db.session_scope(engine=engine) as session:
+        ledger.void(session, hold_id=hold_id)
+    assert_verified(engine)
+
+
+def test_same_key_with_another_memo_conflicts(engine: Engine) -> None:
+    who = funded_customer(engine, credits_micros=CREDIT)
+    common = {
+        "idempotency_key": "memo-key",
+        "debit_account_id": who.account_id,
+        "credit_account_id": who.revenue_id,
+        "amount_micros": 10,
+        "code": "x",
+    }
+    with db.session_scope(engine=engine) as session:
+        ledger.transfer(session, memo="first reason", **common)  # type: ignore[arg-type]
+    with pytest.raises(IdempotencyConflict), db.session_scope(engine=engine) as session:
+        ledger.transfer(session, memo="other reason", **common)  # type: ignore[arg-type]
+
+
+def test_periodic_expiry_resolves_each_stale_hold_in_its_own_transaction(engine: Engine) -> None:
+    from creditdash.billing.holds import expire_once
+
+    a = funded_customer(engine, credits_micros=CREDIT)
+    b = funded_customer(engine, credits_micros=CREDIT)
+    past = utcnow() - timedelta(seconds=1)
+    for who, key in ((b, "b-stale"), (a, "a-stale")):
+        place_hold(engine, who, 1000, key, expires_at=past)
+    place_hold(engine, a, 1000, "a-live")
+    assert expire_once() == 2
+    assert expire_once() == 0
+    assert balance(engine, a.account_id).held_micros == 1000
+    assert balance(engine, b.account_id).held_micros == 0
+    assert_verified(engine)
