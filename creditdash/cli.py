@@ -169,12 +169,34 @@ def keys_group() -> None:
 @keys_group.command("create")
 @click.option("--customer", "customer_id", required=True)
 @click.option("--name", default="default", show_default=True)
+@click.option("--rpm", type=int, default=None, help="Requests per minute")
+@click.option("--concurrency", type=int, default=None, help="Requests in flight at once")
+@click.option("--monthly-cap", default=None, help="Credits this key may spend per month")
+@click.option("--models", default=None, help="Comma-separated public model names allowed")
 @click.option("--json", "as_json", is_flag=True)
-def keys_create(customer_id: str, name: str, as_json: bool) -> None:
-    """Create a key; it is printed once and cannot be shown again."""
+def keys_create(
+    customer_id: str,
+    name: str,
+    rpm: int | None,
+    concurrency: int | None,
+    monthly_cap: str | None,
+    models: str | None,
+    as_json: bool,
+) -> None:
+    """Create a key (optionally limited); it is printed once and cannot be shown again."""
 
     def work(session: Session) -> tuple[str, str]:
-        key, raw = api_keys.create_api_key(session, customer_id=customer_id, name=name)
+        limits = api_keys.KeyLimits(
+            rpm=rpm,
+            concurrency=concurrency,
+            monthly_spend_cap_micros=(
+                parse_credits(monthly_cap, field="--monthly-cap") if monthly_cap else None
+            ),
+            allowed_models=tuple(models.split(",")) if models is not None else None,
+        )
+        key, raw = api_keys.create_api_key(
+            session, customer_id=customer_id, name=name, limits=limits
+        )
         return key.id, raw
 
     key_id, raw = _in_transaction(work)
@@ -188,6 +210,34 @@ def keys_revoke(customer_id: str, key_id: str) -> None:
     """Revoke a key."""
     _in_transaction(lambda s: api_keys.revoke_api_key(s, customer_id=customer_id, key_id=key_id))
     click.echo(f"revoked {key_id}")
+
+
+# ------------------------------------------------------------------------------------ catalog
+
+
+@main.group("catalog")
+def catalog_group() -> None:
+    """Providers, model prices and routes."""
+
+
+@catalog_group.command("import")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+def catalog_import(path: str) -> None:
+    """Upsert providers, prices and routes from YAML; all or nothing. Prints the margins."""
+    from pathlib import Path
+
+    from creditdash.proxy import catalog
+
+    with _refusals():
+        spec = catalog.parse_catalog(Path(path).read_text(encoding="utf-8"))
+    margins = _in_transaction(lambda s: catalog.import_catalog(s, spec))
+    click.echo(
+        f"imported {len(spec.providers)} providers and {len(spec.models)} models; "
+        f"margins for {catalog.REFERENCE_MIX.prompt_tokens} prompt + "
+        f"{catalog.REFERENCE_MIX.completion_tokens} completion tokens:"
+    )
+    for line in margins:
+        click.echo("  " + line.describe())
 
 
 # -------------------------------------------------------------------------------------- users

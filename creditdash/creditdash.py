@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import reflex as rx
@@ -16,6 +17,8 @@ from creditdash.state.admin import AdminState
 from creditdash.state.home import HomeState
 from creditdash.state.signin import SignInState
 
+_mounted: list[FastAPI] = []
+
 
 def mount_gateway(reflex_asgi: Any) -> FastAPI:
     """A fresh gateway app per call, with the Reflex app mounted under it.
@@ -25,11 +28,22 @@ def mount_gateway(reflex_asgi: Any) -> FastAPI:
     """
     gateway = create_gateway(standalone=False)
     gateway.mount("", reflex_asgi)
+    _mounted.append(gateway)
     return gateway
+
+
+async def close_gateway_clients() -> None:
+    """A mounted app gets no lifespan of its own: close its upstream client on shutdown."""
+    try:
+        await asyncio.Event().wait()
+    finally:
+        for mounted in _mounted:
+            await mounted.state.gateway.aclose()
 
 
 app = rx.App(api_transformer=mount_gateway)
 app.register_lifespan_task(expire_holds_forever)
+app.register_lifespan_task(close_gateway_clients)
 app.add_page(
     signin_page, route="/", title="Sign in · creditdash", on_load=SignInState.redirect_if_signed_in
 )

@@ -7,12 +7,14 @@ on any server that others can reach: `creditdash users set-password EMAIL`.
 from __future__ import annotations
 
 from sqlalchemy import func, select
-from sqlmodel import col
+from sqlmodel import Session, col
 
 from creditdash import db
 from creditdash.accounts import api_keys, customers, users
 from creditdash.accounts.audit import CLI
 from creditdash.accounts.models import Customer, User
+from creditdash.proxy.catalog import import_catalog, parse_catalog
+from creditdash.proxy.models import Provider
 
 DEMO_ADMIN_EMAIL = "admin@example.com"
 DEMO_ADMIN_PASSWORD = "creditdash-admin"  # noqa: S105 (documented demo login)
@@ -61,4 +63,44 @@ def seed_demo(*, only_if_empty: bool = False) -> list[str]:
             report.append(
                 f"api key:  kept; another: creditdash keys create --customer {existing.id}"
             )
+        report += _seed_sandbox_catalog(session)
         return report
+
+
+# The demo's models run on the built-in sandbox upstream, priced like a small hosted model.
+DEMO_CATALOG = """
+providers:
+  - name: sandbox
+    kind: sandbox
+    base_url: http://creditdash-sandbox/v1
+models:
+  - name: gpt-4o-mini
+    price: {input_per_mtok: "0.60", output_per_mtok: "2.40", cached_input_per_mtok: "0.30"}
+    max_output_tokens: 1024
+    routes:
+      - provider: sandbox
+        upstream_model: sandbox-chat
+        cost: {input_per_mtok: "0.15", output_per_mtok: "0.60", cached_input_per_mtok: "0.075"}
+  - name: sandbox-chat
+    price: {input_per_mtok: "0.60", output_per_mtok: "2.40", cached_input_per_mtok: "0.30"}
+    max_output_tokens: 1024
+    routes:
+      - provider: sandbox
+        upstream_model: sandbox-chat
+        cost: {input_per_mtok: "0.15", output_per_mtok: "0.60", cached_input_per_mtok: "0.075"}
+  - name: text-embedding-3-small
+    price: {input_per_mtok: "0.04", output_per_mtok: "0"}
+    routes:
+      - provider: sandbox
+        upstream_model: sandbox-embed
+        cost: {input_per_mtok: "0.02", output_per_mtok: "0"}
+"""
+
+
+def _seed_sandbox_catalog(session: Session) -> list[str]:
+    """The sandbox provider and its models, once: a re-run never overwrites operators' prices."""
+    if session.execute(select(col(Provider.id)).where(col(Provider.name) == "sandbox")).first():
+        return ["catalog:  sandbox provider exists; prices unchanged"]
+    margins = import_catalog(session, parse_catalog(DEMO_CATALOG))
+    names = sorted({line.model for line in margins})
+    return [f"catalog:  sandbox upstream with models {', '.join(names)}"]

@@ -10,7 +10,8 @@ from creditdash.accounts.models import (
     User,
     WebSession,
 )
-from creditdash.billing.models import LedgerAccount, Transfer
+from creditdash.billing.models import LedgerAccount, Transfer, UsageRecord
+from creditdash.proxy.models import Provider, PublicModel, Route
 
 metadata = SQLModel.metadata
 
@@ -20,7 +21,11 @@ __all__ = [
     "Customer",
     "LedgerAccount",
     "Membership",
+    "Provider",
+    "PublicModel",
+    "Route",
     "Transfer",
+    "UsageRecord",
     "User",
     "WebSession",
     "metadata",

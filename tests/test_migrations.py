@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import CheckConstraint, inspect
 from sqlalchemy.pool import NullPool
 from sqlmodel import SQLModel
 
@@ -46,13 +46,41 @@ def empty_url(request: pytest.FixtureRequest, tmp_path) -> str:  # type: ignore[
     return server.url("cd_migrations")
 
 
+def _check_constraints(url: str) -> set[tuple[str, str]]:
+    engine = db.make_engine(url, poolclass=NullPool)
+    try:
+        inspector = inspect(engine)
+        return {
+            (table, check["name"])
+            for table in inspector.get_table_names()
+            for check in inspector.get_check_constraints(table)
+            if check.get("name")
+        }
+    finally:
+        engine.dispose()
+
+
 def test_upgrade_downgrade_upgrade(empty_url: str) -> None:
     db.upgrade(empty_url)
     tables = _tables(empty_url)
     assert {"users", "customers", "api_keys", "ledger_accounts", "transfers", "audit_log"} <= tables
+    assert {"providers", "public_models", "routes", "usage_records"} <= tables
     assert _diff(empty_url) == []
+    # compare_metadata does not look at CHECK constraints; the ledger relies on them.
+    declared = {
+        (table.name, constraint.name)
+        for table in SQLModel.metadata.sorted_tables
+        for constraint in table.constraints
+        if isinstance(constraint, CheckConstraint) and isinstance(constraint.name, str)
+    }
+    assert declared and _check_constraints(empty_url) == declared
     db.downgrade(empty_url, "-1")
-    assert _tables(empty_url) == set()
+    after_one = _tables(empty_url)
+    assert "users" in after_one and after_one < tables
     db.upgrade(empty_url)
     assert _tables(empty_url) == tables
+    assert _diff(empty_url) == []
+    db.downgrade(empty_url, "base")
+    assert _tables(empty_url) == set()
+    db.upgrade(empty_url)
     assert _diff(empty_url) == []

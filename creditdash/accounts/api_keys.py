@@ -7,12 +7,15 @@ and lets the gateway find a key with one indexed lookup.
 from __future__ import annotations
 
 import hashlib
+import json
 import secrets
+from dataclasses import dataclass
 
 from sqlalchemy import select, update
 from sqlmodel import Session, col
 
 from creditdash.accounts.models import ApiKey, Customer
+from creditdash.billing.money import MAX_MICROS
 from creditdash.db import rowcount
 from creditdash.errors import NotFound, ValidationFailed
 from creditdash.ids import new_id
@@ -27,13 +30,45 @@ def hash_key(raw_key: str) -> str:
     return hashlib.sha256(raw_key.encode("utf-8")).hexdigest()
 
 
+@dataclass(frozen=True)
+class KeyLimits:
+    """Optional per-key limits; None means unlimited."""
+
+    rpm: int | None = None
+    concurrency: int | None = None
+    monthly_spend_cap_micros: int | None = None
+    allowed_models: tuple[str, ...] | None = None
+
+    def validate(self) -> None:
+        for label, value, ceiling in (
+            ("requests per minute", self.rpm, 1_000_000),
+            ("concurrent requests", self.concurrency, 10_000),
+            ("monthly spend cap", self.monthly_spend_cap_micros, MAX_MICROS),
+        ):
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= ceiling
+            ):
+                raise ValidationFailed(f"{label} must be a positive whole number")
+        if self.allowed_models is not None:
+            names = [m.strip() for m in self.allowed_models]
+            if not names or any(not n or len(n) > 120 for n in names):
+                raise ValidationFailed("allowed models must be 1-120 character model names")
+
+
 def create_api_key(
-    session: Session, *, customer_id: str, name: str, created_by_user_id: int | None = None
+    session: Session,
+    *,
+    customer_id: str,
+    name: str,
+    created_by_user_id: int | None = None,
+    limits: KeyLimits | None = None,
 ) -> tuple[ApiKey, str]:
     """A new key for the customer; returns the row and the raw key (never retrievable again)."""
     name = (name or "").strip()
     if not name or len(name) > 100:
         raise ValidationFailed("key name must be 1-100 characters")
+    limits = limits or KeyLimits()
+    limits.validate()
     if session.get(Customer, customer_id) is None:
         raise NotFound("customer not found")
     raw_key = KEY_PREFIX + secrets.token_urlsafe(32)
@@ -44,6 +79,14 @@ def create_api_key(
         key_hash=hash_key(raw_key),
         display_prefix=raw_key[: len(KEY_PREFIX) + DISPLAY_CHARS],
         created_by_user_id=created_by_user_id,
+        rpm_limit=limits.rpm,
+        concurrency_limit=limits.concurrency,
+        monthly_spend_cap_micros=limits.monthly_spend_cap_micros,
+        allowed_models_json=(
+            json.dumps(sorted({m.strip() for m in limits.allowed_models}))
+            if limits.allowed_models is not None
+            else None
+        ),
     )
     session.add(key)
     session.flush()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, Column, Index, Text, UniqueConstraint
+from sqlalchemy import BigInteger, CheckConstraint, Column, Index, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from creditdash.timeutil import utcnow
@@ -71,6 +71,14 @@ class ApiKey(SQLModel, table=True):
     created_by_user_id: int | None = Field(default=None, foreign_key="users.id")
     revoked_at: datetime | None = None
     last_used_at: datetime | None = None
+    # Optional limits; None means unlimited.
+    rpm_limit: int | None = None
+    concurrency_limit: int | None = None
+    monthly_spend_cap_micros: int | None = Field(
+        default=None, sa_column=Column(BigInteger, nullable=True)
+    )
+    # JSON list of public model names this key may call; None allows every model.
+    allowed_models_json: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
 
 
 class WebSession(SQLModel, table=True):

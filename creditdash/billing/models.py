@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, CheckConstraint, Column, Index
+from sqlalchemy import BigInteger, CheckConstraint, Column, Index, Text
 from sqlmodel import Field, SQLModel
 
 from creditdash.timeutil import utcnow
@@ -96,4 +96,51 @@ class Transfer(SQLModel, table=True):
     memo: str = Field(default="", max_length=500)
     expires_at: datetime | None = None
     actor_user_id: int | None = Field(default=None, foreign_key="users.id")
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class UsageRecord(SQLModel, table=True):
+    """One metered gateway request: what was asked, what ran, what it cost, what was charged.
+
+    Written in the same transaction as the ledger post (or void) that settles its hold.
+    """
+
+    __tablename__ = "usage_records"
+    __table_args__ = (
+        Index("ix_usage_records_customer_created", "customer_id", "created_at"),
+        Index("ix_usage_records_key_created", "api_key_id", "created_at"),
+        CheckConstraint(
+            "usage_source IN ('provider', 'estimated', 'none')", name="ck_usage_records_source"
+        ),
+    )
+
+    # The request id the customer sees (x-request-id).
+    id: str = Field(primary_key=True, max_length=40)
+    customer_id: str = Field(foreign_key="customers.id", max_length=40)
+    api_key_id: str = Field(foreign_key="api_keys.id", max_length=40)
+    endpoint: str = Field(max_length=40)
+    public_model: str = Field(max_length=120)
+    provider: str = Field(default="", max_length=80)
+    upstream_model: str = Field(default="", max_length=200)
+    stream: bool = Field(default=False)
+    http_status: int = Field(default=0)
+    # ok | upstream_error | client_disconnected | upstream_error_mid_stream
+    status: str = Field(max_length=32)
+    prompt_tokens: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    completion_tokens: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    cached_tokens: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    reasoning_tokens: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    # provider: the upstream's usage object; estimated: counted by us; none: nothing was billed.
+    usage_source: str = Field(max_length=16)
+    upstream_cost_micros: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    price_micros: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    # Charged beyond the hold that the customer's balance could not cover (recorded, not lost).
+    unbilled_micros: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    balance_after_micros: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    latency_ms: int = Field(default=0)
+    ttfb_ms: int | None = None
+    attempts: int = Field(default=0)
+    # JSON list of {provider, upstream_model, outcome, status, latency_ms} per upstream try.
+    attempts_json: str = Field(default="[]", sa_column=Column(Text, nullable=False))
+    hold_id: int | None = Field(default=None, foreign_key="transfers.id")
     created_at: datetime = Field(default_factory=utcnow)

@@ -1,32 +1,140 @@
 """The gateway's ASGI app, built by a factory.
 
 Mounted in the Reflex backend (one port with the dashboard) and runnable alone with
-`creditdash gateway`. It never imports Reflex state or pages.
+`creditdash gateway`. It never imports Reflex state or pages. Routes take the raw request and
+return raw responses: no request models, no validation layer between the client and the meter.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import orjson
 from fastapi import FastAPI
-from fastapi.responses import JSONResponse
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
 
 from creditdash import db
+from creditdash.accounts.customers import customer_balance
+from creditdash.billing.models import UsageRecord
+from creditdash.billing.money import format_credits
+from creditdash.proxy import errors
+from creditdash.proxy.gateway import Gateway
+
+log = logging.getLogger(__name__)
 
 
-def add_gateway_routes(app: FastAPI) -> None:
-    @app.get("/healthz", include_in_schema=False)
-    async def healthz() -> JSONResponse:
-        ok = await asyncio.to_thread(db.ping)
-        if ok:
+def _json(payload: object, status: int = 200) -> Response:
+    return Response(orjson.dumps(payload), status_code=status, media_type="application/json")
+
+
+def _generation(customer_id: str, request_id: str) -> dict[str, object] | None:
+    with db.session_scope(readonly=True) as session:
+        record = session.get(UsageRecord, request_id)
+        # Ownership is part of the lookup: another customer's id is simply not found.
+        if record is None or record.customer_id != customer_id:
+            return None
+        return {
+            "id": record.id,
+            "object": "generation",
+            "created_at": record.created_at.isoformat(),
+            "endpoint": record.endpoint,
+            "model": record.public_model,
+            "provider": record.provider,
+            "upstream_model": record.upstream_model,
+            "stream": record.stream,
+            "status": record.status,
+            "http_status": record.http_status,
+            "prompt_tokens": record.prompt_tokens,
+            "completion_tokens": record.completion_tokens,
+            "cached_tokens": record.cached_tokens,
+            "reasoning_tokens": record.reasoning_tokens,
+            "usage_source": record.usage_source,
+            "cost": format_credits(record.price_micros),
+            "unbilled": format_credits(record.unbilled_micros),
+            "balance_after": format_credits(record.balance_after_micros),
+            "latency_ms": record.latency_ms,
+            "ttfb_ms": record.ttfb_ms,
+            "attempts": record.attempts,
+            "attempt_log": orjson.loads(record.attempts_json),
+        }
+
+
+def _balance(customer_id: str) -> dict[str, str]:
+    with db.session_scope(readonly=True) as session:
+        return customer_balance(session, customer_id).as_json()
+
+
+def add_gateway_routes(app: FastAPI, gateway: Gateway) -> None:
+    async def healthz(_request: Request) -> Response:
+        if await asyncio.to_thread(db.ping):
             return JSONResponse({"status": "ok"})
         return JSONResponse({"status": "unavailable", "database": "unreachable"}, status_code=503)
 
+    async def chat(request: Request) -> Response:
+        return await gateway.handle(request, "chat")
+
+    async def completions(request: Request) -> Response:
+        return await gateway.handle(request, "completions")
+
+    async def embeddings(request: Request) -> Response:
+        return await gateway.handle(request, "embeddings")
+
+    async def models(request: Request) -> Response:
+        key = await gateway.authenticate(request)
+        snapshot = await gateway.catalog.get()
+        data = [
+            {"id": m.name, "object": "model", "created": m.created, "owned_by": "creditdash"}
+            for name, m in sorted(snapshot.models.items())
+            if m.routes and key.may_use(name)
+        ]
+        return _json({"object": "list", "data": data})
+
+    async def credits(request: Request) -> Response:
+        key = await gateway.authenticate(request)
+        return _json(await asyncio.to_thread(_balance, key.customer_id))
+
+    async def generation(request: Request) -> Response:
+        key = await gateway.authenticate(request)
+        request_id = request.query_params.get("id", "")
+        found = None
+        if 0 < len(request_id) <= 40:
+            found = await asyncio.to_thread(_generation, key.customer_id, request_id)
+        if found is None:
+            raise errors.GatewayError(
+                404, "No generation with that id.", "invalid_request_error", "not_found"
+            )
+        return _json(found)
+
+    app.add_route("/healthz", healthz, methods=["GET"], include_in_schema=False)
+    app.add_route("/v1/chat/completions", chat, methods=["POST"])
+    app.add_route("/v1/completions", completions, methods=["POST"])
+    app.add_route("/v1/embeddings", embeddings, methods=["POST"])
+    app.add_route("/v1/models", models, methods=["GET"])
+    app.add_route("/v1/credits", credits, methods=["GET"])
+    app.add_route("/v1/generation", generation, methods=["GET"])
+
+    async def on_gateway_error(_request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, errors.GatewayError)
+        return errors.error_response(exc)
+
+    async def on_unexpected(_request: Request, exc: Exception) -> Response:
+        log.exception("gateway request failed", exc_info=exc)
+        return errors.error_response(
+            errors.GatewayError(500, "Internal gateway error.", "server_error", None)
+        )
+
+    app.add_exception_handler(errors.GatewayError, on_gateway_error)
+    app.add_exception_handler(Exception, on_unexpected)
+
 
 def create_app(*, standalone: bool = True) -> FastAPI:
-    """A fresh gateway app. standalone=True runs its own background jobs (hold expiry)."""
+    """A fresh gateway app. standalone=True runs its own lifespan (hold expiry, client close);
+    mounted in Reflex, the Reflex app's lifespan tasks do that instead."""
+    gateway = Gateway()
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -37,6 +145,7 @@ def create_app(*, standalone: bool = True) -> FastAPI:
             yield
         finally:
             expiry.cancel()
+            await gateway.aclose()
 
     app = FastAPI(
         title="creditdash gateway",
@@ -45,5 +154,6 @@ def create_app(*, standalone: bool = True) -> FastAPI:
         openapi_url=None,
         lifespan=lifespan if standalone else None,
     )
-    add_gateway_routes(app)
+    app.state.gateway = gateway
+    add_gateway_routes(app, gateway)
     return app

@@ -1,0 +1,121 @@
+"""Charging gateway requests: reserve the worst case, then settle once with the actual price.
+
+reserve() places a hold before anything is sent upstream. settle() posts the actual price
+(never more than was held; an excess is charged as a separate transfer if the balance allows,
+and otherwise recorded as unbilled) and writes the usage record in the same transaction.
+cancel() voids the hold when nothing billable happened, and records the request too.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select, update
+from sqlmodel import Session, col
+
+from creditdash.accounts.models import ApiKey
+from creditdash.billing import ledger
+from creditdash.billing.models import UsageRecord
+from creditdash.errors import AlreadyResolved, InsufficientCredits
+from creditdash.timeutil import utcnow
+
+USAGE_CODE = "usage"
+OVERAGE_CODE = "usage_overage"
+
+
+def reserve(
+    session: Session, *, request_id: str, account_id: int, amount_micros: int, ttl: timedelta
+) -> int | None:
+    """Hold amount_micros for a request; None for a free request. InsufficientCredits if short."""
+    if amount_micros == 0:
+        return None
+    held = ledger.hold(
+        session,
+        idempotency_key=f"req:{request_id}",
+        debit_account_id=account_id,
+        credit_account_id=ledger.platform_account_id(session, ledger.USAGE_REVENUE),
+        amount_micros=amount_micros,
+        code=USAGE_CODE,
+        reference=request_id,
+        expires_at=utcnow() + ttl,
+    )
+    return held.id
+
+
+def settle(
+    session: Session,
+    *,
+    hold_id: int | None,
+    account_id: int,
+    price_micros: int,
+    record: UsageRecord,
+    touch_key: bool = False,
+) -> UsageRecord:
+    """Charge price_micros against the hold and store the usage record, in one transaction."""
+    held_micros = 0
+    if hold_id is not None:
+        held = ledger.get_transfer(session, hold_id)
+        try:
+            ledger.post(
+                session, hold_id=hold_id, amount_micros=min(price_micros, held.amount_micros)
+            )
+            held_micros = held.amount_micros
+        except AlreadyResolved:
+            # The hold outlived its deadline and was expired: charge the whole price directly.
+            held_micros = 0
+    excess = max(0, price_micros - held_micros)
+    charged = price_micros - excess
+    if excess:
+        try:
+            ledger.transfer(
+                session,
+                idempotency_key=f"req:{record.id}:overage",
+                debit_account_id=account_id,
+                credit_account_id=ledger.platform_account_id(session, ledger.USAGE_REVENUE),
+                amount_micros=excess,
+                code=OVERAGE_CODE,
+                reference=record.id,
+            )
+            charged += excess
+        except InsufficientCredits:
+            record.unbilled_micros = excess
+    record.price_micros = charged
+    record.hold_id = hold_id
+    return _store(session, record, account_id, touch_key)
+
+
+def cancel(
+    session: Session, *, hold_id: int | None, account_id: int, record: UsageRecord
+) -> UsageRecord:
+    """Release the hold (nothing is charged) and store the usage record."""
+    if hold_id is not None:
+        ledger.void(session, hold_id=hold_id)
+    record.price_micros = 0
+    record.hold_id = hold_id
+    return _store(session, record, account_id, touch_key=False)
+
+
+def _store(session: Session, record: UsageRecord, account_id: int, touch_key: bool) -> UsageRecord:
+    record.balance_after_micros = ledger.get_balance(session, account_id).posted_micros
+    session.add(record)
+    if touch_key:
+        session.execute(
+            update(ApiKey).where(col(ApiKey.id) == record.api_key_id).values(last_used_at=utcnow())
+        )
+    session.flush()
+    return record
+
+
+def key_spend_since(session: Session, *, api_key_id: str, since: datetime) -> int:
+    total = session.execute(
+        select(func.coalesce(func.sum(col(UsageRecord.price_micros)), 0)).where(
+            col(UsageRecord.api_key_id) == api_key_id,
+            col(UsageRecord.created_at) >= since,
+        )
+    ).scalar_one()
+    return int(total)
+
+
+def month_start(now: datetime | None = None) -> datetime:
+    now = now or utcnow()
+    return now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)

@@ -1,0 +1,66 @@
+"""What a request costs: token counts times per-1M-token prices, in integer micros.
+
+Rounding rule (the only one for requests): the exact cost is
+    (uncached_prompt * input + cached * cached_input + completion * output) / 1_000_000
+micros, rounded half-up to a whole micro once per request, plus the per-request fee.
+Reasoning tokens are billed as output: OpenAI-style usage already counts them inside
+completion_tokens, so they are recorded separately but not added twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+TOKENS_PER_MTOK = 1_000_000
+
+
+@dataclass(frozen=True)
+class Price:
+    """Micros of a credit per 1M tokens, plus a flat fee per request."""
+
+    input_micros_per_mtok: int
+    output_micros_per_mtok: int
+    cached_input_micros_per_mtok: int
+    request_fee_micros: int = 0
+
+
+@dataclass(frozen=True)
+class TokenUsage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("prompt_tokens", "completion_tokens", "cached_tokens", "reasoning_tokens"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be a non-negative integer")
+
+
+def cost_micros(price: Price, usage: TokenUsage) -> int:
+    cached = min(usage.cached_tokens, usage.prompt_tokens)
+    uncached = usage.prompt_tokens - cached
+    numerator = (
+        uncached * price.input_micros_per_mtok
+        + cached * price.cached_input_micros_per_mtok
+        + usage.completion_tokens * price.output_micros_per_mtok
+    )
+    # Half-up: add half the divisor before the floor division (numerator is never negative).
+    return (numerator + TOKENS_PER_MTOK // 2) // TOKENS_PER_MTOK + price.request_fee_micros
+
+
+def worst_case_micros(price: Price, *, prompt_tokens: int, max_output_tokens: int) -> int:
+    """The hold for a request: every prompt token at the dearer input price, all output used."""
+    dearest_input = max(price.input_micros_per_mtok, price.cached_input_micros_per_mtok)
+    return cost_micros(
+        Price(dearest_input, price.output_micros_per_mtok, 0, price.request_fee_micros),
+        TokenUsage(prompt_tokens=prompt_tokens, completion_tokens=max_output_tokens),
+    )
+
+
+def margin_basis_points(price_micros: int, cost_micros_: int) -> int | None:
+    """(price - cost) / price in basis points, rounded toward zero; None when the price is 0."""
+    if price_micros == 0:
+        return None
+    return int((price_micros - cost_micros_) * 10_000 / price_micros)

@@ -1,0 +1,85 @@
+"""Customer key authentication with a short in-process cache.
+
+A key is looked up by its SHA-256; the answer (including "no such key") is cached for
+KEY_CACHE_TTL_S seconds, so a revoked key or a suspended customer stops within that time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlmodel import col
+
+from creditdash import db
+from creditdash.accounts.api_keys import find_active_key, hash_key
+from creditdash.billing.models import LedgerAccount
+
+KEY_CACHE_TTL_S = 5.0
+KEY_CACHE_MAX = 10_000
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    key_id: str
+    customer_id: str
+    account_id: int
+    rpm_limit: int | None
+    concurrency_limit: int | None
+    monthly_spend_cap_micros: int | None
+    allowed_models: frozenset[str] | None
+
+    def may_use(self, model: str) -> bool:
+        return self.allowed_models is None or model in self.allowed_models
+
+
+def lookup_key(raw_key: str) -> KeyInfo | None:
+    with db.session_scope(readonly=True) as session:
+        key = find_active_key(session, raw_key)
+        if key is None:
+            return None
+        account_id = session.execute(
+            select(col(LedgerAccount.id)).where(col(LedgerAccount.customer_id) == key.customer_id)
+        ).scalar_one()
+        allowed = json.loads(key.allowed_models_json) if key.allowed_models_json else None
+        return KeyInfo(
+            key_id=key.id,
+            customer_id=key.customer_id,
+            account_id=int(account_id),
+            rpm_limit=key.rpm_limit,
+            concurrency_limit=key.concurrency_limit,
+            monthly_spend_cap_micros=key.monthly_spend_cap_micros,
+            allowed_models=frozenset(allowed) if allowed is not None else None,
+        )
+
+
+class KeyCache:
+    def __init__(self, ttl_s: float = KEY_CACHE_TTL_S, max_entries: int = KEY_CACHE_MAX) -> None:
+        self.ttl_s = ttl_s
+        self.max_entries = max_entries
+        self._entries: OrderedDict[str, tuple[float, KeyInfo | None]] = OrderedDict()
+
+    async def authenticate(self, authorization: str | None) -> KeyInfo | None:
+        if not authorization or authorization[:7].lower() != "bearer ":
+            return None
+        raw = authorization[7:].strip()
+        if not raw or len(raw) > 200:
+            return None
+        digest = hash_key(raw)
+        now = time.monotonic()
+        cached = self._entries.get(digest)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        info = await asyncio.to_thread(lookup_key, raw)
+        self._entries[digest] = (now + self.ttl_s, info)
+        self._entries.move_to_end(digest)
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+        return info
+
+    def clear(self) -> None:
+        self._entries.clear()

@@ -1,0 +1,370 @@
+"""The gateway's catalog: importing it from YAML, and the in-memory snapshot requests read.
+
+The snapshot (models, prices, routes, providers with decrypted keys) is rebuilt from the
+database at most every SNAPSHOT_TTL_S seconds, so a price or route change reaches every gateway
+process within that time without a database read per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from sqlalchemy import select
+from sqlmodel import Session, col
+
+from creditdash import crypto, db
+from creditdash.billing.money import format_credits, parse_credits
+from creditdash.billing.pricing import Price, TokenUsage, cost_micros, margin_basis_points
+from creditdash.errors import ValidationFailed
+from creditdash.proxy.models import SANDBOX_BASE_URL, Provider, PublicModel, Route
+from creditdash.proxy.urlguard import check_base_url
+from creditdash.settings import get_settings
+from creditdash.timeutil import utcnow
+
+SNAPSHOT_TTL_S = 5.0
+KEY_PURPOSE = "provider-key"
+# The token mix margins are quoted for: 1,000 prompt tokens (none cached) and 500 completion.
+REFERENCE_MIX = TokenUsage(prompt_tokens=1000, completion_tokens=500)
+
+
+# ------------------------------------------------------------------------------- the snapshot
+
+
+@dataclass(frozen=True)
+class RouteTarget:
+    route_id: int
+    provider_name: str
+    provider_kind: str
+    base_url: str
+    api_key: str = field(repr=False)
+    timeout_s: int
+    extra_headers: dict[str, str]
+    upstream_model: str
+    priority: int
+    weight: int
+    cost: Price
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    price: Price
+    max_output_tokens: int
+    routes: tuple[RouteTarget, ...]
+    created: int
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    models: dict[str, ModelEntry]
+    loaded_at: float
+
+
+def load_snapshot(session: Session) -> Snapshot:
+    providers = {
+        p.id: p
+        for p in session.execute(select(Provider).where(col(Provider.enabled).is_(True))).scalars()
+    }
+    models: dict[str, ModelEntry] = {}
+    public = session.execute(
+        select(PublicModel).where(col(PublicModel.enabled).is_(True))
+    ).scalars()
+    routes_by_model: dict[int, list[RouteTarget]] = {}
+    for route in session.execute(select(Route).where(col(Route.enabled).is_(True))).scalars():
+        provider = providers.get(route.provider_id)
+        if provider is None:
+            continue
+        routes_by_model.setdefault(route.model_id, []).append(_target(route, provider))
+    for model in public:
+        targets = sorted(routes_by_model.get(model.id or 0, []), key=lambda r: r.priority)
+        models[model.name] = ModelEntry(
+            name=model.name,
+            price=Price(
+                model.input_price_micros_per_mtok,
+                model.output_price_micros_per_mtok,
+                model.cached_input_price_micros_per_mtok,
+                model.request_fee_micros,
+            ),
+            max_output_tokens=model.max_output_tokens,
+            routes=tuple(targets),
+            created=int(model.created_at.timestamp()),
+        )
+    return Snapshot(models=models, loaded_at=time.monotonic())
+
+
+def _target(route: Route, provider: Provider) -> RouteTarget:
+    api_key = (
+        crypto.decrypt(provider.api_key_encrypted, purpose=KEY_PURPOSE)
+        if provider.api_key_encrypted
+        else ""
+    )
+    return RouteTarget(
+        route_id=route.id or 0,
+        provider_name=provider.name,
+        provider_kind=provider.kind,
+        base_url=provider.base_url,
+        api_key=api_key,
+        timeout_s=provider.timeout_s,
+        extra_headers=json.loads(provider.extra_headers_json or "{}"),
+        upstream_model=route.upstream_model,
+        priority=route.priority,
+        weight=route.weight,
+        cost=Price(
+            route.input_cost_micros_per_mtok,
+            route.output_cost_micros_per_mtok,
+            route.cached_input_cost_micros_per_mtok,
+            route.request_cost_micros,
+        ),
+    )
+
+
+class CatalogCache:
+    """The current snapshot, refreshed in a worker thread when older than its TTL."""
+
+    def __init__(self, ttl_s: float = SNAPSHOT_TTL_S) -> None:
+        self.ttl_s = ttl_s
+        self._snapshot: Snapshot | None = None
+        self._lock = asyncio.Lock()
+
+    async def get(self) -> Snapshot:
+        snapshot = self._snapshot
+        if snapshot is not None and time.monotonic() - snapshot.loaded_at < self.ttl_s:
+            return snapshot
+        async with self._lock:
+            snapshot = self._snapshot
+            if snapshot is None or time.monotonic() - snapshot.loaded_at >= self.ttl_s:
+                snapshot = await asyncio.to_thread(_load_fresh)
+                self._snapshot = snapshot
+        return snapshot
+
+    def invalidate(self) -> None:
+        self._snapshot = None
+
+
+def _load_fresh() -> Snapshot:
+    with db.session_scope(readonly=True) as session:
+        return load_snapshot(session)
+
+
+# ---------------------------------------------------------------------------------- importing
+
+
+def _credits_per_mtok(value: Any) -> int:
+    # YAML may hand over an unquoted 0.6 as a binary fraction; its shortest text form is the
+    # decimal that was written, and parse_credits refuses anything finer than a micro.
+    micros = parse_credits(str(value), field="price")
+    if micros < 0:
+        raise ValueError("prices cannot be negative")
+    return micros
+
+
+class PriceSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    input_per_mtok: Any
+    output_per_mtok: Any
+    cached_input_per_mtok: Any | None = None
+    per_request: Any | None = None
+
+    def to_price(self) -> Price:
+        input_micros = _credits_per_mtok(self.input_per_mtok)
+        cached = self.cached_input_per_mtok
+        return Price(
+            input_micros,
+            _credits_per_mtok(self.output_per_mtok),
+            _credits_per_mtok(cached) if cached is not None else input_micros,
+            _credits_per_mtok(self.per_request) if self.per_request is not None else 0,
+        )
+
+
+class ProviderSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=80)
+    base_url: str = Field(min_length=1, max_length=500)
+    api_key: str = Field(default="", max_length=4000)
+    kind: str = "openai"
+    timeout_s: int = Field(default=300, gt=0, le=3600)
+    headers: dict[str, str] = Field(default_factory=dict)
+    enabled: bool = True
+
+    @field_validator("kind")
+    @classmethod
+    def _kind(cls, value: str) -> str:
+        if value not in ("openai", "sandbox"):
+            raise ValueError("kind must be openai or sandbox")
+        return value
+
+
+class RouteSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    provider: str
+    upstream_model: str = Field(min_length=1, max_length=200)
+    priority: int = Field(default=1, ge=0, le=1000)
+    weight: int = Field(default=1, ge=0, le=1000)
+    enabled: bool = True
+    cost: PriceSpec
+
+
+class ModelSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=120, pattern=r"^[A-Za-z0-9._:/@-]+$")
+    price: PriceSpec
+    max_output_tokens: int = Field(default=4096, gt=0, le=1_000_000)
+    enabled: bool = True
+    routes: list[RouteSpec] = Field(min_length=1)
+
+
+class CatalogSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    providers: list[ProviderSpec] = Field(default_factory=list)
+    models: list[ModelSpec] = Field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class MarginLine:
+    model: str
+    provider: str
+    upstream_model: str
+    price_micros: int
+    cost_micros: int
+    margin_bps: int | None
+
+    def describe(self) -> str:
+        margin = "n/a" if self.margin_bps is None else f"{Decimal(self.margin_bps) / 100:.2f}%"
+        flag = "  NEGATIVE" if self.margin_bps is not None and self.margin_bps < 0 else ""
+        return (
+            f"{self.model:<28} via {self.provider}/{self.upstream_model:<24} "
+            f"price {format_credits(self.price_micros)} cost {format_credits(self.cost_micros)} "
+            f"margin {margin}{flag}"
+        )
+
+
+def parse_catalog(text: str) -> CatalogSpec:
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ValidationFailed(f"catalog is not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ValidationFailed("catalog must be a mapping with providers and models")
+    try:
+        spec = CatalogSpec.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ValidationFailed(f"catalog entry {where}: {first['msg']}") from None
+    return spec
+
+
+def import_catalog(session: Session, spec: CatalogSpec) -> list[MarginLine]:
+    """Upsert providers, models and routes; all or nothing (the caller's transaction)."""
+    allow_private = get_settings().allow_private_upstreams
+    providers: dict[str, Provider] = {
+        p.name: p for p in session.execute(select(Provider)).scalars()
+    }
+    for item in spec.providers:
+        providers[item.name] = _upsert_provider(
+            session, item, providers.get(item.name), allow_private
+        )
+    margins: list[MarginLine] = []
+    for model_spec in spec.models:
+        margins += _upsert_model(session, model_spec, providers)
+    session.flush()
+    return margins
+
+
+def _upsert_provider(
+    session: Session, item: ProviderSpec, existing: Provider | None, allow_private: bool
+) -> Provider:
+    base_url = item.base_url if item.kind != "sandbox" else SANDBOX_BASE_URL
+    try:
+        base_url = check_base_url(base_url, kind=item.kind, allow_private=allow_private)
+    except ValidationFailed as exc:
+        raise ValidationFailed(f"provider {item.name}: {exc.message}") from None
+    provider = existing or Provider(name=item.name, base_url=base_url)
+    provider.kind = item.kind
+    provider.base_url = base_url
+    provider.timeout_s = item.timeout_s
+    provider.extra_headers_json = json.dumps(item.headers, sort_keys=True)
+    provider.enabled = item.enabled
+    provider.updated_at = utcnow()
+    if item.api_key:
+        provider.api_key_encrypted = crypto.encrypt(item.api_key, purpose=KEY_PURPOSE)
+        provider.api_key_last4 = item.api_key[-4:]
+    session.add(provider)
+    session.flush()
+    return provider
+
+
+def _upsert_model(
+    session: Session, spec: ModelSpec, providers: dict[str, Provider]
+) -> list[MarginLine]:
+    try:
+        price = spec.price.to_price()
+    except (ValueError, ValidationFailed) as exc:
+        raise ValidationFailed(f"model {spec.name}: {exc}") from None
+    model = session.execute(
+        select(PublicModel).where(col(PublicModel.name) == spec.name)
+    ).scalar_one_or_none() or PublicModel(name=spec.name)
+    model.input_price_micros_per_mtok = price.input_micros_per_mtok
+    model.output_price_micros_per_mtok = price.output_micros_per_mtok
+    model.cached_input_price_micros_per_mtok = price.cached_input_micros_per_mtok
+    model.request_fee_micros = price.request_fee_micros
+    model.max_output_tokens = spec.max_output_tokens
+    model.enabled = spec.enabled
+    model.updated_at = utcnow()
+    session.add(model)
+    session.flush()
+    existing = {
+        (r.provider_id, r.upstream_model): r
+        for r in session.execute(select(Route).where(col(Route.model_id) == model.id)).scalars()
+    }
+    margins = []
+    for route_spec in spec.routes:
+        provider = providers.get(route_spec.provider)
+        if provider is None or provider.id is None:
+            raise ValidationFailed(
+                f"model {spec.name}: route names unknown provider {route_spec.provider!r}"
+            )
+        try:
+            cost = route_spec.cost.to_price()
+        except (ValueError, ValidationFailed) as exc:
+            raise ValidationFailed(f"model {spec.name}: route cost: {exc}") from None
+        route = existing.get((provider.id, route_spec.upstream_model)) or Route(
+            model_id=model.id or 0,
+            provider_id=provider.id,
+            upstream_model=route_spec.upstream_model,
+        )
+        route.priority, route.weight, route.enabled = (
+            route_spec.priority,
+            route_spec.weight,
+            route_spec.enabled,
+        )
+        route.input_cost_micros_per_mtok = cost.input_micros_per_mtok
+        route.output_cost_micros_per_mtok = cost.output_micros_per_mtok
+        route.cached_input_cost_micros_per_mtok = cost.cached_input_micros_per_mtok
+        route.request_cost_micros = cost.request_fee_micros
+        session.add(route)
+        price_ref = cost_micros(price, REFERENCE_MIX)
+        cost_ref = cost_micros(cost, REFERENCE_MIX)
+        margins.append(
+            MarginLine(
+                model=spec.name,
+                provider=provider.name,
+                upstream_model=route_spec.upstream_model,
+                price_micros=price_ref,
+                cost_micros=cost_ref,
+                margin_bps=margin_basis_points(price_ref, cost_ref),
+            )
+        )
+    return margins

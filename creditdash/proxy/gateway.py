@@ -1,0 +1,705 @@
+"""A metered, proxied request, from key to settlement (DESIGN.md "A proxied request").
+
+1. Authenticate the key (cached briefly). 2. Resolve the public model and its routes.
+3. Hold the worst case; too little credit is a 402 before anything goes upstream.
+4. Try routes in priority order; connect errors, timeouts, 429 and 5xx before the first byte
+   fall through to the next route. 5. Meter from the upstream's usage (asking for it on
+   streams), or from a marked estimate when there is none. 6. Post the hold at the actual price
+   and write the usage record in one transaction; the customer sees usage.cost and a request id.
+
+Database work runs in worker threads in short transactions; the event loop never blocks on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from creditdash import db
+from creditdash.billing import metering
+from creditdash.billing.models import UsageRecord
+from creditdash.billing.money import format_credits
+from creditdash.billing.pricing import TokenUsage, cost_micros, worst_case_micros
+from creditdash.errors import InsufficientCredits, ValidationFailed
+from creditdash.ids import new_id
+from creditdash.proxy import errors, tokens
+from creditdash.proxy.auth import KeyCache, KeyInfo
+from creditdash.proxy.catalog import CatalogCache, ModelEntry, RouteTarget
+from creditdash.proxy.limits import KeyLimiter
+from creditdash.proxy.models import SANDBOX_BASE_URL
+from creditdash.proxy.sandbox import create_sandbox_app
+from creditdash.proxy.urlguard import check_base_url
+from creditdash.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+ENDPOINT_PATHS = {
+    "chat": "/chat/completions",
+    "completions": "/completions",
+    "embeddings": "/embeddings",
+}
+MAX_ATTEMPTS = 3
+MAX_CHOICES = 16
+CONNECT_TIMEOUT_S = 10.0
+KEY_TOUCH_INTERVAL_S = 60.0
+# Stands in for usage.cost while serializing; replaced by the exact decimal text afterwards,
+# so the number is written from integer micros without ever passing through a float.
+_COST_SENTINEL = "__creditdash_cost_micros__"
+_COST_SENTINEL_JSON = b'"' + _COST_SENTINEL.encode() + b'"'
+
+
+@dataclass
+class Attempt:
+    provider: str
+    upstream_model: str
+    outcome: str  # ok | http_error | timeout | connect_error | refused
+    status: int | None
+    latency_ms: int
+
+
+@dataclass
+class Call:
+    """Everything known about one request while it is in flight."""
+
+    request_id: str
+    endpoint: str
+    key: KeyInfo
+    model: ModelEntry
+    body: dict[str, Any]
+    stream: bool
+    wants_usage: bool
+    started: float
+    deadline: float
+    hold_id: int | None = None
+    attempts: list[Attempt] = field(default_factory=list)
+    route: RouteTarget | None = None
+    ttfb_ms: int | None = None
+    relay_started: bool = False
+
+
+@dataclass
+class Outcome:
+    """How a request ended, for its usage record."""
+
+    status: str
+    http_status: int
+    usage: TokenUsage
+    usage_source: str
+    billable: bool
+
+
+class Gateway:
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or get_settings()
+        self.keys = KeyCache()
+        self.catalog = CatalogCache()
+        self.limiter = KeyLimiter()
+        self._client: httpx.AsyncClient | None = None
+        self._detached: set[asyncio.Task[Any]] = set()
+        self._key_touched: dict[str, float] = {}
+        self.hold_ttl = timedelta(seconds=self.settings.hold_ttl_s)
+        # A request (all attempts, a whole stream) ends before its hold can expire.
+        self.request_budget_s = max(30.0, self.settings.hold_ttl_s - 60.0)
+
+    # ------------------------------------------------------------------------------ plumbing
+
+    def client(self) -> httpx.AsyncClient:
+        if self._client is None:
+            self._client = httpx.AsyncClient(
+                follow_redirects=False,
+                limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200),
+                mounts={
+                    SANDBOX_BASE_URL.rsplit("/", 1)[0]: httpx.ASGITransport(create_sandbox_app())
+                },
+            )
+        return self._client
+
+    async def aclose(self) -> None:
+        if self._detached:
+            await asyncio.gather(*self._detached, return_exceptions=True)
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    def detach(self, work: Callable[[], Any]) -> None:
+        """Run blocking work in a thread from a task no cancellation can reach.
+
+        Used when a client disconnects mid-stream: the generator is being cancelled, but the
+        settlement must still happen exactly once.
+        """
+        task = asyncio.get_running_loop().create_task(asyncio.to_thread(work))
+        self._detached.add(task)
+        task.add_done_callback(self._detached.discard)
+
+    async def authenticate(self, request: Request) -> KeyInfo:
+        key = await self.keys.authenticate(request.headers.get("authorization"))
+        if key is None:
+            raise errors.unauthorized()
+        return key
+
+    # ------------------------------------------------------------------------------- request
+
+    async def handle(self, request: Request, endpoint: str) -> Response:
+        started = time.perf_counter()
+        key = await self.authenticate(request)
+        body_bytes = await _read_limited(request, self.settings.max_body_bytes)
+        body = _parse_object(body_bytes)
+        model_name = body.get("model")
+        if not isinstance(model_name, str) or not model_name:
+            raise errors.bad_request("'model' is required.", "missing_model")
+        snapshot = await self.catalog.get()
+        model = snapshot.models.get(model_name)
+        if model is None or not model.routes or not key.may_use(model_name):
+            raise errors.model_not_found(model_name)
+        if not self.limiter.allow_request(key.key_id, key.rpm_limit):
+            raise errors.rate_limited(
+                f"Rate limit reached: {key.rpm_limit} requests per minute.", "rate_limit_exceeded"
+            )
+        if not self.limiter.enter(key.key_id, key.concurrency_limit):
+            raise errors.rate_limited(
+                f"Too many concurrent requests: the limit is {key.concurrency_limit}.",
+                "concurrency_limit_exceeded",
+            )
+        handed_over = False
+        try:
+            call = self._new_call(endpoint, key, model, body, started)
+            await self._reserve(call, _max_output(endpoint, body, model), body_bytes)
+            try:
+                response = await self._forward(call)
+            except BaseException:
+                self.detach(lambda: self._void_quietly(call))
+                raise
+            handed_over = isinstance(response, StreamingResponse)
+            return response
+        finally:
+            if not handed_over:
+                self.limiter.leave(key.key_id)
+
+    def _new_call(
+        self, endpoint: str, key: KeyInfo, model: ModelEntry, body: dict[str, Any], started: float
+    ) -> Call:
+        stream = endpoint != "embeddings" and body.get("stream") is True
+        options = body.get("stream_options")
+        wants_usage = bool(isinstance(options, dict) and options.get("include_usage"))
+        return Call(
+            request_id=new_id("req"),
+            endpoint=endpoint,
+            key=key,
+            model=model,
+            body=body,
+            stream=stream,
+            wants_usage=wants_usage,
+            started=started,
+            deadline=started + self.request_budget_s,
+        )
+
+    async def _reserve(self, call: Call, max_output: int, body_bytes: bytes) -> None:
+        choices = call.body.get("n", 1)
+        if (
+            not isinstance(choices, int)
+            or isinstance(choices, bool)
+            or not 1 <= choices <= MAX_CHOICES
+        ):
+            raise errors.bad_request(f"'n' must be an integer from 1 to {MAX_CHOICES}.")
+        amount = worst_case_micros(
+            call.model.price,
+            prompt_tokens=tokens.hold_prompt_tokens(body_bytes),
+            max_output_tokens=max_output * choices,
+        )
+        cap = call.key.monthly_spend_cap_micros
+        try:
+            call.hold_id = await asyncio.to_thread(
+                self._reserve_sync, call.request_id, call.key, amount, cap
+            )
+        except InsufficientCredits:
+            raise errors.insufficient_credits() from None
+
+    def _reserve_sync(
+        self, request_id: str, key: KeyInfo, amount: int, cap: int | None
+    ) -> int | None:
+        with db.session_scope() as session:
+            if cap is not None:
+                spent = metering.key_spend_since(
+                    session, api_key_id=key.key_id, since=metering.month_start()
+                )
+                if spent >= cap:
+                    raise errors.rate_limited(
+                        "This key reached its monthly spend cap.", "spend_cap_reached"
+                    )
+            return metering.reserve(
+                session,
+                request_id=request_id,
+                account_id=key.account_id,
+                amount_micros=amount,
+                ttl=self.hold_ttl,
+            )
+
+    # ------------------------------------------------------------------------------ upstream
+
+    async def _forward(self, call: Call) -> Response:
+        opened = await self._open_upstream(call)
+        if opened is None:
+            timed_out = bool(call.attempts) and call.attempts[-1].outcome == "timeout"
+            error = errors.upstream_timeout() if timed_out else errors.upstream_failed()
+            await self._finish(call, _failed(error.status))
+            return errors.error_response(error, call.request_id)
+        response, route = opened
+        call.route = route
+        if response.status_code >= 400:
+            return await self._pass_through_error(call, response, route)
+        if call.stream:
+            return MeteredStream(self, call, response)
+        return await self._complete(call, response)
+
+    def _ordered_routes(self, model: ModelEntry) -> list[RouteTarget]:
+        """Lower priority first; within a priority, a weighted random order."""
+        ordered: list[RouteTarget] = []
+        for priority in sorted({r.priority for r in model.routes}):
+            group = [r for r in model.routes if r.priority == priority and r.weight > 0]
+            while group:
+                pick = random.choices(group, weights=[r.weight for r in group])[0]
+                ordered.append(pick)
+                group.remove(pick)
+        return ordered
+
+    async def _open_upstream(self, call: Call) -> tuple[httpx.Response, RouteTarget] | None:
+        client = self.client()
+        for route in self._ordered_routes(call.model)[:MAX_ATTEMPTS]:
+            remaining = call.deadline - time.perf_counter()
+            if remaining <= 0:
+                break
+            begun = time.perf_counter()
+            try:
+                check_base_url(
+                    route.base_url,
+                    kind=route.provider_kind,
+                    allow_private=self.settings.allow_private_upstreams,
+                )
+            except ValidationFailed:
+                call.attempts.append(_attempt(route, "refused", None, begun))
+                continue
+            timeout_s = min(float(route.timeout_s), remaining)
+            request = client.build_request(
+                "POST",
+                route.base_url + ENDPOINT_PATHS[call.endpoint],
+                content=orjson.dumps(self._upstream_body(call, route)),
+                headers=_upstream_headers(route),
+                timeout=httpx.Timeout(timeout_s, connect=min(CONNECT_TIMEOUT_S, timeout_s)),
+            )
+            try:
+                response = await client.send(request, stream=True)
+            except httpx.TimeoutException:
+                call.attempts.append(_attempt(route, "timeout", None, begun))
+                continue
+            except httpx.HTTPError:
+                call.attempts.append(_attempt(route, "connect_error", None, begun))
+                continue
+            status = response.status_code
+            if status == 429 or status >= 500 or 300 <= status < 400:
+                await response.aclose()
+                call.attempts.append(_attempt(route, "http_error", status, begun))
+                continue
+            outcome = "ok" if status < 400 else "http_error"
+            call.attempts.append(_attempt(route, outcome, status, begun))
+            return response, route
+        return None
+
+    def _upstream_body(self, call: Call, route: RouteTarget) -> dict[str, Any]:
+        body = dict(call.body)
+        body["model"] = route.upstream_model
+        if call.stream:
+            options = body.get("stream_options")
+            body["stream_options"] = {**(options if isinstance(options, dict) else {}),
+                                      "include_usage": True}  # fmt: skip
+        return body
+
+    async def _pass_through_error(
+        self, call: Call, response: httpx.Response, route: RouteTarget
+    ) -> Response:
+        """An upstream 4xx caused by the request: its status and (redacted) body, no charge."""
+        try:
+            raw = await response.aread()
+        except httpx.HTTPError:
+            raw = errors.error_body("The upstream rejected the request.", "upstream_error", None)
+        finally:
+            await response.aclose()
+        await self._finish(call, _failed(response.status_code))
+        return Response(
+            errors.redact(raw, (route.api_key,)),
+            status_code=response.status_code,
+            media_type="application/json",
+            headers={"x-request-id": call.request_id},
+        )
+
+    # ----------------------------------------------------------------------------- non-stream
+
+    async def _complete(self, call: Call, response: httpx.Response) -> Response:
+        try:
+            raw = await response.aread()
+        except httpx.TimeoutException:
+            await self._finish(call, _failed(504))
+            return errors.error_response(errors.upstream_timeout(), call.request_id)
+        except httpx.HTTPError:
+            await self._finish(call, _failed(502))
+            return errors.error_response(errors.upstream_failed(), call.request_id)
+        finally:
+            await response.aclose()
+        call.ttfb_ms = _ms_since(call.started)
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            data = None
+        if not isinstance(data, dict):
+            await self._finish(call, _failed(502))
+            return errors.error_response(errors.upstream_failed(), call.request_id)
+        usage, source = _usage_of(
+            call, data.get("usage"), tokens.completion_text(call.endpoint, data)
+        )
+        price = await self._finish(call, Outcome("ok", 200, usage, source, billable=True))
+        data["usage"] = _usage_for_client(data.get("usage"), usage, source)
+        return Response(
+            _with_cost(orjson.dumps(data), price),
+            media_type="application/json",
+            headers={"x-request-id": call.request_id},
+        )
+
+    # --------------------------------------------------------------------------------- stream
+
+    async def _relay(self, call: Call, response: httpx.Response) -> AsyncIterator[bytes]:
+        call.relay_started = True
+        produced: list[str] = []
+        settled = False
+        upstream_usage: Any = None
+        try:
+            async for line in response.aiter_lines():
+                if call.ttfb_ms is None:
+                    call.ttfb_ms = _ms_since(call.started)
+                if not line.startswith("data:"):
+                    continue
+                payload = line[5:].strip()
+                if payload == "[DONE]":
+                    break
+                try:
+                    chunk = orjson.loads(payload)
+                except orjson.JSONDecodeError:
+                    raise _MalformedStream() from None
+                if not isinstance(chunk, dict):
+                    raise _MalformedStream()
+                if "error" in chunk:
+                    raise _UpstreamStreamError()
+                produced.append(tokens.delta_text(chunk))
+                if isinstance(chunk.get("usage"), dict):
+                    upstream_usage = chunk["usage"]
+                    usage, source = _usage_of(call, upstream_usage, "".join(produced))
+                    price = await self._finish(call, Outcome("ok", 200, usage, source, True))
+                    settled = True
+                    out = self._usage_chunk(call, chunk, upstream_usage, usage, source, price)
+                    if out is not None:
+                        yield out
+                    continue
+                if not call.wants_usage and "usage" in chunk:
+                    del chunk["usage"]
+                    yield b"data: " + orjson.dumps(chunk) + b"\n\n"
+                else:
+                    yield b"data: " + payload.encode() + b"\n\n"
+                if time.perf_counter() > call.deadline:
+                    raise _StreamTooLong()
+            if not settled:
+                usage, source = _usage_of(call, None, "".join(produced))
+                await self._finish(call, Outcome("ok", 200, usage, source, True))
+                settled = True
+            yield b"data: [DONE]\n\n"
+        except (httpx.HTTPError, _StreamProblem) as problem:
+            if not settled:
+                usage, source = _usage_of(call, None, "".join(produced))
+                failed = Outcome("upstream_error_mid_stream", 502, usage, source, any(produced))
+                await self._finish(call, failed)
+                settled = True
+            error = (
+                errors.upstream_timeout()
+                if isinstance(problem, httpx.TimeoutException)
+                else errors.upstream_failed()
+            )
+            if isinstance(problem, _StreamTooLong):
+                error = errors.upstream_timeout()
+            yield b"data: " + errors.error_body(error.message, error.type, error.code) + b"\n\n"
+        finally:
+            if not settled:
+                # The client went away mid-stream: charge what was produced, once, from a task
+                # this cancelled generator cannot take down with it.
+                text = "".join(produced)
+
+                def settle_after_disconnect() -> None:
+                    usage, source = _usage_of(call, None, text)
+                    # The prompt was consumed even if no text came back: always billable.
+                    outcome = Outcome("client_disconnected", 499, usage, source, billable=True)
+                    self._finish_sync(call, outcome)
+
+                self.detach(settle_after_disconnect)
+            self._release(call, response)
+
+    def _release(self, call: Call, response: httpx.Response) -> None:
+        """Give back the key's concurrency slot and close the upstream, without awaiting."""
+        self.limiter.leave(call.key.key_id)
+        closing = asyncio.get_running_loop().create_task(response.aclose())
+        self._detached.add(closing)
+        closing.add_done_callback(self._detached.discard)
+
+    def _usage_chunk(
+        self,
+        call: Call,
+        chunk: dict[str, Any],
+        upstream_usage: dict[str, Any],
+        usage: TokenUsage,
+        source: str,
+        price: int,
+    ) -> bytes | None:
+        if call.wants_usage:
+            chunk["usage"] = _usage_for_client(upstream_usage, usage, source)
+            return b"data: " + _with_cost(orjson.dumps(chunk), price) + b"\n\n"
+        if chunk.get("choices"):
+            del chunk["usage"]
+            return b"data: " + orjson.dumps(chunk) + b"\n\n"
+        return None  # the usage-only chunk the client did not ask for
+
+    # ---------------------------------------------------------------------------- settlement
+
+    async def _finish(self, call: Call, outcome: Outcome) -> int:
+        return await asyncio.to_thread(self._finish_sync, call, outcome)
+
+    def _finish_sync(self, call: Call, outcome: Outcome) -> int:
+        """Settle (or void) the hold and write the usage record; returns the price charged."""
+        route = call.route
+        price = cost_micros(call.model.price, outcome.usage) if outcome.billable else 0
+        upstream_cost = cost_micros(route.cost, outcome.usage) if route and outcome.billable else 0
+        record = UsageRecord(
+            id=call.request_id,
+            customer_id=call.key.customer_id,
+            api_key_id=call.key.key_id,
+            endpoint=call.endpoint,
+            public_model=call.model.name,
+            provider=route.provider_name if route else "",
+            upstream_model=route.upstream_model if route else "",
+            stream=call.stream,
+            http_status=outcome.http_status,
+            status=outcome.status,
+            prompt_tokens=outcome.usage.prompt_tokens,
+            completion_tokens=outcome.usage.completion_tokens,
+            cached_tokens=outcome.usage.cached_tokens,
+            reasoning_tokens=outcome.usage.reasoning_tokens,
+            usage_source=outcome.usage_source if outcome.billable else "none",
+            upstream_cost_micros=upstream_cost,
+            latency_ms=_ms_since(call.started),
+            ttfb_ms=call.ttfb_ms,
+            attempts=len(call.attempts),
+            attempts_json=json.dumps([a.__dict__ for a in call.attempts]),
+        )
+        touch = self._should_touch(call.key.key_id)
+        with db.session_scope() as session:
+            if outcome.billable:
+                stored = metering.settle(
+                    session,
+                    hold_id=call.hold_id,
+                    account_id=call.key.account_id,
+                    price_micros=price,
+                    record=record,
+                    touch_key=touch,
+                )
+            else:
+                stored = metering.cancel(
+                    session, hold_id=call.hold_id, account_id=call.key.account_id, record=record
+                )
+            return stored.price_micros
+
+    def _void_quietly(self, call: Call) -> None:
+        """Release the hold of a request that failed inside the gateway itself."""
+        try:
+            self._finish_sync(call, _failed(500))
+        except Exception:
+            # Already settled, or the database is away: the hold's expiry is the last resort.
+            log.warning("could not void the hold of %s", call.request_id, exc_info=True)
+
+    def _should_touch(self, key_id: str) -> bool:
+        now = time.monotonic()
+        if now - self._key_touched.get(key_id, 0.0) < KEY_TOUCH_INTERVAL_S:
+            return False
+        self._key_touched[key_id] = now
+        return True
+
+
+class MeteredStream(StreamingResponse):
+    """A streamed answer whose hold is settled even if the client leaves before it starts.
+
+    If the client disconnects before the first chunk, Starlette may never start the relay
+    generator, so its finally block would never run; this wrapper voids the hold instead.
+    """
+
+    def __init__(self, gateway: Gateway, call: Call, upstream: httpx.Response) -> None:
+        super().__init__(
+            gateway._relay(call, upstream),
+            media_type="text/event-stream",
+            headers={"x-request-id": call.request_id, "cache-control": "no-cache"},
+        )
+        self._gateway = gateway
+        self._call = call
+        self._upstream = upstream
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            if not self._call.relay_started:
+                call = self._call
+                self._gateway.detach(lambda: self._gateway._void_quietly(call))
+                self._gateway._release(call, self._upstream)
+
+
+# ------------------------------------------------------------------------------------ helpers
+
+
+class _StreamProblem(Exception):
+    pass
+
+
+class _MalformedStream(_StreamProblem):
+    pass
+
+
+class _UpstreamStreamError(_StreamProblem):
+    pass
+
+
+class _StreamTooLong(_StreamProblem):
+    pass
+
+
+def _failed(http_status: int) -> Outcome:
+    return Outcome("upstream_error", http_status, TokenUsage(), "none", billable=False)
+
+
+def _ms_since(started: float) -> int:
+    return int((time.perf_counter() - started) * 1000)
+
+
+def _attempt(route: RouteTarget, outcome: str, status: int | None, begun: float) -> Attempt:
+    return Attempt(route.provider_name, route.upstream_model, outcome, status, _ms_since(begun))
+
+
+def _upstream_headers(route: RouteTarget) -> dict[str, str]:
+    headers = {**route.extra_headers, "content-type": "application/json"}
+    if route.api_key:
+        headers["authorization"] = f"Bearer {route.api_key}"
+    return headers
+
+
+async def _read_limited(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise errors.too_large(limit)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise errors.too_large(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _parse_object(body: bytes) -> dict[str, Any]:
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise errors.bad_request("The request body is not valid JSON.", "invalid_json") from None
+    if not isinstance(parsed, dict):
+        raise errors.bad_request("The request body must be a JSON object.", "invalid_json")
+    return parsed
+
+
+def _max_output(endpoint: str, body: dict[str, Any], model: ModelEntry) -> int:
+    """The output a request may produce, clamping max_tokens to the model's limit."""
+    if endpoint == "embeddings":
+        return 0
+    limit = model.max_output_tokens
+    asked = None
+    for name in ("max_completion_tokens", "max_tokens"):
+        value = body.get(name)
+        if value is None:
+            continue
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise errors.bad_request(f"'{name}' must be a positive integer.")
+        if value > limit:
+            body[name] = limit
+        asked = min(value, limit) if asked is None else min(asked, value, limit)
+    return asked if asked is not None else limit
+
+
+def _usage_of(call: Call, usage: Any, produced_text: str) -> tuple[TokenUsage, str]:
+    """The upstream's usage when it gave one, else an estimate (marked) that is never zero."""
+    if isinstance(usage, dict):
+        parsed = _parse_usage(usage)
+        if parsed is not None:
+            return parsed, "provider"
+    prompt = tokens.prompt_tokens(call.endpoint, call.body)
+    completion = tokens.text_tokens(produced_text)
+    return TokenUsage(prompt_tokens=prompt, completion_tokens=completion), "estimated"
+
+
+def _count(value: Any) -> int | None:
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    return None
+
+
+def _parse_usage(usage: dict[str, Any]) -> TokenUsage | None:
+    prompt = _count(usage.get("prompt_tokens", usage.get("input_tokens")))
+    completion = _count(usage.get("completion_tokens", usage.get("output_tokens", 0)))
+    if prompt is None or completion is None:
+        return None
+    prompt_details = usage.get("prompt_tokens_details") or usage.get("input_tokens_details") or {}
+    completion_details = (
+        usage.get("completion_tokens_details") or usage.get("output_tokens_details") or {}
+    )
+    cached = (
+        _count(prompt_details.get("cached_tokens", 0)) if isinstance(prompt_details, dict) else 0
+    )
+    reasoning = (
+        _count(completion_details.get("reasoning_tokens", 0))
+        if isinstance(completion_details, dict)
+        else 0
+    )
+    return TokenUsage(
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        cached_tokens=min(cached or 0, prompt),
+        reasoning_tokens=reasoning or 0,
+    )
+
+
+def _usage_for_client(upstream: Any, usage: TokenUsage, source: str) -> dict[str, Any]:
+    shown = dict(upstream) if isinstance(upstream, dict) else {}
+    if source == "estimated":
+        shown.update(
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            total_tokens=usage.prompt_tokens + usage.completion_tokens,
+            estimated=True,
+        )
+    shown["cost"] = _COST_SENTINEL
+    return shown
+
+
+def _with_cost(serialized: bytes, price_micros: int) -> bytes:
+    return serialized.replace(_COST_SENTINEL_JSON, format_credits(price_micros).encode(), 1)

@@ -1,0 +1,94 @@
+"""The gateway's catalog: upstream providers, public models (with customer prices) and routes
+(with upstream cost profiles). Prices are integer micros of a credit per 1M tokens."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, CheckConstraint, Column, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from creditdash.timeutil import utcnow
+
+SANDBOX_BASE_URL = "http://creditdash-sandbox/v1"
+
+
+def _micros() -> Column:  # type: ignore[type-arg,unused-ignore]
+    return Column(BigInteger, nullable=False, default=0, server_default="0")
+
+
+class Provider(SQLModel, table=True):
+    __tablename__ = "providers"
+    __table_args__ = (
+        CheckConstraint("kind IN ('openai', 'sandbox')", name="ck_providers_kind"),
+        CheckConstraint("timeout_s > 0 AND timeout_s <= 3600", name="ck_providers_timeout"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=80, unique=True)
+    # "openai": any OpenAI-compatible HTTP API. "sandbox": the built-in responder, in-process.
+    kind: str = Field(default="openai", max_length=16)
+    base_url: str = Field(max_length=500)
+    # Fernet token (crypto.encrypt, purpose "provider-key"); never leaves the server.
+    api_key_encrypted: str = Field(default="", sa_column=Column(Text, nullable=False))
+    api_key_last4: str = Field(default="", max_length=8)
+    timeout_s: int = Field(default=300)
+    extra_headers_json: str = Field(default="{}", sa_column=Column(Text, nullable=False))
+    enabled: bool = Field(default=True)
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class PublicModel(SQLModel, table=True):
+    """A name customers call, with the price they pay."""
+
+    __tablename__ = "public_models"
+    __table_args__ = (
+        CheckConstraint(
+            "input_price_micros_per_mtok >= 0 AND output_price_micros_per_mtok >= 0 "
+            "AND cached_input_price_micros_per_mtok >= 0 AND request_fee_micros >= 0",
+            name="ck_public_models_prices",
+        ),
+        CheckConstraint("max_output_tokens > 0", name="ck_public_models_max_output"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=120, unique=True)
+    enabled: bool = Field(default=True)
+    input_price_micros_per_mtok: int = Field(default=0, sa_column=_micros())
+    output_price_micros_per_mtok: int = Field(default=0, sa_column=_micros())
+    cached_input_price_micros_per_mtok: int = Field(default=0, sa_column=_micros())
+    request_fee_micros: int = Field(default=0, sa_column=_micros())
+    # The most output a request may ask for; larger max_tokens are clamped to it, and a
+    # request without max_tokens is held for this much output.
+    max_output_tokens: int = Field(default=4096)
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class Route(SQLModel, table=True):
+    """One way to serve a public model: a provider, its model name, and what it costs us."""
+
+    __tablename__ = "routes"
+    __table_args__ = (
+        UniqueConstraint("model_id", "provider_id", "upstream_model", name="uq_routes_target"),
+        CheckConstraint("weight >= 0", name="ck_routes_weight"),
+        CheckConstraint(
+            "input_cost_micros_per_mtok >= 0 AND output_cost_micros_per_mtok >= 0 "
+            "AND cached_input_cost_micros_per_mtok >= 0 AND request_cost_micros >= 0",
+            name="ck_routes_costs",
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    model_id: int = Field(foreign_key="public_models.id", index=True)
+    provider_id: int = Field(foreign_key="providers.id", index=True)
+    upstream_model: str = Field(max_length=200)
+    priority: int = Field(default=1)
+    weight: int = Field(default=1)
+    enabled: bool = Field(default=True)
+    input_cost_micros_per_mtok: int = Field(default=0, sa_column=_micros())
+    output_cost_micros_per_mtok: int = Field(default=0, sa_column=_micros())
+    cached_input_cost_micros_per_mtok: int = Field(default=0, sa_column=_micros())
+    request_cost_micros: int = Field(default=0, sa_column=_micros())
+    created_at: datetime = Field(default_factory=utcnow)

@@ -1,0 +1,88 @@
+"""Which upstream base URLs the gateway may call (server-side request forgery guard).
+
+Checked when a provider is saved and again before requests (with a short cache). The host is
+resolved and every address it resolves to is checked, so any spelling of an address
+(decimal, hex, octal, IPv4-mapped IPv6) is judged by the address itself.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import time
+from urllib.parse import urlsplit
+
+from creditdash.errors import ValidationFailed
+from creditdash.proxy.models import SANDBOX_BASE_URL
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+# Cloud metadata endpoints that are not link-local.
+_METADATA = {
+    ipaddress.ip_address("100.100.100.200"),  # Alibaba Cloud
+    ipaddress.ip_address("fd00:ec2::254"),  # AWS over IPv6
+}
+_CGNAT = ipaddress.ip_network("100.64.0.0/10")
+_RESOLVE_TTL_S = 30.0
+_resolved: dict[str, tuple[float, list[IPAddress]]] = {}
+
+
+def _always_refused(ip: IPAddress) -> str | None:
+    if ip in _METADATA:
+        return "a cloud metadata address"
+    if ip.is_link_local:
+        return "a link-local address"
+    if ip.is_unspecified or ip.is_multicast or ip.is_reserved:
+        return "not a routable address"
+    return None
+
+
+def _private(ip: IPAddress) -> bool:
+    return ip.is_loopback or ip.is_private or (ip.version == 4 and ip in _CGNAT)
+
+
+def check_address(ip: IPAddress, *, allow_private: bool) -> None:
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    reason = _always_refused(ip)
+    if reason:
+        raise ValidationFailed(f"upstream address {ip} is refused: {reason}")
+    if _private(ip) and not allow_private:
+        raise ValidationFailed(
+            f"upstream address {ip} is loopback or private; "
+            "set CREDITDASH_ALLOW_PRIVATE_UPSTREAMS=1 to allow local model servers"
+        )
+
+
+def _resolve(host: str) -> list[IPAddress]:
+    now = time.monotonic()
+    cached = _resolved.get(host)
+    if cached and cached[0] > now:
+        return cached[1]
+    try:
+        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except socket.gaierror as exc:
+        raise ValidationFailed(f"upstream host {host!r} does not resolve: {exc}") from None
+    addresses = [ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in infos]
+    _resolved[host] = (now + _RESOLVE_TTL_S, addresses)
+    return addresses
+
+
+def check_base_url(base_url: str, *, kind: str, allow_private: bool) -> str:
+    """The normalized base URL, or ValidationFailed saying why it may not be called."""
+    if kind == "sandbox":
+        if base_url.rstrip("/") != SANDBOX_BASE_URL:
+            raise ValidationFailed(f"the sandbox provider's base URL is {SANDBOX_BASE_URL}")
+        return SANDBOX_BASE_URL
+    parts = urlsplit(base_url.strip())
+    if parts.scheme not in ("http", "https"):
+        raise ValidationFailed("upstream base URL must use http or https")
+    if parts.username or parts.password:
+        raise ValidationFailed("upstream base URL must not contain credentials")
+    if not parts.hostname:
+        raise ValidationFailed("upstream base URL has no host")
+    if parts.query or parts.fragment:
+        raise ValidationFailed("upstream base URL must not have a query or fragment")
+    for ip in _resolve(parts.hostname):
+        check_address(ip, allow_private=allow_private)
+    return base_url.strip().rstrip("/")
