@@ -30,10 +30,10 @@ async def expire_holds_forever(interval_s: float | None = None) -> None:
     """Run expiry every interval; one failed pass is logged and the loop goes on."""
     interval = interval_s or get_settings().hold_expiry_interval_s
     while True:
+        await asyncio.sleep(interval)
         try:
             expired = await asyncio.to_thread(expire_once)
             if expired:
                 log.warning("expired %d stale holds", expired)
         except Exception:
             log.exception("hold expiry pass failed")
-        await asyncio.sleep(interval)

@@ -23,6 +23,7 @@ from creditdash.billing.models import UsageRecord
 from creditdash.billing.money import format_credits
 from creditdash.proxy import errors
 from creditdash.proxy.gateway import Gateway
+from creditdash.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -131,10 +132,10 @@ def add_gateway_routes(app: FastAPI, gateway: Gateway) -> None:
     app.add_exception_handler(Exception, on_unexpected)
 
 
-def create_app(*, standalone: bool = True) -> FastAPI:
+def create_app(*, standalone: bool = True, settings: Settings | None = None) -> FastAPI:
     """A fresh gateway app. standalone=True runs its own lifespan (hold expiry, client close);
     mounted in Reflex, the Reflex app's lifespan tasks do that instead."""
-    gateway = Gateway()
+    gateway = Gateway(settings)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

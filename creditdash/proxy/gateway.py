@@ -54,6 +54,7 @@ MAX_ATTEMPTS = 3
 MAX_CHOICES = 16
 CONNECT_TIMEOUT_S = 10.0
 KEY_TOUCH_INTERVAL_S = 60.0
+URL_RECHECK_S = 30.0
 # Stands in for usage.cost while serializing; replaced by the exact decimal text afterwards,
 # so the number is written from integer micros without ever passing through a float.
 _COST_SENTINEL = "__creditdash_cost_micros__"
@@ -109,6 +110,7 @@ class Gateway:
         self._client: httpx.AsyncClient | None = None
         self._detached: set[asyncio.Task[Any]] = set()
         self._key_touched: dict[str, float] = {}
+        self._url_checked: dict[str, float] = {}
         self.hold_ttl = timedelta(seconds=self.settings.hold_ttl_s)
         # A request (all attempts, a whole stream) ends before its hold can expire.
         self.request_budget_s = max(30.0, self.settings.hold_ttl_s - 60.0)
@@ -281,13 +283,7 @@ class Gateway:
             if remaining <= 0:
                 break
             begun = time.perf_counter()
-            try:
-                check_base_url(
-                    route.base_url,
-                    kind=route.provider_kind,
-                    allow_private=self.settings.allow_private_upstreams,
-                )
-            except ValidationFailed:
+            if not await self._base_url_allowed(route):
                 call.attempts.append(_attempt(route, "refused", None, begun))
                 continue
             timeout_s = min(float(route.timeout_s), remaining)
@@ -315,6 +311,25 @@ class Gateway:
             call.attempts.append(_attempt(route, outcome, status, begun))
             return response, route
         return None
+
+    async def _base_url_allowed(self, route: RouteTarget) -> bool:
+        """The request-time SSRF check: the host is resolved again (in a thread, since DNS
+        blocks), and a verdict is reused for URL_RECHECK_S seconds."""
+        now = time.monotonic()
+        if self._url_checked.get(route.base_url, 0.0) > now:
+            return True
+        try:
+            await asyncio.to_thread(
+                check_base_url,
+                route.base_url,
+                kind=route.provider_kind,
+                allow_private=self.settings.allow_private_upstreams,
+            )
+        except ValidationFailed:
+            log.warning("refused upstream %s for provider %s", route.base_url, route.provider_name)
+            return False
+        self._url_checked[route.base_url] = now + URL_RECHECK_S
+        return True
 
     def _upstream_body(self, call: Call, route: RouteTarget) -> dict[str, Any]:
         body = dict(call.body)

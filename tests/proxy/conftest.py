@@ -1,0 +1,161 @@
+"""The gateway served for real on loopback, in front of a fake upstream on loopback."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+from fastapi import FastAPI
+from sqlalchemy.engine import Engine
+
+from creditdash import db, settings
+from creditdash.proxy.app import create_app
+from creditdash.proxy.catalog import import_catalog, parse_catalog
+from creditdash.settings import Settings
+from tests.conftest import free_port
+from tests.factories import funded_customer
+from tests.proxy.fake_upstream import FakeUpstream, ServerThread
+
+UPSTREAM_KEY = "sk-upstream-SECRET-0123456789abcdef"
+MAX_BODY_BYTES = 64 * 1024
+PRICE = '{input_per_mtok: "1.00", output_per_mtok: "2.00", cached_input_per_mtok: "0.50"}'
+COST = '{input_per_mtok: "0.25", output_per_mtok: "0.50", cached_input_per_mtok: "0.125"}'
+MODELS = {
+    # public name: (provider, upstream model)
+    "chat": ("fake", "echo"),
+    "embed": ("fake", "echo"),
+    "nousage": ("fake", "no-usage"),
+    "zero": ("fake", "zero-usage"),
+    "cached": ("fake", "cached"),
+    "fail500": ("fake", "fail-500"),
+    "fail429": ("fake", "fail-429"),
+    "bad400": ("fake", "fail-400-echo"),
+    "hang": ("fake-impatient", "hang"),
+    "slow": ("fake", "slow-stream"),
+    "slowok": ("fake", "slow-ok"),
+    "malformed": ("fake", "malformed-stream"),
+    "redirect": ("fake", "redirect"),
+}
+
+
+def catalog_yaml(port: int) -> str:
+    lines = [
+        "providers:",
+        "  - name: fake",
+        f"    base_url: http://127.0.0.1:{port}/v1",
+        f"    api_key: {UPSTREAM_KEY}",
+        "    timeout_s: 5",
+        "  - name: fake-impatient",
+        f"    base_url: http://127.0.0.1:{port}/v1",
+        f"    api_key: {UPSTREAM_KEY}",
+        "    timeout_s: 1",
+        "models:",
+    ]
+    for name, (provider, upstream) in MODELS.items():
+        lines += [
+            f"  - name: {name}",
+            f"    price: {PRICE}",
+            "    max_output_tokens: 100",
+            "    routes:",
+            f"      - {{provider: {provider}, upstream_model: {upstream}, cost: {COST}}}",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture(scope="session")
+def fake_upstream() -> Iterator[FakeUpstream]:
+    fake = FakeUpstream(port=free_port())
+    server = ServerThread(fake.app(), fake.port)
+    server.start()
+    yield fake
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def gateway_server() -> Iterator[tuple[FastAPI, str]]:
+    app = create_app(
+        standalone=False,
+        settings=Settings(allow_private_upstreams=True, max_body_bytes=MAX_BODY_BYTES),
+    )
+    server = ServerThread(app, free_port())
+    server.start()
+    yield app, f"http://127.0.0.1:{server.port}"
+    server.stop()
+
+
+@dataclass
+class GatewayRig:
+    app: FastAPI
+    base_url: str
+    upstream: FakeUpstream
+    engine: Engine
+    customer_id: str
+    account_id: int
+    key: str
+
+    def client(self, key: str | None = None) -> openai.OpenAI:
+        return openai.OpenAI(api_key=key or self.key, base_url=self.base_url + "/v1", max_retries=0)
+
+    def async_client(self, key: str | None = None) -> openai.AsyncOpenAI:
+        return openai.AsyncOpenAI(
+            api_key=key or self.key, base_url=self.base_url + "/v1", max_retries=0
+        )
+
+    def http(self, key: str | None = None) -> httpx.Client:
+        return httpx.Client(
+            base_url=self.base_url,
+            headers={"Authorization": f"Bearer {key or self.key}"},
+            timeout=30,
+        )
+
+    def new_customer(self, credits_micros: int) -> tuple[str, int, str]:
+        from creditdash.accounts.api_keys import create_api_key
+
+        who = funded_customer(self.engine, credits_micros=credits_micros, name="Rig")
+        with db.session_scope(engine=self.engine) as session:
+            _key, raw = create_api_key(session, customer_id=who.customer_id, name="test")
+        return who.customer_id, who.account_id, raw
+
+
+def _rig(
+    engine: Engine,
+    fake_upstream: FakeUpstream,
+    gateway_server: tuple[FastAPI, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> GatewayRig:
+    monkeypatch.setenv("CREDITDASH_ALLOW_PRIVATE_UPSTREAMS", "1")
+    settings.reset_settings()
+    with db.session_scope(engine=engine) as session:
+        import_catalog(session, parse_catalog(catalog_yaml(fake_upstream.port)))
+    app, base_url = gateway_server
+    gateway = app.state.gateway
+    gateway.catalog.invalidate()
+    gateway.keys.clear()
+    rig = GatewayRig(app, base_url, fake_upstream, engine, "", 0, "")
+    rig.customer_id, rig.account_id, rig.key = rig.new_customer(10_000_000)
+    return rig
+
+
+@pytest.fixture
+def rig(
+    sqlite_engine: Engine,
+    fake_upstream: FakeUpstream,
+    gateway_server: tuple[FastAPI, str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> GatewayRig:
+    return _rig(sqlite_engine, fake_upstream, gateway_server, monkeypatch)
+
+
+@pytest.fixture
+def rig_any_backend(
+    engine: Engine,
+    fake_upstream: FakeUpstream,
+    gateway_server: tuple[FastAPI, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> GatewayRig:
+    return _rig(engine, fake_upstream, gateway_server, monkeypatch)

@@ -1,0 +1,151 @@
+"""A fake OpenAI-compatible upstream on loopback whose behaviour is picked by the model name.
+
+Served by uvicorn in a background thread, so the gateway talks to it over real TCP. Every
+request it receives is recorded for assertions (what reached the upstream, and what did not).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+USAGE = {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}
+CACHED_USAGE = {
+    "prompt_tokens": 1000,
+    "completion_tokens": 300,
+    "total_tokens": 1300,
+    "prompt_tokens_details": {"cached_tokens": 400},
+    "completion_tokens_details": {"reasoning_tokens": 200},
+}
+WORDS = ["Hello", " from", " the", " fake", " upstream", "."]
+
+
+@dataclass
+class Seen:
+    path: str
+    headers: dict[str, str]
+    body: dict[str, Any]
+
+
+@dataclass
+class FakeUpstream:
+    seen: list[Seen] = field(default_factory=list)
+    port: int = 0
+
+    def count(self, model: str | None = None) -> int:
+        return sum(1 for s in self.seen if model is None or s.body.get("model") == model)
+
+    def app(self) -> Starlette:
+        async def handle(request: Request) -> Response:
+            body = json.loads(await request.body())
+            self.seen.append(Seen(request.url.path, dict(request.headers), body))
+            return await self._respond(request, body)
+
+        return Starlette(
+            routes=[
+                Route(path, handle, methods=["POST"])
+                for path in ("/v1/chat/completions", "/v1/completions", "/v1/embeddings")
+            ]
+        )
+
+    async def _respond(self, request: Request, body: dict[str, Any]) -> Response:
+        model = body.get("model", "")
+        path = request.url.path
+        if model == "fail-500":
+            return JSONResponse({"error": {"message": "boom"}}, status_code=500)
+        if model == "fail-429":
+            return JSONResponse({"error": {"message": "slow down"}}, status_code=429)
+        if model == "fail-400-echo":
+            return JSONResponse(
+                {
+                    "error": {
+                        "message": f"bad request; you sent {request.headers.get('authorization')}"
+                    }
+                },
+                status_code=400,
+            )
+        if model == "hang":
+            await asyncio.sleep(30)
+        if model == "slow-ok":
+            await asyncio.sleep(1.0)
+        if model == "redirect":
+            return RedirectResponse("http://169.254.169.254/latest/meta-data/", status_code=302)
+        if path.endswith("/embeddings"):
+            return JSONResponse(
+                {"object": "list", "model": model, "usage": {"prompt_tokens": 8, "total_tokens": 8},
+                 "data": [{"object": "embedding", "index": 0, "embedding": [0.1, 0.2]}]}
+            )  # fmt: skip
+        if body.get("stream"):
+            return StreamingResponse(self._stream(model, body), media_type="text/event-stream")
+        usage: dict[str, Any] | None = USAGE
+        if model == "no-usage":
+            usage = None
+        elif model == "zero-usage":
+            usage = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+        elif model == "cached":
+            usage = CACHED_USAGE
+        text = "".join(WORDS)
+        choice: dict[str, Any] = (
+            {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+            if path.endswith("/chat/completions")
+            else {"index": 0, "text": text, "finish_reason": "stop"}
+        )
+        payload: dict[str, Any] = {"id": "fake-1", "object": "chat.completion", "created": 0,
+                                   "model": model, "choices": [choice]}  # fmt: skip
+        if usage is not None:
+            payload["usage"] = usage
+        return JSONResponse(payload)
+
+    async def _stream(self, model: str, body: dict[str, Any]) -> AsyncIterator[bytes]:
+        include = bool((body.get("stream_options") or {}).get("include_usage"))
+        base = {"id": "fake-s", "object": "chat.completion.chunk", "created": 0, "model": model}
+        count = 400 if model == "slow-stream" else len(WORDS)
+        for i in range(count):
+            delta = {"content": WORDS[i % len(WORDS)]}
+            chunk = {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
+            if include:
+                chunk["usage"] = None
+            yield f"data: {json.dumps(chunk)}\n\n".encode()
+            if model == "slow-stream":
+                await asyncio.sleep(0.02)
+            if model == "malformed-stream" and i == 1:
+                yield b"data: {this is not json\n\n"
+                return
+        if include and model != "no-usage":
+            yield f"data: {json.dumps({**base, 'choices': [], 'usage': USAGE})}\n\n".encode()
+        yield b"data: [DONE]\n\n"
+
+
+class ServerThread:
+    """uvicorn serving an ASGI app on a loopback port, in a daemon thread."""
+
+    def __init__(self, app: Any, port: int) -> None:
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.port = port
+
+    def start(self) -> None:
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            if time.monotonic() > deadline:
+                raise TimeoutError("server did not start")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)

@@ -1,0 +1,161 @@
+"""creditdash catalog import: all or nothing, guarded base URLs, encrypted upstream keys."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import func, select
+from sqlalchemy.engine import Engine
+
+from creditdash import db, settings
+from creditdash.cli import main
+from creditdash.proxy.models import Provider, PublicModel, Route
+
+GOOD = """
+providers:
+  - name: local
+    base_url: https://models.example.com/v1
+    api_key: sk-upstream-example-1234
+    timeout_s: 120
+models:
+  - name: gpt-4o-mini
+    price: {input_per_mtok: "0.60", output_per_mtok: "2.40", cached_input_per_mtok: "0.30"}
+    routes:
+      - provider: local
+        upstream_model: gpt-4o-mini-2024
+        priority: 1
+        weight: 1
+        cost: {input_per_mtok: "0.15", output_per_mtok: "0.60", cached_input_per_mtok: "0.075"}
+  - name: pricey
+    price: {input_per_mtok: "1", output_per_mtok: "1"}
+    routes:
+      - provider: local
+        upstream_model: pricey-upstream
+        cost: {input_per_mtok: "2", output_per_mtok: "2"}
+"""
+
+
+def counts(engine: Engine) -> tuple[int, int, int]:
+    with db.session_scope(engine=engine, readonly=True) as session:
+        return tuple(  # type: ignore[return-value]
+            int(session.execute(select(func.count()).select_from(m)).scalar_one())
+            for m in (Provider, PublicModel, Route)
+        )
+
+
+def import_text(tmp_path: Path, text: str) -> tuple[int, str]:
+    path = tmp_path / "catalog.yaml"
+    path.write_text(text)
+    result = CliRunner().invoke(main, ["catalog", "import", str(path)])
+    return result.exit_code, result.output
+
+
+@pytest.fixture
+def resolvable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """models.example.com resolves to a public address without touching the network."""
+    import socket
+
+    real = socket.getaddrinfo
+
+    def fake(host: str, *args: object, **kwargs: object) -> list[tuple]:  # type: ignore[type-arg]
+        if host == "models.example.com":
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("93.184.216.34", 0))]
+        if host == "internal.example.com":
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("10.1.2.3", 0))]
+        return real(host, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(socket, "getaddrinfo", fake)
+
+
+def test_import_prints_margins_and_encrypts_the_upstream_key(
+    sqlite_engine: Engine, tmp_path: Path, resolvable: None
+) -> None:
+    code, output = import_text(tmp_path, GOOD)
+    assert code == 0, output
+    assert "imported 1 providers and 2 models" in output
+    assert "margin 75.00%" in output
+    assert "NEGATIVE" in output and "pricey" in output
+    assert counts(sqlite_engine) == (1, 2, 2)
+    with db.session_scope(engine=sqlite_engine, readonly=True) as session:
+        provider = session.execute(select(Provider)).scalar_one()
+        assert "sk-upstream-example-1234" not in provider.api_key_encrypted
+        assert provider.api_key_last4 == "1234"
+        model = session.execute(
+            select(PublicModel).where(PublicModel.name == "gpt-4o-mini")
+        ).scalar_one()
+        assert (model.input_price_micros_per_mtok, model.output_price_micros_per_mtok) == (
+            600_000,
+            2_400_000,
+        )
+    # Importing again updates in place.
+    assert import_text(tmp_path, GOOD.replace('"2.40"', '"3.00"'))[0] == 0
+    assert counts(sqlite_engine) == (1, 2, 2)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (("https://models.example.com/v1", "http://169.254.169.254/v1"), "link-local"),
+        (("https://models.example.com/v1", "http://127.0.0.1:8080/v1"), "loopback or private"),
+        (
+            ("https://models.example.com/v1", "https://internal.example.com/v1"),
+            "loopback or private",
+        ),
+        (("https://models.example.com/v1", "http://[::ffff:169.254.169.254]/v1"), "link-local"),
+        (("https://models.example.com/v1", "http://2130706433/v1"), "loopback or private"),
+        (("https://models.example.com/v1", "http://0x7f.0.0.1/v1"), "loopback or private"),
+        (("https://models.example.com/v1", "file:///etc/passwd"), "http or https"),
+        (("https://models.example.com/v1", "https://user:pw@models.example.com/v1"), "credentials"),
+        (
+            (
+                "provider: local\n        upstream_model: pricey",
+                "provider: nowhere\n        upstream_model: pricey",
+            ),
+            "unknown provider",
+        ),
+        (('output_per_mtok: "2.40"', 'output_per_mtok: "-1"'), "cannot be negative"),
+        (('output_per_mtok: "2.40"', 'output_per_mtok: "0.0000001"'), "6 decimal places"),
+        (("timeout_s: 120", "timeout_s: 0"), "timeout_s"),
+    ],
+)
+def test_one_bad_entry_changes_nothing(
+    sqlite_engine: Engine, tmp_path: Path, resolvable: None, change: tuple[str, str], message: str
+) -> None:
+    assert import_text(tmp_path, GOOD)[0] == 0
+    before = counts(sqlite_engine)
+    with db.session_scope(engine=sqlite_engine, readonly=True) as session:
+        price_before = (
+            session.execute(select(PublicModel.output_price_micros_per_mtok)).scalars().all()
+        )
+    bad = GOOD.replace(change[0], change[1]).replace('"2.40"', '"9.99"', 1)
+    assert bad != GOOD
+    code, output = import_text(tmp_path, bad)
+    assert code != 0
+    assert message in output, output
+    assert counts(sqlite_engine) == before
+    with db.session_scope(engine=sqlite_engine, readonly=True) as session:
+        assert (
+            session.execute(select(PublicModel.output_price_micros_per_mtok)).scalars().all()
+            == price_before
+        )
+
+
+def test_private_upstreams_need_the_operator_switch(
+    sqlite_engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, resolvable: None
+) -> None:
+    local = GOOD.replace("https://models.example.com/v1", "http://127.0.0.1:18080/v1")
+    assert import_text(tmp_path, local)[0] != 0
+    monkeypatch.setenv("CREDITDASH_ALLOW_PRIVATE_UPSTREAMS", "1")
+    settings.reset_settings()
+    assert import_text(tmp_path, local)[0] == 0
+    # Metadata addresses stay refused even then.
+    metadata = GOOD.replace("https://models.example.com/v1", "http://169.254.169.254/v1")
+    assert import_text(tmp_path, metadata)[0] != 0
+
+
+def test_not_yaml_or_wrong_shape(sqlite_engine: Engine, tmp_path: Path) -> None:
+    for text in ("{{{", "- a list", "models: [{name: x}]"):
+        code, output = import_text(tmp_path, text)
+        assert code == 1 and "error:" in output
