@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 import reflex as rx
-from fastapi import FastAPI
+from starlette.applications import Starlette
 
 from creditdash.billing.holds import expire_holds_forever
 from creditdash.pages.admin import admin_page
@@ -17,13 +17,13 @@ from creditdash.state.admin import AdminState
 from creditdash.state.home import HomeState
 from creditdash.state.signin import SignInState
 
-_mounted: list[FastAPI] = []
+_mounted: list[Starlette] = []
 
 
-def mount_gateway(reflex_asgi: Any) -> FastAPI:
+def mount_gateway(reflex_asgi: Any) -> Starlette:
     """A fresh gateway app per call, with the Reflex app mounted under it.
 
-    A callable (not a FastAPI instance) because Reflex may build the ASGI app more than once,
+    A callable (not a Starlette instance) because Reflex may build the ASGI app more than once,
     and a started app cannot take middleware again.
     """
     gateway = create_gateway(standalone=False)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, cast
 
@@ -25,6 +25,10 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 _engine: Engine | None = None
 _engine_lock = threading.Lock()
+# SQLite admits one writer at a time and makes the others sleep and retry (busy_timeout), which
+# under load costs far more than the writes themselves. Writers of this process queue here
+# instead and wake the moment the lock is free; other processes still meet busy_timeout.
+_sqlite_writer = threading.Lock()
 
 
 def normalize_url(url: str) -> str:
@@ -102,7 +106,8 @@ def session_scope(
         bind = bind.execution_options(readonly=True)
     if snapshot and bind.dialect.name == "postgresql":
         bind = bind.execution_options(isolation_level="REPEATABLE READ")
-    with Session(bind, expire_on_commit=False) as session:
+    writer = _sqlite_writer if not readonly and bind.dialect.name == "sqlite" else nullcontext()
+    with writer, Session(bind, expire_on_commit=False) as session:
         try:
             yield session
             session.commit()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from passlib.context import CryptContext
 
 from creditdash.errors import ValidationFailed
@@ -11,9 +13,13 @@ MAX_PASSWORD_CHARS = 256
 
 _context = CryptContext(schemes=["argon2"], deprecated="auto")
 
-# A hash of a random password: verifying against it costs as much as a real check, so a sign-in
-# for an unknown email takes as long as one with a wrong password.
-_DUMMY_HASH = _context.hash("creditdash-timing-equaliser-not-a-password")
+
+@lru_cache(maxsize=1)
+def _dummy_hash() -> str:
+    """A hash of a throwaway password: verifying against it costs as much as a real check, so a
+    sign-in for an unknown email takes as long as one with a wrong password."""
+    return str(_context.hash("creditdash-timing-equaliser-not-a-password"))
+
 
 _COMMON = {
     "password12",
@@ -45,7 +51,7 @@ def hash_password(password: str) -> str:
 
 def verify_password(password: str, password_hash: str | None) -> bool:
     if not password_hash:
-        _context.verify(password, _DUMMY_HASH)
+        _context.verify(password, _dummy_hash())
         return False
     try:
         return bool(_context.verify(password, password_hash))

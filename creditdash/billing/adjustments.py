@@ -6,7 +6,7 @@ from sqlmodel import Session
 
 from creditdash.accounts.audit import Actor, record
 from creditdash.billing import ledger
-from creditdash.billing.models import Transfer
+from creditdash.billing.models import TransferRow
 from creditdash.billing.money import format_credits
 from creditdash.errors import ValidationFailed
 
@@ -26,7 +26,7 @@ def grant_credits(
     reason: str,
     actor: Actor,
     idempotency_key: str,
-) -> Transfer:
+) -> TransferRow:
     """Give a customer credits from the adjustments account, with an audit entry."""
     reason = _check_reason(reason)
     account_id = ledger.customer_account_id(session, customer_id)
@@ -53,7 +53,7 @@ def debit_credits(
     reason: str,
     actor: Actor,
     idempotency_key: str,
-) -> Transfer:
+) -> TransferRow:
     """Take credits back (a correction); refused if it would pass the customer's limit."""
     reason = _check_reason(reason)
     account_id = ledger.customer_account_id(session, customer_id)
@@ -78,7 +78,7 @@ def _audit(
     action: str,
     customer_id: str,
     account_id: int,
-    moved: Transfer,
+    moved: TransferRow,
     change_micros: int,
 ) -> None:
     # Our UPDATE holds the account row until commit, so this read is the balance right after

@@ -16,12 +16,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
-from creditdash.billing.models import LedgerAccount, Transfer
+from creditdash.billing.models import LedgerAccount, Transfer, TransferRow
 from creditdash.billing.money import MAX_MICROS
 from creditdash.db import rowcount
 from creditdash.errors import (
@@ -49,6 +50,59 @@ RESERVED_KEY_PREFIX = "ledger:"
 # Core tables: the ledger's statements are written against columns, not ORM attributes.
 _accounts = LedgerAccount.__table__  # type: ignore[attr-defined]
 _transfers = Transfer.__table__  # type: ignore[attr-defined]
+_a = _accounts.c
+_t = _transfers.c
+
+
+# The statements of the hot path, built once: SQLAlchemy caches their compiled form, and they
+# run on the session's Core connection without the ORM's unit-of-work in between.
+def _debit(column: Any) -> Any:
+    # The limit check and the write are one statement: concurrent holds serialize on the row
+    # and each re-evaluates the WHERE clause against the committed balance.
+    return (
+        update(_accounts)
+        .where(
+            _a.id == bindparam("p_account"),
+            or_(
+                _a.enforce_limit.is_(False),
+                _a.credits_posted - _a.debits_posted - _a.debits_pending - bindparam("p_amount")
+                >= -_a.credit_limit_micros,
+            ),
+        )
+        .values({column: column + bindparam("p_amount")})
+    )
+
+
+def _credit(column: Any) -> Any:
+    return (
+        update(_accounts)
+        .where(_a.id == bindparam("p_account"))
+        .values({column: column + bindparam("p_amount")})
+    )
+
+
+def _release(pending: Any, posted: Any) -> Any:
+    return (
+        update(_accounts)
+        .where(_a.id == bindparam("p_account"), pending >= bindparam("p_held"))
+        .values({pending: pending - bindparam("p_held"), posted: posted + bindparam("p_posted")})
+    )
+
+
+_DEBIT = {True: _debit(_a.debits_pending), False: _debit(_a.debits_posted)}
+_CREDIT = {True: _credit(_a.credits_pending), False: _credit(_a.credits_posted)}
+_RELEASE_DEBIT = _release(_a.debits_pending, _a.debits_posted)
+_RELEASE_CREDIT = _release(_a.credits_pending, _a.credits_posted)
+_INSERT_TRANSFER = insert(_transfers).returning(_t.id)
+_TRANSFER_BY_KEY = select(_transfers).where(_t.idempotency_key == bindparam("p_key"))
+_TRANSFER_BY_ID = select(_transfers).where(_t.id == bindparam("p_id"))
+_RESOLUTION_OF = select(_transfers).where(_t.pending_id == bindparam("p_id"))
+_BALANCE = select(
+    _a.credits_posted - _a.debits_posted, _a.debits_pending, _a.credit_limit_micros
+).where(_a.id == bindparam("p_account"))
+_ACCOUNT_EXISTS = select(_a.id).where(_a.id == bindparam("p_account"))
+_ACCOUNT_BY_CODE = select(_a.id).where(_a.code == bindparam("p_code"))
+_TRANSFER_COLUMNS = tuple(c.name for c in _transfers.columns if c.name != "id")
 
 DEFAULT_HOLD_TTL = timedelta(minutes=15)
 
@@ -111,12 +165,10 @@ def _account_by_code(session: Session, code: str) -> LedgerAccount | None:
 
 
 def platform_account_id(session: Session, code: str) -> int:
-    """The id of a platform account, opening it on first use."""
+    """The id of a platform account (the migrations create them; opened here if missing)."""
     if code not in PLATFORM_ACCOUNTS:
         raise NotFound(f"unknown platform account {code!r}")
-    account_id = session.execute(
-        select(col(LedgerAccount.id)).where(col(LedgerAccount.code) == code)
-    ).scalar_one_or_none()
+    account_id = session.connection().execute(_ACCOUNT_BY_CODE, {"p_code": code}).scalar()
     if account_id is not None:
         return int(account_id)
     account = open_account(session, code=code)
@@ -134,13 +186,7 @@ def customer_account_id(session: Session, customer_id: str) -> int:
 
 
 def get_balance(session: Session, account_id: int) -> Balance:
-    row = session.execute(
-        select(
-            col(LedgerAccount.credits_posted) - col(LedgerAccount.debits_posted),
-            col(LedgerAccount.debits_pending),
-            col(LedgerAccount.credit_limit_micros),
-        ).where(col(LedgerAccount.id) == account_id)
-    ).first()
+    row = session.connection().execute(_BALANCE, {"p_account": account_id}).first()
     if row is None:
         raise NotFound(f"ledger account {account_id} does not exist")
     return Balance(
@@ -178,7 +224,7 @@ def transfer(
     reference: str | None = None,
     memo: str = "",
     actor_user_id: int | None = None,
-) -> Transfer:
+) -> TransferRow:
     """Move amount_micros at once. The debit side may not pass its credit limit."""
     return apply_transfer(
         session,
@@ -204,11 +250,11 @@ def apply_transfer(
     reference: str | None = None,
     memo: str = "",
     actor_user_id: int | None = None,
-) -> tuple[Transfer, bool]:
+) -> tuple[TransferRow, bool]:
     """Like transfer(), also saying whether this call moved money (False for a replay)."""
     return _create(
         session,
-        Transfer(
+        TransferRow(
             idempotency_key=idempotency_key,
             kind="single",
             debit_account_id=debit_account_id,
@@ -232,11 +278,11 @@ def hold(
     code: str,
     reference: str | None = None,
     expires_at: datetime | None = None,
-) -> Transfer:
+) -> TransferRow:
     """Reserve amount_micros (a pending transfer). InsufficientCredits if it does not fit."""
     held, _created = _create(
         session,
-        Transfer(
+        TransferRow(
             idempotency_key=idempotency_key,
             kind="pending",
             debit_account_id=debit_account_id,
@@ -250,12 +296,12 @@ def hold(
     return held
 
 
-def post(session: Session, *, hold_id: int, amount_micros: int) -> Transfer:
+def post(session: Session, *, hold_id: int, amount_micros: int) -> TransferRow:
     """Charge amount_micros (at most the held amount) and release the rest of the hold."""
     return _resolve(session, hold_id=hold_id, kind="post", amount_micros=amount_micros)
 
 
-def void(session: Session, *, hold_id: int) -> Transfer:
+def void(session: Session, *, hold_id: int) -> TransferRow:
     """Release the whole hold; nothing is charged."""
     return _resolve(session, hold_id=hold_id, kind="void", amount_micros=0)
 
@@ -320,7 +366,7 @@ def _check_micros(amount: int, field: str, *, allow_zero: bool = False) -> None:
         raise ValidationFailed(f"{field} is too large")
 
 
-def _validate(new: Transfer) -> None:
+def _validate(new: TransferRow) -> None:
     key = new.idempotency_key
     if not isinstance(key, str) or not key.strip() or len(key) > MAX_KEY_CHARS:
         raise ValidationFailed(f"idempotency key must be 1-{MAX_KEY_CHARS} characters")
@@ -345,17 +391,19 @@ _SAME_FIELDS = (
 )
 
 
-def _same_intent(old: Transfer, new: Transfer) -> bool:
+def _same_intent(old: TransferRow, new: TransferRow) -> bool:
     return all(getattr(old, name) == getattr(new, name) for name in _SAME_FIELDS)
 
 
-def _existing(session: Session, key: str) -> Transfer | None:
-    return session.execute(
-        select(Transfer).where(col(Transfer.idempotency_key) == key)
-    ).scalar_one_or_none()
+def _row_to_transfer(row: Any) -> TransferRow | None:
+    return None if row is None else TransferRow(**row._mapping)
 
 
-def _replay(session: Session, new: Transfer) -> Transfer | None:
+def _existing(session: Session, key: str) -> TransferRow | None:
+    return _row_to_transfer(session.connection().execute(_TRANSFER_BY_KEY, {"p_key": key}).first())
+
+
+def _replay(session: Session, new: TransferRow) -> TransferRow | None:
     old = _existing(session, new.idempotency_key)
     if old is None:
         return None
@@ -366,25 +414,29 @@ def _replay(session: Session, new: Transfer) -> Transfer | None:
     return old
 
 
-def _create(session: Session, new: Transfer) -> tuple[Transfer, bool]:
+def _create(session: Session, new: TransferRow) -> tuple[TransferRow, bool]:
+    """Apply a new transfer, or recognise a replay of its key. The first attempt is optimistic:
+    a fresh key (the usual case) costs no lookup; a used key surfaces as a UNIQUE violation."""
     _validate(new)
-    replay = _replay(session, new)
-    if replay is not None:
-        return replay, False
+    connection = session.connection()
     amount = new.amount_micros
     pending = new.kind == "pending"
     try:
-        with session.begin_nested():
+        with connection.begin_nested():
             # Lock rows in id order so two opposite transfers cannot deadlock on PostgreSQL.
             for account_id in sorted((new.debit_account_id, new.credit_account_id)):
+                params = {"p_account": account_id, "p_amount": amount}
                 if account_id == new.debit_account_id:
-                    _apply_debit(session, account_id, amount, pending=pending)
-                else:
-                    _apply_credit(session, account_id, amount, pending=pending)
-            session.add(new)
-            session.flush()
-    except IntegrityError:
-        # A concurrent transaction committed the same key first: answer as a replay.
+                    if rowcount(connection.execute(_DEBIT[pending], params)) != 1:
+                        _raise_for_missing_or_short(session, account_id)
+                elif rowcount(connection.execute(_CREDIT[pending], params)) != 1:
+                    raise NotFound(f"ledger account {account_id} does not exist")
+            new.id = connection.execute(
+                _INSERT_TRANSFER, {name: getattr(new, name) for name in _TRANSFER_COLUMNS}
+            ).scalar_one()
+    except (IntegrityError, InsufficientCredits, NotFound):
+        # A used key (perhaps committed concurrently) answers as a replay, whatever else the
+        # attempt ran into; a conflicting replay raises IdempotencyConflict.
         replay = _replay(session, new)
         if replay is None:
             raise
@@ -392,56 +444,25 @@ def _create(session: Session, new: Transfer) -> tuple[Transfer, bool]:
     return new, True
 
 
-def _apply_debit(session: Session, account_id: int, amount: int, *, pending: bool) -> None:
-    cols = _accounts.c
-    column = cols.debits_pending if pending else cols.debits_posted
-    # The limit check and the write are one statement: concurrent holds serialize on the row
-    # and each re-evaluates the WHERE clause against the committed balance.
-    result = session.execute(
-        update(LedgerAccount)
-        .where(
-            cols.id == account_id,
-            or_(
-                cols.enforce_limit.is_(False),
-                cols.credits_posted - cols.debits_posted - cols.debits_pending - amount
-                >= -cols.credit_limit_micros,
-            ),
-        )
-        .values({column: column + amount})
-    )
-    if rowcount(result) != 1:
-        _raise_for_missing_or_short(session, account_id)
-
-
-def _apply_credit(session: Session, account_id: int, amount: int, *, pending: bool) -> None:
-    cols = _accounts.c
-    column = cols.credits_pending if pending else cols.credits_posted
-    result = session.execute(
-        update(LedgerAccount).where(cols.id == account_id).values({column: column + amount})
-    )
-    if rowcount(result) != 1:
-        raise NotFound(f"ledger account {account_id} does not exist")
-
-
 def _raise_for_missing_or_short(session: Session, account_id: int) -> None:
-    exists = session.execute(
-        select(col(LedgerAccount.id)).where(col(LedgerAccount.id) == account_id)
-    ).scalar_one_or_none()
+    exists = session.connection().execute(_ACCOUNT_EXISTS, {"p_account": account_id}).first()
     if exists is None:
         raise NotFound(f"ledger account {account_id} does not exist")
     raise InsufficientCredits("insufficient credits")
 
 
-def _resolve(session: Session, *, hold_id: int, kind: str, amount_micros: int) -> Transfer:
+def _resolve(session: Session, *, hold_id: int, kind: str, amount_micros: int) -> TransferRow:
     _check_micros(amount_micros, "amount_micros", allow_zero=True)
-    held = session.get(Transfer, hold_id)
+    held = _row_to_transfer(
+        session.connection().execute(_TRANSFER_BY_ID, {"p_id": hold_id}).first()
+    )
     if held is None or held.kind != "pending":
         raise NotFound(f"hold {hold_id} does not exist")
     if amount_micros > held.amount_micros:
         raise ValidationFailed(
             f"cannot post {amount_micros} micros against a hold of {held.amount_micros}"
         )
-    new = Transfer(
+    new = TransferRow(
         idempotency_key=f"{RESERVED_KEY_PREFIX}resolve:{hold_id}",
         kind=kind,
         debit_account_id=held.debit_account_id,
@@ -451,55 +472,34 @@ def _resolve(session: Session, *, hold_id: int, kind: str, amount_micros: int) -
         code=held.code,
         reference=held.reference,
     )
-    existing = session.execute(
-        select(Transfer).where(col(Transfer.pending_id) == hold_id)
-    ).scalar_one_or_none()
-    if existing is not None:
-        return _repeat_resolution(existing, new)
+    connection = session.connection()
     try:
-        with session.begin_nested():
+        with connection.begin_nested():
             # Claim the hold first: the UNIQUE(pending_id) insert is what makes it resolve once.
-            session.add(new)
-            session.flush()
+            new.id = connection.execute(
+                _INSERT_TRANSFER, {name: getattr(new, name) for name in _TRANSFER_COLUMNS}
+            ).scalar_one()
             _release_and_post(session, held, amount_micros)
     except IntegrityError:
-        existing = session.execute(
-            select(Transfer).where(col(Transfer.pending_id) == hold_id)
-        ).scalar_one_or_none()
+        existing = _row_to_transfer(connection.execute(_RESOLUTION_OF, {"p_id": hold_id}).first())
         if existing is None:
             raise
         return _repeat_resolution(existing, new)
     return new
 
 
-def _repeat_resolution(existing: Transfer, new: Transfer) -> Transfer:
+def _repeat_resolution(existing: TransferRow, new: TransferRow) -> TransferRow:
     if existing.kind == new.kind and existing.amount_micros == new.amount_micros:
         return existing
     raise AlreadyResolved(f"hold {new.pending_id} was already resolved ({existing.kind})")
 
 
-def _release_and_post(session: Session, held: Transfer, posted: int) -> None:
-    cols = _accounts.c
+def _release_and_post(session: Session, held: TransferRow, posted: int) -> None:
+    connection = session.connection()
     for account_id in sorted((held.debit_account_id, held.credit_account_id)):
-        if account_id == held.debit_account_id:
-            values = {
-                cols.debits_pending: cols.debits_pending - held.amount_micros,
-                cols.debits_posted: cols.debits_posted + posted,
-            }
-        else:
-            values = {
-                cols.credits_pending: cols.credits_pending - held.amount_micros,
-                cols.credits_posted: cols.credits_posted + posted,
-            }
-        pending_col = (
-            cols.debits_pending if account_id == held.debit_account_id else cols.credits_pending
-        )
-        result = session.execute(
-            update(LedgerAccount)
-            .where(and_(cols.id == account_id, pending_col >= held.amount_micros))
-            .values(values)
-        )
-        if rowcount(result) != 1:
+        statement = _RELEASE_DEBIT if account_id == held.debit_account_id else _RELEASE_CREDIT
+        params = {"p_account": account_id, "p_held": held.amount_micros, "p_posted": posted}
+        if rowcount(connection.execute(statement, params)) != 1:
             raise RuntimeError(f"ledger account {account_id} holds less than hold {held.id}")
 
 
@@ -568,17 +568,16 @@ def _verify_cached_balances(session: Session) -> list[str]:
             sums[side] = int(posted_sum)
             sums[side + 2] = int(pending_sum)
     problems = []
-    for account in session.execute(select(LedgerAccount)).scalars():
-        want = expected.get(int(account.id or 0), [0, 0, 0, 0])
-        have = [
-            account.debits_posted,
-            account.credits_posted,
-            account.debits_pending,
-            account.credits_pending,
-        ]
-        if have != want:
+    # Core rows, not ORM objects: an identity map could hand back stale cached balances.
+    accounts = session.connection().execute(
+        select(_a.id, _a.code, _a.debits_posted, _a.credits_posted, _a.debits_pending,
+               _a.credits_pending)
+    )  # fmt: skip
+    for account_id, code, *have in accounts:
+        want = expected.get(int(account_id), [0, 0, 0, 0])
+        if list(have) != want:
             problems.append(
-                f"{account.code}: cached (debits, credits, debits pending, credits pending) "
+                f"{code}: cached (debits, credits, debits pending, credits pending) "
                 f"{tuple(have)} != sum of transfers {tuple(want)}"
             )
     return problems
@@ -612,8 +611,10 @@ def _verify_resolutions(session: Session) -> list[str]:
     return problems
 
 
-def get_transfer(session: Session, transfer_id: int) -> Transfer:
-    found = session.get(Transfer, transfer_id)
+def get_transfer(session: Session, transfer_id: int) -> TransferRow:
+    found = _row_to_transfer(
+        session.connection().execute(_TRANSFER_BY_ID, {"p_id": transfer_id}).first()
+    )
     if found is None:
         raise NotFound(f"transfer {transfer_id} does not exist")
     return found

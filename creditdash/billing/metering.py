@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlmodel import Session, col
 
 from creditdash.accounts.models import ApiKey
 from creditdash.billing import ledger
-from creditdash.billing.models import UsageRecord
+from creditdash.billing.models import UsageEntry, UsageRecord
 from creditdash.errors import AlreadyResolved, InsufficientCredits
 from creditdash.timeutil import utcnow
 
@@ -48,9 +48,9 @@ def settle(
     hold_id: int | None,
     account_id: int,
     price_micros: int,
-    record: UsageRecord,
+    record: UsageEntry,
     touch_key: bool = False,
-) -> UsageRecord:
+) -> UsageEntry:
     """Charge price_micros against the hold and store the usage record, in one transaction."""
     held_micros = 0
     if hold_id is not None:
@@ -85,8 +85,8 @@ def settle(
 
 
 def cancel(
-    session: Session, *, hold_id: int | None, account_id: int, record: UsageRecord
-) -> UsageRecord:
+    session: Session, *, hold_id: int | None, account_id: int, record: UsageEntry
+) -> UsageEntry:
     """Release the hold (nothing is charged) and store the usage record."""
     if hold_id is not None:
         ledger.void(session, hold_id=hold_id)
@@ -95,14 +95,23 @@ def cancel(
     return _store(session, record, account_id, touch_key=False)
 
 
-def _store(session: Session, record: UsageRecord, account_id: int, touch_key: bool) -> UsageRecord:
+_usage_table = UsageRecord.__table__  # type: ignore[attr-defined]
+_USAGE_COLUMNS = tuple(c.name for c in _usage_table.columns)
+_INSERT_USAGE = insert(_usage_table)
+_TOUCH_KEY = (
+    update(ApiKey.__table__)  # type: ignore[attr-defined]
+    .where(ApiKey.__table__.c.id == bindparam("p_key"))  # type: ignore[attr-defined]
+    .values(last_used_at=bindparam("p_now"))
+)
+
+
+def _store(session: Session, record: UsageEntry, account_id: int, touch_key: bool) -> UsageEntry:
     record.balance_after_micros = ledger.get_balance(session, account_id).posted_micros
-    session.add(record)
+    connection = session.connection()
+    # Core inserts: one usage row per request is the gateway's hottest write.
+    connection.execute(_INSERT_USAGE, {name: getattr(record, name) for name in _USAGE_COLUMNS})
     if touch_key:
-        session.execute(
-            update(ApiKey).where(col(ApiKey.id) == record.api_key_id).values(last_used_at=utcnow())
-        )
-    session.flush()
+        connection.execute(_TOUCH_KEY, {"p_key": record.api_key_id, "p_now": utcnow()})
     return record
 
 

@@ -7,6 +7,7 @@ are integer micros of a credit (1 credit = 1,000,000 micros).
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import BigInteger, CheckConstraint, Column, Index, Text
@@ -144,3 +145,56 @@ class UsageRecord(SQLModel, table=True):
     attempts_json: str = Field(default="[]", sa_column=Column(Text, nullable=False))
     hold_id: int | None = Field(default=None, foreign_key="transfers.id")
     created_at: datetime = Field(default_factory=utcnow)
+
+
+@dataclass(slots=True)
+class TransferRow:
+    """A transfer as the ledger functions return it: a plain value, cheap to build.
+
+    The hot path builds several per request; an ORM instance costs ten times as much.
+    """
+
+    idempotency_key: str
+    kind: str
+    debit_account_id: int
+    credit_account_id: int
+    amount_micros: int
+    code: str
+    reference: str | None = None
+    memo: str = ""
+    pending_id: int | None = None
+    expires_at: datetime | None = None
+    actor_user_id: int | None = None
+    created_at: datetime = field(default_factory=utcnow)
+    id: int | None = None
+
+
+@dataclass(slots=True)
+class UsageEntry:
+    """The values of one usage record, before it is written (see UsageRecord)."""
+
+    id: str
+    customer_id: str
+    api_key_id: str
+    endpoint: str
+    public_model: str
+    status: str
+    usage_source: str
+    provider: str = ""
+    upstream_model: str = ""
+    stream: bool = False
+    http_status: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+    upstream_cost_micros: int = 0
+    price_micros: int = 0
+    unbilled_micros: int = 0
+    balance_after_micros: int = 0
+    latency_ms: int = 0
+    ttfb_ms: int | None = None
+    attempts: int = 0
+    attempts_json: str = "[]"
+    hold_id: int | None = None
+    created_at: datetime = field(default_factory=utcnow)

@@ -29,7 +29,7 @@ from starlette.responses import Response, StreamingResponse
 
 from creditdash import db
 from creditdash.billing import metering
-from creditdash.billing.models import UsageRecord
+from creditdash.billing.models import UsageEntry
 from creditdash.billing.money import format_credits
 from creditdash.billing.pricing import TokenUsage, cost_micros, worst_case_micros
 from creditdash.errors import InsufficientCredits, ValidationFailed
@@ -55,6 +55,7 @@ MAX_CHOICES = 16
 CONNECT_TIMEOUT_S = 10.0
 KEY_TOUCH_INTERVAL_S = 60.0
 URL_RECHECK_S = 30.0
+MAX_SSE_LINE_BYTES = 4 * 1024 * 1024
 # Stands in for usage.cost while serializing; replaced by the exact decimal text afterwards,
 # so the number is written from integer micros without ever passing through a float.
 _COST_SENTINEL = "__creditdash_cost_micros__"
@@ -88,6 +89,7 @@ class Call:
     route: RouteTarget | None = None
     ttfb_ms: int | None = None
     relay_started: bool = False
+    settle_started: bool = False
 
 
 @dataclass
@@ -380,7 +382,7 @@ class Gateway:
             await self._finish(call, _failed(502))
             return errors.error_response(errors.upstream_failed(), call.request_id)
         usage, source = _usage_of(
-            call, data.get("usage"), tokens.completion_text(call.endpoint, data)
+            call, data.get("usage"), lambda: tokens.completion_text(call.endpoint, data)
         )
         price = await self._finish(call, Outcome("ok", 200, usage, source, billable=True))
         data["usage"] = _usage_for_client(data.get("usage"), usage, source)
@@ -393,77 +395,83 @@ class Gateway:
     # --------------------------------------------------------------------------------- stream
 
     async def _relay(self, call: Call, response: httpx.Response) -> AsyncIterator[bytes]:
+        """Relay the upstream's events, settling exactly once: at the usage chunk, at the end,
+        on an upstream failure, or (from a detached task) when the client goes away.
+
+        Events are forwarded as the upstream wrote them, a network read at a time; only the
+        usage chunk is rewritten (to add the cost, or dropped when the client did not ask)."""
         call.relay_started = True
-        produced: list[str] = []
-        settled = False
-        upstream_usage: Any = None
+        lines = _SSELines()
+        payloads: list[bytes] = []  # what was relayed, parsed again only to estimate usage
         try:
-            async for line in response.aiter_lines():
+            async for block in response.aiter_bytes():
                 if call.ttfb_ms is None:
                     call.ttfb_ms = _ms_since(call.started)
-                if not line.startswith("data:"):
-                    continue
-                payload = line[5:].strip()
-                if payload == "[DONE]":
+                out: list[bytes] = []
+                for payload in lines.feed(block):
+                    if payload == b"[DONE]":
+                        lines.done = True
+                        break
+                    chunk = _parse_chunk(payload)
+                    usage = chunk.get("usage")
+                    if not isinstance(usage, dict):
+                        payloads.append(payload)
+                        out.append(b"data: " + payload + b"\n\n")
+                        continue
+                    payloads.append(payload)
+                    if out:
+                        yield b"".join(out)
+                        out = []
+                    tokens_used, source = _usage_of(call, usage, lambda: _produced_text(payloads))
+                    price = await self._settle_stream(
+                        call, Outcome("ok", 200, tokens_used, source, True)
+                    )
+                    rewritten = self._usage_chunk(call, chunk, usage, tokens_used, source, price)
+                    if rewritten is not None:
+                        out.append(rewritten)
+                if out:
+                    yield b"".join(out)
+                if lines.done:
                     break
-                try:
-                    chunk = orjson.loads(payload)
-                except orjson.JSONDecodeError:
-                    raise _MalformedStream() from None
-                if not isinstance(chunk, dict):
-                    raise _MalformedStream()
-                if "error" in chunk:
-                    raise _UpstreamStreamError()
-                produced.append(tokens.delta_text(chunk))
-                if isinstance(chunk.get("usage"), dict):
-                    upstream_usage = chunk["usage"]
-                    usage, source = _usage_of(call, upstream_usage, "".join(produced))
-                    price = await self._finish(call, Outcome("ok", 200, usage, source, True))
-                    settled = True
-                    out = self._usage_chunk(call, chunk, upstream_usage, usage, source, price)
-                    if out is not None:
-                        yield out
-                    continue
-                if not call.wants_usage and "usage" in chunk:
-                    del chunk["usage"]
-                    yield b"data: " + orjson.dumps(chunk) + b"\n\n"
-                else:
-                    yield b"data: " + payload.encode() + b"\n\n"
                 if time.perf_counter() > call.deadline:
                     raise _StreamTooLong()
-            if not settled:
-                usage, source = _usage_of(call, None, "".join(produced))
-                await self._finish(call, Outcome("ok", 200, usage, source, True))
-                settled = True
+            if not call.settle_started:
+                tokens_used, source = _usage_of(call, None, lambda: _produced_text(payloads))
+                await self._settle_stream(call, Outcome("ok", 200, tokens_used, source, True))
             yield b"data: [DONE]\n\n"
         except (httpx.HTTPError, _StreamProblem) as problem:
-            if not settled:
-                usage, source = _usage_of(call, None, "".join(produced))
-                failed = Outcome("upstream_error_mid_stream", 502, usage, source, any(produced))
-                await self._finish(call, failed)
-                settled = True
+            if not call.settle_started:
+                text = _produced_text(payloads)
+                tokens_used, source = _usage_of(call, None, lambda: text)
+                failed = Outcome("upstream_error_mid_stream", 502, tokens_used, source, bool(text))
+                await self._settle_stream(call, failed)
             error = (
                 errors.upstream_timeout()
-                if isinstance(problem, httpx.TimeoutException)
+                if isinstance(problem, httpx.TimeoutException | _StreamTooLong)
                 else errors.upstream_failed()
             )
-            if isinstance(problem, _StreamTooLong):
-                error = errors.upstream_timeout()
             yield b"data: " + errors.error_body(error.message, error.type, error.code) + b"\n\n"
         finally:
-            if not settled:
+            if not call.settle_started:
                 # The client went away mid-stream: charge what was produced, once, from a task
                 # this cancelled generator cannot take down with it.
-                text = "".join(produced)
+                call.settle_started = True
+                relayed = list(payloads)
 
                 def settle_after_disconnect() -> None:
-                    usage, source = _usage_of(call, None, text)
+                    tokens_used, source = _usage_of(call, None, lambda: _produced_text(relayed))
                     # The prompt was consumed even if no text came back: always billable.
-                    outcome = Outcome("client_disconnected", 499, usage, source, billable=True)
+                    outcome = Outcome("client_disconnected", 499, tokens_used, source, True)
                     self._finish_sync(call, outcome)
 
                 self.detach(settle_after_disconnect)
             self._release(call, response)
+
+    async def _settle_stream(self, call: Call, outcome: Outcome) -> int:
+        # Marked before the await: if the client disconnects while the settlement runs in its
+        # thread, the thread still completes it and the disconnect path must not settle again.
+        call.settle_started = True
+        return await self._finish(call, outcome)
 
     def _release(self, call: Call, response: httpx.Response) -> None:
         """Give back the key's concurrency slot and close the upstream, without awaiting."""
@@ -499,7 +507,7 @@ class Gateway:
         route = call.route
         price = cost_micros(call.model.price, outcome.usage) if outcome.billable else 0
         upstream_cost = cost_micros(route.cost, outcome.usage) if route and outcome.billable else 0
-        record = UsageRecord(
+        record = UsageEntry(
             id=call.request_id,
             customer_id=call.key.customer_id,
             api_key_id=call.key.key_id,
@@ -600,6 +608,38 @@ class _StreamTooLong(_StreamProblem):
     pass
 
 
+class _SSELines:
+    """Splits an event stream into `data:` payloads across network reads."""
+
+    def __init__(self) -> None:
+        self._rest = b""
+        self.done = False
+
+    def feed(self, block: bytes) -> list[bytes]:
+        data = self._rest + block
+        *complete, self._rest = data.split(b"\n")
+        if len(self._rest) > MAX_SSE_LINE_BYTES:
+            raise _MalformedStream()
+        return [line[5:].strip() for line in complete if line.startswith(b"data:")]
+
+
+def _parse_chunk(payload: bytes) -> dict[str, Any]:
+    try:
+        chunk = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        raise _MalformedStream() from None
+    if not isinstance(chunk, dict):
+        raise _MalformedStream()
+    if "error" in chunk:
+        raise _UpstreamStreamError()
+    return chunk
+
+
+def _produced_text(payloads: list[bytes]) -> str:
+    """The text the relayed chunks carried (parsed again only when an estimate is needed)."""
+    return "".join(tokens.delta_text(orjson.loads(p)) for p in payloads)
+
+
 def _failed(http_status: int) -> Outcome:
     return Outcome("upstream_error", http_status, TokenUsage(), "none", billable=False)
 
@@ -661,14 +701,15 @@ def _max_output(endpoint: str, body: dict[str, Any], model: ModelEntry) -> int:
     return asked if asked is not None else limit
 
 
-def _usage_of(call: Call, usage: Any, produced_text: str) -> tuple[TokenUsage, str]:
-    """The upstream's usage when it gave one, else an estimate (marked) that is never zero."""
+def _usage_of(call: Call, usage: Any, produced_text: Callable[[], str]) -> tuple[TokenUsage, str]:
+    """The upstream's usage when it gave one, else an estimate (marked) that is never zero.
+    The produced text is only assembled when an estimate is needed."""
     if isinstance(usage, dict):
         parsed = _parse_usage(usage)
         if parsed is not None:
             return parsed, "provider"
     prompt = tokens.prompt_tokens(call.endpoint, call.body)
-    completion = tokens.text_tokens(produced_text)
+    completion = tokens.text_tokens(produced_text())
     return TokenUsage(prompt_tokens=prompt, completion_tokens=completion), "estimated"
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
-from fastapi import FastAPI
 from sqlalchemy.engine import Engine
+from starlette.applications import Starlette
 
 from creditdash import db, settings
 from creditdash.proxy.app import create_app
@@ -76,7 +76,7 @@ def fake_upstream() -> Iterator[FakeUpstream]:
 
 
 @pytest.fixture(scope="session")
-def gateway_server() -> Iterator[tuple[FastAPI, str]]:
+def gateway_server() -> Iterator[tuple[Starlette, str]]:
     app = create_app(
         standalone=False,
         settings=Settings(allow_private_upstreams=True, max_body_bytes=MAX_BODY_BYTES),
@@ -89,7 +89,7 @@ def gateway_server() -> Iterator[tuple[FastAPI, str]]:
 
 @dataclass
 class GatewayRig:
-    app: FastAPI
+    app: Starlette
     base_url: str
     upstream: FakeUpstream
     engine: Engine
@@ -124,7 +124,7 @@ class GatewayRig:
 def _rig(
     engine: Engine,
     fake_upstream: FakeUpstream,
-    gateway_server: tuple[FastAPI, str],
+    gateway_server: tuple[Starlette, str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> GatewayRig:
     monkeypatch.setenv("CREDITDASH_ALLOW_PRIVATE_UPSTREAMS", "1")
@@ -144,7 +144,7 @@ def _rig(
 def rig(
     sqlite_engine: Engine,
     fake_upstream: FakeUpstream,
-    gateway_server: tuple[FastAPI, str],
+    gateway_server: tuple[Starlette, str],
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> GatewayRig:
@@ -155,7 +155,7 @@ def rig(
 def rig_any_backend(
     engine: Engine,
     fake_upstream: FakeUpstream,
-    gateway_server: tuple[FastAPI, str],
+    gateway_server: tuple[Starlette, str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> GatewayRig:
     return _rig(engine, fake_upstream, gateway_server, monkeypatch)

@@ -6,8 +6,8 @@ from decimal import Decimal
 
 import openai
 import pytest
-from fastapi import FastAPI
 from sqlalchemy.engine import Engine
+from starlette.applications import Starlette
 
 from creditdash import db
 from creditdash.accounts.api_keys import create_api_key
@@ -19,7 +19,7 @@ from tests.factories import funded_customer
 
 
 @pytest.fixture
-def sandbox_client(sqlite_engine: Engine, gateway_server: tuple[FastAPI, str]) -> openai.OpenAI:
+def sandbox_client(sqlite_engine: Engine, gateway_server: tuple[Starlette, str]) -> openai.OpenAI:
     with db.session_scope(engine=sqlite_engine) as session:
         import_catalog(session, parse_catalog(DEMO_CATALOG))
     app, base_url = gateway_server
