@@ -506,3 +506,25 @@ def test_sixty_concurrent_requests_against_a_balance_for_ten(rig_any_backend: Ga
     assert final.posted_micros == 10 * hold + hold // 2 - 10 * cost_micros(PRICE, FAKE_USAGE)
     assert final.available_micros >= 0
     assert_ledger_ok(rig)
+
+
+def test_monthly_spend_cap_stops_the_key_once_reached(rig: GatewayRig) -> None:
+    from creditdash.accounts.api_keys import KeyLimits, create_api_key
+
+    with db.session_scope(engine=rig.engine) as session:
+        _k, capped = create_api_key(
+            session,
+            customer_id=rig.customer_id,
+            name="capped",
+            limits=KeyLimits(monthly_spend_cap_micros=40),
+        )
+    with rig.http(capped) as http:
+        ask = {"model": "chat", "messages": MESSAGES}
+        first = http.post("/v1/chat/completions", json=ask)
+        second = http.post("/v1/chat/completions", json=ask)  # 25 spent, still under 40
+        third = http.post("/v1/chat/completions", json=ask)  # 50 spent: the cap is reached
+    assert [first.status_code, second.status_code, third.status_code] == [200, 200, 429]
+    assert _error(third)["code"] == "spend_cap_reached"
+    # Other keys of the same customer are not affected.
+    assert rig.http().post("/v1/chat/completions", json=ask).status_code == 200
+    assert_ledger_ok(rig)
