@@ -28,21 +28,7 @@ def grant_credits(
     idempotency_key: str,
 ) -> TransferRow:
     """Give a customer credits from the adjustments account, with an audit entry."""
-    reason = _check_reason(reason)
-    account_id = ledger.customer_account_id(session, customer_id)
-    moved, applied = ledger.apply_transfer(
-        session,
-        idempotency_key=idempotency_key,
-        debit_account_id=ledger.platform_account_id(session, ledger.ADJUSTMENTS),
-        credit_account_id=account_id,
-        amount_micros=amount_micros,
-        code="grant",
-        memo=reason,
-        actor_user_id=actor.user_id,
-    )
-    if applied:
-        _audit(session, actor, "credits.grant", customer_id, account_id, moved, +amount_micros)
-    return moved
+    return _adjust(session, customer_id, +1, amount_micros, reason, actor, idempotency_key)
 
 
 def debit_credits(
@@ -55,42 +41,44 @@ def debit_credits(
     idempotency_key: str,
 ) -> TransferRow:
     """Take credits back (a correction); refused if it would pass the customer's limit."""
+    return _adjust(session, customer_id, -1, amount_micros, reason, actor, idempotency_key)
+
+
+def _adjust(
+    session: Session,
+    customer_id: str,
+    direction: int,
+    amount_micros: int,
+    reason: str,
+    actor: Actor,
+    idempotency_key: str,
+) -> TransferRow:
     reason = _check_reason(reason)
-    account_id = ledger.customer_account_id(session, customer_id)
-    moved, applied = ledger.apply_transfer(
+    customer = ledger.customer_account_id(session, customer_id)
+    adjustments = ledger.platform_account_id(session, ledger.ADJUSTMENTS)
+    moved = ledger.transfer(
         session,
         idempotency_key=idempotency_key,
-        debit_account_id=account_id,
-        credit_account_id=ledger.platform_account_id(session, ledger.ADJUSTMENTS),
+        debit_account_id=adjustments if direction > 0 else customer,
+        credit_account_id=customer if direction > 0 else adjustments,
         amount_micros=amount_micros,
-        code="debit_adjustment",
+        code="grant" if direction > 0 else "debit_adjustment",
         memo=reason,
         actor_user_id=actor.user_id,
     )
-    if applied:
-        _audit(session, actor, "credits.debit", customer_id, account_id, moved, -amount_micros)
-    return moved
-
-
-def _audit(
-    session: Session,
-    actor: Actor,
-    action: str,
-    customer_id: str,
-    account_id: int,
-    moved: TransferRow,
-    change_micros: int,
-) -> None:
+    if moved.replayed:
+        return moved  # a repeat moved nothing and is not a new action
     # Our UPDATE holds the account row until commit, so this read is the balance right after
     # the transfer, and before = after - change exactly.
-    after = ledger.get_balance(session, account_id).posted_micros
+    after = ledger.get_balance(session, customer).posted_micros
     record(
         session,
         actor=actor,
-        action=action,
+        action="credits.grant" if direction > 0 else "credits.debit",
         target_type="customer",
         target_id=customer_id,
-        before={"balance": format_credits(after - change_micros)},
+        before={"balance": format_credits(after - direction * amount_micros)},
         after={"balance": format_credits(after), "transfer_id": moved.id},
         reason=moved.memo,
     )
+    return moved

@@ -225,33 +225,10 @@ def transfer(
     memo: str = "",
     actor_user_id: int | None = None,
 ) -> TransferRow:
-    """Move amount_micros at once. The debit side may not pass its credit limit."""
-    return apply_transfer(
-        session,
-        idempotency_key=idempotency_key,
-        debit_account_id=debit_account_id,
-        credit_account_id=credit_account_id,
-        amount_micros=amount_micros,
-        code=code,
-        reference=reference,
-        memo=memo,
-        actor_user_id=actor_user_id,
-    )[0]
+    """Move amount_micros at once. The debit side may not pass its credit limit.
 
-
-def apply_transfer(
-    session: Session,
-    *,
-    idempotency_key: str,
-    debit_account_id: int,
-    credit_account_id: int,
-    amount_micros: int,
-    code: str,
-    reference: str | None = None,
-    memo: str = "",
-    actor_user_id: int | None = None,
-) -> tuple[TransferRow, bool]:
-    """Like transfer(), also saying whether this call moved money (False for a replay)."""
+    A repeat of the key returns the first transfer with `replayed` set: nothing moved.
+    """
     return _create(
         session,
         TransferRow(
@@ -280,7 +257,7 @@ def hold(
     expires_at: datetime | None = None,
 ) -> TransferRow:
     """Reserve amount_micros (a pending transfer). InsufficientCredits if it does not fit."""
-    held, _created = _create(
+    return _create(
         session,
         TransferRow(
             idempotency_key=idempotency_key,
@@ -293,7 +270,6 @@ def hold(
             expires_at=expires_at or utcnow() + DEFAULT_HOLD_TTL,
         ),
     )
-    return held
 
 
 def post(session: Session, *, hold_id: int, amount_micros: int) -> TransferRow:
@@ -411,10 +387,11 @@ def _replay(session: Session, new: TransferRow) -> TransferRow | None:
         raise IdempotencyConflict(
             f"idempotency key {new.idempotency_key!r} was already used for a different transfer"
         )
+    old.replayed = True
     return old
 
 
-def _create(session: Session, new: TransferRow) -> tuple[TransferRow, bool]:
+def _create(session: Session, new: TransferRow) -> TransferRow:
     """Apply a new transfer, or recognise a replay of its key. The first attempt is optimistic:
     a fresh key (the usual case) costs no lookup; a used key surfaces as a UNIQUE violation."""
     _validate(new)
@@ -440,8 +417,8 @@ def _create(session: Session, new: TransferRow) -> tuple[TransferRow, bool]:
         replay = _replay(session, new)
         if replay is None:
             raise
-        return replay, False
-    return new, True
+        return replay
+    return new
 
 
 def _raise_for_missing_or_short(session: Session, account_id: int) -> None:

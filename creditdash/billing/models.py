@@ -167,6 +167,8 @@ class TransferRow:
     actor_user_id: int | None = None
     created_at: datetime = field(default_factory=utcnow)
     id: int | None = None
+    # Not a column: True when a call with a used idempotency key returned this existing row.
+    replayed: bool = False
 
 
 @dataclass(slots=True)
