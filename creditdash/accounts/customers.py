@@ -80,7 +80,7 @@ def _create_customer(
     if session.execute(select(col(Customer.id)).where(col(Customer.email) == normalized)).first():
         raise Conflict(f"a customer with email {normalized} already exists")
     owner = get_user_by_email(session, normalized) or create_user(
-        session, email=normalized, password=owner_password, display_name=name
+        session, email=normalized, password=owner_password
     )
     customer = Customer(id=new_id("cus"), name=name, email=normalized)
     session.add(customer)

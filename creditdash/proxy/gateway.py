@@ -423,9 +423,7 @@ class Gateway:
                         yield b"".join(out)
                         out = []
                     tokens_used, source = _usage_of(call, usage, lambda: _produced_text(payloads))
-                    price = await self._settle_stream(
-                        call, Outcome("ok", 200, tokens_used, source, True)
-                    )
+                    price = await self._finish(call, Outcome("ok", 200, tokens_used, source, True))
                     rewritten = self._usage_chunk(call, chunk, usage, tokens_used, source, price)
                     if rewritten is not None:
                         out.append(rewritten)
@@ -437,14 +435,14 @@ class Gateway:
                     raise _StreamTooLong()
             if not call.settle_started:
                 tokens_used, source = _usage_of(call, None, lambda: _produced_text(payloads))
-                await self._settle_stream(call, Outcome("ok", 200, tokens_used, source, True))
+                await self._finish(call, Outcome("ok", 200, tokens_used, source, True))
             yield b"data: [DONE]\n\n"
         except (httpx.HTTPError, _StreamProblem) as problem:
             if not call.settle_started:
                 text = _produced_text(payloads)
                 tokens_used, source = _usage_of(call, None, lambda: text)
                 failed = Outcome("upstream_error_mid_stream", 502, tokens_used, source, bool(text))
-                await self._settle_stream(call, failed)
+                await self._finish(call, failed)
             error = (
                 errors.upstream_timeout()
                 if isinstance(problem, httpx.TimeoutException | _StreamTooLong)
@@ -466,12 +464,6 @@ class Gateway:
 
                 self.detach(settle_after_disconnect)
             self._release(call, response)
-
-    async def _settle_stream(self, call: Call, outcome: Outcome) -> int:
-        # Marked before the await: if the client disconnects while the settlement runs in its
-        # thread, the thread still completes it and the disconnect path must not settle again.
-        call.settle_started = True
-        return await self._finish(call, outcome)
 
     def _release(self, call: Call, response: httpx.Response) -> None:
         """Give back the key's concurrency slot and close the upstream, without awaiting."""
@@ -500,6 +492,9 @@ class Gateway:
     # ---------------------------------------------------------------------------- settlement
 
     async def _finish(self, call: Call, outcome: Outcome) -> int:
+        # Marked before the await: if the request is cancelled while the settlement runs in its
+        # thread, the thread still completes it, and no other path may settle again.
+        call.settle_started = True
         return await asyncio.to_thread(self._finish_sync, call, outcome)
 
     def _finish_sync(self, call: Call, outcome: Outcome) -> int:
@@ -548,6 +543,9 @@ class Gateway:
 
     def _void_quietly(self, call: Call) -> None:
         """Release the hold of a request that failed inside the gateway itself."""
+        if call.settle_started:
+            return
+        call.settle_started = True
         try:
             self._finish_sync(call, _failed(500))
         except Exception:
