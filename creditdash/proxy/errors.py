@@ -80,7 +80,8 @@ def error_response(error: GatewayError, request_id: str | None = None) -> Respon
 
 
 _BEARER = re.compile(rb"(?i)bearer\s+[A-Za-z0-9._~+/=-]{8,}")
-_KEYLIKE = re.compile(rb"\b(sk|pk|rk|key)[-_][A-Za-z0-9_-]{8,}")
+# Key-shaped tokens, including masked ones such as "sk-proj-****abcd".
+_KEYLIKE = re.compile(rb"\b(sk|pk|rk|key)[-_][A-Za-z0-9_*-]{4,}")
 
 
 def redact(body: bytes, secrets: tuple[str, ...]) -> bytes:

@@ -16,6 +16,8 @@ import asyncio
 import json
 import logging
 import random
+import secrets
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -56,10 +58,6 @@ CONNECT_TIMEOUT_S = 10.0
 KEY_TOUCH_INTERVAL_S = 60.0
 URL_RECHECK_S = 30.0
 MAX_SSE_LINE_BYTES = 4 * 1024 * 1024
-# Stands in for usage.cost while serializing; replaced by the exact decimal text afterwards,
-# so the number is written from integer micros without ever passing through a float.
-_COST_SENTINEL = "__creditdash_cost_micros__"
-_COST_SENTINEL_JSON = b'"' + _COST_SENTINEL.encode() + b'"'
 
 
 @dataclass
@@ -90,6 +88,7 @@ class Call:
     ttfb_ms: int | None = None
     relay_started: bool = False
     settle_started: bool = False
+    capped_hold_micros: int = 0
 
 
 @dataclass
@@ -112,6 +111,8 @@ class Gateway:
         self._client: httpx.AsyncClient | None = None
         self._detached: set[asyncio.Task[Any]] = set()
         self._key_touched: dict[str, float] = {}
+        self._cap_locks: dict[str, threading.Lock] = {}
+        self._capped_holds: dict[str, int] = {}
         self._url_checked: dict[str, float] = {}
         self.hold_ttl = timedelta(seconds=self.settings.hold_ttl_s)
         # A request (all attempts, a whole stream) ends before its hold can expire.
@@ -194,7 +195,10 @@ class Gateway:
     def _new_call(
         self, endpoint: str, key: KeyInfo, model: ModelEntry, body: dict[str, Any], started: float
     ) -> Call:
-        stream = endpoint != "embeddings" and body.get("stream") is True
+        flag = body.get("stream", False)
+        if flag is not None and not isinstance(flag, bool):
+            raise errors.bad_request("'stream' must be true or false.")
+        stream = endpoint != "embeddings" and flag is True
         options = body.get("stream_options")
         wants_usage = bool(isinstance(options, dict) and options.get("include_usage"))
         return Call(
@@ -210,45 +214,55 @@ class Gateway:
         )
 
     async def _reserve(self, call: Call, max_output: int, body_bytes: bytes) -> None:
-        choices = call.body.get("n", 1)
-        if (
-            not isinstance(choices, int)
-            or isinstance(choices, bool)
-            or not 1 <= choices <= MAX_CHOICES
-        ):
-            raise errors.bad_request(f"'n' must be an integer from 1 to {MAX_CHOICES}.")
         amount = worst_case_micros(
             call.model.price,
             prompt_tokens=tokens.hold_prompt_tokens(body_bytes),
-            max_output_tokens=max_output * choices,
+            max_output_tokens=max_output * _output_multiplier(call.endpoint, call.body),
         )
-        cap = call.key.monthly_spend_cap_micros
         try:
-            call.hold_id = await asyncio.to_thread(
-                self._reserve_sync, call.request_id, call.key, amount, cap
-            )
+            call.hold_id = await asyncio.to_thread(self._reserve_sync, call, amount)
         except InsufficientCredits:
             raise errors.insufficient_credits() from None
 
-    def _reserve_sync(
-        self, request_id: str, key: KeyInfo, amount: int, cap: int | None
-    ) -> int | None:
-        with db.session_scope() as session:
-            if cap is not None:
+    def _reserve_sync(self, call: Call, amount: int) -> int | None:
+        cap = call.key.monthly_spend_cap_micros
+        if cap is None:
+            return self._hold(call, amount)
+        # The spend cap is checked and the hold placed under one lock per key, counting what
+        # this process already holds for the key: concurrent requests cannot all slip under
+        # the cap. (Across gateway processes the cap is per process, like the rate limits.)
+        with self._cap_locks.setdefault(call.key.key_id, threading.Lock()):
+            with db.session_scope(readonly=True) as session:
                 spent = metering.key_spend_since(
-                    session, api_key_id=key.key_id, since=metering.month_start()
+                    session, api_key_id=call.key.key_id, since=metering.month_start()
                 )
-                if spent >= cap:
-                    raise errors.rate_limited(
-                        "This key reached its monthly spend cap.", "spend_cap_reached"
-                    )
+            if spent + self._capped_holds.get(call.key.key_id, 0) + amount > cap:
+                raise errors.rate_limited(
+                    "This request could pass this key's monthly spend cap.", "spend_cap_reached"
+                )
+            hold_id = self._hold(call, amount)
+            self._capped_holds[call.key.key_id] = (
+                self._capped_holds.get(call.key.key_id, 0) + amount
+            )
+            call.capped_hold_micros = amount
+            return hold_id
+
+    def _hold(self, call: Call, amount: int) -> int | None:
+        with db.session_scope() as session:
             return metering.reserve(
                 session,
-                request_id=request_id,
-                account_id=key.account_id,
+                request_id=call.request_id,
+                account_id=call.key.account_id,
                 amount_micros=amount,
                 ttl=self.hold_ttl,
             )
+
+    def _forget_capped_hold(self, call: Call) -> None:
+        if call.capped_hold_micros:
+            with self._cap_locks.setdefault(call.key.key_id, threading.Lock()):
+                left = self._capped_holds.get(call.key.key_id, 0) - call.capped_hold_micros
+                self._capped_holds[call.key.key_id] = max(0, left)
+            call.capped_hold_micros = 0
 
     # ------------------------------------------------------------------------------ upstream
 
@@ -305,7 +319,10 @@ class Gateway:
                 call.attempts.append(_attempt(route, "connect_error", None, begun))
                 continue
             status = response.status_code
-            if status == 429 or status >= 500 or 300 <= status < 400:
+            # 429 and 5xx are the upstream's trouble; 401/403/404 mean the route itself is
+            # misconfigured (our key, our model name), never the customer's fault; 3xx is
+            # refused since redirects are never followed. All of them try the next route.
+            if status in (401, 403, 404, 429) or status >= 500 or 300 <= status < 400:
                 await response.aclose()
                 call.attempts.append(_attempt(route, "http_error", status, begun))
                 continue
@@ -354,7 +371,7 @@ class Gateway:
             await response.aclose()
         await self._finish(call, _failed(response.status_code))
         return Response(
-            errors.redact(raw, (route.api_key,)),
+            errors.redact(raw, (route.api_key, *route.extra_headers.values())),
             status_code=response.status_code,
             media_type="application/json",
             headers={"x-request-id": call.request_id},
@@ -385,9 +402,10 @@ class Gateway:
             call, data.get("usage"), lambda: tokens.completion_text(call.endpoint, data)
         )
         price = await self._finish(call, Outcome("ok", 200, usage, source, billable=True))
-        data["usage"] = _usage_for_client(data.get("usage"), usage, source)
+        placeholder = _cost_placeholder()
+        data["usage"] = _usage_for_client(data.get("usage"), usage, source, placeholder)
         return Response(
-            _with_cost(orjson.dumps(data), price),
+            _with_cost(orjson.dumps(data), placeholder, price),
             media_type="application/json",
             headers={"x-request-id": call.request_id},
         )
@@ -395,59 +413,56 @@ class Gateway:
     # --------------------------------------------------------------------------------- stream
 
     async def _relay(self, call: Call, response: httpx.Response) -> AsyncIterator[bytes]:
-        """Relay the upstream's events, settling exactly once: at the usage chunk, at the end,
-        on an upstream failure, or (from a detached task) when the client goes away.
+        """Relay the upstream's events and settle exactly once: at the end of the stream, on an
+        upstream failure, or (from a detached task) when the client goes away.
 
-        Events are forwarded as the upstream wrote them, a network read at a time; only the
-        usage chunk is rewritten (to add the cost, or dropped when the client did not ask)."""
+        Events are forwarded as the upstream wrote them, a network read at a time. The latest
+        chunk that carries usage is held back until the next one arrives; the last of them is
+        rewritten at the end with the cost (or dropped if the client did not ask for usage)."""
         call.relay_started = True
         lines = _SSELines()
         payloads: list[bytes] = []  # what was relayed, parsed again only to estimate usage
+        usage_chunk: dict[str, Any] | None = None
         try:
-            async for block in response.aiter_bytes():
-                if call.ttfb_ms is None:
-                    call.ttfb_ms = _ms_since(call.started)
-                out: list[bytes] = []
-                for payload in lines.feed(block):
-                    if payload == b"[DONE]":
-                        lines.done = True
-                        break
-                    chunk = _parse_chunk(payload)
-                    usage = chunk.get("usage")
-                    if not isinstance(usage, dict):
+            budget_s = max(0.0, call.deadline - time.perf_counter())
+            async with asyncio.timeout(budget_s):
+                async for block in response.aiter_bytes():
+                    if call.ttfb_ms is None:
+                        call.ttfb_ms = _ms_since(call.started)
+                    out: list[bytes] = []
+                    for payload in lines.feed(block):
+                        if payload == b"[DONE]":
+                            lines.done = True
+                            break
+                        chunk = _parse_chunk(payload)
+                        if usage_chunk is not None:  # it was not the last: pass it on as is
+                            out += self._intermediate(call, usage_chunk)
+                            usage_chunk = None
                         payloads.append(payload)
-                        out.append(b"data: " + payload + b"\n\n")
-                        continue
-                    payloads.append(payload)
+                        if isinstance(chunk.get("usage"), dict):
+                            usage_chunk = chunk
+                        else:
+                            out.append(b"data: " + payload + b"\n\n")
                     if out:
                         yield b"".join(out)
-                        out = []
-                    tokens_used, source = _usage_of(call, usage, lambda: _produced_text(payloads))
-                    price = await self._finish(call, Outcome("ok", 200, tokens_used, source, True))
-                    rewritten = self._usage_chunk(call, chunk, usage, tokens_used, source, price)
-                    if rewritten is not None:
-                        out.append(rewritten)
-                if out:
-                    yield b"".join(out)
-                if lines.done:
-                    break
-                if time.perf_counter() > call.deadline:
-                    raise _StreamTooLong()
-            if not call.settle_started:
-                tokens_used, source = _usage_of(call, None, lambda: _produced_text(payloads))
-                await self._finish(call, Outcome("ok", 200, tokens_used, source, True))
+                    if lines.done:
+                        break
+            usage: dict[str, Any] = usage_chunk["usage"] if usage_chunk is not None else {}
+            tokens_used, source = _usage_of(call, usage or None, lambda: _produced_text(payloads))
+            price = await self._finish(call, Outcome("ok", 200, tokens_used, source, True))
+            if usage_chunk is not None:
+                final = self._usage_chunk(call, usage_chunk, usage, tokens_used, source, price)
+                if final is not None:
+                    yield final
             yield b"data: [DONE]\n\n"
-        except (httpx.HTTPError, _StreamProblem) as problem:
+        except (httpx.HTTPError, _StreamProblem, TimeoutError) as problem:
             if not call.settle_started:
                 text = _produced_text(payloads)
                 tokens_used, source = _usage_of(call, None, lambda: text)
                 failed = Outcome("upstream_error_mid_stream", 502, tokens_used, source, bool(text))
                 await self._finish(call, failed)
-            error = (
-                errors.upstream_timeout()
-                if isinstance(problem, httpx.TimeoutException | _StreamTooLong)
-                else errors.upstream_failed()
-            )
+            timed_out = isinstance(problem, httpx.TimeoutException | TimeoutError)
+            error = errors.upstream_timeout() if timed_out else errors.upstream_failed()
             yield b"data: " + errors.error_body(error.message, error.type, error.code) + b"\n\n"
         finally:
             if not call.settle_started:
@@ -464,6 +479,13 @@ class Gateway:
 
                 self.detach(settle_after_disconnect)
             self._release(call, response)
+
+    def _intermediate(self, call: Call, chunk: dict[str, Any]) -> list[bytes]:
+        """A chunk with usage that turned out not to be the last (running usage statistics)."""
+        if call.wants_usage:
+            return [b"data: " + orjson.dumps(chunk) + b"\n\n"]
+        del chunk["usage"]
+        return [b"data: " + orjson.dumps(chunk) + b"\n\n"] if chunk.get("choices") else []
 
     def _release(self, call: Call, response: httpx.Response) -> None:
         """Give back the key's concurrency slot and close the upstream, without awaiting."""
@@ -482,8 +504,9 @@ class Gateway:
         price: int,
     ) -> bytes | None:
         if call.wants_usage:
-            chunk["usage"] = _usage_for_client(upstream_usage, usage, source)
-            return b"data: " + _with_cost(orjson.dumps(chunk), price) + b"\n\n"
+            placeholder = _cost_placeholder()
+            chunk["usage"] = _usage_for_client(upstream_usage, usage, source, placeholder)
+            return b"data: " + _with_cost(orjson.dumps(chunk), placeholder, price) + b"\n\n"
         if chunk.get("choices"):
             del chunk["usage"]
             return b"data: " + orjson.dumps(chunk) + b"\n\n"
@@ -525,6 +548,14 @@ class Gateway:
             attempts_json=json.dumps([a.__dict__ for a in call.attempts]),
         )
         touch = self._should_touch(call.key.key_id)
+        try:
+            return self._settle_in_transaction(call, outcome, record, price, touch)
+        finally:
+            self._forget_capped_hold(call)
+
+    def _settle_in_transaction(
+        self, call: Call, outcome: Outcome, record: UsageEntry, price: int, touch: bool
+    ) -> int:
         with db.session_scope() as session:
             if outcome.billable:
                 stored = metering.settle(
@@ -599,10 +630,6 @@ class _MalformedStream(_StreamProblem):
 
 
 class _UpstreamStreamError(_StreamProblem):
-    pass
-
-
-class _StreamTooLong(_StreamProblem):
     pass
 
 
@@ -682,21 +709,47 @@ def _parse_object(body: bytes) -> dict[str, Any]:
 
 
 def _max_output(endpoint: str, body: dict[str, Any], model: ModelEntry) -> int:
-    """The output a request may produce, clamping max_tokens to the model's limit."""
+    """The output one choice may produce, and the cap the upstream is told.
+
+    max_tokens (or max_completion_tokens) is clamped to the model's limit, and set to it when
+    the client gave none, so the upstream can never produce more than the hold covers.
+    """
     if endpoint == "embeddings":
         return 0
     limit = model.max_output_tokens
-    asked = None
+    asked: int | None = None
     for name in ("max_completion_tokens", "max_tokens"):
         value = body.get(name)
         if value is None:
             continue
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise errors.bad_request(f"'{name}' must be a positive integer.")
-        if value > limit:
-            body[name] = limit
-        asked = min(value, limit) if asked is None else min(asked, value, limit)
-    return asked if asked is not None else limit
+        body[name] = min(value, limit)
+        asked = body[name] if asked is None else min(asked, body[name])
+    if asked is None:
+        body["max_tokens"] = limit
+        asked = limit
+    return asked
+
+
+def _output_multiplier(endpoint: str, body: dict[str, Any]) -> int:
+    """How many completions one request asks for: n, best_of and a list of prompts multiply."""
+    total = 1
+    for name in ("n", "best_of") if endpoint == "completions" else ("n",):
+        value = body.get(name, 1)
+        if value is None:
+            continue
+        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_CHOICES:
+            raise errors.bad_request(f"'{name}' must be an integer from 1 to {MAX_CHOICES}.")
+        total *= value
+    prompt = body.get("prompt")
+    if endpoint == "completions" and isinstance(prompt, list) and prompt:
+        if all(isinstance(p, int) for p in prompt):
+            return total  # one prompt given as token ids
+        if len(prompt) > MAX_CHOICES:
+            raise errors.bad_request(f"At most {MAX_CHOICES} prompts per request.")
+        total *= len(prompt)
+    return total
 
 
 def _usage_of(call: Call, usage: Any, produced_text: Callable[[], str]) -> tuple[TokenUsage, str]:
@@ -742,7 +795,9 @@ def _parse_usage(usage: dict[str, Any]) -> TokenUsage | None:
     )
 
 
-def _usage_for_client(upstream: Any, usage: TokenUsage, source: str) -> dict[str, Any]:
+def _usage_for_client(
+    upstream: Any, usage: TokenUsage, source: str, placeholder: str
+) -> dict[str, Any]:
     shown = dict(upstream) if isinstance(upstream, dict) else {}
     if source == "estimated":
         shown.update(
@@ -751,9 +806,17 @@ def _usage_for_client(upstream: Any, usage: TokenUsage, source: str) -> dict[str
             total_tokens=usage.prompt_tokens + usage.completion_tokens,
             estimated=True,
         )
-    shown["cost"] = _COST_SENTINEL
+    shown["cost"] = placeholder
     return shown
 
 
-def _with_cost(serialized: bytes, price_micros: int) -> bytes:
-    return serialized.replace(_COST_SENTINEL_JSON, format_credits(price_micros).encode(), 1)
+def _cost_placeholder() -> str:
+    # Stands in for usage.cost while serializing and is then replaced by the exact decimal
+    # text, so the number is written from integer micros without passing through a float.
+    # Random per response, so no text the model wrote can collide with it.
+    return "__creditdash_cost_" + secrets.token_hex(16) + "__"
+
+
+def _with_cost(serialized: bytes, placeholder: str, price_micros: int) -> bytes:
+    quoted = b'"' + placeholder.encode() + b'"'
+    return serialized.replace(quoted, format_credits(price_micros).encode(), 1)

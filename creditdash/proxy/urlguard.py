@@ -23,6 +23,7 @@ _METADATA = {
     ipaddress.ip_address("fd00:ec2::254"),  # AWS over IPv6
 }
 _CGNAT = ipaddress.ip_network("100.64.0.0/10")
+_SITE_LOCAL = ipaddress.ip_network("fec0::/10")  # deprecated, but still routed inside sites
 _RESOLVE_TTL_S = 30.0
 _resolved: dict[str, tuple[float, list[IPAddress]]] = {}
 
@@ -38,12 +39,15 @@ def _always_refused(ip: IPAddress) -> str | None:
 
 
 def _private(ip: IPAddress) -> bool:
-    return ip.is_loopback or ip.is_private or (ip.version == 4 and ip in _CGNAT)
+    if ip.version == 4:
+        return ip.is_loopback or ip.is_private or ip in _CGNAT
+    return ip.is_loopback or ip.is_private or ip in _SITE_LOCAL
 
 
 def check_address(ip: IPAddress, *, allow_private: bool) -> None:
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        # IPv6 forms that carry an IPv4 address are judged by that address.
+        ip = ip.ipv4_mapped or ip.sixtofour or ip
     reason = _always_refused(ip)
     if reason:
         raise ValidationFailed(f"upstream address {ip} is refused: {reason}")

@@ -33,6 +33,8 @@ MODELS = {
     "cached": ("fake", "cached"),
     "fail500": ("fake", "fail-500"),
     "fail429": ("fake", "fail-429"),
+    "fail401": ("fake", "fail-401"),
+    "running": ("fake", "running-usage"),
     "bad400": ("fake", "fail-400-echo"),
     "hang": ("fake-impatient", "hang"),
     "slow": ("fake", "slow-stream"),

@@ -64,6 +64,8 @@ class FakeUpstream:
         path = request.url.path
         if model == "fail-500":
             return JSONResponse({"error": {"message": "boom"}}, status_code=500)
+        if model == "fail-401":
+            return JSONResponse({"error": {"message": "Incorrect API key"}}, status_code=401)
         if model == "fail-429":
             return JSONResponse({"error": {"message": "slow down"}}, status_code=429)
         if model == "fail-400-echo":
@@ -116,13 +118,16 @@ class FakeUpstream:
             chunk = {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
             if include:
                 chunk["usage"] = None
+            if model == "running-usage":  # usage on every chunk, growing (vLLM-style)
+                chunk["usage"] = {"prompt_tokens": 11, "completion_tokens": i + 1,
+                                  "total_tokens": 12 + i}  # fmt: skip
             yield f"data: {json.dumps(chunk)}\n\n".encode()
             if model == "slow-stream":
                 await asyncio.sleep(0.02)
             if model == "malformed-stream" and i == 1:
                 yield b"data: {this is not json\n\n"
                 return
-        if include and model != "no-usage":
+        if include and model not in ("no-usage", "running-usage"):
             yield f"data: {json.dumps({**base, 'choices': [], 'usage': USAGE})}\n\n".encode()
         yield b"data: [DONE]\n\n"
 

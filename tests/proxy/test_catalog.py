@@ -104,6 +104,7 @@ def test_import_prints_margins_and_encrypts_the_upstream_key(
             "loopback or private",
         ),
         (("https://models.example.com/v1", "http://[::ffff:169.254.169.254]/v1"), "link-local"),
+        (("https://models.example.com/v1", "http://[2002:a9fe:a9fe::]/v1"), "link-local"),
         (("https://models.example.com/v1", "http://2130706433/v1"), "loopback or private"),
         (("https://models.example.com/v1", "http://0x7f.0.0.1/v1"), "loopback or private"),
         (("https://models.example.com/v1", "file:///etc/passwd"), "http or https"),

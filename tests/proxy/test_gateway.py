@@ -382,6 +382,7 @@ def test_429_per_key_rate_and_concurrency_limits(rig: GatewayRig) -> None:
 @pytest.mark.parametrize(
     ("model", "status", "code"),
     [("fail500", 502, "upstream_failed"), ("fail429", 502, "upstream_failed"),
+     ("fail401", 502, "upstream_failed"),
      ("hang", 504, "upstream_timeout"), ("redirect", 502, "upstream_failed")],
 )  # fmt: skip
 def test_upstream_failures_void_the_hold_and_charge_nothing(
@@ -508,23 +509,82 @@ def test_sixty_concurrent_requests_against_a_balance_for_ten(rig_any_backend: Ga
     assert_ledger_ok(rig)
 
 
-def test_monthly_spend_cap_stops_the_key_once_reached(rig: GatewayRig) -> None:
+def test_monthly_spend_cap_holds_under_concurrency(rig: GatewayRig) -> None:
     from creditdash.accounts.api_keys import KeyLimits, create_api_key
 
+    body = orjson.dumps({"model": "slowok", "messages": MESSAGES})
+    hold = worst_case_micros(PRICE, prompt_tokens=hold_prompt_tokens(body), max_output_tokens=100)
     with db.session_scope(engine=rig.engine) as session:
         _k, capped = create_api_key(
             session,
             customer_id=rig.customer_id,
             name="capped",
-            limits=KeyLimits(monthly_spend_cap_micros=40),
+            limits=KeyLimits(monthly_spend_cap_micros=2 * hold + hold // 2),
         )
+    barrier = threading.Barrier(10)
+    statuses: list[int] = []
+    codes: list[str] = []
+
+    def one() -> None:
+        with rig.http(capped) as http:
+            barrier.wait()
+            response = http.post(
+                "/v1/chat/completions", content=body, headers={"content-type": "application/json"}
+            )
+            statuses.append(response.status_code)
+            if response.status_code == 429:
+                codes.append(_error(response)["code"])
+
+    threads = [threading.Thread(target=one) for _ in range(10)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    # Two worst cases fit under the cap at once; the other eight would risk passing it.
+    assert sorted(statuses) == [200, 200] + [429] * 8
+    assert set(codes) == {"spend_cap_reached"}
+    # Once those two settled at their (small) actual price, the key has room again.
     with rig.http(capped) as http:
-        ask = {"model": "chat", "messages": MESSAGES}
-        first = http.post("/v1/chat/completions", json=ask)
-        second = http.post("/v1/chat/completions", json=ask)  # 25 spent, still under 40
-        third = http.post("/v1/chat/completions", json=ask)  # 50 spent: the cap is reached
-    assert [first.status_code, second.status_code, third.status_code] == [200, 200, 429]
-    assert _error(third)["code"] == "spend_cap_reached"
-    # Other keys of the same customer are not affected.
-    assert rig.http().post("/v1/chat/completions", json=ask).status_code == 200
+        again = http.post(
+            "/v1/chat/completions", content=body, headers={"content-type": "application/json"}
+        )
+    assert again.status_code == 200
+    other = rig.http().post("/v1/chat/completions", json={"model": "chat", "messages": MESSAGES})
+    assert other.status_code == 200  # other keys of the customer are not capped
+    assert_ledger_ok(rig)
+
+
+def test_upstream_is_always_told_the_output_cap_that_was_held(rig: GatewayRig) -> None:
+    before = rig.upstream.count()
+    rig.client().chat.completions.create(model="chat", messages=MESSAGES)
+    assert rig.upstream.seen[before].body["max_tokens"] == 100
+    rig.client().chat.completions.create(model="chat", messages=MESSAGES, max_completion_tokens=7)
+    assert rig.upstream.seen[before + 1].body["max_completion_tokens"] == 7
+    assert "max_tokens" not in rig.upstream.seen[before + 1].body
+
+
+def test_bad_stream_flag_and_too_many_prompts_are_refused(rig: GatewayRig) -> None:
+    ask = {"model": "chat", "messages": MESSAGES, "stream": "true"}
+    with rig.http() as http:
+        flag = http.post("/v1/chat/completions", json=ask)
+        prompts = http.post("/v1/completions", json={"model": "chat", "prompt": ["a"] * 17})
+        best_of = http.post("/v1/completions", json={"model": "chat", "prompt": "a", "best_of": 0})
+    assert [flag.status_code, prompts.status_code, best_of.status_code] == [400, 400, 400]
+    assert records(rig) == []
+
+
+def test_running_usage_on_every_chunk_settles_once_from_the_last(rig: GatewayRig) -> None:
+    before = balance(rig)
+    stream = rig.client().chat.completions.create(
+        model="running", messages=MESSAGES, stream=True, stream_options={"include_usage": True}
+    )
+    chunks = list(stream)
+    costs = [c.usage.model_extra.get("cost") for c in chunks if c.usage]  # type: ignore[union-attr]
+    assert costs[-1] is not None and all(c is None for c in costs[:-1])
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == (
+        "Hello from the fake upstream."
+    )
+    final = TokenUsage(prompt_tokens=11, completion_tokens=6)
+    assert before.posted_micros - balance(rig).posted_micros == cost_micros(PRICE, final)
+    assert len(records(rig)) == 1
     assert_ledger_ok(rig)
