@@ -42,7 +42,7 @@ from creditdash.proxy.catalog import CatalogCache, ModelEntry, RouteTarget
 from creditdash.proxy.limits import KeyLimiter
 from creditdash.proxy.models import SANDBOX_BASE_URL
 from creditdash.proxy.sandbox import create_sandbox_app
-from creditdash.proxy.urlguard import check_base_url
+from creditdash.proxy.urlguard import PinnedURL, pin_base_url
 from creditdash.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -113,7 +113,7 @@ class Gateway:
         self._key_touched: dict[str, float] = {}
         self._cap_locks: dict[str, threading.Lock] = {}
         self._capped_holds: dict[str, int] = {}
-        self._url_checked: dict[str, float] = {}
+        self._url_checked: dict[str, tuple[float, PinnedURL]] = {}
         self.hold_ttl = timedelta(seconds=self.settings.hold_ttl_s)
         # A request (all attempts, a whole stream) ends before its hold can expire.
         self.request_budget_s = max(30.0, self.settings.hold_ttl_s - 60.0)
@@ -299,16 +299,23 @@ class Gateway:
             if remaining <= 0:
                 break
             begun = time.perf_counter()
-            if not await self._base_url_allowed(route):
+            target = await self._checked_target(route)
+            if target is None:
                 call.attempts.append(_attempt(route, "refused", None, begun))
                 continue
             timeout_s = min(float(route.timeout_s), remaining)
+            headers = _upstream_headers(route)
+            if target.host_header:
+                headers["host"] = target.host_header
             request = client.build_request(
                 "POST",
-                route.base_url + ENDPOINT_PATHS[call.endpoint],
+                target.base_url + ENDPOINT_PATHS[call.endpoint],
                 content=orjson.dumps(self._upstream_body(call, route)),
-                headers=_upstream_headers(route),
+                headers=headers,
                 timeout=httpx.Timeout(timeout_s, connect=min(CONNECT_TIMEOUT_S, timeout_s)),
+                extensions=(
+                    {"sni_hostname": target.tls_server_name} if target.tls_server_name else None
+                ),
             )
             try:
                 response = await client.send(request, stream=True)
@@ -331,24 +338,26 @@ class Gateway:
             return response, route
         return None
 
-    async def _base_url_allowed(self, route: RouteTarget) -> bool:
+    async def _checked_target(self, route: RouteTarget) -> PinnedURL | None:
         """The request-time SSRF check: the host is resolved again (in a thread, since DNS
-        blocks), and a verdict is reused for URL_RECHECK_S seconds."""
+        blocks) and the connection is pinned to the address that passed, so a second DNS
+        answer cannot send it elsewhere. A verdict is reused for URL_RECHECK_S seconds."""
         now = time.monotonic()
-        if self._url_checked.get(route.base_url, 0.0) > now:
-            return True
+        cached = self._url_checked.get(route.base_url)
+        if cached is not None and cached[0] > now:
+            return cached[1]
         try:
-            await asyncio.to_thread(
-                check_base_url,
+            target = await asyncio.to_thread(
+                pin_base_url,
                 route.base_url,
                 kind=route.provider_kind,
                 allow_private=self.settings.allow_private_upstreams,
             )
         except ValidationFailed:
             log.warning("refused upstream %s for provider %s", route.base_url, route.provider_name)
-            return False
-        self._url_checked[route.base_url] = now + URL_RECHECK_S
-        return True
+            return None
+        self._url_checked[route.base_url] = (now + URL_RECHECK_S, target)
+        return target
 
     def _upstream_body(self, call: Call, route: RouteTarget) -> dict[str, Any]:
         body = dict(call.body)

@@ -10,7 +10,8 @@ from __future__ import annotations
 import ipaddress
 import socket
 import time
-from urllib.parse import urlsplit
+from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
 
 from creditdash.errors import ValidationFailed
 from creditdash.proxy.models import SANDBOX_BASE_URL
@@ -70,6 +71,39 @@ def _resolve(host: str) -> list[IPAddress]:
     addresses = [ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in infos]
     _resolved[host] = (now + _RESOLVE_TTL_S, addresses)
     return addresses
+
+
+@dataclass(frozen=True)
+class PinnedURL:
+    """A checked base URL rewritten to the address that was checked, so the connection goes
+    exactly there (no second DNS answer can redirect it), with the name kept for Host and TLS."""
+
+    base_url: str
+    host_header: str | None = None
+    tls_server_name: str | None = None
+
+
+def pin_base_url(base_url: str, *, kind: str, allow_private: bool) -> PinnedURL:
+    """Check a base URL and pin it to one of the addresses its host resolved to."""
+    checked = check_base_url(base_url, kind=kind, allow_private=allow_private)
+    if kind == "sandbox":
+        return PinnedURL(checked)
+    parts = urlsplit(checked)
+    host = parts.hostname or ""
+    try:
+        ipaddress.ip_address(host)
+        return PinnedURL(checked)  # already an address
+    except ValueError:
+        pass
+    address = _resolve(host)[0]
+    literal = f"[{address}]" if address.version == 6 else str(address)
+    netloc = f"{literal}:{parts.port}" if parts.port else literal
+    pinned = urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+    return PinnedURL(
+        pinned,
+        host_header=parts.netloc,
+        tls_server_name=host if parts.scheme == "https" else None,
+    )
 
 
 def check_base_url(base_url: str, *, kind: str, allow_private: bool) -> str:

@@ -588,3 +588,51 @@ def test_running_usage_on_every_chunk_settles_once_from_the_last(rig: GatewayRig
     assert before.posted_micros - balance(rig).posted_micros == cost_micros(PRICE, final)
     assert len(records(rig)) == 1
     assert_ledger_ok(rig)
+
+
+def test_connection_is_pinned_to_the_address_that_was_checked(
+    rig: GatewayRig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DNS rebinding: the name answers a checked address first and another one afterwards.
+    The gateway must connect to the address it checked, never ask DNS again."""
+    import socket
+
+    from creditdash.proxy import urlguard
+    from creditdash.proxy.catalog import import_catalog, parse_catalog
+
+    real = socket.getaddrinfo
+    answers = {"count": 0}
+
+    def rebinding(host: str, port: Any, *args: Any, **kwargs: Any) -> Any:
+        if host == "upstream.rebind.example":
+            answers["count"] += 1
+            address = "127.0.0.1" if answers["count"] == 1 else "127.0.0.2"  # nothing there
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port or 0))]
+        return real(host, port, *args, **kwargs)
+
+    urlguard._resolved.clear()
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding)
+    port = rig.upstream.port
+    catalog = f"""
+providers:
+  - {{name: rebind, base_url: "http://upstream.rebind.example:{port}/v1", api_key: sk-x-123456}}
+models:
+  - name: rebound
+    price: {{input_per_mtok: "1", output_per_mtok: "1"}}
+    routes:
+      - provider: rebind
+        upstream_model: echo
+        cost: {{input_per_mtok: "1", output_per_mtok: "1"}}
+"""
+    try:
+        with db.session_scope(engine=rig.engine) as session:
+            import_catalog(session, parse_catalog(catalog))
+        rig.app.state.gateway.catalog.invalidate()
+        response = rig.http().post(
+            "/v1/chat/completions", json={"model": "rebound", "messages": MESSAGES}
+        )
+    finally:
+        urlguard._resolved.clear()
+    assert response.status_code == 200, response.text
+    assert rig.upstream.seen[-1].headers["host"] == f"upstream.rebind.example:{port}"
+    assert answers["count"] == 1
