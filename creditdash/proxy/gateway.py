@@ -407,9 +407,7 @@ class Gateway:
         if not isinstance(data, dict):
             await self._finish(call, _failed(502))
             return errors.error_response(errors.upstream_failed(), call.request_id)
-        usage, source = _usage_of(
-            call, data.get("usage"), lambda: tokens.completion_text(call.endpoint, data)
-        )
+        usage, source = _usage_of(call, data.get("usage"), lambda: tokens.choices_text(data))
         price = await self._finish(call, Outcome("ok", 200, usage, source, billable=True))
         placeholder = _cost_placeholder()
         data["usage"] = _usage_for_client(data.get("usage"), usage, source, placeholder)
@@ -671,7 +669,7 @@ def _parse_chunk(payload: bytes) -> dict[str, Any]:
 
 def _produced_text(payloads: list[bytes]) -> str:
     """The text the relayed chunks carried (parsed again only when an estimate is needed)."""
-    return "".join(tokens.delta_text(orjson.loads(p)) for p in payloads)
+    return "".join(tokens.choices_text(orjson.loads(p)) for p in payloads)
 
 
 def _failed(http_status: int) -> Outcome:

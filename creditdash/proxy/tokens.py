@@ -68,39 +68,21 @@ def prompt_tokens(endpoint: str, body: dict[str, Any]) -> int:
     return 1
 
 
-def completion_text(endpoint: str, response: dict[str, Any]) -> str:
-    """The generated text of a non-streamed response."""
-    choices = response.get("choices")
+def choices_text(payload: dict[str, Any]) -> str:
+    """The text a response or a streamed chunk carries: message or delta content, tool calls,
+    or completion text, over all choices."""
+    choices = payload.get("choices")
     if not isinstance(choices, list):
         return ""
     texts = []
     for choice in choices:
         if not isinstance(choice, dict):
             continue
-        if endpoint == "chat":
-            message = choice.get("message")
-            if isinstance(message, dict):
-                texts.append(_content_text(message.get("content")))
-                texts.append(str(message.get("tool_calls") or ""))
-        else:
-            texts.append(str(choice.get("text") or ""))
-    return "".join(t for t in texts if t)
-
-
-def delta_text(chunk: dict[str, Any]) -> str:
-    """The text a streamed chunk adds (chat deltas or completion text)."""
-    choices = chunk.get("choices")
-    if not isinstance(choices, list):
-        return ""
-    texts = []
-    for choice in choices:
-        if not isinstance(choice, dict):
-            continue
-        delta = choice.get("delta")
-        if isinstance(delta, dict):
-            texts.append(_content_text(delta.get("content")))
-            if delta.get("tool_calls"):
-                texts.append(str(delta["tool_calls"]))
+        body = choice.get("message") or choice.get("delta")
+        if isinstance(body, dict):
+            texts.append(_content_text(body.get("content")))
+            if body.get("tool_calls"):
+                texts.append(str(body["tool_calls"]))
         elif isinstance(choice.get("text"), str):
             texts.append(choice["text"])
     return "".join(texts)
