@@ -158,6 +158,21 @@ def customers_grant(
     click.echo("granted")
 
 
+@customers_group.command("models")
+@click.argument("customer_id")
+@click.option("--allow", default=None, help="Comma-separated public model names")
+@click.option("--all", "allow_all", is_flag=True, help="Lift the restriction")
+def customers_models(customer_id: str, allow: str | None, allow_all: bool) -> None:
+    """Restrict which public models a workspace may call (audited)."""
+    if (allow is None) == (not allow_all):
+        raise click.UsageError("give either --allow a,b or --all")
+    models = None if allow_all else (allow or "").split(",")
+    _in_transaction(
+        lambda s: customers.set_allowed_models(s, customer_id=customer_id, models=models, actor=CLI)
+    )
+    click.echo("workspace may call " + ("every model" if models is None else ", ".join(models)))
+
+
 # --------------------------------------------------------------------------------------- keys
 
 

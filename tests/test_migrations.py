@@ -75,8 +75,8 @@ def test_upgrade_downgrade_upgrade(empty_url: str) -> None:
     }
     assert declared and _check_constraints(empty_url) == declared
     db.downgrade(empty_url, "-1")
-    after_one = _tables(empty_url)
-    assert "users" in after_one and after_one < tables
+    assert "users" in _tables(empty_url)
+    assert _diff(empty_url) != []  # one step back, the schema no longer matches the models
     db.upgrade(empty_url)
     assert _tables(empty_url) == tables
     assert _diff(empty_url) == []

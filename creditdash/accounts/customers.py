@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -160,3 +161,27 @@ def is_member(session: Session, *, user: User, customer_id: str) -> bool:
         ).first()
         is not None
     )
+
+
+def set_allowed_models(
+    session: Session, *, customer_id: str, models: list[str] | None, actor: Actor
+) -> None:
+    """Restrict the workspace to these public models (None lifts the restriction); audited."""
+    customer = get_customer(session, customer_id)
+    if models is not None:
+        models = sorted({m.strip() for m in models})
+        if not models or any(not m or len(m) > 120 for m in models):
+            raise ValidationFailed("allowed models must be 1-120 character model names")
+    before = customer.allowed_models_json
+    customer.allowed_models_json = json.dumps(models) if models is not None else None
+    session.add(customer)
+    record(
+        session,
+        actor=actor,
+        action="customer.allowed_models",
+        target_type="customer",
+        target_id=customer_id,
+        before={"allowed_models": json.loads(before) if before else None},
+        after={"allowed_models": models},
+    )
+    session.flush()

@@ -40,6 +40,8 @@ class Customer(SQLModel, table=True):
     name: str = Field(max_length=200)
     email: str = Field(max_length=320, unique=True)
     status: str = Field(default="active", max_length=16)
+    # JSON list of public model names the workspace may call; None allows every model.
+    allowed_models_json: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     created_at: datetime = Field(default_factory=utcnow)
 
 

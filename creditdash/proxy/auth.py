@@ -17,6 +17,7 @@ from sqlmodel import col
 
 from creditdash import db
 from creditdash.accounts.api_keys import find_active_key, hash_key
+from creditdash.accounts.models import Customer
 from creditdash.billing.models import LedgerAccount
 
 KEY_CACHE_TTL_S = 5.0
@@ -45,7 +46,15 @@ def lookup_key(raw_key: str) -> KeyInfo | None:
         account_id = session.execute(
             select(col(LedgerAccount.id)).where(col(LedgerAccount.customer_id) == key.customer_id)
         ).scalar_one()
-        allowed = json.loads(key.allowed_models_json) if key.allowed_models_json else None
+        workspace_models = session.execute(
+            select(col(Customer.allowed_models_json)).where(col(Customer.id) == key.customer_id)
+        ).scalar_one()
+        # Both the key's and the workspace's allow-lists apply; None means no restriction.
+        allowed: set[str] | None = None
+        for listed in (key.allowed_models_json, workspace_models):
+            if listed is not None:
+                names = set(json.loads(listed))
+                allowed = names if allowed is None else allowed & names
         return KeyInfo(
             key_id=key.id,
             customer_id=key.customer_id,

@@ -20,6 +20,7 @@ from sqlalchemy import select
 from sqlmodel import Session, col
 
 from creditdash import crypto, db
+from creditdash.accounts.audit import CLI, Actor, record
 from creditdash.billing.money import format_credits, parse_credits
 from creditdash.billing.pricing import Price, TokenUsage, cost_micros, margin_basis_points
 from creditdash.errors import ValidationFailed
@@ -52,6 +53,18 @@ class RouteTarget:
     cost: Price
 
 
+FAILURE_KINDS = ("connect_error", "timeout", "429", "5xx")
+
+
+@dataclass(frozen=True)
+class FallbackPolicy:
+    fallback_on: frozenset[str] = frozenset(FAILURE_KINDS)
+    max_attempts: int = 3
+    attempt_timeout_s: int | None = None
+    cooldown_failures: int = 3
+    cooldown_s: int = 30
+
+
 @dataclass(frozen=True)
 class ModelEntry:
     name: str
@@ -59,6 +72,7 @@ class ModelEntry:
     max_output_tokens: int
     routes: tuple[RouteTarget, ...]
     created: int
+    policy: FallbackPolicy = FallbackPolicy()
 
 
 @dataclass(frozen=True)
@@ -95,6 +109,13 @@ def load_snapshot(session: Session) -> Snapshot:
             max_output_tokens=model.max_output_tokens,
             routes=tuple(targets),
             created=int(model.created_at.timestamp()),
+            policy=FallbackPolicy(
+                fallback_on=frozenset(k for k in model.fallback_on.split(",") if k),
+                max_attempts=model.max_attempts,
+                attempt_timeout_s=model.attempt_timeout_s,
+                cooldown_failures=model.cooldown_failures,
+                cooldown_s=model.cooldown_s,
+            ),
         )
     return Snapshot(models=models, loaded_at=time.monotonic())
 
@@ -212,6 +233,33 @@ class RouteSpec(BaseModel):
     weight: int = Field(default=1, ge=0, le=1000)
     enabled: bool = True
     cost: PriceSpec
+    # A route that costs more than the model's price is refused unless this says yes.
+    acknowledge_negative_margin: bool = False
+
+
+class CooldownSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    failures: int = Field(default=3, ge=1, le=1000)
+    seconds: int = Field(default=30, ge=1, le=86_400)
+
+
+class FallbackSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    # Not "on": YAML 1.1 reads a bare `on` key as the boolean true.
+    fall_through: list[str] = Field(default_factory=lambda: list(FAILURE_KINDS))
+    max_attempts: int = Field(default=3, ge=1, le=10)
+    attempt_timeout_s: int | None = Field(default=None, gt=0, le=3600)
+    cooldown: CooldownSpec = Field(default_factory=CooldownSpec)
+
+    @field_validator("fall_through")
+    @classmethod
+    def _kinds(cls, value: list[str]) -> list[str]:
+        unknown = sorted(set(value) - set(FAILURE_KINDS))
+        if unknown:
+            raise ValueError(f"unknown failure kinds {unknown}; use {list(FAILURE_KINDS)}")
+        return value
 
 
 class ModelSpec(BaseModel):
@@ -221,6 +269,7 @@ class ModelSpec(BaseModel):
     price: PriceSpec
     max_output_tokens: int = Field(default=4096, gt=0, le=1_000_000)
     enabled: bool = True
+    fallback: FallbackSpec = Field(default_factory=FallbackSpec)
     routes: list[RouteSpec] = Field(min_length=1)
 
 
@@ -266,8 +315,11 @@ def parse_catalog(text: str) -> CatalogSpec:
     return spec
 
 
-def import_catalog(session: Session, spec: CatalogSpec) -> list[MarginLine]:
-    """Upsert providers, models and routes; all or nothing (the caller's transaction)."""
+def import_catalog(session: Session, spec: CatalogSpec, *, actor: Actor = CLI) -> list[MarginLine]:
+    """Upsert providers, models and routes; all or nothing (the caller's transaction).
+
+    An enabled route whose cost exceeds its model's price (at the reference token mix) is
+    refused unless it says acknowledge_negative_margin; the acknowledgement is audited."""
     allow_private = get_settings().allow_private_upstreams
     providers: dict[str, Provider] = {
         p.name: p for p in session.execute(select(Provider)).scalars()
@@ -278,7 +330,7 @@ def import_catalog(session: Session, spec: CatalogSpec) -> list[MarginLine]:
         )
     margins: list[MarginLine] = []
     for model_spec in spec.models:
-        margins += _upsert_model(session, model_spec, providers)
+        margins += _upsert_model(session, model_spec, providers, actor)
     session.flush()
     return margins
 
@@ -307,7 +359,7 @@ def _upsert_provider(
 
 
 def _upsert_model(
-    session: Session, spec: ModelSpec, providers: dict[str, Provider]
+    session: Session, spec: ModelSpec, providers: dict[str, Provider], actor: Actor
 ) -> list[MarginLine]:
     try:
         price = spec.price.to_price()
@@ -322,6 +374,11 @@ def _upsert_model(
     model.request_fee_micros = price.request_fee_micros
     model.max_output_tokens = spec.max_output_tokens
     model.enabled = spec.enabled
+    model.fallback_on = ",".join(k for k in FAILURE_KINDS if k in spec.fallback.fall_through)
+    model.max_attempts = spec.fallback.max_attempts
+    model.attempt_timeout_s = spec.fallback.attempt_timeout_s
+    model.cooldown_failures = spec.fallback.cooldown.failures
+    model.cooldown_s = spec.fallback.cooldown.seconds
     model.updated_at = utcnow()
     session.add(model)
     session.flush()
@@ -354,17 +411,48 @@ def _upsert_model(
         route.output_cost_micros_per_mtok = cost.output_micros_per_mtok
         route.cached_input_cost_micros_per_mtok = cost.cached_input_micros_per_mtok
         route.request_cost_micros = cost.request_fee_micros
-        session.add(route)
-        price_ref = cost_micros(price, REFERENCE_MIX)
-        cost_ref = cost_micros(cost, REFERENCE_MIX)
-        margins.append(
-            MarginLine(
-                model=spec.name,
-                provider=provider.name,
-                upstream_model=route_spec.upstream_model,
-                price_micros=price_ref,
-                cost_micros=cost_ref,
-                margin_bps=margin_basis_points(price_ref, cost_ref),
-            )
+        line = MarginLine(
+            model=spec.name,
+            provider=provider.name,
+            upstream_model=route_spec.upstream_model,
+            price_micros=cost_micros(price, REFERENCE_MIX),
+            cost_micros=cost_micros(cost, REFERENCE_MIX),
+            margin_bps=margin_basis_points(
+                cost_micros(price, REFERENCE_MIX), cost_micros(cost, REFERENCE_MIX)
+            ),
         )
+        _review_margin(session, route, route_spec, line, actor)
+        session.add(route)
+        margins.append(line)
     return margins
+
+
+def _review_margin(
+    session: Session, route: Route, spec: RouteSpec, line: MarginLine, actor: Actor
+) -> None:
+    """Margin review before opening traffic: a loss-making route needs an acknowledgement."""
+    losing = line.cost_micros > line.price_micros
+    if not losing or not spec.enabled:
+        route.negative_margin_acknowledged_at = None
+        return
+    if not spec.acknowledge_negative_margin:
+        raise ValidationFailed(
+            f"model {line.model}: route {line.provider}/{line.upstream_model} costs more than "
+            f"its price ({line.describe().split('price ', 1)[1]}); set "
+            "acknowledge_negative_margin: true on the route to enable it anyway"
+        )
+    if route.negative_margin_acknowledged_at is None:
+        route.negative_margin_acknowledged_at = utcnow()
+        record(
+            session,
+            actor=actor,
+            action="route.acknowledge_negative_margin",
+            target_type="route",
+            target_id=f"{line.model}/{line.provider}/{line.upstream_model}",
+            after={
+                "price": format_credits(line.price_micros),
+                "cost": format_credits(line.cost_micros),
+                "margin_bps": line.margin_bps,
+            },
+            reason="catalog import",
+        )

@@ -52,7 +52,6 @@ ENDPOINT_PATHS = {
     "completions": "/completions",
     "embeddings": "/embeddings",
 }
-MAX_ATTEMPTS = 3
 MAX_CHOICES = 16
 CONNECT_TIMEOUT_S = 10.0
 KEY_TOUCH_INTERVAL_S = 60.0
@@ -112,6 +111,8 @@ class Gateway:
         self._detached: set[asyncio.Task[Any]] = set()
         self._key_touched: dict[str, float] = {}
         self._cap_locks: dict[str, threading.Lock] = {}
+        self._route_failures: dict[int, int] = {}
+        self._resting_until: dict[int, float] = {}
         self._capped_holds: dict[str, int] = {}
         self._url_checked: dict[str, tuple[float, PinnedURL]] = {}
         self.hold_ttl = timedelta(seconds=self.settings.hold_ttl_s)
@@ -282,7 +283,8 @@ class Gateway:
         return await self._complete(call, response)
 
     def _ordered_routes(self, model: ModelEntry) -> list[RouteTarget]:
-        """Lower priority first; within a priority, a weighted random order."""
+        """Lower priority first; within a priority, a weighted random order. Routes resting
+        after repeated failures go last, and only run when no other route is left."""
         ordered: list[RouteTarget] = []
         for priority in sorted({r.priority for r in model.routes}):
             group = [r for r in model.routes if r.priority == priority and r.weight > 0]
@@ -290,11 +292,23 @@ class Gateway:
                 pick = random.choices(group, weights=[r.weight for r in group])[0]
                 ordered.append(pick)
                 group.remove(pick)
-        return ordered
+        now = time.monotonic()
+        ready = [r for r in ordered if self._resting_until.get(r.route_id, 0.0) <= now]
+        return ready or ordered
+
+    def _route_failed(self, route: RouteTarget, model: ModelEntry) -> None:
+        failures = self._route_failures.get(route.route_id, 0) + 1
+        if failures >= model.policy.cooldown_failures:
+            self._resting_until[route.route_id] = time.monotonic() + model.policy.cooldown_s
+            failures = 0
+            log.warning("route %s of %s rests for %ss", route.route_id, model.name,
+                        model.policy.cooldown_s)  # fmt: skip
+        self._route_failures[route.route_id] = failures
 
     async def _open_upstream(self, call: Call) -> tuple[httpx.Response, RouteTarget] | None:
         client = self.client()
-        for route in self._ordered_routes(call.model)[:MAX_ATTEMPTS]:
+        policy = call.model.policy
+        for route in self._ordered_routes(call.model)[: policy.max_attempts]:
             remaining = call.deadline - time.perf_counter()
             if remaining <= 0:
                 break
@@ -304,6 +318,8 @@ class Gateway:
                 call.attempts.append(_attempt(route, "refused", None, begun))
                 continue
             timeout_s = min(float(route.timeout_s), remaining)
+            if policy.attempt_timeout_s:
+                timeout_s = min(timeout_s, float(policy.attempt_timeout_s))
             headers = _upstream_headers(route)
             if target.host_header:
                 headers["host"] = target.host_header
@@ -317,25 +333,31 @@ class Gateway:
                     {"sni_hostname": target.tls_server_name} if target.tls_server_name else None
                 ),
             )
+            status: int | None = None
+            failure: str | None
             try:
                 response = await client.send(request, stream=True)
             except httpx.TimeoutException:
-                call.attempts.append(_attempt(route, "timeout", None, begun))
-                continue
+                failure = "timeout"
             except httpx.HTTPError:
-                call.attempts.append(_attempt(route, "connect_error", None, begun))
-                continue
-            status = response.status_code
-            # 429 and 5xx are the upstream's trouble; 401/403/404 mean the route itself is
-            # misconfigured (our key, our model name), never the customer's fault; 3xx is
-            # refused since redirects are never followed. All of them try the next route.
-            if status in (401, 403, 404, 429) or status >= 500 or 300 <= status < 400:
+                failure = "connect_error"
+            else:
+                status = response.status_code
+                failure = _failure_kind(status)
+                if failure is None:
+                    call.attempts.append(
+                        _attempt(route, "ok" if status < 400 else "http_error", status, begun)
+                    )
+                    self._route_failures[route.route_id] = 0
+                    return response, route
                 await response.aclose()
-                call.attempts.append(_attempt(route, "http_error", status, begun))
-                continue
-            outcome = "ok" if status < 400 else "http_error"
+            outcome = failure if failure in ("timeout", "connect_error") else "http_error"
             call.attempts.append(_attempt(route, outcome, status, begun))
-            return response, route
+            self._route_failed(route, call.model)
+            # A broken route (our key, our model name, a redirect) always tries the next one;
+            # upstream trouble does only where the model's fallback policy says so.
+            if failure != "route" and failure not in policy.fallback_on:
+                break
         return None
 
     async def _checked_target(self, route: RouteTarget) -> PinnedURL | None:
@@ -670,6 +692,18 @@ def _parse_chunk(payload: bytes) -> dict[str, Any]:
 def _produced_text(payloads: list[bytes]) -> str:
     """The text the relayed chunks carried (parsed again only when an estimate is needed)."""
     return "".join(tokens.choices_text(orjson.loads(p)) for p in payloads)
+
+
+def _failure_kind(status: int) -> str | None:
+    """How an upstream status counts for fallback: None (use it), 429, 5xx, or route (the
+    route is misconfigured: 401/403/404 mean our key or model name, 3xx is never followed)."""
+    if status == 429:
+        return "429"
+    if status >= 500:
+        return "5xx"
+    if status in (401, 403, 404) or 300 <= status < 400:
+        return "route"
+    return None
 
 
 def _failed(http_status: int) -> Outcome:

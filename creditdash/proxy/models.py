@@ -62,6 +62,15 @@ class PublicModel(SQLModel, table=True):
     # The most output a request may ask for; larger max_tokens are clamped to it, and a
     # request without max_tokens is held for this much output.
     max_output_tokens: int = Field(default=4096)
+    # Fallback policy: which failures try the next route (a comma list of connect_error,
+    # timeout, 429, 5xx; a request's own 4xx never does), how many routes at most, a
+    # per-attempt timeout, and a cooldown that rests a route for cooldown_s seconds after
+    # cooldown_failures consecutive failures.
+    fallback_on: str = Field(default="connect_error,timeout,429,5xx", max_length=80)
+    max_attempts: int = Field(default=3)
+    attempt_timeout_s: int | None = None
+    cooldown_failures: int = Field(default=3)
+    cooldown_s: int = Field(default=30)
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 
@@ -87,6 +96,8 @@ class Route(SQLModel, table=True):
     priority: int = Field(default=1)
     weight: int = Field(default=1)
     enabled: bool = Field(default=True)
+    # A route that costs more than its model's price runs only once an operator said so.
+    negative_margin_acknowledged_at: datetime | None = None
     input_cost_micros_per_mtok: int = Field(default=0, sa_column=_micros())
     output_cost_micros_per_mtok: int = Field(default=0, sa_column=_micros())
     cached_input_cost_micros_per_mtok: int = Field(default=0, sa_column=_micros())

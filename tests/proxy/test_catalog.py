@@ -34,6 +34,7 @@ models:
       - provider: local
         upstream_model: pricey-upstream
         cost: {input_per_mtok: "2", output_per_mtok: "2"}
+        acknowledge_negative_margin: true
 """
 
 
@@ -107,6 +108,7 @@ def test_import_prints_margins_and_encrypts_the_upstream_key(
         (("https://models.example.com/v1", "http://[2002:a9fe:a9fe::]/v1"), "link-local"),
         (("https://models.example.com/v1", "http://2130706433/v1"), "loopback or private"),
         (("https://models.example.com/v1", "http://0x7f.0.0.1/v1"), "loopback or private"),
+        (("https://models.example.com/v1", "http://0177.0.0.1/v1"), "loopback or private"),
         (("https://models.example.com/v1", "file:///etc/passwd"), "http or https"),
         (("https://models.example.com/v1", "https://user:pw@models.example.com/v1"), "credentials"),
         (
@@ -160,3 +162,44 @@ def test_not_yaml_or_wrong_shape(sqlite_engine: Engine, tmp_path: Path) -> None:
     for text in ("{{{", "- a list", "models: [{name: x}]"):
         code, output = import_text(tmp_path, text)
         assert code == 1 and "error:" in output
+
+
+def test_a_loss_making_route_needs_an_acknowledgement_which_is_audited(
+    sqlite_engine: Engine, tmp_path: Path, resolvable: None
+) -> None:
+    from creditdash.accounts.models import AuditEntry
+
+    unacknowledged = GOOD.replace("        acknowledge_negative_margin: true\n", "")
+    code, output = import_text(tmp_path, unacknowledged)
+    assert code == 1 and "costs more than its price" in output
+    assert counts(sqlite_engine) == (0, 0, 0)
+    # A disabled loss-making route needs no acknowledgement.
+    disabled = unacknowledged.replace(
+        "upstream_model: pricey-upstream", "upstream_model: pricey-upstream\n        enabled: false"
+    )
+    assert import_text(tmp_path, disabled)[0] == 0
+    assert import_text(tmp_path, GOOD)[0] == 0
+    assert import_text(tmp_path, GOOD)[0] == 0  # acknowledged once, audited once
+    with db.session_scope(engine=sqlite_engine, readonly=True) as session:
+        entries = (
+            session.execute(
+                select(AuditEntry).where(AuditEntry.action == "route.acknowledge_negative_margin")
+            )
+            .scalars()
+            .all()
+        )
+        route = session.execute(
+            select(Route).where(Route.upstream_model == "pricey-upstream")
+        ).scalar_one()
+    assert len(entries) == 1 and entries[0].target_id == "pricey/local/pricey-upstream"
+    assert route.negative_margin_acknowledged_at is not None
+
+
+def test_fallback_policy_is_validated(
+    sqlite_engine: Engine, tmp_path: Path, resolvable: None
+) -> None:
+    bad = GOOD.replace(
+        "  - name: pricey\n", "  - name: pricey\n    fallback: {fall_through: [timeout, teapot]}\n"
+    )
+    code, output = import_text(tmp_path, bad)
+    assert code == 1 and "unknown failure kinds" in output
