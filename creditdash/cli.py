@@ -253,6 +253,8 @@ def catalog_import(path: str) -> None:
     )
     for line in margins:
         click.echo("  " + line.describe())
+    for worst in catalog.worst_routes(margins):
+        click.echo(f"worst route for {worst.model}: {worst.provider}/{worst.upstream_model}")
 
 
 # -------------------------------------------------------------------------------------- users

@@ -299,6 +299,18 @@ class MarginLine:
         )
 
 
+def worst_routes(margins: list[MarginLine]) -> list[MarginLine]:
+    """Per model, the route with the lowest margin (the one to watch), for models with several."""
+    by_model: dict[str, list[MarginLine]] = {}
+    for line in margins:
+        by_model.setdefault(line.model, []).append(line)
+    return [
+        min(lines, key=lambda line: line.price_micros - line.cost_micros)
+        for lines in by_model.values()
+        if len(lines) > 1
+    ]
+
+
 def parse_catalog(text: str) -> CatalogSpec:
     try:
         raw = yaml.safe_load(text)

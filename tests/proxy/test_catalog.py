@@ -78,6 +78,7 @@ def test_import_prints_margins_and_encrypts_the_upstream_key(
     assert "imported 1 providers and 2 models" in output
     assert "margin 75.00%" in output
     assert "NEGATIVE" in output and "pricey" in output
+    assert "worst route" not in output  # every model here has one route
     assert counts(sqlite_engine) == (1, 2, 2)
     with db.session_scope(engine=sqlite_engine, readonly=True) as session:
         provider = session.execute(select(Provider)).scalar_one()
@@ -203,3 +204,14 @@ def test_fallback_policy_is_validated(
     )
     code, output = import_text(tmp_path, bad)
     assert code == 1 and "unknown failure kinds" in output
+
+
+def test_worst_route_per_model() -> None:
+    from creditdash.proxy.catalog import MarginLine, worst_routes
+
+    lines = [
+        MarginLine("m", "a", "x", 1000, 200, 8000),
+        MarginLine("m", "b", "y", 1000, 900, 1000),
+        MarginLine("solo", "a", "z", 1000, 100, 9000),
+    ]
+    assert [(w.model, w.provider) for w in worst_routes(lines)] == [("m", "b")]
