@@ -32,10 +32,3 @@ def decrypt(token: str, *, purpose: str) -> str:
         raise ValueError(
             "cannot decrypt a stored secret: was CREDITDASH_SECRET_KEY changed?"
         ) from None
-
-
-def mask(secret: str) -> str:
-    """What an operator may see of a secret: its last four characters."""
-    if not secret:
-        return ""
-    return "••••" + secret[-4:] if len(secret) > 8 else "••••"

@@ -10,7 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
 from creditdash.accounts.audit import Actor, record
-from creditdash.accounts.models import Customer, Membership, User
+from creditdash.accounts.models import Customer, Membership
 from creditdash.accounts.users import create_user, get_user_by_email, normalize_email
 from creditdash.billing import ledger
 from creditdash.billing.adjustments import grant_credits
@@ -150,17 +150,6 @@ def list_customers(session: Session, *, search: str = "", limit: int = 100) -> l
         pattern = f"%{search.strip().lower()}%"
         query = query.where(col(Customer.email).like(pattern) | col(Customer.name).ilike(pattern))
     return list(session.execute(query).scalars())
-
-
-def is_member(session: Session, *, user: User, customer_id: str) -> bool:
-    return (
-        session.execute(
-            select(col(Membership.id)).where(
-                col(Membership.user_id) == user.id, col(Membership.customer_id) == customer_id
-            )
-        ).first()
-        is not None
-    )
 
 
 def set_allowed_models(

@@ -38,7 +38,3 @@ def format_credits(micros: int) -> str:
     sign = "-" if micros < 0 else ""
     whole, frac = divmod(abs(micros), MICROS_PER_CREDIT)
     return f"{sign}{whole}.{frac:06d}"
-
-
-def credits_decimal(micros: int) -> Decimal:
-    return Decimal(micros).scaleb(-6)

@@ -44,6 +44,3 @@ class KeyLimiter:
             self._in_flight.pop(key_id, None)
         else:
             self._in_flight[key_id] = current - 1
-
-    def in_flight(self, key_id: str) -> int:
-        return self._in_flight.get(key_id, 0)
