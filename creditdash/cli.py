@@ -325,6 +325,219 @@ def ledger_expire_holds() -> None:
     click.echo(f"expired {count} holds")
 
 
+# ------------------------------------------------------------------------------- packages
+
+
+@main.group("packages")
+def packages_group() -> None:
+    """Credit packages customers can buy."""
+
+
+@packages_group.command("list")
+@click.option("--json", "as_json", is_flag=True)
+def packages_list(as_json: bool) -> None:
+    """Every package, on sale or not."""
+    from creditdash.billing.payments.packages import describe_package, list_packages
+
+    rows = _in_transaction(lambda s: [describe_package(p) for p in list_packages(s)], readonly=True)
+    if as_json:
+        click.echo(json.dumps(rows))
+        return
+    for row in rows:
+        click.echo(
+            f"{row['name']:<12} {row['unit_price']:>10} {row['currency']}  "
+            f"{row['credits']} credits + {row['bonus_credits']} bonus  "
+            f"qty {row['min_quantity']}-{row['max_quantity']}"
+            f"{'  manual' if row['manual_only'] else ''}{'' if row['active'] else '  (off sale)'}"
+        )
+
+
+# --------------------------------------------------------------------------------- orders
+
+
+def _admin_actor(session: Session, email: str) -> Any:
+    from creditdash.accounts.audit import Actor
+
+    user = users.get_user_by_email(session, email)
+    if user is None or not user.is_platform_admin or not user.is_active:
+        raise_refusal(f"{email} is not an active platform admin")
+    assert user is not None and user.id is not None
+    return Actor.user(user.id, user.email)
+
+
+def _show(order_id: str, as_json: bool) -> None:
+    from creditdash.billing.payments.orders import describe_order, get_order
+
+    payload = _in_transaction(lambda s: describe_order(get_order(s, order_id)), readonly=True)
+    _emit(payload, as_json, "\n".join(f"{k}: {v}" for k, v in payload.items()))
+
+
+@main.group("orders")
+def orders_group() -> None:
+    """Payment orders: open, inspect, approve bank transfers, refund."""
+
+
+@orders_group.command("create")
+@click.option("--customer", "customer_id", required=True)
+@click.option("--package", "package_name", required=True)
+@click.option("--quantity", default=1, show_default=True, type=int)
+@click.option("--manual", is_flag=True, help="Pay by bank transfer (Custom always is).")
+@click.option("--amount", "amount_text", default=None, help="Custom only: contract net amount.")
+@click.option("--credits", "credits_text", default=None, help="Custom only: contract credits.")
+@click.option("--admin", "admin_email", default=None, help="Open it as this admin (audit).")
+@click.option("--json", "as_json", is_flag=True)
+def orders_create(
+    customer_id: str,
+    package_name: str,
+    quantity: int,
+    manual: bool,
+    amount_text: str | None,
+    credits_text: str | None,
+    admin_email: str | None,
+    as_json: bool,
+) -> None:
+    """Open an order awaiting payment; checkout orders get their payment page URL."""
+    from creditdash.billing.money import parse_minor
+    from creditdash.billing.payments import checkout, orders, packages
+
+    def work(session: Session) -> tuple[str, str]:
+        package = packages.find_package(session, package_name)
+        actor = _admin_actor(session, admin_email) if admin_email else CLI
+        order = orders.create_order(
+            session,
+            customer_id=customer_id,
+            package=package,
+            quantity=quantity,
+            actor=actor,
+            manual=manual,
+            contract_net_minor=parse_minor(amount_text, package.currency, field="--amount")
+            if amount_text
+            else None,
+            contract_credits_micros=parse_credits(credits_text, field="--credits")
+            if credits_text
+            else None,
+        )
+        return order.id, order.method
+
+    order_id, method = _in_transaction(work)
+    if method == "checkout":
+        with _refusals():
+            checkout.open_checkout(order_id)
+    _show(order_id, as_json)
+
+
+@orders_group.command("show")
+@click.argument("order_id")
+@click.option("--json", "as_json", is_flag=True)
+def orders_show(order_id: str, as_json: bool) -> None:
+    """One order with its current status."""
+    _show(order_id, as_json)
+
+
+@orders_group.command("list")
+@click.option("--customer", "customer_id", default=None)
+@click.option("--status", default=None)
+@click.option("--json", "as_json", is_flag=True)
+def orders_list(customer_id: str | None, status: str | None, as_json: bool) -> None:
+    """Recent orders, newest first."""
+    from creditdash.billing.payments.orders import describe_order, list_orders
+
+    rows = _in_transaction(
+        lambda s: [
+            describe_order(o) for o in list_orders(s, customer_id=customer_id, status=status)
+        ],
+        readonly=True,
+    )
+    if as_json:
+        click.echo(json.dumps(rows))
+        return
+    for row in rows:
+        click.echo(
+            f"{row['order_id']}  {row['status']:<18} {row['package']:<12} "
+            f"{row['gross']:>10} {row['currency']}  {row['customer_id']}"
+        )
+
+
+@orders_group.command("approve")
+@click.argument("order_id")
+@click.option("--admin", "admin_email", required=True, help="The approving admin's email.")
+@click.option("--reference", required=True, help="The received bank transfer's reference.")
+@click.option("--json", "as_json", is_flag=True)
+def orders_approve(order_id: str, admin_email: str, reference: str, as_json: bool) -> None:
+    """Settle a bank-transfer order: credits the customer once."""
+    from creditdash.billing.payments import manual
+
+    _in_transaction(
+        lambda s: manual.approve(
+            s, order_id=order_id, actor=_admin_actor(s, admin_email), payment_reference=reference
+        )
+    )
+    _show(order_id, as_json)
+
+
+@orders_group.command("reject")
+@click.argument("order_id")
+@click.option("--admin", "admin_email", required=True)
+@click.option("--reason", required=True)
+@click.option("--json", "as_json", is_flag=True)
+def orders_reject(order_id: str, admin_email: str, reason: str, as_json: bool) -> None:
+    """Close a bank-transfer order whose payment will not come."""
+    from creditdash.billing.payments import manual
+
+    _in_transaction(
+        lambda s: manual.reject(
+            s, order_id=order_id, actor=_admin_actor(s, admin_email), reason=reason
+        )
+    )
+    _show(order_id, as_json)
+
+
+@orders_group.command("refund")
+@click.argument("order_id")
+@click.option("--amount", "amount_text", required=True, help="Money to return, e.g. 10.00")
+@click.option("--refund-id", default=None, help="Idempotency key; a repeat refunds nothing more.")
+@click.option("--reason", required=True)
+@click.option("--admin", "admin_email", required=True)
+@click.option("--json", "as_json", is_flag=True)
+def orders_refund(
+    order_id: str,
+    amount_text: str,
+    refund_id: str | None,
+    reason: str,
+    admin_email: str,
+    as_json: bool,
+) -> None:
+    """Refund part or all of a paid order, within the published policy."""
+    from creditdash.billing.money import format_credits, format_minor, parse_minor
+    from creditdash.billing.payments import orders, refunds
+
+    def prepare(session: Session) -> tuple[Any, int]:
+        order = orders.get_order(session, order_id)
+        return _admin_actor(session, admin_email), parse_minor(
+            amount_text, order.currency, field="--amount"
+        )
+
+    actor, amount_minor = _in_transaction(prepare, readonly=True)
+    with _refusals():
+        refund = refunds.refund_order(
+            order_id,
+            amount_minor=amount_minor,
+            refund_id=refund_id or new_id("rf"),
+            actor=actor,
+            reason=reason,
+        )
+    payload = {
+        "refund_id": refund.id,
+        "order_id": refund.order_id,
+        "status": refund.status,
+        "amount": format_minor(refund.amount_minor, refund.currency),
+        "currency": refund.currency,
+        "credits_taken": format_credits(refund.credits_micros),
+        "credits_unrecovered": format_credits(refund.unrecovered_micros),
+    }
+    _emit(payload, as_json, "\n".join(f"{k}: {v}" for k, v in payload.items()))
+
+
 # ------------------------------------------------------------------------------------ gateway
 
 

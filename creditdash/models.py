@@ -11,6 +11,13 @@ from creditdash.accounts.models import (
     WebSession,
 )
 from creditdash.billing.models import LedgerAccount, Transfer, UsageRecord
+from creditdash.billing.payments.models import (
+    CreditPackage,
+    OrderEvent,
+    PaymentEvent,
+    PaymentOrder,
+    Refund,
+)
 from creditdash.proxy.models import Provider, PublicModel, Route
 
 metadata = SQLModel.metadata
@@ -18,11 +25,16 @@ metadata = SQLModel.metadata
 __all__ = [
     "ApiKey",
     "AuditEntry",
+    "CreditPackage",
     "Customer",
     "LedgerAccount",
     "Membership",
+    "OrderEvent",
+    "PaymentEvent",
+    "PaymentOrder",
     "Provider",
     "PublicModel",
+    "Refund",
     "Route",
     "Transfer",
     "UsageRecord",

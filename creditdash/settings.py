@@ -32,6 +32,16 @@ class Settings(BaseSettings):
     session_ttl_s: int = 7 * 24 * 3600
     hold_ttl_s: int = 15 * 60
     hold_expiry_interval_s: int = 30
+    # Payments. Orders open for checkout expire after checkout_expiry_s (Stripe allows < 24 h).
+    checkout_expiry_s: int = 23 * 3600
+    manual_order_expiry_days: int = 30
+    # The published refund policy: money back within refund_window_days of payment; by default
+    # only for credits of that order the customer has not used.
+    refund_window_days: int = 14
+    refund_consumed_credits: bool = False
+    terms_version: str = "2026-11-01"
+    # Where Stripe's API lives; only tests and Stripe-compatible mocks change it.
+    stripe_api_base: str = ""
     stripe_secret_key: str = Field(
         default="",
         validation_alias=AliasChoices("STRIPE_SECRET_KEY", "CREDITDASH_STRIPE_SECRET_KEY"),
@@ -50,6 +60,14 @@ class Settings(BaseSettings):
                 "and not a placeholder"
             )
         return value
+
+    @property
+    def stripe_enabled(self) -> bool:
+        return bool(self.stripe_secret_key)
+
+    def resolved_public_url(self) -> str:
+        """The base URL customers reach the dashboard at (checkout return pages point here)."""
+        return (self.public_url or f"http://localhost:{self.port}").rstrip("/")
 
     @property
     def is_development(self) -> bool:

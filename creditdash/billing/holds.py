@@ -1,4 +1,5 @@
-"""Expiring holds that their request never resolved (a crashed worker, a lost connection)."""
+"""Expiring holds that their request never resolved (a crashed worker, a lost connection),
+and payment orders whose payment window passed."""
 
 from __future__ import annotations
 
@@ -26,8 +27,16 @@ def expire_once(limit: int = 500) -> int:
     return expired
 
 
+def expire_orders_once() -> int:
+    from creditdash.billing.payments.orders import expire_stale_orders
+
+    with db.session_scope() as session:
+        return expire_stale_orders(session)
+
+
 async def expire_holds_forever(interval_s: float | None = None) -> None:
-    """Run expiry every interval; one failed pass is logged and the loop goes on."""
+    """Run expiry (holds, then orders) every interval; a failed pass is logged and the loop
+    goes on."""
     interval = interval_s or get_settings().hold_expiry_interval_s
     while True:
         await asyncio.sleep(interval)
@@ -37,3 +46,7 @@ async def expire_holds_forever(interval_s: float | None = None) -> None:
                 log.warning("expired %d stale holds", expired)
         except Exception:
             log.exception("hold expiry pass failed")
+        try:
+            await asyncio.to_thread(expire_orders_once)
+        except Exception:
+            log.exception("order expiry pass failed")

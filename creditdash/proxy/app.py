@@ -23,6 +23,7 @@ from creditdash import db
 from creditdash.accounts.customers import customer_balance
 from creditdash.billing.models import UsageRecord
 from creditdash.billing.money import format_credits
+from creditdash.billing.payments.routes import payment_routes
 from creditdash.proxy import errors
 from creditdash.proxy.gateway import Gateway
 from creditdash.settings import Settings
@@ -152,7 +153,7 @@ def create_app(*, standalone: bool = True, settings: Settings | None = None) -> 
             await gateway.aclose()
 
     app = Starlette(
-        routes=gateway_routes(gateway),
+        routes=gateway_routes(gateway) + payment_routes(settings),
         exception_handlers={errors.GatewayError: on_gateway_error, Exception: on_unexpected},
         lifespan=lifespan if standalone else None,
     )

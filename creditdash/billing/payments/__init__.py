@@ -1,0 +1,1 @@
+"""Payments: credit packages, payment orders, checkout providers, webhooks, settlement, refunds."""

@@ -1,0 +1,298 @@
+"""Refunds: money back for a paid order, capped by the published policy, once per refund id.
+
+The policy (settings): a refund is possible within refund_window_days of payment, and by default
+only for credits of that order the customer still holds, so money is never returned for credits
+already used. Credits taken back are proportional to the money returned, cumulatively over the
+order's refunds (credits_back = floor(total_credits * refunded / gross)), so a full refund takes
+back exactly what the order granted, bonus included, however it was split into parts.
+
+A refund runs as three steps, because the provider is called outside any transaction:
+1. reserve: record the refund as pending, raise the order's refunded amount with a conditional
+   UPDATE and take the credits back (one transaction);
+2. ask the provider to return the money (idempotency key: the refund id);
+3. mark the refund succeeded, or on a provider refusal undo step 1 with correcting transfers.
+A crash between 1 and 3 leaves a pending refund; running the same refund id again finishes it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import update
+from sqlmodel import Session, col
+
+from creditdash import db
+from creditdash.accounts.audit import Actor, record
+from creditdash.billing import ledger
+from creditdash.billing.money import format_credits, format_minor
+from creditdash.billing.payments import orders
+from creditdash.billing.payments.models import PaymentOrder, Refund
+from creditdash.billing.payments.providers import (
+    PaymentProvider,
+    ProviderFailed,
+    provider_named,
+)
+from creditdash.errors import Conflict, IdempotencyConflict, ValidationFailed
+from creditdash.settings import Settings, get_settings
+from creditdash.timeutil import utcnow
+
+REFUND_CODE = "refund"
+REFUND_REVERSAL_CODE = "refund_reversal"
+_REFUND_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,120}$")
+
+
+@dataclass(frozen=True)
+class RefundLimit:
+    max_minor: int
+    currency: str
+    window_ends_at: datetime | None
+    why: str
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "max_refund": format_minor(self.max_minor, self.currency),
+            "currency": self.currency,
+            "window_ends_at": self.window_ends_at.isoformat() if self.window_ends_at else None,
+            "why": self.why,
+        }
+
+
+def _total_credits(order: PaymentOrder) -> int:
+    return order.credits_micros + order.bonus_micros
+
+
+def credits_back_after(order: PaymentOrder, refunded_minor: int) -> int:
+    """Credits taken back in total once refunded_minor of the order has been returned."""
+    return _total_credits(order) * refunded_minor // order.gross_minor
+
+
+def refund_limit(
+    session: Session, order: PaymentOrder, *, settings: Settings | None = None
+) -> RefundLimit:
+    """How much of this order's money the policy allows to return now, and why."""
+    settings = settings or get_settings()
+    if order.status not in orders.REFUNDABLE or order.paid_at is None:
+        return RefundLimit(0, order.currency, None, f"the order is {order.status}")
+    window_ends = order.paid_at + timedelta(days=settings.refund_window_days)
+    remaining = order.gross_minor - order.refunded_minor
+    if utcnow() > window_ends:
+        return RefundLimit(
+            0, order.currency, window_ends, f"the {settings.refund_window_days}-day window passed"
+        )
+    if settings.refund_consumed_credits:
+        return RefundLimit(remaining, order.currency, window_ends, "within the refund window")
+    # Only credits the customer still holds: the largest amount whose cumulative take-back
+    # stays within what was already taken back plus the available balance.
+    balance = ledger.get_balance(session, ledger.customer_account_id(session, order.customer_id))
+    holdable = order.refunded_credits_micros + max(0, balance.available_micros)
+    # floor(total * (R + a) / gross) <= holdable
+    #   <=>  R + a <= ((holdable + 1) * gross - 1) // total
+    ceiling = ((holdable + 1) * order.gross_minor - 1) // _total_credits(order)
+    allowed = max(0, min(remaining, ceiling - order.refunded_minor))
+    why = "unused credits of this order" if allowed < remaining else "within the refund window"
+    return RefundLimit(allowed, order.currency, window_ends, why)
+
+
+def _check_refund_id(refund_id: str) -> str:
+    refund_id = (refund_id or "").strip()
+    if not _REFUND_ID.match(refund_id):
+        raise ValidationFailed("a refund id is 1-120 letters, digits or _ . : -")
+    return refund_id
+
+
+def apply_refund(
+    session: Session,
+    order: PaymentOrder,
+    *,
+    refund_id: str,
+    amount_minor: int,
+    actor: Actor,
+    reason: str,
+    status: str,
+    provider_refund_id: str | None = None,
+) -> Refund:
+    """Step 1 (or the whole refund when the money has already gone back): raise the order's
+    refunded amount, take the credits back as far as the balance allows, store the refund."""
+    if amount_minor <= 0:
+        raise ValidationFailed("the refund amount must be positive")
+    result = session.execute(
+        update(PaymentOrder)
+        .where(
+            col(PaymentOrder.id) == order.id,
+            col(PaymentOrder.status).in_(orders.REFUNDABLE),
+            col(PaymentOrder.refunded_minor) + amount_minor <= col(PaymentOrder.gross_minor),
+        )
+        .values(refunded_minor=col(PaymentOrder.refunded_minor) + amount_minor)
+        .execution_options(synchronize_session=False)
+    )
+    if db.rowcount(result) != 1:
+        session.refresh(order)
+        raise Conflict(
+            f"order {order.id} cannot take a refund of "
+            f"{format_minor(amount_minor, order.currency)} {order.currency} (status "
+            f"{order.status}, refunded {format_minor(order.refunded_minor, order.currency)})"
+        )
+    session.refresh(order)
+    credits = credits_back_after(order, order.refunded_minor) - order.refunded_credits_micros
+    account = ledger.customer_account_id(session, order.customer_id)
+    available = ledger.get_balance(session, account).available_micros
+    taken = max(0, min(credits, available))
+    if taken:
+        ledger.transfer(
+            session,
+            idempotency_key=f"refund:{refund_id}",
+            debit_account_id=account,
+            credit_account_id=ledger.platform_account_id(session, ledger.REFUNDS),
+            amount_micros=taken,
+            code=REFUND_CODE,
+            reference=order.id,
+            memo=f"refund {refund_id}",
+            actor_user_id=actor.user_id,
+        )
+    # Our UPDATE above holds the order row until commit, so this read-modify-write is safe.
+    order.refunded_credits_micros += credits
+    session.add(order)
+    session.flush()
+    orders.follow_refunds(session, order, actor_label=actor.label, note_text=f"refund {refund_id}")
+    refund = Refund(
+        id=refund_id,
+        order_id=order.id,
+        provider=order.provider,
+        provider_refund_id=provider_refund_id,
+        amount_minor=amount_minor,
+        currency=order.currency,
+        credits_micros=taken,
+        unrecovered_micros=credits - taken,
+        status=status,
+        reason=reason[:500],
+        actor_label=actor.label[:200],
+        actor_user_id=actor.user_id,
+    )
+    session.add(refund)
+    session.flush()
+    record(
+        session,
+        actor=actor,
+        action="order.refund",
+        target_type="payment_order",
+        target_id=order.id,
+        after={
+            "refund_id": refund_id,
+            "amount": format_minor(amount_minor, order.currency),
+            "currency": order.currency,
+            "credits_taken": format_credits(taken),
+            "credits_unrecovered": format_credits(credits - taken),
+        },
+        reason=reason,
+    )
+    return refund
+
+
+def _same_request(refund: Refund, order_id: str, amount_minor: int) -> bool:
+    return refund.order_id == order_id and refund.amount_minor == amount_minor
+
+
+def refund_order(
+    order_id: str,
+    *,
+    amount_minor: int,
+    refund_id: str,
+    actor: Actor,
+    reason: str,
+    settings: Settings | None = None,
+    provider: PaymentProvider | None = None,
+) -> Refund:
+    """Refund part or all of a paid order within the policy; repeat-safe by refund_id."""
+    settings = settings or get_settings()
+    refund_id = _check_refund_id(refund_id)
+    reason = (reason or "").strip()
+    if not reason:
+        raise ValidationFailed("a reason is required for a refund")
+    with db.session_scope() as session:
+        existing = session.get(Refund, refund_id)
+        if existing is not None:
+            if not _same_request(existing, order_id, amount_minor):
+                raise IdempotencyConflict(f"refund id {refund_id} was used for another refund")
+            if existing.status != "pending":
+                session.expunge(existing)
+                return existing
+        else:
+            order = orders.get_order(session, order_id)
+            limit = refund_limit(session, order, settings=settings)
+            if amount_minor > limit.max_minor:
+                raise ValidationFailed(
+                    f"the refund policy allows at most "
+                    f"{format_minor(limit.max_minor, order.currency)} {order.currency} "
+                    f"for order {order.id} now ({limit.why})"
+                )
+            apply_refund(
+                session,
+                order,
+                refund_id=refund_id,
+                amount_minor=amount_minor,
+                actor=actor,
+                reason=reason,
+                status="pending",
+            )
+        order = orders.get_order(session, order_id)
+        session.expunge(order)
+    provider = provider or provider_named(order.provider, settings)
+    try:
+        provider_refund_id = provider.refund(order, amount_minor=amount_minor, refund_id=refund_id)
+    except ProviderFailed as exc:
+        _undo(refund_id, actor=actor, failure=exc.message)
+        raise
+    with db.session_scope() as session:
+        refund = session.get(Refund, refund_id)
+        assert refund is not None
+        if refund.status == "pending":
+            refund.status = "succeeded"
+            refund.provider_refund_id = provider_refund_id
+            refund.updated_at = utcnow()
+            session.add(refund)
+            session.flush()
+        session.expunge(refund)
+    return refund
+
+
+def _undo(refund_id: str, *, actor: Actor, failure: str) -> None:
+    """Step 3 after a refusal: give the credits back and lower the refunded amount again."""
+    with db.session_scope() as session:
+        refund = session.get(Refund, refund_id)
+        assert refund is not None
+        result = session.execute(
+            update(Refund)
+            .where(col(Refund.id) == refund_id, col(Refund.status) == "pending")
+            .values(status="failed", failure=failure[:500], updated_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+        if db.rowcount(result) != 1:
+            return  # finished by someone else meanwhile
+        order = orders.get_order(session, refund.order_id)
+        if refund.credits_micros:
+            ledger.transfer(
+                session,
+                idempotency_key=f"refund:{refund_id}:reversal",
+                debit_account_id=ledger.platform_account_id(session, ledger.REFUNDS),
+                credit_account_id=ledger.customer_account_id(session, order.customer_id),
+                amount_micros=refund.credits_micros,
+                code=REFUND_REVERSAL_CODE,
+                reference=order.id,
+                memo=f"refund {refund_id} failed at the provider",
+            )
+        session.execute(
+            update(PaymentOrder)
+            .where(col(PaymentOrder.id) == order.id)
+            .values(
+                refunded_minor=col(PaymentOrder.refunded_minor) - refund.amount_minor,
+                refunded_credits_micros=col(PaymentOrder.refunded_credits_micros)
+                - (refund.credits_micros + refund.unrecovered_micros),
+            )
+            .execution_options(synchronize_session=False)
+        )
+        session.refresh(order)
+        orders.follow_refunds(
+            session, order, actor_label=actor.label, note_text=f"refund {refund_id} failed"
+        )

@@ -1,0 +1,252 @@
+"""HTTP for payments: the two webhook endpoints and the sandbox provider's hosted test page.
+
+Mounted beside the gateway routes, so the same paths answer on the Reflex app's port and on
+`creditdash gateway`. Signatures are checked on the raw body before anything is parsed or
+written; the database work runs in a worker thread, never on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import json
+import logging
+import secrets
+import time
+from typing import Any
+
+import httpx
+import stripe
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from creditdash import db
+from creditdash.billing.money import format_credits, format_minor
+from creditdash.billing.payments import orders
+from creditdash.billing.payments.checkout import return_urls
+from creditdash.billing.payments.models import PaymentOrder
+from creditdash.billing.payments.providers import SANDBOX_CHECKOUT_PATH, provider_named
+from creditdash.billing.payments.webhooks import (
+    MAX_EVENT_BYTES,
+    Applied,
+    SignatureRejected,
+    apply_event,
+    verify_event,
+)
+from creditdash.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+SANDBOX_WEBHOOK_PATH = "/webhooks/sandbox"
+
+
+def _apply(provider: str, event: dict[str, Any]) -> Applied:
+    with db.session_scope() as session:
+        return apply_event(session, provider=provider, event=event)
+
+
+async def _receive(request: Request, provider: str, settings: Settings) -> Response:
+    body = await request.body()
+    if len(body) > MAX_EVENT_BYTES:
+        return JSONResponse({"error": "event body too large"}, status_code=413)
+    try:
+        secrets_ = provider_named(provider, settings).webhook_secrets()
+    except Exception:
+        secrets_ = []
+    try:
+        event = verify_event(body, request.headers.get("stripe-signature"), secrets_)
+    except SignatureRejected as exc:
+        return JSONResponse({"error": exc.message}, status_code=400)
+    # Any failure below rolls the whole transaction back (event row and effect) and answers
+    # 500, so the provider delivers the event again later.
+    applied = await asyncio.to_thread(_apply, provider, event)
+    log.info(
+        "%s event %s (%s): %s", provider, applied.event_id, applied.event_type, applied.outcome
+    )
+    return JSONResponse(applied.describe())
+
+
+def payment_routes(settings: Settings | None = None) -> list[Route]:
+    def current() -> Settings:
+        return settings or get_settings()
+
+    async def stripe_webhook(request: Request) -> Response:
+        return await _receive(request, "stripe", current())
+
+    async def sandbox_webhook(request: Request) -> Response:
+        return await _receive(request, "sandbox", current())
+
+    async def sandbox_page(request: Request) -> Response:
+        order = await asyncio.to_thread(_sandbox_order, request.path_params["session_id"])
+        if order is None:
+            return HTMLResponse(_page("Checkout not found", "<p>No such test checkout.</p>"), 404)
+        return HTMLResponse(_checkout_page(order, current(), error=""))
+
+    async def sandbox_pay(request: Request) -> Response:
+        return await _sandbox_pay(request, current())
+
+    return [
+        Route("/webhooks/stripe", stripe_webhook, methods=["POST"]),
+        Route(SANDBOX_WEBHOOK_PATH, sandbox_webhook, methods=["POST"]),
+        Route(SANDBOX_CHECKOUT_PATH + "/{session_id}", sandbox_page, methods=["GET"]),
+        Route(SANDBOX_CHECKOUT_PATH + "/{session_id}/pay", sandbox_pay, methods=["POST"]),
+    ]
+
+
+# ---------------------------------------------------------------------------- sandbox page
+
+
+def _sandbox_order(session_id: str) -> PaymentOrder | None:
+    from sqlmodel import col, select
+
+    with db.session_scope(readonly=True) as session:
+        order = session.exec(
+            select(PaymentOrder).where(
+                col(PaymentOrder.provider) == "sandbox",
+                col(PaymentOrder.checkout_session_id) == session_id,
+            )
+        ).first()
+        if order is not None:
+            session.expunge(order)
+        return order
+
+
+def _accept_terms(order_id: str) -> None:
+    with db.session_scope() as session:
+        orders.accept_terms(session, orders.get_order(session, order_id))
+
+
+def sandbox_event(order: PaymentOrder, event_type: str = "checkout.session.completed") -> str:
+    """A Checkout Session event for the order, shaped like Stripe's (the fields we read)."""
+    event = {
+        "id": "evt_sandbox_" + secrets.token_urlsafe(18),
+        "object": "event",
+        "type": event_type,
+        "created": int(time.time()),
+        "livemode": False,
+        "data": {
+            "object": {
+                "id": order.checkout_session_id,
+                "object": "checkout.session",
+                "client_reference_id": order.id,
+                "amount_total": order.gross_minor,
+                "currency": order.currency.lower(),
+                "payment_status": "paid" if event_type.endswith("completed") else "unpaid",
+                "status": "complete" if event_type.endswith("completed") else "expired",
+                "payment_intent": "pi_sandbox_" + secrets.token_urlsafe(12),
+                "metadata": {"order_id": order.id, "customer_id": order.customer_id},
+            }
+        },
+    }
+    return json.dumps(event)
+
+
+async def _sandbox_pay(request: Request, settings: Settings) -> Response:
+    session_id = request.path_params["session_id"]
+    order = await asyncio.to_thread(_sandbox_order, session_id)
+    if order is None:
+        return HTMLResponse(_page("Checkout not found", "<p>No such test checkout.</p>"), 404)
+    form = await request.form()
+    if form.get("accept_terms") != "yes":
+        page = _checkout_page(order, settings, error="Accept the terms and refund policy to pay.")
+        return HTMLResponse(page, 400)
+    if order.status != "awaiting_payment":
+        return HTMLResponse(_checkout_page(order, settings, error=""), 409)
+    await asyncio.to_thread(_accept_terms, order.id)
+    # Deliver the payment the way a provider would: a signed event over HTTP to our webhook.
+    body = sandbox_event(order)
+    header = stripe.WebhookSignature.generate_signature_header(
+        body, settings.resolved_sandbox_webhook_secret()
+    )
+    url = str(request.base_url).rstrip("/") + SANDBOX_WEBHOOK_PATH
+    try:
+        async with httpx.AsyncClient(timeout=30.0) as client:
+            answer = await client.post(
+                url,
+                content=body.encode(),
+                headers={"stripe-signature": header, "content-type": "application/json"},
+            )
+    except httpx.HTTPError as exc:
+        log.error("sandbox webhook delivery failed: %s", exc)
+        answer = None
+    if answer is None or answer.status_code >= 300:
+        error = "The test payment could not be delivered; nothing was charged. Try again."
+        return HTMLResponse(_checkout_page(order, settings, error=error), 502)
+    success_url, _ = return_urls(order, settings)
+    return RedirectResponse(success_url, status_code=303)
+
+
+def _policy_text(settings: Settings) -> str:
+    consumed = (
+        "including credits already used"
+        if settings.refund_consumed_credits
+        else "for the credits of this order you have not used"
+    )
+    return (
+        f"Refunds within {settings.refund_window_days} days of payment, {consumed}. "
+        f"Terms version {settings.terms_version}."
+    )
+
+
+def _checkout_page(order: PaymentOrder, settings: Settings, *, error: str) -> str:
+    e = html.escape
+    money = f"{format_minor(order.gross_minor, order.currency)} {order.currency}"
+    _, cancel_url = return_urls(order, settings)
+    rows = [
+        ("Package", f"{order.package_name} x {order.quantity}"),
+        ("Credits", format_credits(order.credits_micros + order.bonus_micros)),
+        ("Net", f"{format_minor(order.net_minor, order.currency)} {order.currency}"),
+        (
+            "Tax",
+            f"{format_minor(order.tax_minor, order.currency)} {order.currency} "
+            f"({order.tax_scheme})",
+        ),
+        ("Total", money),
+    ]
+    table = "".join(f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in rows)
+    if order.status != "awaiting_payment":
+        action = f'<p class="done">This order is <b>{e(order.status)}</b>.</p>'
+    else:
+        action = f"""
+<form method="post" action="{e(SANDBOX_CHECKOUT_PATH)}/{e(order.checkout_session_id or "")}/pay">
+  <label class="terms"><input type="checkbox" name="accept_terms" value="yes" required>
+    I accept the terms and the refund policy: {e(_policy_text(settings))}</label>
+  <button type="submit">Pay {e(money)}</button>
+  <a class="cancel" href="{e(cancel_url)}">Cancel and return</a>
+</form>"""
+    error_html = f'<p class="error" role="alert">{e(error)}</p>' if error else ""
+    body = f"""
+<div class="banner">TEST MODE — sandbox payments move no real money</div>
+<main>
+  <h1>Pay for your credits</h1>
+  <p class="muted">Order {e(order.id)}</p>
+  <table>{table}</table>
+  {error_html}
+  {action}
+</main>"""
+    return _page("Test checkout · creditdash", body)
+
+
+def _page(title: str, body: str) -> str:
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 0; background: #f6f6f9; color: #1c1c28; }}
+.banner {{ background: #ffb224; color: #3b2300; text-align: center; padding: 10px;
+  font-weight: 700; letter-spacing: .04em; }}
+main {{ max-width: 480px; margin: 40px auto; background: #fff; border-radius: 12px;
+  padding: 28px 32px; box-shadow: 0 2px 12px rgba(0,0,0,.08); }}
+h1 {{ font-size: 22px; margin: 0 0 4px; }}
+.muted {{ color: #6f6e77; font-size: 13px; margin-top: 0; }}
+table {{ width: 100%; border-collapse: collapse; margin: 18px 0; }}
+th {{ text-align: left; font-weight: 500; color: #6f6e77; padding: 6px 0; }}
+td {{ text-align: right; padding: 6px 0; font-variant-numeric: tabular-nums; }}
+tr:last-child td, tr:last-child th {{ font-weight: 700; color: #1c1c28;
+  border-top: 1px solid #e4e4e9; padding-top: 10px; }}
+.terms {{ display: block; font-size: 14px; margin: 12px 0 18px; line-height: 1.4; }}
+button {{ width: 100%; background: #3e63dd; color: #fff; border: 0; border-radius: 8px;
+  padding: 12px; font-size: 16px; font-weight: 600; cursor: pointer; }}
+.cancel {{ display: block; text-align: center; margin-top: 14px; color: #6f6e77; }}
+.error {{ color: #ce2c31; font-weight: 600; }}
+</style></head><body>{body}</body></html>"""

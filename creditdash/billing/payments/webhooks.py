@@ -1,0 +1,291 @@
+"""Payment webhooks: verify the signature on the raw body, store the event once, apply it.
+
+verify_event() runs before anything is parsed or written. apply_event() stores the event with
+UNIQUE (provider, event_id) and applies its effect in the same transaction, so an event is
+either recorded with its effect or not at all; a concurrent duplicate meets the unique
+constraint and is acknowledged without a second effect.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import stripe
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from creditdash.accounts.audit import Actor
+from creditdash.billing.money import format_minor
+from creditdash.billing.payments import orders, refunds
+from creditdash.billing.payments.models import PaymentEvent, PaymentOrder, Refund
+from creditdash.errors import CreditdashError
+
+TOLERANCE_S = 300
+MAX_EVENT_BYTES = 512 * 1024
+
+
+class SignatureRejected(CreditdashError):
+    code = "signature_rejected"
+
+
+@dataclass(frozen=True)
+class Applied:
+    event_id: str
+    event_type: str
+    outcome: str
+    order_id: str | None = None
+    duplicate: bool = False
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "received": True,
+            "event_id": self.event_id,
+            "type": self.event_type,
+            "outcome": self.outcome,
+            "duplicate": self.duplicate,
+        }
+
+
+def verify_event(
+    payload: bytes, header: str | None, secrets: list[str], *, now: float | None = None
+) -> dict[str, Any]:
+    """The event, if and only if one of the secrets signed this exact body recently."""
+    if not header:
+        raise SignatureRejected("missing Stripe-Signature header")
+    if not secrets:
+        raise SignatureRejected("no webhook secret is configured for this endpoint")
+    if len(payload) > MAX_EVENT_BYTES:
+        raise SignatureRejected("event body too large")
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError:
+        raise SignatureRejected("event body is not UTF-8") from None
+    now = time.time() if now is None else now
+    timestamp = _signed_at(header)
+    # The library refuses old timestamps; a timestamp from the future is refused here too,
+    # so a captured signature cannot be prepared for replay later.
+    if timestamp > now + TOLERANCE_S:
+        raise SignatureRejected("signature timestamp is in the future")
+    if timestamp < now - TOLERANCE_S:
+        raise SignatureRejected("signature timestamp is too old")
+    for secret in secrets:
+        try:
+            stripe.WebhookSignature.verify_header(text, header, secret, tolerance=None)
+        except stripe.SignatureVerificationError:
+            continue
+        break
+    else:
+        raise SignatureRejected("no signature matches the body")
+    try:
+        event = json.loads(text)
+    except ValueError:
+        raise SignatureRejected("event body is not JSON") from None
+    if (
+        not isinstance(event, dict)
+        or not isinstance(event.get("id"), str)
+        or not isinstance(event.get("type"), str)
+        or not isinstance(event.get("data"), dict)
+        or not isinstance(event["data"].get("object"), dict)
+    ):
+        raise SignatureRejected("event has no id, type or data.object")
+    return event
+
+
+def _signed_at(header: str) -> int:
+    for item in header.split(","):
+        key, _, value = item.strip().partition("=")
+        if key == "t":
+            try:
+                return int(value)
+            except ValueError:
+                break
+    raise SignatureRejected("signature header has no valid timestamp")
+
+
+def apply_event(session: Session, *, provider: str, event: dict[str, Any]) -> Applied:
+    """Store the event once and apply it; duplicates and unknown types change nothing."""
+    obj: dict[str, Any] = event["data"]["object"]
+    stored = PaymentEvent(
+        provider=provider,
+        event_id=event["id"][:255],
+        event_type=event["type"][:80],
+        outcome="received",
+        payload_json=json.dumps(event, sort_keys=True),
+    )
+    try:
+        with session.begin_nested():
+            session.add(stored)
+    except IntegrityError:
+        return Applied(stored.event_id, stored.event_type, "duplicate", duplicate=True)
+    handler = _HANDLERS.get(stored.event_type, _ignore)
+    outcome, order, detail = handler(session, provider, stored, obj)
+    stored.outcome = outcome
+    stored.order_id = order.id if order is not None else None
+    stored.detail = detail[:500]
+    session.add(stored)
+    session.flush()
+    return Applied(stored.event_id, stored.event_type, outcome, stored.order_id)
+
+
+Outcome = tuple[str, PaymentOrder | None, str]
+
+
+def _find_order(session: Session, provider: str, obj: dict[str, Any]) -> PaymentOrder | None:
+    metadata = obj.get("metadata")
+    order_id = (metadata.get("order_id") if isinstance(metadata, dict) else None) or obj.get(
+        "client_reference_id"
+    )
+    if not isinstance(order_id, str):
+        return None
+    order = session.get(PaymentOrder, order_id)
+    # An event only speaks for orders of its own provider (a sandbox event never pays a Stripe
+    # order), and only for the checkout session we opened for it.
+    if order is None or order.provider != provider:
+        return None
+    if order.checkout_session_id and obj.get("id") != order.checkout_session_id:
+        return None
+    return order
+
+
+def _paid(session: Session, provider: str, event: PaymentEvent, obj: dict[str, Any]) -> Outcome:
+    order = _find_order(session, provider, obj)
+    if order is None:
+        return "unknown_order", None, "no order of this provider matches the session"
+    if obj.get("payment_status") != "paid":
+        return "awaiting_async_payment", order, f"payment_status={obj.get('payment_status')}"
+    amount, currency = obj.get("amount_total"), str(obj.get("currency") or "").upper()
+    if amount != order.gross_minor or currency != order.currency:
+        detail = (
+            f"paid {amount} {currency or '?'} (minor units), order is "
+            f"{order.gross_minor} {order.currency}; not credited"
+        )
+        orders.note(session, order, f"{provider}:{event.event_id}", detail)
+        return "amount_mismatch", order, detail
+    payment_id = obj.get("payment_intent") if isinstance(obj.get("payment_intent"), str) else None
+    settled = orders.settle(
+        session,
+        order,
+        actor_label=f"{provider}:{event.event_id}",
+        from_statuses=orders.SETTLE_FROM_EVENT,
+        note_text=f"{event.event_type}",
+        provider_payment_id=payment_id,
+    )
+    if not settled:
+        orders.note(session, order, f"{provider}:{event.event_id}", "payment already settled")
+        return "already_settled", order, "the order was already settled; nothing credited"
+    _apply_early_refunds(session, provider, order)
+    return "credited", order, format_minor(order.gross_minor, order.currency) + " " + order.currency
+
+
+def _failed(session: Session, provider: str, event: PaymentEvent, obj: dict[str, Any]) -> Outcome:
+    order = _find_order(session, provider, obj)
+    if order is None:
+        return "unknown_order", None, "no order of this provider matches the session"
+    if orders.transition(
+        session,
+        order,
+        to_status="cancelled",
+        from_statuses=("awaiting_payment", "expired"),
+        actor_label=f"{provider}:{event.event_id}",
+        note_text="the delayed payment failed",
+    ):
+        return "payment_failed", order, "order cancelled"
+    return "ignored", order, f"order is {order.status}"
+
+
+def _expired(session: Session, provider: str, event: PaymentEvent, obj: dict[str, Any]) -> Outcome:
+    order = _find_order(session, provider, obj)
+    if order is None:
+        return "unknown_order", None, "no order of this provider matches the session"
+    if orders.transition(
+        session,
+        order,
+        to_status="expired",
+        from_statuses=("awaiting_payment",),
+        actor_label=f"{provider}:{event.event_id}",
+        note_text="checkout session expired",
+    ):
+        return "expired", order, "order expired"
+    # A late "expired" for a paid order (events out of order) changes nothing.
+    return "ignored", order, f"order is {order.status}"
+
+
+def _refunded(session: Session, provider: str, event: PaymentEvent, obj: dict[str, Any]) -> Outcome:
+    payment_id = obj.get("payment_intent")
+    refunded_minor = obj.get("amount_refunded")
+    if not isinstance(payment_id, str) or not isinstance(refunded_minor, int):
+        return "ignored", None, "charge without payment_intent or amount_refunded"
+    event.provider_payment_id = payment_id
+    order = session.exec(
+        select(PaymentOrder).where(
+            col(PaymentOrder.provider) == provider,
+            col(PaymentOrder.provider_payment_id) == payment_id,
+        )
+    ).first()
+    if order is None:
+        # Possibly ahead of the event that settles the order: applied when that one arrives.
+        return "unknown_order", None, f"no settled order for {payment_id} yet"
+    return _catch_up_refund(session, order, obj, event)
+
+
+def _catch_up_refund(
+    session: Session, order: PaymentOrder, charge: dict[str, Any], event: PaymentEvent
+) -> Outcome:
+    """A refund made at the provider (its dashboard, or ours already recorded): apply the part
+    of amount_refunded this order does not know about yet."""
+    total = int(charge["amount_refunded"])
+    if str(charge.get("currency") or "").upper() != order.currency:
+        return "amount_mismatch", order, "refund currency differs from the order"
+    missing = min(total, order.gross_minor) - order.refunded_minor
+    if missing <= 0:
+        return "already_applied", order, "refund already recorded"
+    refund_id = f"{order.provider}:{charge.get('id')}:{total}"
+    if order.status not in orders.REFUNDABLE or session.get(Refund, refund_id) is not None:
+        return "ignored", order, f"order is {order.status}"
+    refunds.apply_refund(
+        session,
+        order,
+        refund_id=refund_id,
+        amount_minor=missing,
+        actor=Actor(label=f"{order.provider}:{event.event_id}"),
+        reason="refunded at the payment provider",
+        status="succeeded",
+        provider_refund_id=refund_id,
+    )
+    return "refunded", order, format_minor(missing, order.currency) + " " + order.currency
+
+
+def _apply_early_refunds(session: Session, provider: str, order: PaymentOrder) -> None:
+    """Refund events that arrived before the payment event are applied once it is settled."""
+    if not order.provider_payment_id:
+        return
+    early = session.exec(
+        select(PaymentEvent)
+        .where(
+            col(PaymentEvent.provider) == provider,
+            col(PaymentEvent.provider_payment_id) == order.provider_payment_id,
+            col(PaymentEvent.outcome) == "unknown_order",
+        )
+        .order_by(col(PaymentEvent.id))
+    ).all()
+    for waiting in early:
+        charge = json.loads(waiting.payload_json)["data"]["object"]
+        outcome, _, detail = _catch_up_refund(session, order, charge, waiting)
+        waiting.outcome, waiting.order_id, waiting.detail = outcome, order.id, detail[:500]
+        session.add(waiting)
+
+
+def _ignore(session: Session, provider: str, event: PaymentEvent, obj: dict[str, Any]) -> Outcome:
+    return "ignored", None, "event type not used"
+
+
+_HANDLERS = {
+    "checkout.session.completed": _paid,
+    "checkout.session.async_payment_succeeded": _paid,
+    "checkout.session.async_payment_failed": _failed,
+    "checkout.session.expired": _expired,
+    "charge.refunded": _refunded,
+}
