@@ -306,13 +306,18 @@ def ledger_group() -> None:
 @ledger_group.command("verify")
 def ledger_verify() -> None:
     """Check every ledger invariant; exit 0 only if all hold."""
+    from creditdash.billing.payments.verify import verify_payments
+
     with _refusals(), db.session_scope(readonly=True, snapshot=True) as session:
-        problems = ledger.verify(session)
+        problems = ledger.verify(session) + verify_payments(session)
     if problems:
         for problem in problems:
             click.echo(f"violated: {problem}", err=True)
         sys.exit(1)
-    click.echo("ledger ok: debits equal credits, balances match transfers, holds resolved once")
+    click.echo(
+        "ledger ok: debits equal credits, balances match transfers, holds resolved once, "
+        "orders and refunds applied once"
+    )
 
 
 @ledger_group.command("expire-holds")
@@ -350,6 +355,51 @@ def packages_list(as_json: bool) -> None:
             f"qty {row['min_quantity']}-{row['max_quantity']}"
             f"{'  manual' if row['manual_only'] else ''}{'' if row['active'] else '  (off sale)'}"
         )
+
+
+@packages_group.command("set")
+@click.argument("name")
+@click.option("--price", "price_text", required=True, help="Price per unit, e.g. 50.00")
+@click.option("--currency", default="EUR", show_default=True)
+@click.option("--credits", "credits_text", required=True, help="Credits per unit.")
+@click.option("--bonus", "bonus_text", default="0", show_default=True, help="Bonus per unit.")
+@click.option("--min-quantity", default=1, show_default=True, type=int)
+@click.option("--max-quantity", default=1, show_default=True, type=int)
+@click.option("--custom", is_flag=True, help="Contract terms, bank transfer only.")
+@click.option("--off-sale", is_flag=True, help="Keep it, but stop selling it.")
+@click.option("--description", default="")
+def packages_set(
+    name: str,
+    price_text: str,
+    currency: str,
+    credits_text: str,
+    bonus_text: str,
+    min_quantity: int,
+    max_quantity: int,
+    custom: bool,
+    off_sale: bool,
+    description: str,
+) -> None:
+    """Create or update a package (matched by name, any case); audited."""
+    from creditdash.billing.money import parse_minor
+    from creditdash.billing.payments.packages import PackageSpec, save_package
+
+    def work(session: Session) -> str:
+        spec = PackageSpec(
+            name=name,
+            kind="custom" if custom else "standard",
+            currency=currency,
+            unit_price_minor=parse_minor(price_text, currency, field="--price"),
+            credits_micros=parse_credits(credits_text, field="--credits"),
+            bonus_micros=parse_credits(bonus_text, field="--bonus"),
+            min_quantity=min_quantity,
+            max_quantity=max_quantity,
+            description=description,
+            active=not off_sale,
+        )
+        return save_package(session, spec=spec, actor=CLI).id
+
+    click.echo(f"package {name}: {_in_transaction(work)}")
 
 
 # --------------------------------------------------------------------------------- orders

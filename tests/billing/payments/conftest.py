@@ -22,6 +22,7 @@ from creditdash.accounts.customers import customer_balance
 from creditdash.billing import ledger
 from creditdash.billing.payments import checkout, orders, packages
 from creditdash.billing.payments.models import PaymentEvent, PaymentOrder
+from creditdash.billing.payments.verify import verify_payments
 from creditdash.proxy.app import create_app
 from tests.billing.payments.fake_stripe import API_KEY, FakeStripe
 from tests.conftest import free_port
@@ -102,6 +103,7 @@ class Shop:
     def verify_ledger(self) -> None:
         with db.session_scope(readonly=True, snapshot=True) as session:
             assert ledger.verify(session) == []
+            assert verify_payments(session) == []
 
     def post_event(
         self,

@@ -138,3 +138,52 @@ def test_cli_orders_create_and_show(shop: Shop) -> None:
         main, ["orders", "create", "--customer", shop.customer_id, "--package", "Platinum"]
     )
     assert refused.exit_code == 1 and "no credit package named 'Platinum'" in refused.output
+
+
+def test_verify_reports_an_order_marked_paid_without_its_credit(shop: Shop) -> None:
+    from sqlalchemy import update
+
+    from creditdash.billing.payments.models import PaymentOrder
+    from creditdash.billing.payments.verify import verify_payments
+
+    order = shop.order()
+    with db.session_scope() as session:
+        session.execute(
+            update(PaymentOrder).where(PaymentOrder.id == order.id).values(status="paid")  # type: ignore[arg-type]
+        )
+    with db.session_scope(readonly=True) as session:
+        [problem] = verify_payments(session)
+    assert order.id in problem and "top-up moved 0+0" in problem
+    broken = CliRunner().invoke(main, ["ledger", "verify"])
+    assert broken.exit_code == 1 and order.id in broken.output
+
+
+def test_cli_packages_set_and_list(shop: Shop) -> None:
+    made = CliRunner().invoke(
+        main,
+        [
+            "packages",
+            "set",
+            "Pro",
+            "--price",
+            "19.90",
+            "--credits",
+            "20",
+            "--bonus",
+            "1.5",
+            "--max-quantity",
+            "5",
+        ],
+    )
+    assert made.exit_code == 0, made.output
+    listed = json.loads(CliRunner().invoke(main, ["packages", "list", "--json"]).output)
+    pro = next(p for p in listed if p["name"] == "Pro")
+    assert (pro["unit_price"], pro["credits"], pro["bonus_credits"]) == (
+        "19.90",
+        "20.000000",
+        "1.500000",
+    )
+    bad = CliRunner().invoke(
+        main, ["packages", "set", "Pro", "--price", "19.999", "--credits", "20"]
+    )
+    assert bad.exit_code == 1 and "more than 2 decimal places" in bad.output

@@ -1,0 +1,80 @@
+"""Payment invariants, checked against the ledger (part of `creditdash ledger verify`).
+
+- A settled order (paid, partially or fully refunded) has exactly its top-up transfer of its
+  credits, and its bonus transfer when it has a bonus; an order never settled has neither.
+- An order's refunded amount equals the sum of its refunds that did not fail, and the credits
+  taken back by those refunds are in the ledger once each; a failed refund's credits came back.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from sqlalchemy import select
+from sqlmodel import Session, col
+
+from creditdash.billing.models import Transfer
+from creditdash.billing.payments.models import PaymentOrder, Refund
+from creditdash.billing.payments.orders import BONUS_CODE, TOPUP_CODE
+from creditdash.billing.payments.refunds import REFUND_CODE, REFUND_REVERSAL_CODE
+
+SETTLED = ("paid", "partially_refunded", "refunded")
+
+
+def verify_payments(session: Session) -> list[str]:
+    moved: dict[tuple[str, str], int] = defaultdict(int)
+    counts: dict[tuple[str, str], int] = defaultdict(int)
+    rows = session.execute(
+        select(
+            col(Transfer.code), col(Transfer.idempotency_key), col(Transfer.amount_micros)
+        ).where(col(Transfer.code).in_((TOPUP_CODE, BONUS_CODE, REFUND_CODE, REFUND_REVERSAL_CODE)))
+    )
+    for code, key, amount in rows:
+        moved[(code, key)] += int(amount)
+        counts[(code, key)] += 1
+    problems: list[str] = []
+    refunds_by_order: dict[str, list[Refund]] = defaultdict(list)
+    for refund in session.execute(select(Refund)).scalars():
+        refunds_by_order[refund.order_id].append(refund)
+    for order in session.execute(select(PaymentOrder)).scalars():
+        problems += _check_settlement(order, moved, counts)
+        problems += _check_refunds(order, refunds_by_order[order.id], moved)
+    return problems
+
+
+def _check_settlement(
+    order: PaymentOrder, moved: dict[tuple[str, str], int], counts: dict[tuple[str, str], int]
+) -> list[str]:
+    credit = moved.get((TOPUP_CODE, f"order:{order.id}:credit"), 0)
+    bonus = moved.get((BONUS_CODE, f"order:{order.id}:bonus"), 0)
+    if order.status in SETTLED:
+        if credit != order.credits_micros or bonus != order.bonus_micros:
+            return [
+                f"order {order.id} is {order.status} but its top-up moved {credit}+{bonus} "
+                f"micros, not {order.credits_micros}+{order.bonus_micros}"
+            ]
+    elif credit or bonus:
+        return [f"order {order.id} is {order.status} but was credited {credit + bonus} micros"]
+    return []
+
+
+def _check_refunds(
+    order: PaymentOrder, refunds: list[Refund], moved: dict[tuple[str, str], int]
+) -> list[str]:
+    problems: list[str] = []
+    live = [r for r in refunds if r.status != "failed"]
+    if sum(r.amount_minor for r in live) != order.refunded_minor:
+        problems.append(
+            f"order {order.id} records {order.refunded_minor} refunded but its refunds sum to "
+            f"{sum(r.amount_minor for r in live)}"
+        )
+    for refund in refunds:
+        taken = moved.get((REFUND_CODE, f"refund:{refund.id}"), 0)
+        given_back = moved.get((REFUND_REVERSAL_CODE, f"refund:{refund.id}:reversal"), 0)
+        expected_back = refund.credits_micros if refund.status == "failed" else 0
+        if taken != refund.credits_micros or given_back != expected_back:
+            problems.append(
+                f"refund {refund.id} took {taken} and returned {given_back} micros; "
+                f"expected {refund.credits_micros} and {expected_back}"
+            )
+    return problems
