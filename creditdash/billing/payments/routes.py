@@ -188,13 +188,20 @@ def _policy_text(settings: Settings) -> str:
     )
 
 
+def _credits_text(order: PaymentOrder) -> str:
+    total = format_credits(order.credits_micros + order.bonus_micros)
+    if not order.bonus_micros:
+        return total
+    return f"{total} (incl. {format_credits(order.bonus_micros)} bonus)"
+
+
 def _checkout_page(order: PaymentOrder, settings: Settings, *, error: str) -> str:
     e = html.escape
     money = f"{format_minor(order.gross_minor, order.currency)} {order.currency}"
     _, cancel_url = return_urls(order, settings)
     rows = [
         ("Package", f"{order.package_name} x {order.quantity}"),
-        ("Credits", format_credits(order.credits_micros + order.bonus_micros)),
+        ("Credits", _credits_text(order)),
         ("Net", f"{format_minor(order.net_minor, order.currency)} {order.currency}"),
         (
             "Tax",
