@@ -13,6 +13,7 @@ from creditdash import db
 from creditdash.accounts import api_keys, customers, users
 from creditdash.accounts.audit import CLI
 from creditdash.accounts.models import Customer, User
+from creditdash.billing.invoicing.profiles import seed_demo_seller
 from creditdash.billing.payments.packages import list_packages, seed_demo_packages
 from creditdash.proxy.catalog import import_catalog, parse_catalog
 from creditdash.proxy.models import Provider
@@ -65,6 +66,7 @@ def seed_demo(*, only_if_empty: bool = False) -> list[str]:
                 f"api key:  kept; another: creditdash keys create --customer {existing.id}"
             )
         report += _seed_sandbox_catalog(session)
+        seed_demo_seller(session, actor=CLI)
         seed_demo_packages(session, actor=CLI)
         names = ", ".join(p.name for p in list_packages(session, active_only=True))
         report.append(f"packages: {names} (EUR)")

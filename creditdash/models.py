@@ -10,6 +10,15 @@ from creditdash.accounts.models import (
     User,
     WebSession,
 )
+from creditdash.billing.invoicing.models import (
+    BillingProfile,
+    Invoice,
+    InvoiceCounter,
+    InvoiceLine,
+    InvoiceTaxLine,
+    SellerProfile,
+    TaxRate,
+)
 from creditdash.billing.models import LedgerAccount, Transfer, UsageRecord
 from creditdash.billing.payments.models import (
     CreditPackage,
@@ -25,8 +34,13 @@ metadata = SQLModel.metadata
 __all__ = [
     "ApiKey",
     "AuditEntry",
+    "BillingProfile",
     "CreditPackage",
     "Customer",
+    "Invoice",
+    "InvoiceCounter",
+    "InvoiceLine",
+    "InvoiceTaxLine",
     "LedgerAccount",
     "Membership",
     "OrderEvent",
@@ -36,6 +50,8 @@ __all__ = [
     "PublicModel",
     "Refund",
     "Route",
+    "SellerProfile",
+    "TaxRate",
     "Transfer",
     "UsageRecord",
     "User",

@@ -11,6 +11,7 @@ events or approvals describe its payment.
 
 from __future__ import annotations
 
+import json
 import secrets
 from datetime import datetime, timedelta
 
@@ -21,6 +22,9 @@ from creditdash import db
 from creditdash.accounts.audit import Actor, record
 from creditdash.accounts.customers import get_customer
 from creditdash.billing import ledger
+from creditdash.billing.invoicing import profiles
+from creditdash.billing.invoicing import tax as taxes
+from creditdash.billing.invoicing.invoices import issue_invoice
 from creditdash.billing.money import format_credits, format_minor
 from creditdash.billing.payments.models import CreditPackage, OrderEvent, PaymentOrder
 from creditdash.errors import Conflict, NotFound, ValidationFailed
@@ -85,6 +89,20 @@ def create_order(
             credits_micros = contract_credits_micros
     manual = manual or package.manual_only
     now = utcnow()
+    # The tax shown before payment, frozen on the order: later rate or profile changes never
+    # alter what the customer agreed to pay, nor the invoice copied from it.
+    seller = profiles.get_seller(session)
+    profile = profiles.get_billing_profile(session, customer.id)
+    decision = taxes.decide(
+        session,
+        seller=profiles.seller_facts(seller),
+        buyer=profiles.buyer_facts(profile, seller),
+        on=now.date(),
+    )
+    tax_minor = decision.amount_minor(net_minor)
+    buyer = profiles.buyer_snapshot(
+        profile, customer_name=customer.name, customer_email=customer.email, country=seller.country
+    )
     order = PaymentOrder(
         id=new_id("ord"),
         customer_id=customer.id,
@@ -95,10 +113,11 @@ def create_order(
         bonus_micros=package.bonus_micros * quantity,
         currency=package.currency,
         net_minor=net_minor,
-        # Tax is computed by the invoices issue; until then the order carries none and says so.
-        tax_minor=0,
-        gross_minor=net_minor,
-        tax_scheme="untaxed",
+        tax_minor=tax_minor,
+        gross_minor=net_minor + tax_minor,
+        tax_scheme=decision.scheme,
+        tax_snapshot_json=decision.snapshot_json(net_minor),
+        billing_profile_json=json.dumps(buyer, sort_keys=True),
         method="manual" if manual else "checkout",
         provider="manual" if manual else ("stripe" if settings.stripe_enabled else "sandbox"),
         transfer_reference=_transfer_reference() if manual else None,
@@ -262,7 +281,8 @@ def settle(
     note_text: str,
     **values: object,
 ) -> bool:
-    """Mark the order paid and credit its credits (and bonus) once; False if already settled."""
+    """Mark the order paid, credit its credits (and bonus) and issue its invoice, once;
+    False if it was already settled."""
     if not transition(
         session,
         order,
@@ -296,6 +316,7 @@ def settle(
             reference=order.id,
             memo=f"bonus for {order.package_name} x{order.quantity}",
         )
+    issue_invoice(session, order)
     return True
 
 

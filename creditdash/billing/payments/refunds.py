@@ -26,6 +26,7 @@ from sqlmodel import Session, col
 from creditdash import db
 from creditdash.accounts.audit import Actor, record
 from creditdash.billing import ledger
+from creditdash.billing.invoicing.invoices import issue_credit_note
 from creditdash.billing.money import format_credits, format_minor
 from creditdash.billing.payments import orders
 from creditdash.billing.payments.models import PaymentOrder, Refund
@@ -172,6 +173,8 @@ def apply_refund(
     )
     session.add(refund)
     session.flush()
+    if status == "succeeded":
+        issue_credit_note(session, order, refund)
     record(
         session,
         actor=actor,
@@ -245,14 +248,18 @@ def refund_order(
         _undo(refund_id, actor=actor, failure=exc.message)
         raise
     with db.session_scope() as session:
+        # Conditional, so two callers finishing the same pending refund document it once.
+        finished = session.execute(
+            update(Refund)
+            .where(col(Refund.id) == refund_id, col(Refund.status) == "pending")
+            .values(status="succeeded", provider_refund_id=provider_refund_id, updated_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
         refund = session.get(Refund, refund_id)
         assert refund is not None
-        if refund.status == "pending":
-            refund.status = "succeeded"
-            refund.provider_refund_id = provider_refund_id
-            refund.updated_at = utcnow()
-            session.add(refund)
-            session.flush()
+        session.refresh(refund)
+        if db.rowcount(finished) == 1:
+            issue_credit_note(session, orders.get_order(session, refund.order_id), refund)
         session.expunge(refund)
     return refund
 

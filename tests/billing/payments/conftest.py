@@ -20,6 +20,7 @@ from creditdash.accounts import users
 from creditdash.accounts.audit import CLI, Actor
 from creditdash.accounts.customers import customer_balance
 from creditdash.billing import ledger
+from creditdash.billing.invoicing import profiles
 from creditdash.billing.payments import checkout, orders, packages
 from creditdash.billing.payments.models import PaymentEvent, PaymentOrder
 from creditdash.billing.payments.verify import verify_payments
@@ -203,6 +204,15 @@ def _shop(
     who = funded_customer(engine, credits_micros=0, name="Buyer")
     with db.session_scope() as session:
         packages.seed_demo_packages(session, actor=CLI)
+        profiles.seed_demo_seller(session, actor=CLI)
+        # A buyer outside the seller's tax registrations: no tax, so gross == net in these
+        # tests; tests/billing/invoicing covers the tax rules.
+        profiles.save_billing_profile(
+            session,
+            customer_id=who.customer_id,
+            data=profiles.ProfileInput(legal_name="Buyer Inc.", country="US", is_business=True),
+            actor=CLI,
+        )
         maker = _admin(session, f"maker-{who.customer_id}@example.com")
         checker = _admin(session, f"checker-{who.customer_id}@example.com")
     return Shop(engine, server[1], who.customer_id, who.account_id, maker, checker, fake)

@@ -45,7 +45,7 @@ def test_order_amounts_are_fixed_before_payment(shop: Shop) -> None:
         "500.00",
         "EUR",
     )
-    assert shape["credits"] == "575.000000" and shape["tax_scheme"] == "untaxed"
+    assert shape["credits"] == "575.000000" and shape["tax_scheme"] == "out_of_scope"
     assert shape["terms_version"] == "2026-11-01"
 
 

@@ -1,0 +1,1 @@
+"""Invoicing: billing profiles, tax rules and snapshots, numbered invoices, PDFs, statements."""
