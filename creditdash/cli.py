@@ -330,6 +330,207 @@ def ledger_expire_holds() -> None:
     click.echo(f"expired {count} holds")
 
 
+@customers_group.command("profile")
+@click.argument("customer_id")
+@click.option("--legal-name", required=True)
+@click.option("--country", required=True, help="ISO 3166 two-letter code, e.g. DE")
+@click.option("--business", is_flag=True, help="A business buyer (not a consumer).")
+@click.option("--tax-id", default="", help="VAT ID / ABN / BN ...; format-checked.")
+@click.option("--address", default="", help="Street and number.")
+@click.option("--address2", default="")
+@click.option("--city", default="")
+@click.option("--postal-code", default="")
+@click.option("--region", default="", help="State or province, e.g. ON (needed in Canada).")
+@click.option("--email", "billing_email", default="")
+@click.option("--json", "as_json", is_flag=True)
+def customers_profile(
+    customer_id: str,
+    legal_name: str,
+    country: str,
+    business: bool,
+    tax_id: str,
+    address: str,
+    address2: str,
+    city: str,
+    postal_code: str,
+    region: str,
+    billing_email: str,
+    as_json: bool,
+) -> None:
+    """Set the billing profile (issued invoices keep the details they were issued with)."""
+    from creditdash.billing.invoicing import profiles
+
+    data = profiles.ProfileInput(
+        legal_name=legal_name,
+        country=country,
+        is_business=business,
+        tax_id=tax_id,
+        address_line1=address,
+        address_line2=address2,
+        city=city,
+        postal_code=postal_code,
+        region=region,
+        billing_email=billing_email,
+    )
+    payload = _in_transaction(
+        lambda s: profiles.describe_profile(
+            profiles.save_billing_profile(s, customer_id=customer_id, data=data, actor=CLI)
+        )
+    )
+    _emit(payload, as_json, "\n".join(f"{k}: {v}" for k, v in payload.items()))
+
+
+# --------------------------------------------------------------------------------- seller
+
+
+@main.group("seller")
+def seller_group() -> None:
+    """The operator's company as invoices show it, and its tax registrations."""
+
+
+@seller_group.command("set")
+@click.option("--legal-name", required=True)
+@click.option("--country", required=True)
+@click.option("--tax-id", default="")
+@click.option("--address", default="")
+@click.option("--city", default="")
+@click.option("--postal-code", default="")
+@click.option("--email", default="")
+@click.option(
+    "--registrations",
+    default="",
+    help="Where tax is collected besides the home country, e.g. EU_OSS,GB,AU",
+)
+@click.option("--bank-details", default="")
+def seller_set(
+    legal_name: str,
+    country: str,
+    tax_id: str,
+    address: str,
+    city: str,
+    postal_code: str,
+    email: str,
+    registrations: str,
+    bank_details: str,
+) -> None:
+    """Set the seller profile (audited)."""
+    from creditdash.billing.invoicing import profiles
+
+    data = profiles.SellerInput(
+        legal_name=legal_name,
+        country=country,
+        tax_id=tax_id,
+        address_line1=address,
+        city=city,
+        postal_code=postal_code,
+        email=email,
+        registrations=tuple(r for r in registrations.split(",") if r.strip()),
+        bank_details=bank_details,
+    )
+    payload = _in_transaction(
+        lambda s: profiles.describe_seller(profiles.save_seller(s, data=data, actor=CLI))
+    )
+    click.echo(json.dumps(payload))
+
+
+@seller_group.command("show")
+def seller_show() -> None:
+    from creditdash.billing.invoicing import profiles
+
+    click.echo(
+        json.dumps(
+            _in_transaction(
+                lambda s: profiles.describe_seller(profiles.get_seller(s)), readonly=True
+            )
+        )
+    )
+
+
+# ------------------------------------------------------------------------------- invoices
+
+
+@main.group("invoices")
+def invoices_group() -> None:
+    """Invoices and credit notes, issued when orders are paid or refunded."""
+
+
+@invoices_group.command("list")
+@click.option("--customer", "customer_id", default=None)
+@click.option("--json", "as_json", is_flag=True)
+def invoices_list(customer_id: str | None, as_json: bool) -> None:
+    from creditdash.billing.invoicing import invoices
+
+    rows = _in_transaction(
+        lambda s: [
+            invoices.describe_invoice(i) for i in invoices.list_invoices(s, customer_id=customer_id)
+        ],
+        readonly=True,
+    )
+    if as_json:
+        click.echo(json.dumps(rows))
+        return
+    for row in rows:
+        click.echo(
+            f"{row['number']}  {row['kind']:<11} {str(row['issued_at'])[:10]}  {row['gross']:>10} "
+            f"{row['currency']}  {row['tax_scheme']:<14} {row['order_id']}"
+        )
+
+
+@invoices_group.command("pdf")
+@click.argument("number")
+@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False))
+def invoices_pdf(number: str, out_path: str) -> None:
+    """Write the invoice's PDF (rendered from its issued snapshot)."""
+    from creditdash.billing.invoicing import invoices, pdf
+
+    data = _in_transaction(
+        lambda s: pdf.render_pdf(invoices.get_by_number(s, number)), readonly=True
+    )
+    with open(out_path, "wb") as handle:
+        handle.write(data)
+    click.echo(f"wrote {out_path} ({len(data)} bytes)")
+
+
+# ----------------------------------------------------------------------------- statements
+
+
+@main.group("statements")
+def statements_group() -> None:
+    """CSV statements of a customer's ledger and request log."""
+
+
+@statements_group.command("export")
+@click.option("--customer", "customer_id", required=True)
+@click.option("--from", "first", required=True, help="First day, YYYY-MM-DD (UTC).")
+@click.option("--to", "last", required=True, help="Last day, included.")
+@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False))
+@click.option(
+    "--kind",
+    type=click.Choice(["ledger", "requests"]),
+    default="ledger",
+    show_default=True,
+    help="ledger: balance movements; requests: the request log.",
+)
+def statements_export(customer_id: str, first: str, last: str, out_path: str, kind: str) -> None:
+    from creditdash.accounts.customers import get_customer
+    from creditdash.billing.invoicing import statements
+
+    def work(session: Session) -> str:
+        get_customer(session, customer_id)
+        period = statements.Period.of_days(
+            statements.parse_day(first, "--from"), statements.parse_day(last, "--to")
+        )
+        if kind == "requests":
+            return statements.request_log_csv(session, customer_id=customer_id, period=period)
+        rows = statements.statement(session, customer_id=customer_id, period=period)
+        return statements.statement_csv(rows)
+
+    text = _in_transaction(work, readonly=True)
+    with open(out_path, "w", newline="", encoding="utf-8") as handle:
+        handle.write(text)
+    click.echo(f"wrote {out_path} ({text.count(chr(10)) - 1} rows)")
+
+
 # ------------------------------------------------------------------------------- packages
 
 

@@ -21,6 +21,7 @@ from starlette.routing import Route
 
 from creditdash import db
 from creditdash.accounts.customers import customer_balance
+from creditdash.billing.invoicing.routes import document_routes
 from creditdash.billing.models import UsageRecord
 from creditdash.billing.money import format_credits
 from creditdash.billing.payments.routes import payment_routes
@@ -153,7 +154,7 @@ def create_app(*, standalone: bool = True, settings: Settings | None = None) -> 
             await gateway.aclose()
 
     app = Starlette(
-        routes=gateway_routes(gateway) + payment_routes(settings),
+        routes=gateway_routes(gateway) + payment_routes(settings) + document_routes(),
         exception_handlers={errors.GatewayError: on_gateway_error, Exception: on_unexpected},
         lifespan=lifespan if standalone else None,
     )

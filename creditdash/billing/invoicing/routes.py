@@ -1,0 +1,124 @@
+"""Downloads for signed-in dashboard users: invoice PDFs and CSV statements.
+
+The browser's session cookie (the same one the dashboard uses) identifies the user. A customer
+gets their own workspaces' documents; a platform admin gets any. Anything else is a 404 that
+says nothing about whether the object exists.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from creditdash import db
+from creditdash.accounts import sessions
+from creditdash.accounts.customers import customers_of_user
+from creditdash.billing.invoicing import invoices, pdf, statements
+from creditdash.errors import CreditdashError, NotFound, ValidationFailed
+
+SESSION_COOKIE = "creditdash_session"
+
+
+@dataclass(frozen=True)
+class Viewer:
+    user_id: int
+    is_admin: bool
+    customer_ids: frozenset[str]
+
+    def may_see(self, customer_id: str) -> bool:
+        return self.is_admin or customer_id in self.customer_ids
+
+
+def _viewer(token: str | None) -> Viewer | None:
+    with db.session_scope(readonly=True) as session:
+        user = sessions.user_for_token(session, token or "")
+        if user is None or user.id is None:
+            return None
+        owned = frozenset(c.id for c, _role in customers_of_user(session, user.id))
+        return Viewer(user.id, user.is_platform_admin, owned)
+
+
+def _invoice_pdf(viewer: Viewer, number: str) -> tuple[str, bytes]:
+    with db.session_scope(readonly=True) as session:
+        issued = invoices.get_by_number(session, number)
+        if not viewer.may_see(issued.invoice.customer_id):
+            raise NotFound(f"no invoice {number!r}")
+        return issued.invoice.number, pdf.render_pdf(issued)
+
+
+def _statement(viewer: Viewer, customer_id: str, first: str, last: str, kind: str) -> str:
+    if not viewer.may_see(customer_id):
+        raise NotFound("no such statement")
+    period = statements.Period.of_days(
+        statements.parse_day(first, "from"), statements.parse_day(last, "to")
+    )
+    with db.session_scope(readonly=True) as session:
+        if kind == "requests":
+            return statements.request_log_csv(session, customer_id=customer_id, period=period)
+        if kind != "ledger":
+            raise ValidationFailed("kind is ledger or requests")
+        rows = statements.statement(session, customer_id=customer_id, period=period)
+        return statements.statement_csv(rows)
+
+
+def _refusal(exc: CreditdashError) -> Response:
+    status = 404 if isinstance(exc, NotFound) else 400
+    return JSONResponse({"error": exc.message}, status_code=status)
+
+
+def document_routes() -> list[Route]:
+    async def invoice_pdf(request: Request) -> Response:
+        viewer = await asyncio.to_thread(_viewer, request.cookies.get(SESSION_COOKIE))
+        if viewer is None:
+            return JSONResponse({"error": "sign in first"}, status_code=401)
+        try:
+            number, data = await asyncio.to_thread(
+                _invoice_pdf, viewer, request.path_params["number"]
+            )
+        except CreditdashError as exc:
+            return _refusal(exc)
+        return Response(
+            data,
+            media_type="application/pdf",
+            headers={
+                "content-disposition": f'attachment; filename="{number}.pdf"',
+                "cache-control": "private, no-store",
+            },
+        )
+
+    async def statement_csv(request: Request) -> Response:
+        viewer = await asyncio.to_thread(_viewer, request.cookies.get(SESSION_COOKIE))
+        if viewer is None:
+            return JSONResponse({"error": "sign in first"}, status_code=401)
+        query = request.query_params
+        kind = query.get("kind", "ledger")
+        try:
+            text = await asyncio.to_thread(
+                _statement,
+                viewer,
+                query.get("customer", ""),
+                query.get("from", ""),
+                query.get("to", ""),
+                kind,
+            )
+        except CreditdashError as exc:
+            return _refusal(exc)
+        prefix = "requests" if kind == "requests" else "statement"
+        name = f"{prefix}-{query.get('from')}-{query.get('to')}.csv"
+        return Response(
+            text,
+            media_type="text/csv; charset=utf-8",
+            headers={
+                "content-disposition": f'attachment; filename="{name}"',
+                "cache-control": "private, no-store",
+            },
+        )
+
+    return [
+        Route("/billing/invoices/{number}.pdf", invoice_pdf, methods=["GET"]),
+        Route("/billing/statement.csv", statement_csv, methods=["GET"]),
+    ]

@@ -1,0 +1,213 @@
+"""Statements: a customer's ledger for a period as CSV, and their request log as CSV.
+
+The statement lists every posted movement of the customer's credit account (top-ups, bonus,
+usage, refunds, grants and corrections; holds are not movements until posted) between an
+opening and a closing row, so opening + credits - debits = closing, exactly, in credits.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+
+from sqlalchemy import and_, case, func, or_, select
+from sqlmodel import Session, col
+
+from creditdash.billing import ledger
+from creditdash.billing.models import Transfer, UsageRecord
+from creditdash.billing.money import format_credits
+from creditdash.errors import ValidationFailed
+
+MAX_DAYS = 400
+STATEMENT_HEADER = ("date", "type", "reference", "description", "amount", "balance_after")
+REQUEST_LOG_HEADER = (
+    "date",
+    "request_id",
+    "api_key_id",
+    "model",
+    "provider",
+    "upstream_model",
+    "stream",
+    "status",
+    "http_status",
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_tokens",
+    "reasoning_tokens",
+    "usage_source",
+    "cost",
+    "latency_ms",
+    "attempts",
+)
+_TYPES = {
+    "topup": "topup",
+    "topup_bonus": "bonus",
+    "usage": "usage",
+    "usage_overage": "usage",
+    "refund": "refund",
+    "refund_reversal": "refund_reversal",
+    "grant": "grant",
+    "debit_adjustment": "adjustment",
+}
+_MOVES = ("single", "post")
+
+
+@dataclass(frozen=True)
+class Period:
+    start: datetime
+    end: datetime  # exclusive: midnight after the last day
+
+    @classmethod
+    def of_days(cls, first: date, last: date) -> Period:
+        """Both days included, in UTC."""
+        if last < first:
+            raise ValidationFailed("the period ends before it starts")
+        if (last - first).days >= MAX_DAYS:
+            raise ValidationFailed(f"a statement covers at most {MAX_DAYS} days")
+        start = datetime.combine(first, time.min, tzinfo=UTC)
+        return cls(start, datetime.combine(last + timedelta(days=1), time.min, tzinfo=UTC))
+
+
+@dataclass(frozen=True)
+class StatementRow:
+    at: datetime
+    type: str
+    reference: str
+    description: str
+    amount_micros: int
+    balance_after_micros: int
+
+    def as_csv(self) -> list[str]:
+        return [
+            self.at.isoformat(),
+            self.type,
+            self.reference,
+            self.description,
+            format_credits(self.amount_micros),
+            format_credits(self.balance_after_micros),
+        ]
+
+
+def parse_day(text: str, name: str) -> date:
+    try:
+        return date.fromisoformat(text.strip())
+    except ValueError:
+        raise ValidationFailed(f"{name} must be a date like 2026-11-28") from None
+
+
+def statement(session: Session, *, customer_id: str, period: Period) -> list[StatementRow]:
+    account = ledger.customer_account_id(session, customer_id)
+    signed = case(
+        (col(Transfer.credit_account_id) == account, col(Transfer.amount_micros)),
+        else_=-col(Transfer.amount_micros),
+    )
+    touches = or_(
+        col(Transfer.debit_account_id) == account, col(Transfer.credit_account_id) == account
+    )
+    moves = and_(touches, col(Transfer.kind).in_(_MOVES))
+    opening = int(
+        session.execute(
+            select(func.coalesce(func.sum(signed), 0)).where(
+                moves, col(Transfer.created_at) < period.start
+            )
+        ).scalar_one()
+    )
+    rows = session.execute(
+        select(Transfer, UsageRecord)
+        .outerjoin(
+            UsageRecord,
+            and_(
+                col(Transfer.kind) == "post", col(UsageRecord.hold_id) == col(Transfer.pending_id)
+            ),
+        )
+        .where(
+            moves, col(Transfer.created_at) >= period.start, col(Transfer.created_at) < period.end
+        )
+        .order_by(col(Transfer.created_at), col(Transfer.id))
+    ).all()
+    balance = opening
+    result = [StatementRow(period.start, "opening", "", "opening balance", 0, opening)]
+    for transfer, usage in rows:
+        amount = (
+            transfer.amount_micros
+            if transfer.credit_account_id == account
+            else (-transfer.amount_micros)
+        )
+        if amount == 0:
+            continue  # a hold posted at zero moved nothing
+        balance += amount
+        reference, description = _describe(transfer, usage)
+        result.append(
+            StatementRow(
+                transfer.created_at,
+                _TYPES.get(transfer.code, transfer.code),
+                reference,
+                description,
+                amount,
+                balance,
+            )
+        )
+    closing_at = period.end - timedelta(microseconds=1)
+    result.append(StatementRow(closing_at, "closing", "", "closing balance", 0, balance))
+    return result
+
+
+def _describe(transfer: Transfer, usage: UsageRecord | None) -> tuple[str, str]:
+    if usage is not None:
+        return usage.id, (
+            f"{usage.public_model}: {usage.prompt_tokens} prompt + "
+            f"{usage.completion_tokens} completion tokens"
+        )
+    if transfer.code == "usage_overage":
+        return transfer.reference or "", "usage beyond the hold"
+    return transfer.reference or transfer.idempotency_key, transfer.memo or transfer.code
+
+
+def statement_csv(rows: Iterable[StatementRow]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(STATEMENT_HEADER)
+    for row in rows:
+        writer.writerow(row.as_csv())
+    return out.getvalue()
+
+
+def request_log_csv(session: Session, *, customer_id: str, period: Period) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(REQUEST_LOG_HEADER)
+    records = session.execute(
+        select(UsageRecord)
+        .where(
+            col(UsageRecord.customer_id) == customer_id,
+            col(UsageRecord.created_at) >= period.start,
+            col(UsageRecord.created_at) < period.end,
+        )
+        .order_by(col(UsageRecord.created_at), col(UsageRecord.id))
+    ).scalars()
+    for r in records:
+        writer.writerow(
+            [
+                r.created_at.isoformat(),
+                r.id,
+                r.api_key_id,
+                r.public_model,
+                r.provider,
+                r.upstream_model,
+                "true" if r.stream else "false",
+                r.status,
+                r.http_status,
+                r.prompt_tokens,
+                r.completion_tokens,
+                r.cached_tokens,
+                r.reasoning_tokens,
+                r.usage_source,
+                format_credits(r.price_micros - r.unbilled_micros),
+                r.latency_ms,
+                r.attempts,
+            ]
+        )
+    return out.getvalue()
