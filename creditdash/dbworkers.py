@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
 import queue
 import threading
@@ -156,10 +157,9 @@ class DbWorkers:
             else:
                 future.set_result(result)
             return
-        try:
+        # A closed loop (RuntimeError) means nobody waits for the answer any more.
+        with contextlib.suppress(RuntimeError):
             loop.call_soon_threadsafe(_resolve, future, result, error)
-        except RuntimeError:
-            pass  # the loop is closed: nobody waits for the answer any more
 
     def _checkpoint(self) -> None:
         pooled = None
@@ -169,7 +169,9 @@ class DbWorkers:
                     if pooled is None:
                         pooled = self.engine.raw_connection()
                     # PASSIVE: copies what no reader still needs, never blocks or waits.
-                    pooled.driver_connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                    checkpointing = pooled.driver_connection
+                    assert checkpointing is not None
+                    checkpointing.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
                 except Exception:
                     log.warning("WAL checkpoint failed", exc_info=True)
                     if pooled is not None:

@@ -60,8 +60,9 @@ _INSERT_TRANSFER = (
 _TOUCH_KEY = "UPDATE api_keys SET last_used_at = ? WHERE id = ?"
 # Every column of the usage record, in the model's order (metering._store writes the same).
 _USAGE_COLUMNS = tuple(c.name for c in UsageRecord.__table__.columns)  # type: ignore[attr-defined]
+# Built from the model's column names, never from request data.
 _INSERT_USAGE = (
-    f"INSERT INTO usage_records ({', '.join(_USAGE_COLUMNS)}) "
+    f"INSERT INTO usage_records ({', '.join(_USAGE_COLUMNS)}) "  # noqa: S608
     f"VALUES ({', '.join('?' for _ in _USAGE_COLUMNS)})"
 )
 _usage_values = operator.attrgetter(*_USAGE_COLUMNS)

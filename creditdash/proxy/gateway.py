@@ -118,9 +118,7 @@ class MeteringStore:
     def revenue_account_id(self) -> int:
         if self._revenue_account_id is None:
             with db.session_scope(engine=self.engine) as session:
-                self._revenue_account_id = ledger.platform_account_id(
-                    session, ledger.USAGE_REVENUE
-                )
+                self._revenue_account_id = ledger.platform_account_id(session, ledger.USAGE_REVENUE)
         return self._revenue_account_id
 
 
