@@ -388,23 +388,26 @@ class Gateway:
             timeout_s = min(float(route.timeout_s), remaining)
             if policy.attempt_timeout_s:
                 timeout_s = min(timeout_s, float(policy.attempt_timeout_s))
-            headers = _upstream_headers(route)
+            headers = {**client.headers, **_upstream_headers(route)}
             if target.host_header:
                 headers["host"] = target.host_header
-            request = client.build_request(
+            extensions: dict[str, Any] = {
+                "timeout": {"connect": min(CONNECT_TIMEOUT_S, timeout_s), "read": timeout_s,
+                            "write": timeout_s, "pool": timeout_s},
+            }  # fmt: skip
+            if target.tls_server_name:
+                extensions["sni_hostname"] = target.tls_server_name
+            request = httpx.Request(
                 "POST",
                 target.base_url + ENDPOINT_PATHS[call.endpoint],
                 content=orjson.dumps(self._upstream_body(call, route)),
                 headers=headers,
-                timeout=httpx.Timeout(timeout_s, connect=min(CONNECT_TIMEOUT_S, timeout_s)),
-                extensions=(
-                    {"sni_hostname": target.tls_server_name} if target.tls_server_name else None
-                ),
+                extensions=extensions,
             )
             status: int | None = None
             failure: str | None
             try:
-                response = await client.send(request, stream=True)
+                response = await _send(client, request)
             except httpx.TimeoutException:
                 failure = "timeout"
             except httpx.HTTPError:
@@ -775,6 +778,18 @@ def _parse_chunk(payload: bytes) -> dict[str, Any]:
 def _produced_text(payloads: list[bytes]) -> str:
     """The text the relayed chunks carried (parsed again only when an estimate is needed)."""
     return "".join(tokens.choices_text(orjson.loads(p)) for p in payloads)
+
+
+async def _send(client: httpx.AsyncClient, request: httpx.Request) -> httpx.Response:
+    """client.send(request, stream=True) without the layers the gateway never uses: auth,
+    redirects (never followed anyway), event hooks, and the client's cookie jar, which would
+    otherwise carry one upstream's cookies into every customer's later requests. The client's
+    default headers are merged by the caller; its transport (and any mounted one: the sandbox,
+    proxies from the environment) still carries the request, with the request's timeouts."""
+    transport = client._transport_for_url(request.url)  # httpx is pinned; see pyproject.toml
+    response = await transport.handle_async_request(request)
+    response.request = request
+    return response
 
 
 def _failure_kind(status: int) -> str | None:
