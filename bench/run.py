@@ -29,7 +29,6 @@ from pathlib import Path
 import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
 UPSTREAM_PORT = 18181
 GATEWAY_PORT = 18182
 CATALOG = """
@@ -125,18 +124,20 @@ def main() -> None:
         "CREDITDASH_DATABASE_URL": f"sqlite:///{tmp / 'bench.db'}",
         "CREDITDASH_DATA_DIR": str(tmp / "data"),
         "CREDITDASH_ALLOW_PRIVATE_UPSTREAMS": "1",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
     }
-    cli = str(BIN / "creditdash")
-    subprocess.run([cli, "db", "upgrade"], env=env, check=True, capture_output=True)
+    # The CLI of this checkout, whichever virtualenv runs the script (ROOT is on PYTHONPATH).
+    cli = [sys.executable, "-m", "creditdash.cli"]
+    subprocess.run([*cli, "db", "upgrade"], env=env, check=True, capture_output=True)
     (tmp / "catalog.yaml").write_text(CATALOG)
     subprocess.run(
-        [cli, "catalog", "import", str(tmp / "catalog.yaml")],
+        [*cli, "catalog", "import", str(tmp / "catalog.yaml")],
         env=env,
         check=True,
         capture_output=True,
     )
     created = subprocess.run(
-        [cli, "customers", "create", "--email", "bench@example.com", "--name", "Bench",
+        [*cli, "customers", "create", "--email", "bench@example.com", "--name", "Bench",
          "--credits", "1000000", "--json"],
         env=env, check=True, capture_output=True, text=True,
     )  # fmt: skip
@@ -144,7 +145,7 @@ def main() -> None:
 
     upstream = subprocess.Popen([nginx, "-p", str(tmp), "-c", str(ROOT / "bench" / "nginx.conf")])
     gateway = subprocess.Popen(
-        [cli, "gateway", "--port", str(GATEWAY_PORT), "--workers", str(args.workers)],
+        [*cli, "gateway", "--port", str(GATEWAY_PORT), "--workers", str(args.workers)],
         env=env, start_new_session=True,
     )  # fmt: skip
     results: list[Result] = []
@@ -181,7 +182,7 @@ def main() -> None:
         upstream.send_signal(signal.SIGQUIT)
         gateway.wait(timeout=20)
         upstream.wait(timeout=20)
-    verify = subprocess.run([cli, "ledger", "verify"], env=env, capture_output=True, text=True)
+    verify = subprocess.run([*cli, "ledger", "verify"], env=env, capture_output=True, text=True)
     usage_rows = _usage_rows(tmp / "bench.db")
     report = render(results, cpu, args, verify.returncode == 0, usage_rows)
     Path(args.out).write_text(report)

@@ -810,6 +810,12 @@ def gateway(host: str, port: int, workers: int) -> None:
         host=host,
         port=port,
         workers=workers,
+        # The C event loop and HTTP parser (both pinned dependencies); no access log line per
+        # request (warnings and errors are still logged).
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,
         log_level="warning",
         proxy_headers=True,
     )

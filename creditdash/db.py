@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, cast
 
@@ -114,6 +114,11 @@ def session_scope(
         except BaseException:
             session.rollback()
             raise
+
+
+def writer_lock(engine: Engine) -> AbstractContextManager[Any]:
+    """What a write transaction on raw connections of this engine holds (see _sqlite_writer)."""
+    return _sqlite_writer if engine.dialect.name == "sqlite" else nullcontext()
 
 
 def rowcount(result: Result[Any]) -> int:

@@ -8,6 +8,8 @@
    and write the usage record in one transaction; the customer sees usage.cost and a request id.
 
 Database work runs in worker threads in short transactions; the event loop never blocks on it.
+The hold and the settlement take the raw-connection path of billing/hotpath.py on dedicated
+threads (dbworkers.py); everything unusual falls back to billing/metering.py.
 """
 
 from __future__ import annotations
@@ -30,10 +32,12 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from creditdash import db
-from creditdash.billing import metering
+from creditdash.billing import ledger, metering
+from creditdash.billing.hotpath import HotLedger, PlacedHold
 from creditdash.billing.models import UsageEntry
 from creditdash.billing.money import format_credits
 from creditdash.billing.pricing import TokenUsage, cost_micros, worst_case_micros
+from creditdash.dbworkers import DbWorkers
 from creditdash.errors import InsufficientCredits, ValidationFailed
 from creditdash.ids import new_id
 from creditdash.proxy import errors, tokens
@@ -44,6 +48,7 @@ from creditdash.proxy.models import SANDBOX_BASE_URL
 from creditdash.proxy.sandbox import create_sandbox_app
 from creditdash.proxy.urlguard import PinnedURL, pin_base_url
 from creditdash.settings import Settings, get_settings
+from creditdash.timeutil import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +62,9 @@ CONNECT_TIMEOUT_S = 10.0
 KEY_TOUCH_INTERVAL_S = 60.0
 URL_RECHECK_S = 30.0
 MAX_SSE_LINE_BYTES = 4 * 1024 * 1024
+# Metering threads per process: SQLite takes one writer at a time; PostgreSQL runs several.
+DB_THREADS = {"sqlite": 1}
+DEFAULT_DB_THREADS = 4
 
 
 @dataclass
@@ -82,12 +90,36 @@ class Call:
     started: float
     deadline: float
     hold_id: int | None = None
+    # Set when the hold was placed on the hot path: what settling it needs, without a re-read.
+    hold: PlacedHold | None = None
+    # The store (engine, threads) the request's metering runs on, fixed at its reservation.
+    store: MeteringStore | None = None
     attempts: list[Attempt] = field(default_factory=list)
     route: RouteTarget | None = None
     ttfb_ms: int | None = None
     relay_started: bool = False
     settle_started: bool = False
     capped_hold_micros: int = 0
+
+
+class MeteringStore:
+    """The database side of metering for one engine: its worker threads, the hot-path SQL for
+    its dialect, and the usage revenue account's id (platform accounts are never deleted)."""
+
+    def __init__(self, engine: Any) -> None:
+        self.engine = engine
+        dialect = engine.dialect
+        self.workers = DbWorkers(engine, DB_THREADS.get(dialect.name, DEFAULT_DB_THREADS))
+        self.hot = HotLedger(
+            dialect.name, dialect.loaded_dbapi.IntegrityError, db.writer_lock(engine)
+        )
+        self._revenue_account_id: int | None = None
+
+    def revenue_account_id(self) -> int:
+        if self._revenue_account_id is None:
+            with db.session_scope(engine=self.engine) as session:
+                self._revenue_account_id = ledger.platform_account_id(session, ledger.USAGE_REVENUE)
+        return self._revenue_account_id
 
 
 @dataclass
@@ -115,6 +147,8 @@ class Gateway:
         self._resting_until: dict[int, float] = {}
         self._capped_holds: dict[str, int] = {}
         self._url_checked: dict[str, tuple[float, PinnedURL]] = {}
+        self._store: MeteringStore | None = None
+        self._store_lock = threading.Lock()
         self.hold_ttl = timedelta(seconds=self.settings.hold_ttl_s)
         # A request (all attempts, a whole stream) ends before its hold can expire.
         self.request_budget_s = max(30.0, self.settings.hold_ttl_s - 60.0)
@@ -138,14 +172,33 @@ class Gateway:
         if self._client is not None:
             await self._client.aclose()
             self._client = None
+        store, self._store = self._store, None
+        if store is not None:
+            await asyncio.to_thread(store.workers.close)
 
-    def detach(self, work: Callable[[], Any]) -> None:
-        """Run blocking work in a thread from a task no cancellation can reach.
+    def store(self) -> MeteringStore:
+        """The metering store of the process engine (rebuilt if the engine was replaced)."""
+        engine = db.get_engine()
+        store = self._store
+        if store is None or store.engine is not engine:
+            with self._store_lock:
+                store = self._store
+                if store is None or store.engine is not engine:
+                    old, store = store, MeteringStore(engine)
+                    self._store = store
+                    if old is not None:  # its queued jobs finish first
+                        threading.Thread(target=old.workers.close, daemon=True).start()
+        return store
+
+    def detach(self, call: Call, work: Callable[..., Any], *args: Any) -> None:
+        """Run work(connection, *args) on a metering thread from a task no cancellation can
+        reach (a queued job runs to the end in any case).
 
         Used when a client disconnects mid-stream: the generator is being cancelled, but the
         settlement must still happen exactly once.
         """
-        task = asyncio.get_running_loop().create_task(asyncio.to_thread(work))
+        store = call.store or self.store()
+        task = asyncio.get_running_loop().create_task(store.workers.run(work, *args))
         self._detached.add(task)
         task.add_done_callback(self._detached.discard)
 
@@ -185,7 +238,7 @@ class Gateway:
             try:
                 response = await self._forward(call)
             except BaseException:
-                self.detach(lambda: self._void_quietly(call))
+                self.detach(call, self._void_quietly, call)
                 raise
             handed_over = isinstance(response, StreamingResponse)
             return response
@@ -221,14 +274,15 @@ class Gateway:
             max_output_tokens=max_output * _output_multiplier(call.endpoint, call.body),
         )
         try:
-            call.hold_id = await asyncio.to_thread(self._reserve_sync, call, amount)
+            call.store = self.store()
+            call.hold_id = await call.store.workers.run(self._reserve_sync, call, amount)
         except InsufficientCredits:
             raise errors.insufficient_credits() from None
 
-    def _reserve_sync(self, call: Call, amount: int) -> int | None:
+    def _reserve_sync(self, connection: Any, call: Call, amount: int) -> int | None:
         cap = call.key.monthly_spend_cap_micros
         if cap is None:
-            return self._hold(call, amount)
+            return self._hold(connection, call, amount)
         # The spend cap is checked and the hold placed under one lock per key, counting what
         # this process already holds for the key: concurrent requests cannot all slip under
         # the cap. (Across gateway processes the cap is per process, like the rate limits.)
@@ -241,15 +295,29 @@ class Gateway:
                 raise errors.rate_limited(
                     "This request could pass this key's monthly spend cap.", "spend_cap_reached"
                 )
-            hold_id = self._hold(call, amount)
+            hold_id = self._hold(connection, call, amount)
             self._capped_holds[call.key.key_id] = (
                 self._capped_holds.get(call.key.key_id, 0) + amount
             )
             call.capped_hold_micros = amount
             return hold_id
 
-    def _hold(self, call: Call, amount: int) -> int | None:
-        with db.session_scope() as session:
+    def _hold(self, connection: Any, call: Call, amount: int) -> int | None:
+        store = call.store or self.store()
+        if amount:
+            placed = store.hot.hold(
+                connection,
+                request_id=call.request_id,
+                account_id=call.key.account_id,
+                revenue_account_id=store.revenue_account_id(),
+                amount_micros=amount,
+                expires_at=utcnow() + self.hold_ttl,
+            )
+            if placed is not None:
+                call.hold = placed
+                return placed.id
+        # A free request, or the hold did not simply fit: the ledger decides (402, replay).
+        with db.session_scope(engine=store.engine) as session:
             return metering.reserve(
                 session,
                 request_id=call.request_id,
@@ -320,23 +388,26 @@ class Gateway:
             timeout_s = min(float(route.timeout_s), remaining)
             if policy.attempt_timeout_s:
                 timeout_s = min(timeout_s, float(policy.attempt_timeout_s))
-            headers = _upstream_headers(route)
+            headers = {**client.headers, **_upstream_headers(route)}
             if target.host_header:
                 headers["host"] = target.host_header
-            request = client.build_request(
+            extensions: dict[str, Any] = {
+                "timeout": {"connect": min(CONNECT_TIMEOUT_S, timeout_s), "read": timeout_s,
+                            "write": timeout_s, "pool": timeout_s},
+            }  # fmt: skip
+            if target.tls_server_name:
+                extensions["sni_hostname"] = target.tls_server_name
+            request = httpx.Request(
                 "POST",
                 target.base_url + ENDPOINT_PATHS[call.endpoint],
                 content=orjson.dumps(self._upstream_body(call, route)),
                 headers=headers,
-                timeout=httpx.Timeout(timeout_s, connect=min(CONNECT_TIMEOUT_S, timeout_s)),
-                extensions=(
-                    {"sni_hostname": target.tls_server_name} if target.tls_server_name else None
-                ),
+                extensions=extensions,
             )
             status: int | None = None
             failure: str | None
             try:
-                response = await client.send(request, stream=True)
+                response = await _send(client, request)
             except httpx.TimeoutException:
                 failure = "timeout"
             except httpx.HTTPError:
@@ -500,13 +571,13 @@ class Gateway:
                 call.settle_started = True
                 relayed = list(payloads)
 
-                def settle_after_disconnect() -> None:
+                def settle_after_disconnect(connection: Any) -> None:
                     tokens_used, source = _usage_of(call, None, lambda: _produced_text(relayed))
                     # The prompt was consumed even if no text came back: always billable.
                     outcome = Outcome("client_disconnected", 499, tokens_used, source, True)
-                    self._finish_sync(call, outcome)
+                    self._finish_sync(connection, call, outcome)
 
-                self.detach(settle_after_disconnect)
+                self.detach(call, settle_after_disconnect)
             self._release(call, response)
 
     def _intermediate(self, call: Call, chunk: dict[str, Any]) -> list[bytes]:
@@ -547,9 +618,10 @@ class Gateway:
         # Marked before the await: if the request is cancelled while the settlement runs in its
         # thread, the thread still completes it, and no other path may settle again.
         call.settle_started = True
-        return await asyncio.to_thread(self._finish_sync, call, outcome)
+        store = call.store or self.store()
+        return await store.workers.run(self._finish_sync, call, outcome)
 
-    def _finish_sync(self, call: Call, outcome: Outcome) -> int:
+    def _finish_sync(self, connection: Any, call: Call, outcome: Outcome) -> int:
         """Settle (or void) the hold and write the usage record; returns the price charged."""
         route = call.route
         price = cost_micros(call.model.price, outcome.usage) if outcome.billable else 0
@@ -578,14 +650,28 @@ class Gateway:
         )
         touch = self._should_touch(call.key.key_id)
         try:
-            return self._settle_in_transaction(call, outcome, record, price, touch)
+            return self._settle_in_transaction(connection, call, outcome, record, price, touch)
         finally:
             self._forget_capped_hold(call)
 
     def _settle_in_transaction(
-        self, call: Call, outcome: Outcome, record: UsageEntry, price: int, touch: bool
+        self,
+        connection: Any,
+        call: Call,
+        outcome: Outcome,
+        record: UsageEntry,
+        price: int,
+        touch: bool,
     ) -> int:
-        with db.session_scope() as session:
+        store = call.store or self.store()
+        if outcome.billable and call.hold is not None:
+            stored = store.hot.settle(
+                connection, hold=call.hold, price_micros=price, record=record, touch_key=touch
+            )
+            if stored is not None:
+                return stored.price_micros
+        # Voids, prices above the hold, holds that expired meanwhile: the ledger's own path.
+        with db.session_scope(engine=store.engine) as session:
             if outcome.billable:
                 stored = metering.settle(
                     session,
@@ -601,13 +687,13 @@ class Gateway:
                 )
             return stored.price_micros
 
-    def _void_quietly(self, call: Call) -> None:
+    def _void_quietly(self, connection: Any, call: Call) -> None:
         """Release the hold of a request that failed inside the gateway itself."""
         if call.settle_started:
             return
         call.settle_started = True
         try:
-            self._finish_sync(call, _failed(500))
+            self._finish_sync(connection, call, _failed(500))
         except Exception:
             # Already settled, or the database is away: the hold's expiry is the last resort.
             log.warning("could not void the hold of %s", call.request_id, exc_info=True)
@@ -643,7 +729,7 @@ class MeteredStream(StreamingResponse):
         finally:
             if not self._call.relay_started:
                 call = self._call
-                self._gateway.detach(lambda: self._gateway._void_quietly(call))
+                self._gateway.detach(call, self._gateway._void_quietly, call)
                 self._gateway._release(call, self._upstream)
 
 
@@ -692,6 +778,18 @@ def _parse_chunk(payload: bytes) -> dict[str, Any]:
 def _produced_text(payloads: list[bytes]) -> str:
     """The text the relayed chunks carried (parsed again only when an estimate is needed)."""
     return "".join(tokens.choices_text(orjson.loads(p)) for p in payloads)
+
+
+async def _send(client: httpx.AsyncClient, request: httpx.Request) -> httpx.Response:
+    """client.send(request, stream=True) without the layers the gateway never uses: auth,
+    redirects (never followed anyway), event hooks, and the client's cookie jar, which would
+    otherwise carry one upstream's cookies into every customer's later requests. The client's
+    default headers are merged by the caller; its transport (and any mounted one: the sandbox,
+    proxies from the environment) still carries the request, with the request's timeouts."""
+    transport = client._transport_for_url(request.url)  # httpx is pinned; see pyproject.toml
+    response = await transport.handle_async_request(request)
+    response.request = request
+    return response
 
 
 def _failure_kind(status: int) -> str | None:

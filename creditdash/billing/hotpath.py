@@ -1,0 +1,272 @@
+"""The gateway's two metering transactions on the raw DB-API connection.
+
+reserve (a hold) and settle (the post plus the usage record) run for every proxied request, and
+through SQLAlchemy they cost about ten times what the database itself spends on them. Here they
+are plain SQL strings executed on a driver connection (sqlite3 or psycopg), with the rules of
+billing/ledger.py kept statement for statement:
+
+- every balance change is one conditional UPDATE, and its row count is checked (for an UPDATE
+  with RETURNING, the rows it returned are the count);
+- accounts are updated in id order, so two transactions never wait on each other in a cycle;
+- the hold and its resolution are inserted under the same UNIQUE idempotency keys as the ledger
+  uses ("req:<request id>", "ledger:resolve:<hold id>"), and the resolution's UNIQUE(pending_id)
+  still makes a hold resolve once;
+- the usage record is written in the same transaction as the post.
+
+Only the common case runs here: a hold that fits, and a settlement at or under the amount of a
+hold this process placed. When anything else happens (a short balance, a used key, a hold that
+was already resolved, a price above the hold) the raw transaction is rolled back, having written
+nothing, and the function returns None: the caller then runs the SQLAlchemy path in ledger.py
+and metering.py, so every unusual outcome keeps exactly one implementation.
+"""
+
+from __future__ import annotations
+
+import operator
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from creditdash.billing import ledger
+from creditdash.billing.metering import USAGE_CODE
+from creditdash.billing.models import UsageEntry, UsageRecord
+from creditdash.billing.money import MAX_MICROS
+from creditdash.timeutil import utcnow
+
+# Written with qmark placeholders (sqlite3); PostgreSQL's psycopg gets them as %s.
+_DEBIT_PENDING = (
+    "UPDATE ledger_accounts SET debits_pending = debits_pending + ? "
+    "WHERE id = ? AND (enforce_limit IS FALSE OR "
+    "credits_posted - debits_posted - debits_pending - ? >= -credit_limit_micros)"
+)
+_CREDIT_PENDING = "UPDATE ledger_accounts SET credits_pending = credits_pending + ? WHERE id = ?"
+# Releasing the hold on the customer's side hands back the posted balance for the usage record,
+# so the settlement needs no separate read.
+_RELEASE_DEBIT = (
+    "UPDATE ledger_accounts SET debits_posted = debits_posted + ?, "
+    "debits_pending = debits_pending - ? WHERE id = ? AND debits_pending >= ? "
+    "RETURNING credits_posted - debits_posted"
+)
+_RELEASE_CREDIT = (
+    "UPDATE ledger_accounts SET credits_posted = credits_posted + ?, "
+    "credits_pending = credits_pending - ? WHERE id = ? AND credits_pending >= ?"
+)
+_INSERT_TRANSFER = (
+    "INSERT INTO transfers (idempotency_key, kind, debit_account_id, credit_account_id, "
+    "amount_micros, pending_id, code, reference, memo, expires_at, actor_user_id, created_at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, '', ?, NULL, ?) RETURNING id"
+)
+_TOUCH_KEY = "UPDATE api_keys SET last_used_at = ? WHERE id = ?"
+# Every column of the usage record, in the model's order (metering._store writes the same).
+_USAGE_COLUMNS = tuple(c.name for c in UsageRecord.__table__.columns)  # type: ignore[attr-defined]
+# Built from the model's column names, never from request data.
+_INSERT_USAGE = (
+    f"INSERT INTO usage_records ({', '.join(_USAGE_COLUMNS)}) "  # noqa: S608
+    f"VALUES ({', '.join('?' for _ in _USAGE_COLUMNS)})"
+)
+_usage_values = operator.attrgetter(*_USAGE_COLUMNS)
+_USAGE_CREATED_AT = _USAGE_COLUMNS.index("created_at")
+
+
+@dataclass(frozen=True, slots=True)
+class PlacedHold:
+    """A hold this process placed: what settling it needs, so the hold row is never re-read."""
+
+    id: int
+    amount_micros: int
+    debit_account_id: int
+    credit_account_id: int
+    reference: str
+
+
+def _sqlite_time(value: datetime) -> str:
+    # The text SQLAlchemy stores for an aware datetime on SQLite: UTC, without the offset.
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def _as_is(value: datetime) -> datetime:
+    return value
+
+
+class HotLedger:
+    """The hot transactions for one database dialect ("sqlite" or "postgresql").
+
+    Functions take a DB-API connection that is not inside a transaction: on SQLite one in
+    autocommit mode (db.py sets isolation_level=None) where BEGIN IMMEDIATE is issued here, on
+    PostgreSQL a psycopg connection that begins a transaction with its first statement.
+    """
+
+    def __init__(
+        self,
+        dialect: str,
+        integrity_error: type[Exception],
+        write_lock: AbstractContextManager[Any] | None = None,
+    ) -> None:
+        self.sqlite = dialect == "sqlite"
+        self._integrity_error = integrity_error
+        # SQLite: the process's writers queue on one lock (db.py) instead of the busy timeout.
+        self._write_lock = write_lock or nullcontext()
+        self._time = _sqlite_time if self.sqlite else _as_is
+
+        def sql(text: str) -> str:
+            return text if self.sqlite else text.replace("?", "%s")
+
+        self._debit_pending = sql(_DEBIT_PENDING)
+        self._credit_pending = sql(_CREDIT_PENDING)
+        self._release_debit = sql(_RELEASE_DEBIT)
+        self._release_credit = sql(_RELEASE_CREDIT)
+        self._insert_transfer = sql(_INSERT_TRANSFER)
+        self._insert_usage = sql(_INSERT_USAGE)
+        self._touch_key = sql(_TOUCH_KEY)
+
+    def _begin(self, cursor: Any) -> None:
+        if self.sqlite:
+            # A write transaction that queues on the busy timeout rather than failing later.
+            cursor.execute("BEGIN IMMEDIATE")
+
+    # ------------------------------------------------------------------------------- reserve
+
+    def hold(
+        self,
+        connection: Any,
+        *,
+        request_id: str,
+        account_id: int,
+        revenue_account_id: int,
+        amount_micros: int,
+        expires_at: datetime,
+    ) -> PlacedHold | None:
+        """Place the hold of a request (ledger.hold with key "req:<request_id>").
+
+        None when it did not simply fit (short balance, missing account, a used key): nothing
+        was written, and ledger.hold decides what that means.
+        """
+        if not 0 < amount_micros <= MAX_MICROS or account_id == revenue_account_id:
+            return None
+        now = utcnow()
+        with self._write_lock:
+            return self._hold(connection, request_id, account_id, revenue_account_id,
+                              amount_micros, expires_at, now)  # fmt: skip
+
+    def _hold(
+        self,
+        connection: Any,
+        request_id: str,
+        account_id: int,
+        revenue_account_id: int,
+        amount_micros: int,
+        expires_at: datetime,
+        now: datetime,
+    ) -> PlacedHold | None:
+        cursor = connection.cursor()
+        try:
+            self._begin(cursor)
+            for account in sorted((account_id, revenue_account_id)):
+                if account == account_id:
+                    # The spending limit is in the WHERE clause: a hold that does not fit
+                    # matches no row.
+                    cursor.execute(self._debit_pending, (amount_micros, account, amount_micros))
+                else:
+                    cursor.execute(self._credit_pending, (amount_micros, account))
+                if cursor.rowcount != 1:
+                    connection.rollback()
+                    return None
+            cursor.execute(
+                self._insert_transfer,
+                (f"req:{request_id}", "pending", account_id, revenue_account_id, amount_micros,
+                 None, USAGE_CODE, request_id, self._time(expires_at), self._time(now)),
+            )  # fmt: skip
+            rows = cursor.fetchall()
+            connection.commit()
+        except self._integrity_error:
+            # The key is taken (a replay, or a concurrent twin): the ledger sorts it out.
+            connection.rollback()
+            return None
+        except BaseException:
+            connection.rollback()
+            raise
+        finally:
+            cursor.close()
+        return PlacedHold(
+            id=int(rows[0][0]),
+            amount_micros=amount_micros,
+            debit_account_id=account_id,
+            credit_account_id=revenue_account_id,
+            reference=request_id,
+        )
+
+    # -------------------------------------------------------------------------------- settle
+
+    def settle(
+        self,
+        connection: Any,
+        *,
+        hold: PlacedHold,
+        price_micros: int,
+        record: UsageEntry,
+        touch_key: bool,
+    ) -> UsageEntry | None:
+        """Post price_micros against the hold and write the usage record, in one transaction
+        (metering.settle). None when the price exceeds the hold or the hold was already
+        resolved (expired): nothing was written, and metering.settle handles it."""
+        if not 0 <= price_micros <= hold.amount_micros:
+            return None
+        with self._write_lock:
+            return self._settle(connection, hold, price_micros, record, touch_key, utcnow())
+
+    def _settle(
+        self,
+        connection: Any,
+        hold: PlacedHold,
+        price_micros: int,
+        record: UsageEntry,
+        touch_key: bool,
+        now: datetime,
+    ) -> UsageEntry | None:
+        held = hold.amount_micros
+        cursor = connection.cursor()
+        try:
+            self._begin(cursor)
+            # Claim the hold first: UNIQUE(pending_id) lets only one resolution exist.
+            cursor.execute(
+                self._insert_transfer,
+                (f"{ledger.RESERVED_KEY_PREFIX}resolve:{hold.id}", "post", hold.debit_account_id,
+                 hold.credit_account_id, price_micros, hold.id, USAGE_CODE, hold.reference, None,
+                 self._time(now)),
+            )  # fmt: skip
+            cursor.fetchall()
+            balance_after: int | None = None
+            for account in sorted((hold.debit_account_id, hold.credit_account_id)):
+                params = (price_micros, held, account, held)
+                if account == hold.debit_account_id:
+                    cursor.execute(self._release_debit, params)
+                    returned = cursor.fetchall()
+                    matched = len(returned)
+                    if matched == 1:
+                        balance_after = int(returned[0][0])
+                else:
+                    cursor.execute(self._release_credit, params)
+                    matched = cursor.rowcount
+                if matched != 1:
+                    raise RuntimeError(f"ledger account {account} holds less than hold {hold.id}")
+            assert balance_after is not None
+            record.price_micros = price_micros
+            record.hold_id = hold.id
+            record.balance_after_micros = balance_after
+            values = list(_usage_values(record))
+            values[_USAGE_CREATED_AT] = self._time(values[_USAGE_CREATED_AT])
+            cursor.execute(self._insert_usage, values)
+            if touch_key:
+                cursor.execute(self._touch_key, (self._time(now), record.api_key_id))
+            connection.commit()
+        except self._integrity_error:
+            # Most likely the hold was expired meanwhile: metering.settle charges it directly.
+            connection.rollback()
+            return None
+        except BaseException:
+            connection.rollback()
+            raise
+        finally:
+            cursor.close()
+        return record
