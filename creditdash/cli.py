@@ -746,14 +746,18 @@ def orders_reject(order_id: str, admin_email: str, reason: str, as_json: bool) -
 @orders_group.command("refund")
 @click.argument("order_id")
 @click.option("--amount", "amount_text", required=True, help="Money to return, e.g. 10.00")
-@click.option("--refund-id", default=None, help="Idempotency key; a repeat refunds nothing more.")
+@click.option(
+    "--refund-id",
+    required=True,
+    help="Your unique id for this refund: running it again finishes or repeats it, never twice.",
+)
 @click.option("--reason", required=True)
 @click.option("--admin", "admin_email", required=True)
 @click.option("--json", "as_json", is_flag=True)
 def orders_refund(
     order_id: str,
     amount_text: str,
-    refund_id: str | None,
+    refund_id: str,
     reason: str,
     admin_email: str,
     as_json: bool,
@@ -773,7 +777,7 @@ def orders_refund(
         refund = refunds.refund_order(
             order_id,
             amount_minor=amount_minor,
-            refund_id=refund_id or new_id("rf"),
+            refund_id=refund_id,
             actor=actor,
             reason=reason,
         )
@@ -787,6 +791,9 @@ def orders_refund(
         "credits_unrecovered": format_credits(refund.unrecovered_micros),
     }
     _emit(payload, as_json, "\n".join(f"{k}: {v}" for k, v in payload.items()))
+    if refund.status == "failed":
+        click.echo(f"error: refund {refund.id} failed: {refund.failure}", err=True)
+        sys.exit(1)
 
 
 # ------------------------------------------------------------------------------------ gateway

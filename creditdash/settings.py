@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     refund_window_days: int = 14
     refund_consumed_credits: bool = False
     terms_version: str = "2026-11-01"
+    # The built-in sandbox takes test payments that credit real balances: on by default only in
+    # development; elsewhere only when this is set to true.
+    sandbox_payments: bool | None = None
     # Where Stripe's API lives; only tests and Stripe-compatible mocks change it.
     stripe_api_base: str = ""
     stripe_secret_key: str = Field(
@@ -64,6 +67,10 @@ class Settings(BaseSettings):
     @property
     def stripe_enabled(self) -> bool:
         return bool(self.stripe_secret_key)
+
+    @property
+    def sandbox_enabled(self) -> bool:
+        return self.is_development if self.sandbox_payments is None else self.sandbox_payments
 
     def resolved_public_url(self) -> str:
         """The base URL customers reach the dashboard at (checkout return pages point here)."""

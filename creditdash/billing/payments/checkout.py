@@ -40,10 +40,10 @@ def open_checkout(
         session.expunge(order)
     if order.method != "checkout":
         raise Conflict(f"order {order.id} is paid by bank transfer, not at a checkout page")
-    if order.checkout_url:
-        return order
     if order.status != "awaiting_payment":
         raise Conflict(f"order {order.id} is {order.status}; it can no longer be paid")
+    if order.checkout_url:
+        return order
     provider = provider or provider_named(order.provider, settings)
     success_url, cancel_url = return_urls(order, settings)
     page: CheckoutPage = provider.create_checkout(

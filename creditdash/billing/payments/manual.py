@@ -33,6 +33,13 @@ def approve(
     if not payment_reference or len(payment_reference) > 200:
         raise ValidationFailed("the payment reference (1-200 characters) is required")
     order = _manual_order(session, order_id)
+    if order.created_by_user_id is None:
+        # Two people must be involved; an order opened anonymously (the command line without
+        # --admin) cannot show that its approver is someone else.
+        raise Forbidden(
+            "this order was opened without a named maker; open it again as a named admin "
+            "(--admin) or let the customer open it"
+        )
     if order.created_by_user_id == actor.user_id:
         raise Forbidden("the admin who opened this order cannot also approve it")
     if not orders.settle(
@@ -51,7 +58,6 @@ def approve(
         action="order.approve",
         target_type="payment_order",
         target_id=order.id,
-        before={"status": "awaiting_payment"},
         after={
             "status": "paid",
             "payment_reference": payment_reference,

@@ -47,7 +47,7 @@ class CreditPackage(SQLModel, table=True):
     )
 
     id: str = Field(primary_key=True, max_length=40)
-    # Unique regardless of case: "Starter", "Growth", "Enterprise", "Custom", ...
+    # "Starter", "Growth", "Enterprise", "Custom", ...; save_package matches names in any case.
     name: str = Field(max_length=80, unique=True)
     kind: str = Field(default="standard", max_length=16)
     description: str = Field(default="", max_length=500)

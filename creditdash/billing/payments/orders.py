@@ -25,19 +25,24 @@ from creditdash.billing import ledger
 from creditdash.billing.invoicing import profiles
 from creditdash.billing.invoicing import tax as taxes
 from creditdash.billing.invoicing.invoices import issue_invoice
-from creditdash.billing.money import format_credits, format_minor
+from creditdash.billing.money import MAX_MICROS, format_credits, format_minor
 from creditdash.billing.payments.models import CreditPackage, OrderEvent, PaymentOrder
+from creditdash.billing.payments.providers import checkout_provider_name
 from creditdash.errors import Conflict, NotFound, ValidationFailed
 from creditdash.ids import new_id
 from creditdash.settings import Settings, get_settings
 from creditdash.timeutil import utcnow
 
+# Far below the ledger's per-transfer bound (MAX_MICROS) and Stripe's amount limit.
+MAX_ORDER_MICROS = MAX_MICROS // 10
+MAX_ORDER_MINOR = 99_999_999
 TOPUP_CODE = "topup"
 BONUS_CODE = "topup_bonus"
 # Statuses a paying event may settle from. A payment the provider really took wins over our
 # own expiry or a cancellation: the money arrived, so the credits are due.
 SETTLE_FROM_EVENT = ("awaiting_payment", "expired", "cancelled")
-SETTLE_FROM_APPROVAL = ("awaiting_payment",)
+# A bank transfer that arrives after the order's window still settles it on approval.
+SETTLE_FROM_APPROVAL = ("awaiting_payment", "expired")
 REFUNDABLE = ("paid", "partially_refunded")
 _REFERENCE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 
@@ -87,6 +92,7 @@ def create_order(
             if contract_credits_micros <= 0:
                 raise ValidationFailed("the contract credits must be positive")
             credits_micros = contract_credits_micros
+    _check_bounds(net_minor, credits_micros + package.bonus_micros * quantity)
     manual = manual or package.manual_only
     now = utcnow()
     # The tax shown before payment, frozen on the order: later rate or profile changes never
@@ -119,7 +125,7 @@ def create_order(
         tax_snapshot_json=decision.snapshot_json(net_minor),
         billing_profile_json=json.dumps(buyer, sort_keys=True),
         method="manual" if manual else "checkout",
-        provider="manual" if manual else ("stripe" if settings.stripe_enabled else "sandbox"),
+        provider="manual" if manual else checkout_provider_name(settings),
         transfer_reference=_transfer_reference() if manual else None,
         terms_version=settings.terms_version,
         terms_accepted_at=now if accept_terms else None,
@@ -153,6 +159,15 @@ def create_order(
         },
     )
     return order
+
+
+def _check_bounds(net_minor: int, total_credits_micros: int) -> None:
+    """Refuse orders whose amounts the ledger or a payment provider could never take, so no
+    paid order can fail to settle."""
+    if net_minor > MAX_ORDER_MINOR:
+        raise ValidationFailed("the order amount is too large for one payment")
+    if total_credits_micros > MAX_ORDER_MICROS:
+        raise ValidationFailed("the order grants more credits than one order may")
 
 
 def get_order(session: Session, order_id: str, *, customer_id: str | None = None) -> PaymentOrder:
@@ -245,6 +260,21 @@ def note(session: Session, order: PaymentOrder, actor_label: str, text: str) -> 
     _history(session, order.id, order.status, order.status, actor_label, text)
 
 
+def lock(session: Session, order: PaymentOrder) -> None:
+    """Take the order's row lock for the rest of the transaction and reload it.
+
+    A no-op UPDATE works on both databases (SQLite has no SELECT ... FOR UPDATE and already
+    serializes writers); afterwards a read-check-write on the order cannot race another writer.
+    """
+    session.execute(
+        update(PaymentOrder)
+        .where(col(PaymentOrder.id) == order.id)
+        .values(updated_at=col(PaymentOrder.updated_at))
+        .execution_options(synchronize_session=False)
+    )
+    session.refresh(order)
+
+
 def transition(
     session: Session,
     order: PaymentOrder,
@@ -256,6 +286,7 @@ def transition(
     **values: object,
 ) -> bool:
     """Move the order if (and only if) it is still in one of from_statuses; False otherwise."""
+    lock(session, order)
     now = utcnow()
     result = session.execute(
         update(PaymentOrder)

@@ -20,9 +20,14 @@ SANDBOX_CHECKOUT_PATH = "/sandbox/checkout"
 
 
 class ProviderFailed(CreditdashError):
-    """The payment provider refused or could not be reached; nothing was charged or credited."""
+    """The payment provider refused (definite) or did not answer clearly (not definite: the
+    money may have moved, so nothing may be undone on our side)."""
 
     code = "payment_provider_error"
+
+    def __init__(self, message: str, *, definite: bool = True) -> None:
+        super().__init__(message)
+        self.definite = definite
 
 
 @dataclass(frozen=True)
@@ -117,16 +122,31 @@ class StripeProvider:
                 },
                 options={"idempotency_key": f"refund:{refund_id}"},
             )
-        except stripe.StripeError as exc:
+        except _DEFINITE_REFUSALS as exc:
             message = _stripe_message(exc)
             raise ProviderFailed(f"Stripe refused the refund: {message}") from None
+        except stripe.StripeError as exc:
+            # Timeouts, connection errors, 429 and 5xx: the refund may have happened.
+            message = _stripe_message(exc)
+            raise ProviderFailed(
+                f"Stripe did not confirm the refund: {message}", definite=False
+            ) from None
         if refund.status in ("failed", "canceled"):
             raise ProviderFailed(f"Stripe reports the refund as {refund.status}")
+        # "pending" and "requires_action" are accepted; a later refund.failed event undoes them.
         return str(refund.id)
 
     def webhook_secrets(self) -> list[str]:
-        # Several secrets, comma-separated, while an endpoint secret is being rolled.
-        return [s.strip() for s in self._settings.stripe_webhook_secret.split(",") if s.strip()]
+        return webhook_secrets(self.name, self._settings)
+
+
+# Answers after which Stripe has certainly not moved money for this request.
+_DEFINITE_REFUSALS = (
+    stripe.InvalidRequestError,
+    stripe.CardError,
+    stripe.AuthenticationError,
+    stripe.PermissionError,
+)
 
 
 def _stripe_message(exc: stripe.StripeError) -> str:
@@ -156,7 +176,7 @@ class SandboxProvider:
         return f"re_sandbox_{refund_id}"
 
     def webhook_secrets(self) -> list[str]:
-        return [self._settings.resolved_sandbox_webhook_secret()]
+        return webhook_secrets(self.name, self._settings)
 
 
 class ManualProvider:
@@ -177,6 +197,31 @@ class ManualProvider:
         return []
 
 
+SANDBOX_OFF = (
+    "the sandbox payment provider is off outside development "
+    "(set STRIPE_SECRET_KEY, or CREDITDASH_SANDBOX_PAYMENTS=true for a test deployment)"
+)
+
+
+def checkout_provider_name(settings: Settings) -> str:
+    """Where new checkout orders are paid: Stripe when configured, else the sandbox."""
+    if settings.stripe_enabled:
+        return "stripe"
+    if settings.sandbox_enabled:
+        return "sandbox"
+    raise ProviderFailed(SANDBOX_OFF)
+
+
+def webhook_secrets(name: str, settings: Settings) -> list[str]:
+    """The secrets that may sign events for this provider's endpoint (none: endpoint off)."""
+    if name == "stripe":
+        # Several secrets, comma-separated, while an endpoint secret is being rolled.
+        return [s.strip() for s in settings.stripe_webhook_secret.split(",") if s.strip()]
+    if name == "sandbox" and settings.sandbox_enabled:
+        return [settings.resolved_sandbox_webhook_secret()]
+    return []
+
+
 def provider_named(name: str, settings: Settings | None = None) -> PaymentProvider:
     settings = settings or get_settings()
     if name == "stripe":
@@ -184,6 +229,8 @@ def provider_named(name: str, settings: Settings | None = None) -> PaymentProvid
             raise ProviderFailed("Stripe is not configured (STRIPE_SECRET_KEY is unset)")
         return StripeProvider(settings)
     if name == "sandbox":
+        if not settings.sandbox_enabled:
+            raise ProviderFailed(SANDBOX_OFF)
         return SandboxProvider(settings)
     if name == "manual":
         return ManualProvider()

@@ -20,13 +20,14 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import update
+from sqlalchemy import func, or_, select, update
 from sqlmodel import Session, col
 
 from creditdash import db
 from creditdash.accounts.audit import Actor, record
 from creditdash.billing import ledger
 from creditdash.billing.invoicing.invoices import issue_credit_note
+from creditdash.billing.models import Transfer
 from creditdash.billing.money import format_credits, format_minor
 from creditdash.billing.payments import orders
 from creditdash.billing.payments.models import PaymentOrder, Refund
@@ -84,16 +85,57 @@ def refund_limit(
         )
     if settings.refund_consumed_credits:
         return RefundLimit(remaining, order.currency, window_ends, "within the refund window")
-    # Only credits the customer still holds: the largest amount whose cumulative take-back
-    # stays within what was already taken back plus the available balance.
-    balance = ledger.get_balance(session, ledger.customer_account_id(session, order.customer_id))
-    holdable = order.refunded_credits_micros + max(0, balance.available_micros)
+    # Only credits of this order the customer still holds: the largest amount whose cumulative
+    # take-back stays within what was taken back already plus the order's unused credits.
+    holdable = order.refunded_credits_micros + unused_credits(session, order)
     # floor(total * (R + a) / gross) <= holdable
     #   <=>  R + a <= ((holdable + 1) * gross - 1) // total
     ceiling = ((holdable + 1) * order.gross_minor - 1) // _total_credits(order)
     allowed = max(0, min(remaining, ceiling - order.refunded_minor))
     why = "unused credits of this order" if allowed < remaining else "within the refund window"
     return RefundLimit(allowed, order.currency, window_ends, why)
+
+
+def unused_credits(session: Session, order: PaymentOrder) -> int:
+    """Credits of this order the customer has not used, with credits used oldest first.
+
+    Spending oldest first means the balance is made of the newest credits: whatever was
+    credited after this order (net of refunds of those later orders) is held before any of this
+    order's credits. So unused = available - credited after, within what the order granted and
+    was not yet taken back. Free credits granted later can never be refunded as this order's.
+    """
+    account = ledger.customer_account_id(session, order.customer_id)
+    available = ledger.get_balance(session, account).available_micros
+    t = Transfer
+    settled_at = session.execute(
+        select(func.max(col(t.id))).where(
+            col(t.idempotency_key).in_((f"order:{order.id}:credit", f"order:{order.id}:bonus"))
+        )
+    ).scalar()
+    if settled_at is None:
+        return 0
+    later_orders = select(col(t.reference)).where(
+        col(t.code) == orders.TOPUP_CODE, col(t.id) > settled_at
+    )
+    credited_after = session.execute(
+        select(func.coalesce(func.sum(col(t.amount_micros)), 0)).where(
+            col(t.credit_account_id) == account,
+            col(t.kind) == "single",
+            col(t.id) > settled_at,
+            # This order's own failed-refund reversals restore its credits, not a later lot.
+            or_(col(t.code) != REFUND_REVERSAL_CODE, col(t.reference) != order.id),
+        )
+    ).scalar_one()
+    taken_from_later = session.execute(
+        select(func.coalesce(func.sum(col(t.amount_micros)), 0)).where(
+            col(t.debit_account_id) == account,
+            col(t.code) == REFUND_CODE,
+            col(t.reference).in_(later_orders),
+        )
+    ).scalar_one()
+    later_lots = max(0, int(credited_after) - int(taken_from_later))
+    left = _total_credits(order) - order.refunded_credits_micros
+    return max(0, min(left, available - later_lots))
 
 
 def _check_refund_id(refund_id: str) -> str:
@@ -113,6 +155,7 @@ def apply_refund(
     reason: str,
     status: str,
     provider_refund_id: str | None = None,
+    require_full_take: bool = False,
 ) -> Refund:
     """Step 1 (or the whole refund when the money has already gone back): raise the order's
     refunded amount, take the credits back as far as the balance allows, store the refund."""
@@ -140,6 +183,12 @@ def apply_refund(
     account = ledger.customer_account_id(session, order.customer_id)
     available = ledger.get_balance(session, account).available_micros
     taken = max(0, min(credits, available))
+    if require_full_take and taken < credits:
+        # The policy refunds only credits the customer still has; they were spent meanwhile.
+        raise ValidationFailed(
+            "the customer no longer holds the credits this refund would take back; "
+            "ask for the current refund limit"
+        )
     if taken:
         ledger.transfer(
             session,
@@ -207,7 +256,10 @@ def refund_order(
     settings: Settings | None = None,
     provider: PaymentProvider | None = None,
 ) -> Refund:
-    """Refund part or all of a paid order within the policy; repeat-safe by refund_id."""
+    """Refund part or all of a paid order within the policy; repeat-safe by refund_id.
+
+    Running a refund id again returns its result, or finishes it if it is still pending.
+    """
     settings = settings or get_settings()
     refund_id = _check_refund_id(refund_id)
     reason = (reason or "").strip()
@@ -223,6 +275,9 @@ def refund_order(
                 return existing
         else:
             order = orders.get_order(session, order_id)
+            # The order's row lock is held from here to commit: two refunds of one order see
+            # each other's effect, so together they stay within the policy.
+            orders.lock(session, order)
             limit = refund_limit(session, order, settings=settings)
             if amount_minor > limit.max_minor:
                 raise ValidationFailed(
@@ -238,6 +293,7 @@ def refund_order(
                 actor=actor,
                 reason=reason,
                 status="pending",
+                require_full_take=not settings.refund_consumed_credits,
             )
         order = orders.get_order(session, order_id)
         session.expunge(order)
@@ -245,8 +301,24 @@ def refund_order(
     try:
         provider_refund_id = provider.refund(order, amount_minor=amount_minor, refund_id=refund_id)
     except ProviderFailed as exc:
-        _undo(refund_id, actor=actor, failure=exc.message)
-        raise
+        if exc.definite:
+            with db.session_scope() as session:
+                if undo_refund(session, refund_id, actor_label=actor.label, failure=exc.message):
+                    from creditdash.billing.payments.webhooks import reconcile_refunds
+
+                    reconcile_refunds(session, orders.get_order(session, order_id))
+            raise
+        # The provider may or may not have returned the money: keep the refund pending (its
+        # credits stay taken back) and let a retry with the same refund id find out.
+        raise ProviderFailed(
+            f"{exc.message}; the refund stays pending: run it again with refund id "
+            f"{refund_id} to finish it",
+            definite=False,
+        ) from None
+    return _finish(refund_id, provider_refund_id)
+
+
+def _finish(refund_id: str, provider_refund_id: str) -> Refund:
     with db.session_scope() as session:
         # Conditional, so two callers finishing the same pending refund document it once.
         finished = session.execute(
@@ -264,42 +336,42 @@ def refund_order(
     return refund
 
 
-def _undo(refund_id: str, *, actor: Actor, failure: str) -> None:
-    """Step 3 after a refusal: give the credits back and lower the refunded amount again."""
-    with db.session_scope() as session:
-        refund = session.get(Refund, refund_id)
-        assert refund is not None
-        result = session.execute(
-            update(Refund)
-            .where(col(Refund.id) == refund_id, col(Refund.status) == "pending")
-            .values(status="failed", failure=failure[:500], updated_at=utcnow())
-            .execution_options(synchronize_session=False)
+def undo_refund(session: Session, refund_id: str, *, actor_label: str, failure: str) -> bool:
+    """The provider refused (or later failed) a refund: give the credits back, lower the
+    refunded amount again, mark it failed. False if it was already failed.
+
+    A credit note already issued for it stays as issued (documents are never changed or
+    deleted); the order's history records the failure.
+    """
+    refund = session.get(Refund, refund_id)
+    if refund is None:
+        return False
+    result = session.execute(
+        update(Refund)
+        .where(col(Refund.id) == refund_id, col(Refund.status).in_(("pending", "succeeded")))
+        .values(status="failed", failure=failure[:500], updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    if db.rowcount(result) != 1:
+        return False  # already failed
+    order = orders.get_order(session, refund.order_id)
+    orders.lock(session, order)
+    if refund.credits_micros:
+        ledger.transfer(
+            session,
+            idempotency_key=f"refund:{refund_id}:reversal",
+            debit_account_id=ledger.platform_account_id(session, ledger.REFUNDS),
+            credit_account_id=ledger.customer_account_id(session, order.customer_id),
+            amount_micros=refund.credits_micros,
+            code=REFUND_REVERSAL_CODE,
+            reference=order.id,
+            memo=f"refund {refund_id} failed at the provider",
         )
-        if db.rowcount(result) != 1:
-            return  # finished by someone else meanwhile
-        order = orders.get_order(session, refund.order_id)
-        if refund.credits_micros:
-            ledger.transfer(
-                session,
-                idempotency_key=f"refund:{refund_id}:reversal",
-                debit_account_id=ledger.platform_account_id(session, ledger.REFUNDS),
-                credit_account_id=ledger.customer_account_id(session, order.customer_id),
-                amount_micros=refund.credits_micros,
-                code=REFUND_REVERSAL_CODE,
-                reference=order.id,
-                memo=f"refund {refund_id} failed at the provider",
-            )
-        session.execute(
-            update(PaymentOrder)
-            .where(col(PaymentOrder.id) == order.id)
-            .values(
-                refunded_minor=col(PaymentOrder.refunded_minor) - refund.amount_minor,
-                refunded_credits_micros=col(PaymentOrder.refunded_credits_micros)
-                - (refund.credits_micros + refund.unrecovered_micros),
-            )
-            .execution_options(synchronize_session=False)
-        )
-        session.refresh(order)
-        orders.follow_refunds(
-            session, order, actor_label=actor.label, note_text=f"refund {refund_id} failed"
-        )
+    order.refunded_minor -= refund.amount_minor
+    order.refunded_credits_micros -= refund.credits_micros + refund.unrecovered_micros
+    session.add(order)
+    session.flush()
+    orders.follow_refunds(
+        session, order, actor_label=actor_label, note_text=f"refund {refund_id} failed"
+    )
+    return True

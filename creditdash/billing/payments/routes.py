@@ -15,7 +15,6 @@ import secrets
 import time
 from typing import Any
 
-import httpx
 import stripe
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
@@ -26,7 +25,7 @@ from creditdash.billing.money import format_credits, format_minor
 from creditdash.billing.payments import orders
 from creditdash.billing.payments.checkout import return_urls
 from creditdash.billing.payments.models import PaymentOrder
-from creditdash.billing.payments.providers import SANDBOX_CHECKOUT_PATH, provider_named
+from creditdash.billing.payments.providers import SANDBOX_CHECKOUT_PATH, webhook_secrets
 from creditdash.billing.payments.webhooks import (
     MAX_EVENT_BYTES,
     Applied,
@@ -45,16 +44,27 @@ def _apply(provider: str, event: dict[str, Any]) -> Applied:
         return apply_event(session, provider=provider, event=event)
 
 
-async def _receive(request: Request, provider: str, settings: Settings) -> Response:
-    body = await request.body()
-    if len(body) > MAX_EVENT_BYTES:
-        return JSONResponse({"error": "event body too large"}, status_code=413)
+async def _read_limited(request: Request) -> bytes | None:
+    """The body, or None once it passes MAX_EVENT_BYTES (never buffered beyond that)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_EVENT_BYTES:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_EVENT_BYTES:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def receive_event(
+    provider: str, body: bytes, header: str | None, settings: Settings
+) -> Response:
+    """Verify, store once and apply one signed event: the webhook endpoints' whole work."""
     try:
-        secrets_ = provider_named(provider, settings).webhook_secrets()
-    except Exception:
-        secrets_ = []
-    try:
-        event = verify_event(body, request.headers.get("stripe-signature"), secrets_)
+        event = verify_event(body, header, webhook_secrets(provider, settings))
     except SignatureRejected as exc:
         return JSONResponse({"error": exc.message}, status_code=400)
     # Any failure below rolls the whole transaction back (event row and effect) and answers
@@ -64,6 +74,13 @@ async def _receive(request: Request, provider: str, settings: Settings) -> Respo
         "%s event %s (%s): %s", provider, applied.event_id, applied.event_type, applied.outcome
     )
     return JSONResponse(applied.describe())
+
+
+async def _receive(request: Request, provider: str, settings: Settings) -> Response:
+    body = await _read_limited(request)
+    if body is None:
+        return JSONResponse({"error": "event body too large"}, status_code=413)
+    return await receive_event(provider, body, request.headers.get("stripe-signature"), settings)
 
 
 def payment_routes(settings: Settings | None = None) -> list[Route]:
@@ -77,6 +94,8 @@ def payment_routes(settings: Settings | None = None) -> list[Route]:
         return await _receive(request, "sandbox", current())
 
     async def sandbox_page(request: Request) -> Response:
+        if not current().sandbox_enabled:
+            return HTMLResponse(_page("Not available", "<p>Test payments are off.</p>"), 404)
         order = await asyncio.to_thread(_sandbox_order, request.path_params["session_id"])
         if order is None:
             return HTMLResponse(_page("Checkout not found", "<p>No such test checkout.</p>"), 404)
@@ -142,6 +161,8 @@ def sandbox_event(order: PaymentOrder, event_type: str = "checkout.session.compl
 
 
 async def _sandbox_pay(request: Request, settings: Settings) -> Response:
+    if not settings.sandbox_enabled:
+        return HTMLResponse(_page("Not available", "<p>Test payments are off.</p>"), 404)
     session_id = request.path_params["session_id"]
     order = await asyncio.to_thread(_sandbox_order, session_id)
     if order is None:
@@ -153,23 +174,15 @@ async def _sandbox_pay(request: Request, settings: Settings) -> Response:
     if order.status != "awaiting_payment":
         return HTMLResponse(_checkout_page(order, settings, error=""), 409)
     await asyncio.to_thread(_accept_terms, order.id)
-    # Deliver the payment the way a provider would: a signed event over HTTP to our webhook.
+    # Deliver the payment the way a provider would: an event signed exactly like Stripe's,
+    # through the same verification and handler as /webhooks/sandbox. In process, so the
+    # delivery goes to this server and nowhere a request header could point it.
     body = sandbox_event(order)
     header = stripe.WebhookSignature.generate_signature_header(
         body, settings.resolved_sandbox_webhook_secret()
     )
-    url = str(request.base_url).rstrip("/") + SANDBOX_WEBHOOK_PATH
-    try:
-        async with httpx.AsyncClient(timeout=30.0) as client:
-            answer = await client.post(
-                url,
-                content=body.encode(),
-                headers={"stripe-signature": header, "content-type": "application/json"},
-            )
-    except httpx.HTTPError as exc:
-        log.error("sandbox webhook delivery failed: %s", exc)
-        answer = None
-    if answer is None or answer.status_code >= 300:
+    answer = await receive_event("sandbox", body.encode(), header, settings)
+    if answer.status_code >= 300:
         error = "The test payment could not be delivered; nothing was charged. Try again."
         return HTMLResponse(_checkout_page(order, settings, error=error), 502)
     success_url, _ = return_urls(order, settings)

@@ -9,6 +9,7 @@ constraint and is acknowledged without a second effect.
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -73,9 +74,11 @@ def verify_event(
         raise SignatureRejected("signature timestamp is too old")
     for secret in secrets:
         try:
+            # _signed_at accepted the header only if the library reads the same timestamp
+            # from it, so the signature checked here covers the timestamp checked above.
             stripe.WebhookSignature.verify_header(text, header, secret, tolerance=None)
-        except stripe.SignatureVerificationError:
-            continue
+        except (stripe.SignatureVerificationError, TypeError, ValueError):
+            continue  # TypeError: a non-ASCII signature cannot be compared, so it is no match
         break
     else:
         raise SignatureRejected("no signature matches the body")
@@ -94,15 +97,24 @@ def verify_event(
     return event
 
 
+_HEADER_ITEM = re.compile(r"^[a-z0-9]+=[A-Za-z0-9]+$")
+
+
 def _signed_at(header: str) -> int:
-    for item in header.split(","):
-        key, _, value = item.strip().partition("=")
-        if key == "t":
-            try:
-                return int(value)
-            except ValueError:
-                break
-    raise SignatureRejected("signature header has no valid timestamp")
+    """The one timestamp of a strictly formed header: `t=<digits>` and `v1=<hex>` items, comma
+    separated, no spaces. Anything looser is refused, so that no other parser of the same header
+    (the library's) can read a different timestamp from it."""
+    if len(header) > 4096:
+        raise SignatureRejected("signature header too long")
+    items = header.split(",")
+    if not all(_HEADER_ITEM.match(item) for item in items):
+        raise SignatureRejected("malformed signature header")
+    stamps = [item[2:] for item in items if item.startswith("t=")]
+    if len(stamps) != 1 or not stamps[0].isdigit():
+        raise SignatureRejected("signature header needs exactly one timestamp")
+    if not any(item.startswith("v1=") for item in items):
+        raise SignatureRejected("signature header has no v1 signature")
+    return int(stamps[0])
 
 
 def apply_event(session: Session, *, provider: str, event: dict[str, Any]) -> Applied:
@@ -239,6 +251,8 @@ def _catch_up_refund(
     total = int(charge["amount_refunded"])
     if str(charge.get("currency") or "").upper() != order.currency:
         return "amount_mismatch", order, "refund currency differs from the order"
+    # Under the order's row lock, so two refund events cannot both count the same money.
+    orders.lock(session, order)
     missing = min(total, order.gross_minor) - order.refunded_minor
     if missing <= 0:
         return "already_applied", order, "refund already recorded"
@@ -256,6 +270,53 @@ def _catch_up_refund(
         provider_refund_id=refund_id,
     )
     return "refunded", order, format_minor(missing, order.currency) + " " + order.currency
+
+
+def reconcile_refunds(session: Session, order: PaymentOrder) -> None:
+    """Apply what the provider's latest refund event says beyond what the order records: after
+    one of our refunds failed, money the provider did return (its dashboard) shows up here."""
+    if not order.provider_payment_id:
+        return
+    latest = session.exec(
+        select(PaymentEvent)
+        .where(
+            col(PaymentEvent.provider) == order.provider,
+            col(PaymentEvent.provider_payment_id) == order.provider_payment_id,
+            col(PaymentEvent.event_type) == "charge.refunded",
+        )
+        .order_by(col(PaymentEvent.id).desc())
+    ).all()
+    if not latest:
+        return
+    newest = max(
+        latest, key=lambda e: json.loads(e.payload_json)["data"]["object"]["amount_refunded"]
+    )
+    charge = json.loads(newest.payload_json)["data"]["object"]
+    _catch_up_refund(session, order, charge, newest)
+
+
+def _refund_failed(
+    session: Session, provider: str, event: PaymentEvent, obj: dict[str, Any]
+) -> Outcome:
+    """refund.failed / charge.refund.updated: a refund the provider accepted did not go through."""
+    if obj.get("status") not in ("failed", "canceled"):
+        return "ignored", None, f"refund status {obj.get('status')}"
+    metadata = obj.get("metadata")
+    ours = metadata.get("refund_id") if isinstance(metadata, dict) else None
+    refund = session.get(Refund, ours) if isinstance(ours, str) else None
+    if refund is None or refund.provider != provider:
+        return "ignored", None, "not a refund creditdash made"
+    order = orders.get_order(session, refund.order_id)
+    if not refunds.undo_refund(
+        session,
+        refund.id,
+        actor_label=f"{provider}:{event.event_id}",
+        failure=f"the provider reports the refund {obj.get('status')}",
+    ):
+        return "ignored", order, "refund already failed"
+    session.refresh(order)
+    reconcile_refunds(session, order)
+    return "refund_failed", order, f"refund {refund.id} undone"
 
 
 def _apply_early_refunds(session: Session, provider: str, order: PaymentOrder) -> None:
@@ -288,4 +349,6 @@ _HANDLERS = {
     "checkout.session.async_payment_failed": _failed,
     "checkout.session.expired": _expired,
     "charge.refunded": _refunded,
+    "refund.failed": _refund_failed,
+    "charge.refund.updated": _refund_failed,
 }

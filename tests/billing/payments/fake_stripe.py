@@ -50,6 +50,8 @@ class FakeStripe:
     sessions: dict[str, dict[str, Any]] = field(default_factory=dict)
     refunds: dict[str, dict[str, Any]] = field(default_factory=dict)
     refuse_refunds: bool = False
+    # Answer refunds with this HTTP status (e.g. 500) after performing them: an unclear outcome.
+    refund_then_fail_with: int | None = None
     _replies: dict[str, tuple[int, dict[str, Any]]] = field(default_factory=dict)
 
     def reset(self) -> None:
@@ -58,6 +60,7 @@ class FakeStripe:
         self.refunds.clear()
         self._replies.clear()
         self.refuse_refunds = False
+        self.refund_then_fail_with = None
 
     @property
     def base_url(self) -> str:
@@ -143,4 +146,7 @@ class FakeStripe:
             "metadata": call.params.get("metadata", {}),
         }
         self.refunds[refund["id"]] = refund
+        if self.refund_then_fail_with is not None:
+            error = {"error": {"type": "api_error", "message": "Something went wrong."}}
+            return JSONResponse(error, status_code=self.refund_then_fail_with)
         return self._remember(call, 200, refund)
