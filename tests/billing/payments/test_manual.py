@@ -11,7 +11,7 @@ from creditdash import db
 from creditdash.accounts.models import AuditEntry
 from creditdash.billing.payments import manual, orders
 from creditdash.errors import Conflict, Forbidden, ValidationFailed
-from tests.billing.payments.conftest import Shop
+from tests.billing.shop import Shop
 
 
 def _approve(shop: Shop, order_id: str, actor: object, reference: str = "BANK-42") -> None:

@@ -15,7 +15,7 @@ from creditdash.billing.payments.packages import PackageSpec
 from creditdash.cli import main
 from creditdash.errors import NotFound, ValidationFailed
 from creditdash.timeutil import utcnow
-from tests.billing.payments.conftest import Shop, session_event
+from tests.billing.shop import Shop, session_event
 from tests.factories import funded_customer
 
 CONTRACT_KEYS = {

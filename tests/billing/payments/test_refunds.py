@@ -13,7 +13,7 @@ from creditdash.billing.payments import orders, refunds
 from creditdash.billing.payments.models import PaymentOrder
 from creditdash.errors import Conflict, IdempotencyConflict, ValidationFailed
 from creditdash.timeutil import utcnow
-from tests.billing.payments.conftest import Shop, session_event
+from tests.billing.shop import Shop, session_event
 
 
 def _paid_growth(shop: Shop, intent: str = "pi_1") -> PaymentOrder:

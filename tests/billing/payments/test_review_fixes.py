@@ -24,7 +24,7 @@ from creditdash.billing.payments.providers import ProviderFailed
 from creditdash.cli import main
 from creditdash.errors import Forbidden, ValidationFailed
 from creditdash.timeutil import utcnow
-from tests.billing.payments.conftest import (
+from tests.billing.shop import (
     SANDBOX_SECRET,
     Shop,
     charge_refunded_event,

@@ -6,7 +6,7 @@ import re
 
 import httpx
 
-from tests.billing.payments.conftest import Shop
+from tests.billing.shop import Shop
 
 
 def test_sandbox_checkout_pays_through_a_signed_webhook(shop: Shop) -> None:

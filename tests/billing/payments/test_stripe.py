@@ -8,7 +8,7 @@ from creditdash.accounts.audit import CLI
 from creditdash.billing.payments import refunds
 from creditdash.billing.payments.providers import ProviderFailed
 from creditdash.errors import ValidationFailed
-from tests.billing.payments.conftest import Shop, charge_refunded_event, session_event
+from tests.billing.shop import Shop, charge_refunded_event, session_event
 
 
 def test_checkout_session_is_created_through_the_library(stripe_shop: Shop) -> None:

@@ -11,7 +11,7 @@ import pytest
 import stripe
 
 from creditdash.billing.payments import webhooks
-from tests.billing.payments.conftest import (
+from tests.billing.shop import (
     OLD_STRIPE_SECRET,
     SANDBOX_SECRET,
     STRIPE_SECRET,

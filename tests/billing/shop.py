@@ -1,4 +1,5 @@
-"""Payments under test: a served app (webhooks, sandbox page) and a fake Stripe on loopback."""
+"""Payments and invoicing under test: a served app (webhooks, sandbox page, downloads) and a
+fake Stripe on loopback. The fixtures are registered for tests/billing by its conftest."""
 
 from __future__ import annotations
 

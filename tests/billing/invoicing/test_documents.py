@@ -1,0 +1,145 @@
+"""Downloads: a customer gets their own invoices and statements, an admin any, others a 404
+that holds none of the data; the CLI lists and writes the same documents."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+from click.testing import CliRunner
+from sqlalchemy import select
+
+from creditdash import db
+from creditdash.accounts import sessions
+from creditdash.accounts.models import Membership
+from creditdash.cli import main
+from creditdash.timeutil import utcnow
+from tests.billing.shop import Shop, session_event
+from tests.factories import funded_customer
+
+INVOICE_KEYS = {
+    "number",
+    "order_id",
+    "kind",
+    "issued_at",
+    "net",
+    "tax",
+    "gross",
+    "currency",
+    "tax_scheme",
+}
+
+
+def _cookie_for_customer(customer_id: str) -> dict[str, str]:
+    with db.session_scope() as session:
+        user_id = session.execute(
+            select(Membership.user_id).where(Membership.customer_id == customer_id)
+        ).scalar_one()
+        token = sessions.start_session(session, user_id=user_id, ttl=timedelta(hours=1))
+    return {"creditdash_session": token}
+
+
+def _cookie_for_user(user_id: int) -> dict[str, str]:
+    with db.session_scope() as session:
+        return {
+            "creditdash_session": sessions.start_session(
+                session, user_id=user_id, ttl=timedelta(hours=1)
+            )
+        }
+
+
+def _paid_invoice_number(shop: Shop) -> str:
+    order = shop.order("Starter")
+    shop.post_event(session_event(order))
+    listed = json.loads(
+        CliRunner()
+        .invoke(main, ["invoices", "list", "--customer", shop.customer_id, "--json"])
+        .output
+    )
+    assert set(listed[0]) >= INVOICE_KEYS
+    return str(listed[0]["number"])
+
+
+def test_invoice_pdf_is_only_for_its_customer_and_admins(shop: Shop) -> None:
+    number = _paid_invoice_number(shop)
+    url = f"{shop.base_url}/billing/invoices/{number}.pdf"
+    own = httpx.get(url, cookies=_cookie_for_customer(shop.customer_id))
+    assert own.status_code == 200 and own.content.startswith(b"%PDF")
+    assert own.headers["content-type"] == "application/pdf"
+    other = funded_customer(shop.engine, credits_micros=0, name="Other")
+    foreign = httpx.get(url, cookies=_cookie_for_customer(other.customer_id))
+    assert foreign.status_code == 404 and number not in foreign.text.replace(
+        f"no invoice {number!r}", ""
+    )
+    assert httpx.get(url).status_code == 401
+    assert httpx.get(url, cookies={"creditdash_session": "forged"}).status_code == 401
+    assert shop.checker.user_id is not None
+    admin = httpx.get(url, cookies=_cookie_for_user(shop.checker.user_id))
+    assert admin.status_code == 200 and admin.content == own.content
+
+
+def test_statement_download_is_only_for_its_customer(shop: Shop) -> None:
+    _paid_invoice_number(shop)
+    today = utcnow().date().isoformat()
+    url = f"{shop.base_url}/billing/statement.csv"
+    params = {"customer": shop.customer_id, "from": today, "to": today}
+    own = httpx.get(url, params=params, cookies=_cookie_for_customer(shop.customer_id))
+    assert own.status_code == 200 and own.text.startswith("date,type,reference")
+    assert "topup" in own.text
+    other = funded_customer(shop.engine, credits_micros=0, name="Other")
+    foreign = httpx.get(url, params=params, cookies=_cookie_for_customer(other.customer_id))
+    assert foreign.status_code == 404 and "topup" not in foreign.text
+    requests = httpx.get(
+        url, params={**params, "kind": "requests"}, cookies=_cookie_for_customer(shop.customer_id)
+    )
+    assert requests.status_code == 200 and requests.text.startswith("date,request_id")
+    bad = httpx.get(
+        url, params={**params, "from": "nope"}, cookies=_cookie_for_customer(shop.customer_id)
+    )
+    assert bad.status_code == 400 and "date like" in bad.json()["error"]
+
+
+def test_cli_profile_and_invoice_pdf(shop: Shop, tmp_path: Path) -> None:
+    refused = CliRunner().invoke(
+        main,
+        [
+            "customers",
+            "profile",
+            shop.customer_id,
+            "--legal-name",
+            "Acme",
+            "--country",
+            "DE",
+            "--business",
+            "--tax-id",
+            "DE000000000",
+        ],
+    )
+    assert refused.exit_code == 1 and "not a valid DE VAT ID" in refused.output
+    saved = CliRunner().invoke(
+        main,
+        [
+            "customers",
+            "profile",
+            shop.customer_id,
+            "--legal-name",
+            "Acme SAS",
+            "--country",
+            "FR",
+            "--business",
+            "--tax-id",
+            "FR40303265045",
+            "--json",
+        ],
+    )
+    assert saved.exit_code == 0 and json.loads(saved.output)["tax_id_valid"] is True
+    number = _paid_invoice_number(shop)
+    listed = json.loads(CliRunner().invoke(main, ["invoices", "list", "--json"]).output)
+    assert listed[0]["tax_scheme"] == "reverse_charge" and listed[0]["tax"] == "0.00"
+    out = tmp_path / "invoice.pdf"
+    wrote = CliRunner().invoke(main, ["invoices", "pdf", number, "--out", str(out)])
+    assert wrote.exit_code == 0 and out.read_bytes().startswith(b"%PDF")
+    missing = CliRunner().invoke(main, ["invoices", "pdf", "CD-1999-000001", "--out", str(out)])
+    assert missing.exit_code == 1 and "no invoice" in missing.output
