@@ -4,15 +4,18 @@
   credits, and its bonus transfer when it has a bonus; an order never settled has neither.
 - An order's refunded amount equals the sum of its refunds that did not fail, and the credits
   taken back by those refunds are in the ledger once each; a failed refund's credits came back.
+- A settled order has exactly one invoice, a succeeded refund at most one credit note, and
+  every invoice's total is the sum of its lines and tax lines, exactly.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlmodel import Session, col
 
+from creditdash.billing.invoicing.models import Invoice, InvoiceLine, InvoiceTaxLine
 from creditdash.billing.models import Transfer
 from creditdash.billing.payments.models import PaymentOrder, Refund
 from creditdash.billing.payments.orders import BONUS_CODE, TOPUP_CODE
@@ -36,9 +39,53 @@ def verify_payments(session: Session) -> list[str]:
     refunds_by_order: dict[str, list[Refund]] = defaultdict(list)
     for refund in session.execute(select(Refund)).scalars():
         refunds_by_order[refund.order_id].append(refund)
+    invoices_by_order: dict[str, int] = defaultdict(int)
+    for order_id in session.execute(
+        select(col(Invoice.order_id)).where(col(Invoice.kind) == "invoice")
+    ).scalars():
+        invoices_by_order[order_id] += 1
     for order in session.execute(select(PaymentOrder)).scalars():
         problems += _check_settlement(order, moved, counts)
         problems += _check_refunds(order, refunds_by_order[order.id], moved)
+        expected = 1 if order.status in SETTLED else 0
+        if invoices_by_order[order.id] != expected:
+            problems.append(
+                f"order {order.id} is {order.status} and has "
+                f"{invoices_by_order[order.id]} invoices, not {expected}"
+            )
+    return problems + _check_invoice_totals(session)
+
+
+def _check_invoice_totals(session: Session) -> list[str]:
+    lines = dict(
+        session.execute(
+            select(col(InvoiceLine.invoice_id), func.sum(col(InvoiceLine.net_minor))).group_by(
+                col(InvoiceLine.invoice_id)
+            )
+        ).all()
+    )
+    taxes = dict(
+        session.execute(
+            select(
+                col(InvoiceTaxLine.invoice_id), func.sum(col(InvoiceTaxLine.amount_minor))
+            ).group_by(col(InvoiceTaxLine.invoice_id))
+        ).all()
+    )
+    problems = []
+    for number, invoice_id, net, tax, gross in session.execute(
+        select(
+            col(Invoice.number),
+            col(Invoice.id),
+            col(Invoice.net_minor),
+            col(Invoice.tax_minor),
+            col(Invoice.gross_minor),
+        )
+    ).all():
+        line_sum, tax_sum = int(lines.get(invoice_id, 0)), int(taxes.get(invoice_id, 0))
+        if not (net == line_sum and tax == tax_sum and gross == line_sum + tax_sum):
+            problems.append(
+                f"invoice {number}: total {gross} is not lines {line_sum} + tax {tax_sum}"
+            )
     return problems
 
 
