@@ -125,3 +125,14 @@ def find_active_key(session: Session, raw_key: str) -> ApiKey | None:
             col(Customer.status) == "active",
         )
     ).scalar_one_or_none()
+
+
+def list_keys(session: Session, *, customer_id: str) -> list[ApiKey]:
+    """The customer's keys, newest first (revoked ones too, marked by revoked_at)."""
+    return list(
+        session.execute(
+            select(ApiKey)
+            .where(col(ApiKey.customer_id) == customer_id)
+            .order_by(col(ApiKey.created_at).desc())
+        ).scalars()
+    )

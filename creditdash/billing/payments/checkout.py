@@ -21,8 +21,8 @@ from creditdash.settings import Settings, get_settings
 def return_urls(order: PaymentOrder, settings: Settings) -> tuple[str, str]:
     base = settings.resolved_public_url()
     return (
-        f"{base}/home?checkout=success&order={order.id}",
-        f"{base}/home?checkout=cancelled&order={order.id}",
+        f"{base}/billing?checkout=success&order={order.id}",
+        f"{base}/billing?checkout=cancelled&order={order.id}",
     )
 
 

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import json
 import secrets
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
 
 from sqlalchemy import update
 from sqlmodel import Session, col, select
@@ -21,6 +22,7 @@ from sqlmodel import Session, col, select
 from creditdash import db
 from creditdash.accounts.audit import Actor, record
 from creditdash.accounts.customers import get_customer
+from creditdash.accounts.models import Customer
 from creditdash.billing import ledger
 from creditdash.billing.invoicing import profiles
 from creditdash.billing.invoicing import tax as taxes
@@ -95,20 +97,7 @@ def create_order(
     _check_bounds(net_minor, credits_micros + package.bonus_micros * quantity)
     manual = manual or package.manual_only
     now = utcnow()
-    # The tax shown before payment, frozen on the order: later rate or profile changes never
-    # alter what the customer agreed to pay, nor the invoice copied from it.
-    seller = profiles.get_seller(session)
-    profile = profiles.get_billing_profile(session, customer.id)
-    decision = taxes.decide(
-        session,
-        seller=profiles.seller_facts(seller),
-        buyer=profiles.buyer_facts(profile, seller),
-        on=now.date(),
-    )
-    tax_minor = decision.amount_minor(net_minor)
-    buyer = profiles.buyer_snapshot(
-        profile, customer_name=customer.name, customer_email=customer.email, country=seller.country
-    )
+    priced = _price(session, customer, net_minor, now.date())
     order = PaymentOrder(
         id=new_id("ord"),
         customer_id=customer.id,
@@ -119,11 +108,11 @@ def create_order(
         bonus_micros=package.bonus_micros * quantity,
         currency=package.currency,
         net_minor=net_minor,
-        tax_minor=tax_minor,
-        gross_minor=net_minor + tax_minor,
-        tax_scheme=decision.scheme,
-        tax_snapshot_json=decision.snapshot_json(net_minor),
-        billing_profile_json=json.dumps(buyer, sort_keys=True),
+        tax_minor=priced.tax_minor,
+        gross_minor=net_minor + priced.tax_minor,
+        tax_scheme=priced.decision.scheme,
+        tax_snapshot_json=priced.decision.snapshot_json(net_minor),
+        billing_profile_json=json.dumps(priced.buyer, sort_keys=True),
         method="manual" if manual else "checkout",
         provider="manual" if manual else checkout_provider_name(settings),
         transfer_reference=_transfer_reference() if manual else None,
@@ -159,6 +148,77 @@ def create_order(
         },
     )
     return order
+
+
+@dataclass(frozen=True)
+class Priced:
+    decision: taxes.TaxDecision
+    tax_minor: int
+    buyer: dict[str, object]
+
+
+def _price(session: Session, customer: Customer, net_minor: int, day: date) -> Priced:
+    """The tax on net_minor for this customer today, and the buyer snapshot it rests on.
+
+    Frozen on the order when it opens: later rate or profile changes never alter what the
+    customer agreed to pay, nor the invoice copied from it."""
+    seller = profiles.get_seller(session)
+    profile = profiles.get_billing_profile(session, customer.id)
+    decision = taxes.decide(
+        session,
+        seller=profiles.seller_facts(seller),
+        buyer=profiles.buyer_facts(profile, seller),
+        on=day,
+    )
+    buyer = profiles.buyer_snapshot(
+        profile, customer_name=customer.name, customer_email=customer.email, country=seller.country
+    )
+    return Priced(decision, decision.amount_minor(net_minor), buyer)
+
+
+@dataclass(frozen=True)
+class Quote:
+    package: str
+    quantity: int
+    currency: str
+    net_minor: int
+    tax_minor: int
+    credits_micros: int
+    bonus_micros: int
+    tax_scheme: str
+    tax_name: str
+    rate_bp: int
+    wording: str
+
+    @property
+    def gross_minor(self) -> int:
+        return self.net_minor + self.tax_minor
+
+
+def quote(session: Session, *, customer_id: str, package: CreditPackage, quantity: int) -> Quote:
+    """What an order for this package would cost this customer now, tax included; the same
+    rules create_order applies, without opening anything."""
+    customer = get_customer(session, customer_id)
+    if not package.min_quantity <= quantity <= package.max_quantity:
+        raise ValidationFailed(
+            f"quantity for {package.name} must be between {package.min_quantity} "
+            f"and {package.max_quantity}"
+        )
+    net_minor = package.unit_price_minor * quantity
+    priced = _price(session, customer, net_minor, utcnow().date())
+    return Quote(
+        package=package.name,
+        quantity=quantity,
+        currency=package.currency,
+        net_minor=net_minor,
+        tax_minor=priced.tax_minor,
+        credits_micros=package.credits_micros * quantity,
+        bonus_micros=package.bonus_micros * quantity,
+        tax_scheme=priced.decision.scheme,
+        tax_name=priced.decision.tax_name,
+        rate_bp=priced.decision.rate_bp,
+        wording=priced.decision.wording,
+    )
 
 
 def _check_bounds(net_minor: int, total_credits_micros: int) -> None:

@@ -152,8 +152,9 @@ def test_verify_reports_an_order_marked_paid_without_its_credit(shop: Shop) -> N
             update(PaymentOrder).where(PaymentOrder.id == order.id).values(status="paid")  # type: ignore[arg-type]
         )
     with db.session_scope(readonly=True) as session:
-        [problem] = verify_payments(session)
-    assert order.id in problem and "top-up moved 0+0" in problem
+        credit, invoice = verify_payments(session)
+    assert order.id in credit and "top-up moved 0+0" in credit
+    assert order.id in invoice and "has 0 invoices, not 1" in invoice
     broken = CliRunner().invoke(main, ["ledger", "verify"])
     assert broken.exit_code == 1 and order.id in broken.output
 

@@ -28,7 +28,7 @@ def test_sandbox_checkout_pays_through_a_signed_webhook(shop: Shop) -> None:
 
     paid = httpx.post(pay_url, data={"accept_terms": "yes"})
     assert paid.status_code == 303
-    assert paid.headers["location"].endswith(f"/home?checkout=success&order={order.id}")
+    assert paid.headers["location"].endswith(f"/billing?checkout=success&order={order.id}")
     assert shop.available() == 30_000_000
     settled = shop.get(order.id)
     assert settled.status == "paid" and settled.terms_accepted_at is not None

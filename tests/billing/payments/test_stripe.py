@@ -24,8 +24,8 @@ def test_checkout_session_is_created_through_the_library(stripe_shop: Shop) -> N
     assert params["payment_intent_data"]["metadata"]["order_id"] == order.id
     line = params["line_items"]["0"]
     assert line["price_data"]["unit_amount"] == "10000" and line["price_data"]["currency"] == "eur"
-    assert params["success_url"].endswith(f"/home?checkout=success&order={order.id}")
-    assert params["cancel_url"].endswith(f"/home?checkout=cancelled&order={order.id}")
+    assert params["success_url"].endswith(f"/billing?checkout=success&order={order.id}")
+    assert params["cancel_url"].endswith(f"/billing?checkout=cancelled&order={order.id}")
     assert order.checkout_session_id in shop.stripe.sessions
     assert order.checkout_url and order.checkout_url.startswith("https://checkout.invalid/")
 

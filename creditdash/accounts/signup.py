@@ -1,0 +1,81 @@
+"""Self-service sign-up, and inviting teammates into a workspace."""
+
+from __future__ import annotations
+
+import secrets
+
+from sqlalchemy import select
+from sqlmodel import Session, col
+
+from creditdash.accounts.audit import Actor, record
+from creditdash.accounts.customers import create_customer
+from creditdash.accounts.models import Customer, Membership, User
+from creditdash.accounts.users import create_user, get_user_by_email, normalize_email
+from creditdash.errors import Conflict, Forbidden, ValidationFailed
+
+INVITABLE_ROLES = ("admin", "member")
+
+
+def sign_up(
+    session: Session, *, email: str, password: str, workspace_name: str, display_name: str = ""
+) -> tuple[User, Customer]:
+    """A new user who owns a new workspace with a zero balance."""
+    normalized = normalize_email(email)
+    if get_user_by_email(session, normalized) is not None:
+        raise Conflict("An account with this email exists already; sign in instead.")
+    customer = create_customer(
+        session,
+        name=workspace_name,
+        email=normalized,
+        actor=Actor(label=f"signup:{normalized}"),
+        owner_password=password,
+    )
+    user = get_user_by_email(session, normalized)
+    assert user is not None
+    user.display_name = (display_name or "").strip()[:200]
+    session.add(user)
+    session.flush()
+    return user, customer
+
+
+def role_in(session: Session, *, user_id: int, customer_id: str) -> str | None:
+    return session.execute(
+        select(col(Membership.role)).where(
+            col(Membership.user_id) == user_id, col(Membership.customer_id) == customer_id
+        )
+    ).scalar_one_or_none()
+
+
+def invite(
+    session: Session, *, customer_id: str, inviter: Actor, email: str, role: str = "member"
+) -> str | None:
+    """Add a teammate. A new user gets a one-time password for the inviter to pass on (no mail
+    is sent from a self-hosted install); an existing user simply gains the workspace."""
+    if role not in INVITABLE_ROLES:
+        raise ValidationFailed("role must be admin or member")
+    assert inviter.user_id is not None
+    if role_in(session, user_id=inviter.user_id, customer_id=customer_id) not in (
+        "owner",
+        "admin",
+    ):
+        raise Forbidden("Only the workspace's owner or admins can invite teammates.")
+    normalized = normalize_email(email)
+    user = get_user_by_email(session, normalized)
+    temporary = None
+    if user is None:
+        temporary = secrets.token_urlsafe(12)
+        user = create_user(session, email=normalized, password=temporary)
+    assert user.id is not None
+    if role_in(session, user_id=user.id, customer_id=customer_id) is not None:
+        raise Conflict(f"{normalized} is already in this workspace.")
+    session.add(Membership(customer_id=customer_id, user_id=user.id, role=role))
+    record(
+        session,
+        actor=inviter,
+        action="workspace.invite",
+        target_type="customer",
+        target_id=customer_id,
+        after={"email": normalized, "role": role},
+    )
+    session.flush()
+    return temporary
