@@ -9,13 +9,24 @@ import reflex as rx
 from starlette.applications import Starlette
 
 from creditdash.billing.holds import expire_holds_forever
+from creditdash.pages.account import account_page
 from creditdash.pages.admin import admin_page
+from creditdash.pages.billing import billing_page
 from creditdash.pages.home import home_page
+from creditdash.pages.keys import keys_page
+from creditdash.pages.pricing import pricing_page
 from creditdash.pages.signin import signin_page
+from creditdash.pages.signup import signup_page
+from creditdash.pages.usage import usage_page
 from creditdash.proxy.app import create_app as create_gateway
+from creditdash.state.account import AccountState
 from creditdash.state.admin import AdminState
-from creditdash.state.home import HomeState
+from creditdash.state.billing import BillingState
+from creditdash.state.keys import KeysState
+from creditdash.state.overview import OverviewState
+from creditdash.state.pricing import PricingState
 from creditdash.state.signin import SignInState
+from creditdash.state.usage import UsageState
 
 _mounted: list[Starlette] = []
 
@@ -47,5 +58,17 @@ app.register_lifespan_task(close_gateway_clients)
 app.add_page(
     signin_page, route="/", title="Sign in · creditdash", on_load=SignInState.redirect_if_signed_in
 )
-app.add_page(home_page, route="/home", title="Home · creditdash", on_load=HomeState.load)
+app.add_page(home_page, route="/home", title="Overview · creditdash", on_load=OverviewState.load)
+app.add_page(keys_page, route="/keys", title="API keys · creditdash", on_load=KeysState.load)
+app.add_page(usage_page, route="/usage", title="Usage · creditdash", on_load=UsageState.load)
+app.add_page(
+    billing_page, route="/billing", title="Billing · creditdash", on_load=BillingState.load
+)
+app.add_page(
+    account_page, route="/account", title="Account · creditdash", on_load=AccountState.load
+)
+app.add_page(signup_page, route="/signup", title="Sign up · creditdash")
+app.add_page(
+    pricing_page, route="/pricing", title="Pricing · creditdash", on_load=PricingState.load
+)
 app.add_page(admin_page, route="/admin", title="Admin · creditdash", on_load=AdminState.load)

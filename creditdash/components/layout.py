@@ -1,30 +1,66 @@
-"""The frame every signed-in page uses: a top bar with navigation and the user menu."""
+"""The frame every signed-in page uses: a top bar with navigation, the workspace switcher and
+the user menu; plus small shared pieces (stat cards, field labels, error callouts)."""
 
 from __future__ import annotations
 
 import reflex as rx
 
+from creditdash.state.portal import PortalState
 from creditdash.state.session import SessionState
+
+NAV = [
+    ("Overview", "/home"),
+    ("API keys", "/keys"),
+    ("Usage", "/usage"),
+    ("Billing", "/billing"),
+    ("Account", "/account"),
+]
 
 
 def brand() -> rx.Component:
-    return rx.hstack(
-        rx.icon("coins", size=22, color=rx.color("iris", 10)),
-        rx.heading("creditdash", size="5", weight="bold"),
-        align="center",
-        spacing="2",
+    return rx.link(
+        rx.hstack(
+            rx.icon("coins", size=22, color=rx.color("iris", 10)),
+            rx.heading("creditdash", size="5", weight="bold"),
+            align="center",
+            spacing="2",
+        ),
+        href="/pricing",
+        underline="none",
+        color="inherit",
+    )
+
+
+def workspace_switcher() -> rx.Component:
+    return rx.cond(
+        PortalState.workspaces.length() > 1,
+        rx.select.root(
+            rx.select.trigger(placeholder="Workspace"),
+            rx.select.content(
+                rx.foreach(
+                    PortalState.workspaces,
+                    lambda w: rx.select.item(w["name"], value=w["id"]),
+                )
+            ),
+            value=PortalState.workspace_id,
+            on_change=PortalState.pick_workspace,
+            size="2",
+        ),
+        rx.text(PortalState.workspace_name, size="2", weight="medium"),
     )
 
 
 def top_bar() -> rx.Component:
-    return rx.hstack(
+    return rx.flex(
         brand(),
-        rx.hstack(
-            rx.link("Home", href="/home", size="2"),
+        rx.flex(
+            *[rx.link(label, href=href, size="2", weight="medium") for label, href in NAV],
             rx.cond(SessionState.is_admin, rx.link("Admin", href="/admin", size="2")),
             spacing="4",
+            wrap="wrap",
         ),
         rx.spacer(),
+        workspace_switcher(),
         rx.text(SessionState.user_email, size="2", color_scheme="gray"),
         rx.button("Sign out", on_click=SessionState.sign_out, variant="soft", size="2"),
         align="center",
@@ -35,26 +71,59 @@ def top_bar() -> rx.Component:
         border_bottom=f"1px solid {rx.color('gray', 5)}",
         background=rx.color("gray", 1),
         wrap="wrap",
+        row_gap="0.6em",
     )
 
 
 def page_layout(*children: rx.Component) -> rx.Component:
     return rx.box(
         top_bar(),
-        rx.container(rx.vstack(*children, spacing="5", width="100%"), size="4", padding_y="2em"),
+        rx.container(
+            rx.vstack(*children, spacing="5", width="100%"),
+            size="4",
+            padding_y="2em",
+            padding_x="1em",
+        ),
         min_height="100vh",
         background=rx.color("gray", 2),
     )
 
 
-def stat_card(label: str, value: rx.Var | str, hint: str = "") -> rx.Component:
+def stat_card(label: str, value: rx.Var | str, hint: str = "", **props: object) -> rx.Component:
     return rx.card(
         rx.vstack(
             rx.text(label, size="2", color_scheme="gray"),
-            rx.heading(value, size="6", font_family="ui-monospace, monospace"),
+            rx.heading(value, size="6", font_family="ui-monospace, monospace", **props),
             rx.cond(hint != "", rx.text(hint, size="1", color_scheme="gray")),
             spacing="1",
         ),
         min_width="12em",
         flex="1",
     )
+
+
+def field(label: str, control: rx.Component) -> rx.Component:
+    return rx.vstack(
+        rx.text(label, as_="label", size="2", weight="medium"),
+        control,
+        spacing="1",
+        width="100%",
+    )
+
+
+def error_callout(message: rx.Var | str) -> rx.Component:
+    return rx.cond(
+        message != "",
+        rx.callout(message, icon="triangle_alert", color_scheme="red", role="alert", width="100%"),
+    )
+
+
+def notice_callout(message: rx.Var | str) -> rx.Component:
+    return rx.cond(
+        message != "",
+        rx.callout(message, icon="info", color_scheme="iris", role="status", width="100%"),
+    )
+
+
+def loading(ready: rx.Var | bool, *children: rx.Component) -> rx.Component:
+    return rx.cond(ready, rx.fragment(*children), rx.center(rx.spinner(size="3"), width="100%"))

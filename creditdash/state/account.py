@@ -1,0 +1,85 @@
+"""Account: change the password, invite teammates into the workspace."""
+
+from __future__ import annotations
+
+import asyncio
+
+import reflex as rx
+from reflex.event import EventSpec
+
+from creditdash import db
+from creditdash.accounts import signup, users
+from creditdash.accounts.audit import Actor
+from creditdash.errors import CreditdashError
+from creditdash.state.portal import PortalState, Workspace
+
+
+def _change(user_id: int, current: str, new: str) -> None:
+    with db.session_scope() as session:
+        users.change_password(session, user_id=user_id, current_password=current, new_password=new)
+
+
+def _invite(customer_id: str, actor: Actor, email: str, role: str) -> str | None:
+    with db.session_scope() as session:
+        return signup.invite(
+            session, customer_id=customer_id, inviter=actor, email=email, role=role
+        )
+
+
+class AccountState(PortalState):
+    password_error: str = ""
+    invite_error: str = ""
+    invite_notice: str = ""
+    # A new teammate's one-time password, shown once to pass on and forgotten after.
+    invite_password: str = ""
+
+    @rx.event
+    async def load(self) -> EventSpec | None:
+        self.password_error = self.invite_error = self.invite_notice = self.invite_password = ""
+        where = await self._require()
+        return None if isinstance(where, Workspace) else where
+
+    @rx.event
+    async def change_password(self, form: dict[str, str]) -> EventSpec | None:
+        self.password_error = ""
+        where = await self._require()
+        if not isinstance(where, Workspace):
+            return where
+        if form.get("new_password") != form.get("confirm_password"):
+            self.password_error = "The new passwords do not match."  # noqa: S105 (a message)
+            return None
+        try:
+            await asyncio.to_thread(
+                _change,
+                where.user.user_id,
+                form.get("current_password", ""),
+                form.get("new_password", ""),
+            )
+        except CreditdashError as exc:
+            self.password_error = exc.message
+            return None
+        # Every session ended with the change, this one too: sign in again.
+        self.session_token = ""
+        return rx.redirect("/?changed=1")
+
+    @rx.event
+    async def invite(self, form: dict[str, str]) -> EventSpec | None:
+        self.invite_error = self.invite_notice = self.invite_password = ""
+        where = await self._require()
+        if not isinstance(where, Workspace):
+            return where
+        email = str(form.get("email") or "")
+        role = str(form.get("role") or "member")
+        actor = Actor.user(where.user.user_id, where.user.email)
+        try:
+            temporary = await asyncio.to_thread(_invite, where.customer_id, actor, email, role)
+        except CreditdashError as exc:
+            self.invite_error = exc.message
+            return None
+        self.invite_notice = f"{email} is now a {role} of {self.workspace_name}."
+        self.invite_password = temporary or ""
+        return None
+
+    @rx.event
+    def forget_invite_password(self) -> None:
+        self.invite_password = ""

@@ -1,0 +1,139 @@
+"""API keys: list, create (the key is shown once), revoke."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import TypedDict
+
+import reflex as rx
+from reflex.event import EventSpec
+
+from creditdash import db
+from creditdash.accounts import api_keys
+from creditdash.billing.money import format_credits, parse_credits
+from creditdash.errors import CreditdashError, ValidationFailed
+from creditdash.state.portal import PortalState, Workspace
+
+
+class KeyRow(TypedDict):
+    id: str
+    name: str
+    prefix: str
+    created: str
+    last_used: str
+    limits: str
+    revoked: bool
+
+
+def _limits_text(key: api_keys.ApiKey) -> str:
+    parts = []
+    if key.rpm_limit:
+        parts.append(f"{key.rpm_limit}/min")
+    if key.concurrency_limit:
+        parts.append(f"{key.concurrency_limit} at once")
+    if key.monthly_spend_cap_micros:
+        parts.append(f"cap {format_credits(key.monthly_spend_cap_micros)}/month")
+    if key.allowed_models_json:
+        parts.append("models: " + ", ".join(json.loads(key.allowed_models_json)))
+    return "; ".join(parts) or "no limits"
+
+
+def _rows(customer_id: str) -> list[KeyRow]:
+    with db.session_scope(readonly=True) as session:
+        return [
+            KeyRow(
+                id=k.id,
+                name=k.name,
+                prefix=k.display_prefix + "…",
+                created=k.created_at.strftime("%Y-%m-%d %H:%M"),
+                last_used=k.last_used_at.strftime("%Y-%m-%d %H:%M") if k.last_used_at else "never",
+                limits=_limits_text(k),
+                revoked=k.revoked_at is not None,
+            )
+            for k in api_keys.list_keys(session, customer_id=customer_id)
+        ]
+
+
+def _whole(text: str, label: str) -> int | None:
+    text = (text or "").strip()
+    if not text:
+        return None
+    if not text.isdigit():
+        raise ValidationFailed(f"{label} must be a whole number")
+    return int(text)
+
+
+def _create(customer_id: str, user_id: int, form: dict[str, str]) -> str:
+    cap = (form.get("monthly_cap") or "").strip()
+    models = [m.strip() for m in (form.get("models") or "").split(",") if m.strip()]
+    limits = api_keys.KeyLimits(
+        rpm=_whole(form.get("rpm", ""), "Requests per minute"),
+        concurrency=_whole(form.get("concurrency", ""), "Concurrent requests"),
+        monthly_spend_cap_micros=parse_credits(cap, field="Monthly cap") if cap else None,
+        allowed_models=tuple(models) if models else None,
+    )
+    with db.session_scope() as session:
+        _key, raw = api_keys.create_api_key(
+            session,
+            customer_id=customer_id,
+            name=form.get("name", ""),
+            created_by_user_id=user_id,
+            limits=limits,
+        )
+    return raw
+
+
+def _revoke(customer_id: str, key_id: str) -> None:
+    with db.session_scope() as session:
+        api_keys.revoke_api_key(session, customer_id=customer_id, key_id=key_id)
+
+
+class KeysState(PortalState):
+    keys: list[KeyRow] = []
+    error: str = ""
+    # The new key, shown once in a dialog and forgotten when it closes.
+    new_key: str = ""
+    loaded: bool = False
+
+    @rx.event
+    async def load(self) -> EventSpec | None:
+        where = await self._require()
+        if not isinstance(where, Workspace):
+            return where
+        self.keys = await asyncio.to_thread(_rows, where.customer_id)
+        self.loaded = True
+        return None
+
+    @rx.event
+    async def create(self, form: dict[str, str]) -> EventSpec | None:
+        self.error = ""
+        where = await self._require()
+        if not isinstance(where, Workspace):
+            return where
+        try:
+            self.new_key = await asyncio.to_thread(
+                _create, where.customer_id, where.user.user_id, form
+            )
+        except CreditdashError as exc:
+            self.error = exc.message
+            return None
+        self.keys = await asyncio.to_thread(_rows, where.customer_id)
+        return None
+
+    @rx.event
+    def forget_new_key(self) -> None:
+        self.new_key = ""
+
+    @rx.event
+    async def revoke(self, key_id: str) -> EventSpec | None:
+        self.error = ""
+        where = await self._require()
+        if not isinstance(where, Workspace):
+            return where
+        try:
+            await asyncio.to_thread(_revoke, where.customer_id, key_id)
+        except CreditdashError as exc:
+            self.error = exc.message
+        self.keys = await asyncio.to_thread(_rows, where.customer_id)
+        return None
