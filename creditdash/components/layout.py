@@ -103,11 +103,14 @@ def stat_card(label: str, value: rx.Var | str, hint: str = "", **props: object) 
 
 
 def field(label: str, control: rx.Component) -> rx.Component:
+    """A labelled control that shares a wrapping row with its neighbours."""
+    control.style["width"] = "100%"
     return rx.vstack(
         rx.text(label, as_="label", size="2", weight="medium"),
         control,
         spacing="1",
-        width="100%",
+        flex="1",
+        min_width="11em",
     )
 
 

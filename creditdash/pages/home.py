@@ -74,15 +74,24 @@ def home_page() -> rx.Component:
                             OverviewState.has_usage,
                             rx.flex(
                                 rx.box(
-                                    rx.plotly(data=OverviewState.spend_figure),
+                                    rx.plotly(
+                                        data=OverviewState.spend_figure,
+                                        use_resize_handler=True,
+                                        style={"width": "100%", "height": "320px"},
+                                    ),
                                     flex="1",
-                                    min_width="300px",
+                                    min_width="280px",
                                     id="spend-chart",
                                 ),
                                 rx.box(
-                                    rx.plotly(data=OverviewState.tokens_figure),
+                                    rx.plotly(
+                                        data=OverviewState.tokens_figure,
+                                        use_resize_handler=True,
+                                        style={"width": "100%", "height": "320px"},
+                                    ),
                                     flex="1",
-                                    min_width="300px",
+                                    min_width="280px",
+                                    id="tokens-chart",
                                 ),
                                 wrap="wrap",
                                 width="100%",
