@@ -90,6 +90,12 @@ def test_sign_up_top_up_call_and_download(page, app_url: str) -> None:  # type: 
     # The request log shows the calls; the invoice downloads as a PDF.
     page.goto("/usage")
     page.wait_for_selector("text=1-3 of 3")
+    shot(page, "usage-log")
+    page.locator("code:has-text('req_')").first.click()
+    page.wait_for_selector("text=Attempt log")
+    assert "gpt-4o-mini" in page.locator("[role=dialog]").inner_text()
+    shot(page, "usage-detail")
+    page.keyboard.press("Escape")
     page.goto("/billing")
     with page.expect_download() as download:
         page.click(".invoice-pdf")
