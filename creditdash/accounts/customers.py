@@ -174,3 +174,52 @@ def set_allowed_models(
         after={"allowed_models": models},
     )
     session.flush()
+
+
+def set_status(
+    session: Session, *, customer_id: str, status: str, actor: Actor, reason: str
+) -> None:
+    """Suspend a workspace (its keys stop within the key cache's seconds) or reactivate it."""
+    if status not in ("active", "suspended"):
+        raise ValidationFailed("status must be active or suspended")
+    reason = (reason or "").strip()
+    if not reason:
+        raise ValidationFailed("a reason is required")
+    customer = get_customer(session, customer_id)
+    if customer.status == status:
+        return
+    before = customer.status
+    customer.status = status
+    session.add(customer)
+    record(
+        session,
+        actor=actor,
+        action="customer.status",
+        target_type="customer",
+        target_id=customer_id,
+        before={"status": before},
+        after={"status": status},
+        reason=reason,
+    )
+
+
+def set_credit_limit(
+    session: Session, *, customer_id: str, credit_limit_micros: int, actor: Actor, reason: str
+) -> None:
+    """How far below zero the workspace may spend (0: prepaid only); audited."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise ValidationFailed("a reason is required")
+    account_id = ledger.customer_account_id(session, customer_id)
+    before = ledger.get_balance(session, account_id).credit_limit_micros
+    ledger.set_credit_limit(session, account_id=account_id, credit_limit_micros=credit_limit_micros)
+    record(
+        session,
+        actor=actor,
+        action="customer.credit_limit",
+        target_type="customer",
+        target_id=customer_id,
+        before={"credit_limit": format_credits(before)},
+        after={"credit_limit": format_credits(credit_limit_micros)},
+        reason=reason,
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import reflex as rx
 
+from creditdash.components.admin_nav import admin_nav
 from creditdash.components.layout import page_layout
 from creditdash.state.admin import AdminState, CustomerRow
 
@@ -27,6 +28,8 @@ def customer_row(row: CustomerRow) -> rx.Component:
         rx.table.cell(rx.text(row["balance"], **mono), text_align="right"),
         rx.table.cell(rx.text(row["held"], **mono), text_align="right"),
         rx.table.cell(rx.text(row["available"], **mono), text_align="right"),
+        rx.table.cell(rx.text(row["credit_limit"], **mono), text_align="right"),
+        rx.table.cell(customer_actions(row)),
     )
 
 
@@ -52,8 +55,86 @@ def ledger_health() -> rx.Component:
     )
 
 
+def customer_actions(row: CustomerRow) -> rx.Component:
+    return rx.dialog.root(
+        rx.dialog.trigger(rx.button("Manage", size="1", variant="soft")),
+        rx.dialog.content(
+            rx.dialog.title(row["name"]),
+            rx.vstack(
+                rx.form(
+                    rx.vstack(
+                        rx.text("Grant or take back credits (audited)", weight="bold"),
+                        rx.input(type="hidden", name="customer_id", value=row["id"]),
+                        rx.input(type="hidden", name="key", value=AdminState.adjust_key),
+                        rx.flex(
+                            rx.select(["grant", "debit"], name="direction", default_value="grant"),
+                            rx.input(
+                                name="amount", placeholder="credits, e.g. 10.5", required=True
+                            ),
+                            spacing="2",
+                        ),
+                        rx.input(name="reason", placeholder="reason", required=True, width="100%"),
+                        rx.button("Apply", type="submit"),
+                        spacing="2",
+                        width="100%",
+                    ),
+                    on_submit=AdminState.adjust,
+                    reset_on_submit=True,
+                ),
+                rx.divider(),
+                rx.form(
+                    rx.vstack(
+                        rx.text("Credit limit (how far below zero it may spend)", weight="bold"),
+                        rx.input(type="hidden", name="customer_id", value=row["id"]),
+                        rx.flex(
+                            rx.input(
+                                name="limit", default_value=row["credit_limit"], required=True
+                            ),
+                            rx.input(name="reason", placeholder="reason", required=True),
+                            rx.button("Save", type="submit", variant="soft"),
+                            spacing="2",
+                        ),
+                        spacing="2",
+                    ),
+                    on_submit=AdminState.set_limit,
+                ),
+                rx.divider(),
+                rx.cond(
+                    row["status"] == "active",
+                    rx.button(
+                        "Suspend (keys stop within seconds)",
+                        color_scheme="red",
+                        variant="soft",
+                        on_click=AdminState.set_status(row["id"], "suspended"),
+                    ),
+                    rx.button(
+                        "Reactivate",
+                        color_scheme="green",
+                        variant="soft",
+                        on_click=AdminState.set_status(row["id"], "active"),
+                    ),
+                ),
+                rx.cond(
+                    AdminState.admin_error != "",
+                    rx.callout(AdminState.admin_error, color_scheme="red", icon="triangle_alert"),
+                ),
+                rx.cond(
+                    AdminState.admin_notice != "",
+                    rx.callout(AdminState.admin_notice, color_scheme="green", icon="check"),
+                ),
+                rx.flex(
+                    rx.dialog.close(rx.button("Close", variant="soft")), justify="end", width="100%"
+                ),
+                spacing="3",
+                width="100%",
+            ),
+        ),
+    )
+
+
 def admin_page() -> rx.Component:
     return page_layout(
+        admin_nav(),
         rx.heading("Operations", size="7"),
         ledger_health(),
         rx.hstack(
@@ -79,6 +160,8 @@ def admin_page() -> rx.Component:
                         rx.table.column_header_cell("Balance", text_align="right"),
                         rx.table.column_header_cell("Held", text_align="right"),
                         rx.table.column_header_cell("Available", text_align="right"),
+                        rx.table.column_header_cell("Limit", text_align="right"),
+                        rx.table.column_header_cell(""),
                     )
                 ),
                 rx.table.body(rx.foreach(AdminState.customers, customer_row)),

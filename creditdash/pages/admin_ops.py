@@ -1,0 +1,241 @@
+"""Admin pages: the payment-order queue, prices and margins, the audit log."""
+
+from __future__ import annotations
+
+import reflex as rx
+
+from creditdash.components.admin_nav import admin_nav
+from creditdash.components.layout import error_callout, notice_callout, page_layout
+from creditdash.state.admin_ops import (
+    ORDER_FILTERS,
+    AdminAuditState,
+    AdminModelsState,
+    AdminOrderRow,
+    AdminOrdersState,
+    AuditRow,
+    MarginRow,
+    ModelRow,
+)
+
+
+def _table(headers: tuple[str, ...], body: rx.Component) -> rx.Component:
+    return rx.box(
+        rx.table.root(
+            rx.table.header(rx.table.row(*[rx.table.column_header_cell(h) for h in headers])),
+            rx.table.body(body),
+            width="100%",
+            variant="surface",
+        ),
+        width="100%",
+        overflow_x="auto",
+    )
+
+
+def _order_actions(row: AdminOrderRow) -> rx.Component:
+    approve = rx.form(
+        rx.flex(
+            rx.input(type="hidden", name="order_id", value=row["id"]),
+            rx.input(name="reference", placeholder="bank reference", required=True, size="1"),
+            rx.button("Approve", type="submit", size="1", color_scheme="green"),
+            spacing="1",
+        ),
+        on_submit=AdminOrdersState.approve,
+        reset_on_submit=True,
+    )
+    reject = rx.form(
+        rx.flex(
+            rx.input(type="hidden", name="order_id", value=row["id"]),
+            rx.input(name="reason", placeholder="why", required=True, size="1"),
+            rx.button("Reject", type="submit", size="1", color_scheme="red", variant="soft"),
+            spacing="1",
+        ),
+        on_submit=AdminOrdersState.reject,
+        reset_on_submit=True,
+    )
+    refund = rx.form(
+        rx.flex(
+            rx.input(type="hidden", name="order_id", value=row["id"]),
+            rx.input(name="amount", placeholder="amount", required=True, size="1", width="6em"),
+            rx.input(name="reason", placeholder="reason", required=True, size="1"),
+            rx.button("Refund", type="submit", size="1", variant="soft"),
+            spacing="1",
+        ),
+        on_submit=AdminOrdersState.refund,
+        reset_on_submit=True,
+    )
+    return rx.cond(
+        (row["status"] == "awaiting_payment") | (row["status"] == "expired"),
+        rx.cond(row["method"] == "manual", rx.vstack(approve, reject, spacing="1"), ""),
+        rx.cond(row["refundable"], refund, ""),
+    )
+
+
+def _order_row(row: AdminOrderRow) -> rx.Component:
+    return rx.table.row(
+        rx.table.cell(rx.text(row["created"], size="1")),
+        rx.table.cell(
+            rx.vstack(
+                rx.code(row["id"], size="1"),
+                rx.text(row["customer_id"], size="1", color_scheme="gray"),
+                spacing="0",
+            )
+        ),
+        rx.table.cell(row["package"]),
+        rx.table.cell(row["gross"], " ", row["currency"]),
+        rx.table.cell(rx.badge(row["status"].replace("_", " "))),
+        rx.table.cell(
+            row["method"],
+            rx.cond(row["reference"] != "", rx.text(rx.code(row["reference"], size="1")), ""),
+        ),
+        rx.table.cell(rx.text(row["maker"], size="1")),
+        rx.table.cell(_order_actions(row)),
+    )
+
+
+def admin_orders_page() -> rx.Component:
+    return page_layout(
+        admin_nav(),
+        rx.flex(
+            rx.heading("Payment orders", size="7"),
+            rx.spacer(),
+            rx.select(
+                ORDER_FILTERS,
+                value=AdminOrdersState.status_filter,
+                on_change=AdminOrdersState.set_filter,
+            ),
+            width="100%",
+            align="center",
+        ),
+        rx.text(
+            "Bank transfers are approved by an admin other than the one who opened the "
+            "order; approval credits once. Refunds follow the published policy.",
+            size="2",
+            color_scheme="gray",
+        ),
+        error_callout(AdminOrdersState.admin_error),
+        notice_callout(AdminOrdersState.admin_notice),
+        rx.cond(
+            AdminOrdersState.rows.length() > 0,
+            _table(
+                (
+                    "Opened",
+                    "Order / customer",
+                    "Package",
+                    "Total",
+                    "Status",
+                    "Method",
+                    "Opened by",
+                    "",
+                ),
+                rx.foreach(AdminOrdersState.rows, _order_row),
+            ),
+            rx.callout("No orders in this state.", icon="info"),
+        ),
+    )
+
+
+def _model_row(row: ModelRow) -> rx.Component:
+    return rx.table.row(
+        rx.table.cell(rx.text(row["name"], weight="medium")),
+        rx.table.cell(
+            rx.form(
+                rx.flex(
+                    rx.input(type="hidden", name="model", value=row["name"]),
+                    rx.input(name="input", default_value=row["input"], size="1", width="7em"),
+                    rx.input(name="output", default_value=row["output"], size="1", width="7em"),
+                    rx.input(name="cached", default_value=row["cached"], size="1", width="7em"),
+                    rx.input(name="fee", default_value=row["fee"], size="1", width="6em"),
+                    rx.checkbox("accept a loss", name="acknowledge", size="1"),
+                    rx.button("Save", type="submit", size="1"),
+                    spacing="2",
+                    align="center",
+                    wrap="wrap",
+                ),
+                on_submit=AdminModelsState.save_price,
+                key=row["name"] + row["input"] + row["output"],
+            )
+        ),
+    )
+
+
+def _margin_row(row: MarginRow) -> rx.Component:
+    return rx.table.row(
+        rx.table.cell(row["model"]),
+        rx.table.cell(rx.code(row["route"], size="1")),
+        rx.table.cell(row["price"]),
+        rx.table.cell(row["cost"]),
+        rx.table.cell(
+            rx.cond(
+                row["negative"],
+                rx.badge(row["margin"], color_scheme="red"),
+                rx.badge(row["margin"], color_scheme="green"),
+            )
+        ),
+    )
+
+
+def admin_models_page() -> rx.Component:
+    return page_layout(
+        admin_nav(),
+        rx.heading("Prices and margins", size="7"),
+        rx.text(
+            "Customer prices in credits per 1M tokens (input, output, cached input) and per "
+            "request. A change applies to requests priced after it; past usage keeps the "
+            "price it ran at.",
+            size="2",
+            color_scheme="gray",
+        ),
+        error_callout(AdminModelsState.admin_error),
+        notice_callout(AdminModelsState.admin_notice),
+        _table(
+            ("Model", "Input · output · cached · per request"),
+            rx.foreach(AdminModelsState.models, _model_row),
+        ),
+        rx.heading("Margin review", size="5"),
+        _table(
+            ("Model", "Route", "Price", "Cost", "Margin"),
+            rx.foreach(AdminModelsState.margin_rows, _margin_row),
+        ),
+        rx.card(
+            rx.plotly(
+                data=AdminModelsState.margin_figure,
+                use_resize_handler=True,
+                style={"width": "100%", "height": "340px"},
+            ),
+            width="100%",
+        ),
+    )
+
+
+def _audit_row(row: AuditRow) -> rx.Component:
+    return rx.table.row(
+        rx.table.cell(rx.text(row["at"], size="1")),
+        rx.table.cell(rx.text(row["actor"], size="1")),
+        rx.table.cell(rx.code(row["action"], size="1")),
+        rx.table.cell(rx.text(row["target"], size="1")),
+        rx.table.cell(rx.text(row["before"], size="1")),
+        rx.table.cell(rx.text(row["after"], size="1")),
+        rx.table.cell(rx.text(row["reason"], size="1")),
+    )
+
+
+def admin_audit_page() -> rx.Component:
+    return page_layout(
+        admin_nav(),
+        rx.flex(
+            rx.heading("Audit log", size="7"),
+            rx.spacer(),
+            rx.input(
+                placeholder="Filter by action, target or actor",
+                value=AdminAuditState.search,
+                on_change=AdminAuditState.set_search.debounce(300),
+                width="20em",
+            ),
+            width="100%",
+            align="center",
+        ),
+        _table(
+            ("When (UTC)", "Who", "Action", "Target", "Before", "After", "Reason"),
+            rx.foreach(AdminAuditState.entries, _audit_row),
+        ),
+    )

@@ -1,0 +1,330 @@
+"""Admin work queues: payment orders (approve, reject, refund), prices and margins, audit log.
+Every handler checks the admin role on the server first (AdminBase._admin)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+from typing import TypedDict
+
+import plotly.graph_objects as go
+import reflex as rx
+from reflex.event import EventSpec
+from sqlalchemy import select
+from sqlmodel import Session, col
+
+from creditdash import db
+from creditdash.accounts.audit import Actor
+from creditdash.accounts.models import AuditEntry
+from creditdash.billing.money import format_credits, format_minor, parse_credits, parse_minor
+from creditdash.billing.payments import manual, orders, refunds
+from creditdash.billing.pricing import Price
+from creditdash.proxy import pricing_admin
+from creditdash.state.admin import AdminBase, _apply
+
+ORDER_FILTERS = [
+    "awaiting_payment",
+    "paid",
+    "partially_refunded",
+    "refunded",
+    "cancelled",
+    "expired",
+    "all",
+]
+
+
+class AdminOrderRow(TypedDict):
+    id: str
+    customer_id: str
+    created: str
+    package: str
+    gross: str
+    currency: str
+    status: str
+    method: str
+    reference: str
+    maker: str
+    refundable: bool
+
+
+def _orders(status: str) -> list[AdminOrderRow]:
+    with db.session_scope(readonly=True) as session:
+        found = orders.list_orders(session, status=None if status == "all" else status, limit=200)
+        return [
+            AdminOrderRow(
+                id=o.id,
+                customer_id=o.customer_id,
+                created=o.created_at.strftime("%Y-%m-%d %H:%M"),
+                package=f"{o.package_name} x{o.quantity}",
+                gross=format_minor(o.gross_minor, o.currency),
+                currency=o.currency,
+                status=o.status,
+                method=o.method,
+                reference=o.transfer_reference or o.payment_reference or "",
+                maker=o.created_by_label,
+                refundable=o.status in orders.REFUNDABLE,
+            )
+            for o in found
+        ]
+
+
+class AdminOrdersState(AdminBase):
+    rows: list[AdminOrderRow] = []
+    status_filter: str = "awaiting_payment"
+    # A fresh refund id per opened refund form: a double submit refunds once.
+    refund_key: str = ""
+
+    async def _reload(self) -> None:
+        self.rows = await asyncio.to_thread(_orders, self.status_filter)
+
+    @rx.event
+    async def load(self) -> EventSpec | None:
+        actor = await self._admin()
+        if not isinstance(actor, Actor):
+            return actor
+        self.refund_key = "ui-" + secrets.token_hex(8)
+        await self._reload()
+        return None
+
+    @rx.event
+    async def set_filter(self, value: str) -> EventSpec | None:
+        actor = await self._admin()
+        if not isinstance(actor, Actor):
+            return actor
+        if value in ORDER_FILTERS:
+            self.status_filter = value
+        await self._reload()
+        return None
+
+    @rx.event
+    async def approve(self, form: dict[str, str]) -> EventSpec | None:
+        actor = await self._admin()
+        if not isinstance(actor, Actor):
+            return actor
+        order_id, reference = str(form.get("order_id") or ""), str(form.get("reference") or "")
+        await self._run(
+            _apply(
+                lambda s: manual.approve(
+                    s, order_id=order_id, actor=actor, payment_reference=reference
+                )
+            ),
+            f"Order {order_id} approved and credited.",
+        )
+        await self._reload()
+        return None
+
+    @rx.event
+    async def reject(self, form: dict[str, str]) -> EventSpec | None:
+        actor = await self._admin()
+        if not isinstance(actor, Actor):
+            return actor
+        order_id, reason = str(form.get("order_id") or ""), str(form.get("reason") or "")
+        await self._run(
+            _apply(lambda s: manual.reject(s, order_id=order_id, actor=actor, reason=reason)),
+            f"Order {order_id} rejected.",
+        )
+        await self._reload()
+        return None
+
+    @rx.event
+    async def refund(self, form: dict[str, str]) -> EventSpec | None:
+        actor = await self._admin()
+        if not isinstance(actor, Actor):
+            return actor
+        order_id = str(form.get("order_id") or "")
+        currency = next((r["currency"] for r in self.rows if r["id"] == order_id), "EUR")
+        refund_id = f"{self.refund_key}-{order_id}"
+
+        def work() -> object:
+            amount = parse_minor(str(form.get("amount") or ""), currency, field="amount")
+            return refunds.refund_order(
+                order_id,
+                amount_minor=amount,
+                refund_id=refund_id,
+                actor=actor,
+                reason=str(form.get("reason") or ""),
+            )
+
+        await self._run(work, f"Refund {refund_id} done.")
+        self.refund_key = "ui-" + secrets.token_hex(8)
+        await self._reload()
+        return None
+
+
+class ModelRow(TypedDict):
+    name: str
+    input: str
+    output: str
+    cached: str
+    fee: str
+
+
+class MarginRow(TypedDict):
+    model: str
+    route: str
+    price: str
+    cost: str
+    margin: str
+    negative: bool
+
+
+def _models() -> tuple[list[ModelRow], list[MarginRow], list[dict[str, object]]]:
+    with db.session_scope(readonly=True) as session:
+        models = pricing_admin.list_models(session)
+        lines = pricing_admin.margins(session)
+    model_rows = [
+        ModelRow(
+            name=m.name,
+            input=format_credits(m.input_micros_per_mtok),
+            output=format_credits(m.output_micros_per_mtok),
+            cached=format_credits(m.cached_input_micros_per_mtok),
+            fee=format_credits(m.request_fee_micros),
+        )
+        for m in models
+    ]
+    margin_rows = [
+        MarginRow(
+            model=ln.model,
+            route=f"{ln.provider}/{ln.upstream_model}",
+            price=format_credits(ln.price_micros),
+            cost=format_credits(ln.cost_micros),
+            margin="n/a" if ln.margin_bps is None else f"{ln.margin_bps / 100:.2f}%",
+            negative=ln.margin_bps is not None and ln.margin_bps < 0,
+        )
+        for ln in lines
+    ]
+    # For the chart only (display floats); the table keeps the exact values.
+    chart = [
+        {
+            "label": f"{ln.model} via {ln.provider}",
+            "price": ln.price_micros / 1e6,
+            "cost": ln.cost_micros / 1e6,
+        }
+        for ln in lines
+    ]
+    return model_rows, margin_rows, chart
+
+
+class AdminModelsState(AdminBase):
+    models: list[ModelRow] = []
+    margin_rows: list[MarginRow] = []
+    chart: list[dict[str, object]] = []
+
+    async def _reload(self) -> None:
+        self.models, self.margin_rows, self.chart = await asyncio.to_thread(_models)
+
+    @rx.event
+    async def load(self) -> EventSpec | None:
+        actor = await self._admin()
+        if not isinstance(actor, Actor):
+            return actor
+        await self._reload()
+        return None
+
+    @rx.event
+    async def save_price(self, form: dict[str, str]) -> EventSpec | None:
+        actor = await self._admin()
+        if not isinstance(actor, Actor):
+            return actor
+        model = str(form.get("model") or "")
+
+        def work(session: Session) -> object:
+            price = Price(
+                parse_credits(str(form.get("input") or "0"), field="input price"),
+                parse_credits(str(form.get("output") or "0"), field="output price"),
+                parse_credits(str(form.get("cached") or "0"), field="cached input price"),
+                parse_credits(str(form.get("fee") or "0"), field="request fee"),
+            )
+            return pricing_admin.set_model_price(
+                session,
+                model=model,
+                price=price,
+                actor=actor,
+                acknowledge_loss=form.get("acknowledge") in ("on", "true", True),
+            )
+
+        await self._run(_apply(work), f"Price of {model} saved; new requests use it.")
+        await self._reload()
+        return None
+
+    @rx.var
+    def margin_figure(self) -> go.Figure:
+        figure = go.Figure()
+        labels = [str(c["label"]) for c in self.chart]
+        figure.add_bar(x=labels, y=[c["price"] for c in self.chart], name="price")
+        figure.add_bar(x=labels, y=[c["cost"] for c in self.chart], name="cost")
+        figure.update_layout(
+            title="Price and cost for 1,000 prompt + 500 completion tokens (credits)",
+            barmode="group",
+            height=340,
+            margin={"l": 50, "r": 10, "t": 40, "b": 80},
+            paper_bgcolor="rgba(0,0,0,0)",
+            plot_bgcolor="rgba(0,0,0,0)",
+            legend={"orientation": "h"},
+            yaxis={"tickformat": ",.6~f"},
+        )
+        return figure
+
+
+class AuditRow(TypedDict):
+    at: str
+    actor: str
+    action: str
+    target: str
+    before: str
+    after: str
+    reason: str
+
+
+def _audit(search: str) -> list[AuditRow]:
+    with db.session_scope(readonly=True) as session:
+        query = select(AuditEntry).order_by(col(AuditEntry.id).desc()).limit(200)
+        if search:
+            like = f"%{search}%"
+            query = query.where(
+                col(AuditEntry.action).like(like)
+                | col(AuditEntry.target_id).like(like)
+                | col(AuditEntry.actor_label).like(like)
+            )
+        return [
+            AuditRow(
+                at=e.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+                actor=e.actor_label,
+                action=e.action,
+                target=f"{e.target_type} {e.target_id}",
+                before=_compact(e.before_json),
+                after=_compact(e.after_json),
+                reason=e.reason,
+            )
+            for e in session.execute(query).scalars()
+        ]
+
+
+def _compact(value: str | None) -> str:
+    if not value:
+        return ""
+    data = json.loads(value)
+    return ", ".join(f"{k}={v}" for k, v in data.items()) if isinstance(data, dict) else value
+
+
+class AdminAuditState(AdminBase):
+    entries: list[AuditRow] = []
+    search: str = ""
+
+    @rx.event
+    async def load(self) -> EventSpec | None:
+        actor = await self._admin()
+        if not isinstance(actor, Actor):
+            return actor
+        self.entries = await asyncio.to_thread(_audit, self.search)
+        return None
+
+    @rx.event
+    async def set_search(self, value: str) -> EventSpec | None:
+        actor = await self._admin()
+        if not isinstance(actor, Actor):
+            return actor
+        self.search = value[:100]
+        self.entries = await asyncio.to_thread(_audit, self.search)
+        return None
