@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
 from creditdash.accounts.audit import Actor, record
@@ -49,8 +50,12 @@ def role_in(session: Session, *, user_id: int, customer_id: str) -> str | None:
 def invite(
     session: Session, *, customer_id: str, inviter: Actor, email: str, role: str = "member"
 ) -> str | None:
-    """Add a teammate. A new user gets a one-time password for the inviter to pass on (no mail
-    is sent from a self-hosted install); an existing user simply gains the workspace."""
+    """Add a teammate as a new user with a one-time password for the inviter to pass on (a
+    self-hosted install sends no mail).
+
+    An email that already has an account is refused: nothing proves that whoever registered it
+    owns the address, so joining it to this workspace unasked could hand the workspace to a
+    stranger who signed up with a colleague's address first."""
     if role not in INVITABLE_ROLES:
         raise ValidationFailed("role must be admin or member")
     assert inviter.user_id is not None
@@ -60,15 +65,19 @@ def invite(
     ):
         raise Forbidden("Only the workspace's owner or admins can invite teammates.")
     normalized = normalize_email(email)
-    user = get_user_by_email(session, normalized)
-    temporary = None
-    if user is None:
-        temporary = secrets.token_urlsafe(12)
-        user = create_user(session, email=normalized, password=temporary)
-    assert user.id is not None
-    if role_in(session, user_id=user.id, customer_id=customer_id) is not None:
-        raise Conflict(f"{normalized} is already in this workspace.")
-    session.add(Membership(customer_id=customer_id, user_id=user.id, role=role))
+    if get_user_by_email(session, normalized) is not None:
+        raise Conflict(
+            f"{normalized} already has an account; invitations to existing accounts "
+            "need their own acceptance, which this version does not offer yet."
+        )
+    temporary = secrets.token_urlsafe(12)
+    try:
+        with session.begin_nested():
+            user = create_user(session, email=normalized, password=temporary)
+            assert user.id is not None
+            session.add(Membership(customer_id=customer_id, user_id=user.id, role=role))
+    except IntegrityError:
+        raise Conflict(f"{normalized} was invited a moment ago.") from None
     record(
         session,
         actor=inviter,

@@ -229,6 +229,10 @@ def profile_form() -> rx.Component:
                     field(
                         "Address", rx.input(name="address_line1", default_value=p["address_line1"])
                     ),
+                    field(
+                        "Address line 2",
+                        rx.input(name="address_line2", default_value=p["address_line2"]),
+                    ),
                     field("City", rx.input(name="city", default_value=p["city"])),
                     field(
                         "Postal code", rx.input(name="postal_code", default_value=p["postal_code"])

@@ -12,6 +12,7 @@ from creditdash.accounts import signup, users
 from creditdash.accounts.audit import Actor
 from creditdash.errors import CreditdashError
 from creditdash.state.portal import PortalState, Workspace
+from creditdash.state.session import fresh_start
 
 
 def _change(user_id: int, current: str, new: str) -> None:
@@ -60,7 +61,7 @@ class AccountState(PortalState):
             return None
         # Every session ended with the change, this one too: sign in again.
         self.session_token = ""
-        return rx.redirect("/?changed=1")
+        return fresh_start("/")
 
     @rx.event
     async def invite(self, form: dict[str, str]) -> EventSpec | None:

@@ -63,6 +63,7 @@ class ProfileForm(TypedDict):
     is_business: bool
     tax_id: str
     address_line1: str
+    address_line2: str
     city: str
     postal_code: str
     billing_email: str
@@ -75,6 +76,7 @@ EMPTY_PROFILE = ProfileForm(
     is_business=False,
     tax_id="",
     address_line1="",
+    address_line2="",
     city="",
     postal_code="",
     billing_email="",
@@ -155,6 +157,7 @@ def _page(customer_id: str) -> Page:
             is_business=profile.is_business,
             tax_id=profile.tax_id,
             address_line1=profile.address_line1,
+            address_line2=profile.address_line2,
             city=profile.city,
             postal_code=profile.postal_code,
             billing_email=profile.billing_email,
@@ -207,9 +210,15 @@ def _open(customer_id: str, actor: Actor, package_name: str, quantity: int, manu
             accept_terms=True,
         )
         order_id, method = order.id, order.method
+        # What to pay and how comes from the order itself, never from the quote on screen.
+        instructions = (
+            f"Order {order.id} is open. Transfer {_money(order.gross_minor, order.currency)} "
+            f"with the reference {order.transfer_reference}; your credits arrive once it "
+            "is approved."
+        )
     if method == "checkout":
         return checkout.open_checkout(order_id, customer_id=customer_id).checkout_url or ""
-    return order_id
+    return instructions
 
 
 def _order_status(customer_id: str, order_id: str) -> tuple[str, str]:
@@ -227,6 +236,7 @@ def _save_profile(customer_id: str, actor: Actor, form: dict[str, object]) -> No
         is_business=form.get("is_business") in ("on", True, "true"),
         tax_id=str(form.get("tax_id") or ""),
         address_line1=str(form.get("address_line1") or ""),
+        address_line2=str(form.get("address_line2") or ""),
         city=str(form.get("city") or ""),
         postal_code=str(form.get("postal_code") or ""),
         billing_email=str(form.get("billing_email") or ""),
@@ -347,7 +357,8 @@ class BillingState(PortalState):
         where = await self._require()
         if not isinstance(where, Workspace):
             return where
-        self.quantity = int(value) if value.isdigit() else 1
+        self.quantity = int(value) if value.isascii() and value.isdigit() and len(value) < 5 else 1
+        self.accept_terms = False
         await self._requote(where)
         return None
 
@@ -376,11 +387,8 @@ class BillingState(PortalState):
             self.busy = False
         if manual:
             await self._reload(where)
-            reference = next((o["reference"] for o in self.orders if o["id"] == result), "")
-            self.notice = (
-                f"Order {result} is open. Transfer {self.quote_gross} to {self.seller_name} "
-                f"with the reference {reference}; your credits arrive once it is approved."
-            )
+            self.notice = result
+            self.accept_terms = False
             return None
         # The hosted payment page is not a dashboard route: a full navigation, same tab.
         return rx.call_script(f"window.location.assign({json.dumps(result)})")
@@ -438,7 +446,7 @@ class BillingState(PortalState):
         card = next((p for p in self.packages if p["name"] == self.selected), None)
         if card is None:
             return ["1"]
-        return [str(n) for n in range(card["min_quantity"], min(card["max_quantity"], 50) + 1)]
+        return [str(n) for n in range(card["min_quantity"], card["max_quantity"] + 1)]
 
     @rx.var
     def refund_policy(self) -> str:

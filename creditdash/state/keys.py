@@ -59,7 +59,7 @@ def _whole(text: str, label: str) -> int | None:
     text = (text or "").strip()
     if not text:
         return None
-    if not text.isdigit():
+    if not text.isascii() or not text.isdigit() or len(text) > 9:
         raise ValidationFailed(f"{label} must be a whole number")
     return int(text)
 
@@ -98,6 +98,7 @@ class KeysState(PortalState):
 
     @rx.event
     async def load(self) -> EventSpec | None:
+        self.new_key, self.error = "", ""
         where = await self._require()
         if not isinstance(where, Workspace):
             return where

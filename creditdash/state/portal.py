@@ -60,11 +60,12 @@ class PortalState(SessionState):
         self.workspace_role = chosen["role"]
         return Workspace(who, chosen["id"], chosen["role"])
 
-    async def _require(self) -> Workspace | EventSpec:
-        """The workspace, or the redirect to send a visitor without one back to sign-in."""
+    async def _require(self) -> Workspace | EventSpec | None:
+        """The workspace; a redirect to sign-in for visitors; None for a signed-in user who
+        belongs to no workspace (the page shows that instead of its data)."""
         found = await self._workspace()
         if found is None:
-            return rx.redirect("/" if not self.user_email else "/home")
+            return None if self.user_email else rx.redirect("/")
         return found
 
     @rx.event

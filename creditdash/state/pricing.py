@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from typing import TypedDict
+from urllib.parse import urlencode
 
 import reflex as rx
 
@@ -41,7 +42,7 @@ def _cards() -> list[PriceCard]:
                     bonus=format_credits(p.bonus_micros).rstrip("0").rstrip("."),
                     per_credit=f"{format_minor(per_credit_minor, p.currency)} {p.currency}",
                     manual_only=p.manual_only,
-                    href=f"/billing?package={p.name}",
+                    href="/billing?" + urlencode({"package": p.name}),
                 )
             )
         return cards

@@ -7,6 +7,7 @@ on each request, so sign-out and expiry take effect at once.
 from __future__ import annotations
 
 import asyncio
+import json
 from dataclasses import dataclass
 
 import reflex as rx
@@ -40,6 +41,14 @@ def _end(token: str) -> None:
         sessions.end_session(session, token)
 
 
+def fresh_start(path: str) -> EventSpec:
+    """Navigate with a new client token: the server-side state of this tab (keys shown once,
+    request details, billing data of the previous user) is left behind, never shown again."""
+    return rx.call_script(
+        f"window.sessionStorage.clear(); window.location.replace({json.dumps(path)})"
+    )
+
+
 class SessionState(rx.State):
     session_token: str = rx.Cookie(
         "",
@@ -67,4 +76,4 @@ class SessionState(rx.State):
             await asyncio.to_thread(_end, self.session_token)
         self.session_token = ""
         self.user_email, self.user_name, self.is_admin = "", "", False
-        return rx.redirect("/")
+        return fresh_start("/")

@@ -11,7 +11,7 @@ from reflex.event import EventSpec
 from creditdash.accounts import sessions
 from creditdash.errors import AuthenticationFailed
 from creditdash.settings import get_settings
-from creditdash.state.session import SessionState
+from creditdash.state.session import SessionState, fresh_start
 
 
 def _sign_in(email: str, password: str) -> tuple[str, bool]:
@@ -42,4 +42,4 @@ class SignInState(SessionState):
             self.error = exc.message
             return None
         self.session_token = token
-        return rx.redirect("/admin" if is_admin else "/home")
+        return fresh_start("/admin" if is_admin else "/home")

@@ -12,7 +12,7 @@ from creditdash import db
 from creditdash.accounts import sessions, signup
 from creditdash.errors import CreditdashError
 from creditdash.settings import get_settings
-from creditdash.state.session import SessionState
+from creditdash.state.session import SessionState, fresh_start
 
 
 def _sign_up(form: dict[str, str]) -> str:
@@ -44,4 +44,4 @@ class SignUpState(SessionState):
             self.error = exc.message
             return None
         self.session_token = token
-        return rx.redirect("/home")
+        return fresh_start("/home")

@@ -168,7 +168,7 @@ class UsageState(PortalState):
 
     @rx.event
     async def load(self) -> EventSpec | None:
-        self.page = 1
+        self.page, self.detail = 1, None
         return await self._reload()
 
     @rx.event

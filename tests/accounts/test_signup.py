@@ -75,3 +75,18 @@ def test_owner_invites_and_members_cannot(sqlite_engine: Engine) -> None:
             inviter=Actor.user(other_id, "stranger@example.com"),
             email="y@example.com",
         )
+
+
+def test_inviting_an_existing_account_is_refused_and_changes_nothing(sqlite_engine: Engine) -> None:
+    owner_id, customer_id = _sign_up()
+    _other_id, _other = _sign_up("colleague@example.com")
+    owner = Actor.user(owner_id, "founder@example.com")
+    with db.session_scope() as session, pytest.raises(Conflict, match="already has an account"):
+        signup.invite(
+            session, customer_id=customer_id, inviter=owner, email="Colleague@example.com"
+        )
+    with db.session_scope(readonly=True) as session:
+        colleague = users.get_user_by_email(session, "colleague@example.com")
+        assert colleague is not None and colleague.id is not None
+        assert [c.id for c, _r in customers_of_user(session, colleague.id)] != [customer_id]
+        users.authenticate(session, email="colleague@example.com", password="a-long-password-1")

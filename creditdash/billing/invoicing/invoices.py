@@ -93,8 +93,9 @@ def issue_invoice(session: Session, order: PaymentOrder) -> IssuedInvoice:
         return load(session, existing)
     seller = get_seller(session)
     tax = json.loads(order.tax_snapshot_json or "{}")
+    series, sequence, number = _next_number(session, seller.invoice_prefix, utcnow().year)
+    # Taken after the counter's lock, so numbers and issue times run in the same order.
     now = utcnow()
-    series, sequence, number = _next_number(session, seller.invoice_prefix, now.year)
     unit_minor = order.net_minor // order.quantity if order.net_minor % order.quantity == 0 else 0
     invoice = Invoice(
         number=number,
@@ -161,9 +162,15 @@ def issue_credit_note(session: Session, order: PaymentOrder, refund: Refund) -> 
     if original is None:
         raise NotFound(f"order {order.id} has no invoice to credit")
     assert original.id is not None
+    # Notes of refunds that later failed stay issued but no longer count as money returned.
     before = session.exec(
-        select(Invoice).where(
-            col(Invoice.credits_invoice_id) == original.id, col(Invoice.kind) == "credit_note"
+        select(Invoice)
+        .join(Refund, col(Refund.id) == col(Invoice.refund_id))
+        .where(
+            col(Invoice.credits_invoice_id) == original.id,
+            col(Invoice.kind) == "credit_note",
+            col(Refund.status) != "failed",
+            col(Invoice.refund_id) != refund.id,
         )
     ).all()
     gross_before = sum(note.gross_minor for note in before)
@@ -173,8 +180,8 @@ def issue_credit_note(session: Session, order: PaymentOrder, refund: Refund) -> 
     tax_minor = tax_after - tax_before
     net_minor = refund.amount_minor - tax_minor
     seller = get_seller(session)
+    series, sequence, number = _next_number(session, seller.credit_note_prefix, utcnow().year)
     now = utcnow()
-    series, sequence, number = _next_number(session, seller.credit_note_prefix, now.year)
     note = Invoice(
         number=number,
         series=series,

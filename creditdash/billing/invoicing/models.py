@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import BigInteger, CheckConstraint, Column, Index, Text, UniqueConstraint
+from sqlalchemy import BigInteger, CheckConstraint, Column, Index, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 from creditdash.timeutil import utcnow
@@ -105,6 +105,14 @@ class Invoice(SQLModel, table=True):
         ),
         UniqueConstraint("series", "sequence", name="uq_invoices_series_sequence"),
         Index("ix_invoices_customer_issued", "customer_id", "issued_at"),
+        # One invoice per order, whatever the locks: a partial unique index.
+        Index(
+            "uq_invoices_one_per_order",
+            "order_id",
+            unique=True,
+            sqlite_where=text("kind = 'invoice'"),
+            postgresql_where=text("kind = 'invoice'"),
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)

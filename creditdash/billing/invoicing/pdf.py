@@ -116,6 +116,10 @@ def render_pdf(issued: IssuedInvoice) -> bytes:
         ("Order", invoice.order_id),
         ("Payment reference", invoice.payment_reference),
     ]
+    decided = json.loads(invoice.tax_json or "{}").get("decided_on")
+    if decided:
+        # Tax is fixed when the order is opened (the amount the customer agreed to pay).
+        facts.append(("Tax determined on", str(decided)))
     for label, value in facts:
         pdf.set_text_color(*MUTED)
         pdf.cell(38, 5.5, label)

@@ -245,6 +245,11 @@ def save_seller(session: Session, *, data: SellerInput, actor: Actor) -> SellerP
     if unknown:
         raise ValidationFailed(f"unknown tax registrations: {', '.join(unknown)}")
     checked = check_tax_id(country, data.tax_id)
+    if country not in ("US", "CA"):
+        from creditdash.billing.invoicing.tax import rate_on
+
+        # A seller must be able to sell at home: refuse a country with no rate on file.
+        rate_on(session, country, utcnow().date())
     seller = session.get(SellerProfile, 1)
     before = describe_seller(seller) if seller else None
     if seller is None:

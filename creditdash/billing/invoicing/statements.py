@@ -84,11 +84,17 @@ class StatementRow:
         return [
             self.at.isoformat(),
             self.type,
-            self.reference,
-            self.description,
+            safe_cell(self.reference),
+            safe_cell(self.description),
             format_credits(self.amount_micros),
             format_credits(self.balance_after_micros),
         ]
+
+
+def safe_cell(text: str) -> str:
+    """Text a spreadsheet would run as a formula gets a leading apostrophe (amounts, which are
+    legitimately negative, are written without this)."""
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
 def parse_day(text: str, name: str) -> date:
@@ -194,9 +200,9 @@ def request_log_csv(session: Session, *, customer_id: str, period: Period) -> st
                 r.created_at.isoformat(),
                 r.id,
                 r.api_key_id,
-                r.public_model,
-                r.provider,
-                r.upstream_model,
+                safe_cell(r.public_model),
+                safe_cell(r.provider),
+                safe_cell(r.upstream_model),
                 "true" if r.stream else "false",
                 r.status,
                 r.http_status,

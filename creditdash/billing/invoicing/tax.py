@@ -10,7 +10,7 @@ Rules, first match wins:
 3. United Kingdom, Australia, New Zealand, Canada, when the seller is registered there: a
    registered business (valid VAT number / ABN / IRD / BN) -> reverse charge at 0%; consumers
    pay UK VAT, AU or NZ GST, or in Canada HST in the HST provinces and GST elsewhere.
-4. United States: no tax by default (out of scope).
+4. United States (checked first, so a US seller sells at home too): no tax by default.
 5. Everything else is outside the seller's registrations: out of scope at 0% with wording.
 
 Tax amounts round half-even to the minor unit, once per tax line.
@@ -131,6 +131,8 @@ def decide(session: Session, *, seller: SellerFacts, buyer: BuyerFacts, on: date
         return TaxDecision(jurisdiction, scheme, name, 0, wording, buyer.tax_id, day)
 
     country = buyer.country
+    if country == "US":
+        return zero(country, "out_of_scope", "Sales tax", "No US sales tax collected.")
     if country == seller.country:
         if country == "CA":
             return charged(_canada_jurisdiction(buyer.region))
@@ -145,8 +147,6 @@ def decide(session: Session, *, seller: SellerFacts, buyer: BuyerFacts, on: date
                 country, "reverse_charge", CONSUMER_TAX[country], REVERSE_CHARGE_WORDING[country]
             )
         return charged(_canada_jurisdiction(buyer.region) if country == "CA" else country)
-    if country == "US":
-        return zero(country, "out_of_scope", "Sales tax", "No US sales tax collected.")
     return zero(
         country,
         "out_of_scope",

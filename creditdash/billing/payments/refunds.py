@@ -331,7 +331,11 @@ def _finish(refund_id: str, provider_refund_id: str) -> Refund:
         assert refund is not None
         session.refresh(refund)
         if db.rowcount(finished) == 1:
-            issue_credit_note(session, orders.get_order(session, refund.order_id), refund)
+            order = orders.get_order(session, refund.order_id)
+            # Under the order's lock, so concurrent refunds split the tax over their notes
+            # from each other's committed notes.
+            orders.lock(session, order)
+            issue_credit_note(session, order, refund)
         session.expunge(refund)
     return refund
 

@@ -137,6 +137,13 @@ def upgrade() -> None:
             "ix_invoices_customer_issued", ["customer_id", "issued_at"], unique=False
         )
         batch_op.create_index(batch_op.f("ix_invoices_order_id"), ["order_id"], unique=False)
+        batch_op.create_index(
+            "uq_invoices_one_per_order",
+            ["order_id"],
+            unique=True,
+            sqlite_where=sa.text("kind = 'invoice'"),
+            postgresql_where=sa.text("kind = 'invoice'"),
+        )
 
     op.create_table(
         "invoice_lines",
@@ -313,6 +320,7 @@ def downgrade() -> None:
 
     op.drop_table("invoice_lines")
     with op.batch_alter_table("invoices", schema=None) as batch_op:
+        batch_op.drop_index("uq_invoices_one_per_order")
         batch_op.drop_index(batch_op.f("ix_invoices_order_id"))
         batch_op.drop_index("ix_invoices_customer_issued")
 

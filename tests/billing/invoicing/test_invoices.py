@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import threading
-from datetime import date
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -19,6 +18,7 @@ from creditdash.billing.invoicing import invoices, profiles
 from creditdash.billing.invoicing.models import Invoice, TaxRate
 from creditdash.billing.payments import refunds
 from creditdash.billing.payments.models import PaymentOrder
+from creditdash.errors import ValidationFailed
 from creditdash.timeutil import utcnow
 from tests.billing.shop import Shop, session_event
 
@@ -176,21 +176,24 @@ def test_refunds_issue_credit_notes_that_add_up(shop: Shop) -> None:
     rate_bp=st.integers(min_value=0, max_value=10_000),
 )
 def test_invoice_totals_are_exact(shop: Shop, unit_minor: int, quantity: int, rate_bp: int) -> None:
+    from decimal import ROUND_HALF_EVEN, Decimal
+
     from creditdash.billing.payments.packages import PackageSpec, save_package
 
+    today = utcnow().date()
     with db.session_scope() as session:
-        session.execute(text("DELETE FROM tax_rates WHERE jurisdiction = 'US'"))
-        session.add(
-            TaxRate(
-                jurisdiction="US",
-                tax_name="Sales tax",
-                rate_bp=rate_bp,
-                valid_from=date(2000, 1, 1),
-            )
+        # A German consumer of the German demo seller, at a rate in force from today.
+        profiles.save_billing_profile(
+            session,
+            customer_id=shop.customer_id,
+            data=profiles.ProfileInput(legal_name="Prop GmbH", country="DE"),
+            actor=CLI,
         )
-        # Tax the US buyer like a domestic one for this property.
-        seller = profiles.get_seller(session)
-        seller.country = "US"
+        session.execute(
+            text("DELETE FROM tax_rates WHERE jurisdiction = 'DE' AND valid_from = :d"),
+            {"d": today},
+        )
+        session.add(TaxRate(jurisdiction="DE", tax_name="VAT", rate_bp=rate_bp, valid_from=today))
         save_package(
             session,
             spec=PackageSpec(
@@ -206,7 +209,64 @@ def test_invoice_totals_are_exact(shop: Shop, unit_minor: int, quantity: int, ra
     with db.session_scope(readonly=True) as session:
         invoice = next(i for i in invoices.list_invoices(session) if i.order_id == order.id)
         issued = invoices.load(session, invoice)
+    net = unit_minor * quantity
+    expected_tax = int(
+        (Decimal(net) * rate_bp / 10_000).quantize(Decimal(1), rounding=ROUND_HALF_EVEN)
+    )
     lines = sum(ln.net_minor for ln in issued.lines)
     taxes = sum(t.amount_minor for t in issued.tax_lines)
-    assert invoice.gross_minor == lines + taxes == order.gross_minor
-    assert invoice.net_minor == unit_minor * quantity
+    assert (invoice.net_minor, invoice.tax_minor) == (net, expected_tax)
+    assert invoice.gross_minor == lines + taxes == net + expected_tax == order.gross_minor
+    assert [t.rate_bp for t in issued.tax_lines] == [rate_bp]
+
+
+def test_credit_notes_never_exceed_the_invoice_after_a_failed_refund(stripe_shop: Shop) -> None:
+    shop = stripe_shop
+    _profile(shop)
+    order = shop.order("Growth")
+    shop.post_event(session_event(order, payment_intent="pi_cn"), provider="stripe")
+    paid = shop.get(order.id)
+    done = refunds.refund_order(
+        paid.id, amount_minor=paid.gross_minor, refund_id="cn-all", actor=CLI, reason="x"
+    )
+    failed = {
+        "id": "evt_cn_failed",
+        "type": "refund.failed",
+        "data": {
+            "object": {
+                "id": done.provider_refund_id,
+                "status": "failed",
+                "metadata": {"refund_id": "cn-all"},
+            }
+        },
+    }
+    assert shop.post_event(failed, provider="stripe").json()["outcome"] == "refund_failed"
+    refunds.refund_order(
+        paid.id, amount_minor=paid.gross_minor, refund_id="cn-again", actor=CLI, reason="x"
+    )
+    found = _invoices(shop.customer_id)
+    [invoice] = [i for i in found if i.kind == "invoice"]
+    live = [i for i in found if i.kind == "credit_note" and i.refund_id == "cn-again"]
+    assert [(n.gross_minor, n.tax_minor) for n in live] == [
+        (invoice.gross_minor, invoice.tax_minor)
+    ]
+    shop.verify_ledger()
+
+
+def test_us_seller_sells_at_home_without_tax(shop: Shop) -> None:
+    with db.session_scope() as session:
+        profiles.save_seller(
+            session,
+            data=profiles.SellerInput(legal_name="Creditdash Inc.", country="US"),
+            actor=CLI,
+        )
+        # A country with no rate on file cannot be a seller's home.
+        with pytest.raises(ValidationFailed, match="no tax rate for CH"):
+            profiles.save_seller(
+                session,
+                data=profiles.SellerInput(legal_name="Creditdash AG", country="CH"),
+                actor=CLI,
+            )
+    _profile(shop, country="US", legal_name="Buyer LLC")
+    order = shop.order("Starter")
+    assert (order.tax_minor, order.tax_scheme) == (0, "out_of_scope")

@@ -190,3 +190,37 @@ def test_request_log_and_cli_export(shop: Shop, tmp_path: object) -> None:
         ],
     )
     assert bad.exit_code == 1 and "ends before it starts" in bad.output
+
+
+def test_csv_cells_cannot_become_formulas(shop: Shop) -> None:
+    with db.session_scope() as session:
+        adjustments.grant_credits(
+            session,
+            customer_id=shop.customer_id,
+            amount_micros=1_000_000,
+            reason='=HYPERLINK("http://evil.invalid","x")',
+            actor=CLI,
+            idempotency_key="csv-1",
+        )
+        adjustments.debit_credits(
+            session,
+            customer_id=shop.customer_id,
+            amount_micros=500_000,
+            reason="+1 correction",
+            actor=CLI,
+            idempotency_key="csv-2",
+        )
+    today = utcnow().date()
+    with db.session_scope(readonly=True) as session:
+        text = statements.statement_csv(
+            statements.statement(
+                session,
+                customer_id=shop.customer_id,
+                period=statements.Period.of_days(today, today),
+            )
+        )
+    rows = _rows(text)
+    descriptions = [r["description"] for r in rows]
+    assert '\'=HYPERLINK("http://evil.invalid","x")' in descriptions
+    assert "'+1 correction" in descriptions
+    assert [r["amount"] for r in rows if r["type"] == "adjustment"] == ["-0.500000"]
