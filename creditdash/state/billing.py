@@ -390,7 +390,10 @@ class BillingState(PortalState):
             self.notice = result
             self.accept_terms = False
             return None
-        # The hosted payment page is not a dashboard route: a full navigation, same tab.
+        # The hosted payment page is not a dashboard route: a full navigation, same tab. The
+        # sandbox's page is served by this app: keep the origin the customer is on.
+        if "/sandbox/checkout/" in result:
+            result = "/sandbox/checkout/" + result.split("/sandbox/checkout/", 1)[1]
         return rx.call_script(f"window.location.assign({json.dumps(result)})")
 
     @rx.event

@@ -31,6 +31,7 @@ def _app_env(tmp: Path, port: int) -> dict[str, str]:
             "CREDITDASH_DATABASE_URL": f"sqlite:///{tmp / 'e2e.db'}",
             "CREDITDASH_DATA_DIR": str(tmp / "data"),
             "CREDITDASH_PORT": str(port),
+            "CREDITDASH_PUBLIC_URL": f"http://127.0.0.1:{port}",
             "REFLEX_DIR": str(ROOT / ".reflex-home"),
             "REFLEX_TELEMETRY_ENABLED": "0",
             "REFLEX_CHECK_LATEST_VERSION": "0",

@@ -186,7 +186,16 @@ async def _sandbox_pay(request: Request, settings: Settings) -> Response:
         error = "The test payment could not be delivered; nothing was charged. Try again."
         return HTMLResponse(_checkout_page(order, settings, error=error), 502)
     success_url, _ = return_urls(order, settings)
-    return RedirectResponse(success_url, status_code=303)
+    # Back on the same origin the page was opened on (its path only): the browser keeps its
+    # session cookie even when CREDITDASH_PUBLIC_URL names another host for the same app.
+    return RedirectResponse(_path_only(success_url), status_code=303)
+
+
+def _path_only(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return parts.path + ("?" + parts.query if parts.query else "")
 
 
 def _policy_text(settings: Settings) -> str:
