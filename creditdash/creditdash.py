@@ -11,7 +11,12 @@ from starlette.applications import Starlette
 from creditdash.billing.holds import expire_holds_forever
 from creditdash.pages.account import account_page
 from creditdash.pages.admin import admin_page
-from creditdash.pages.admin_ops import admin_audit_page, admin_models_page, admin_orders_page
+from creditdash.pages.admin_ops import (
+    admin_audit_page,
+    admin_models_page,
+    admin_orders_page,
+    admin_providers_page,
+)
 from creditdash.pages.billing import billing_page
 from creditdash.pages.home import home_page
 from creditdash.pages.keys import keys_page
@@ -22,7 +27,12 @@ from creditdash.pages.usage import usage_page
 from creditdash.proxy.app import create_app as create_gateway
 from creditdash.state.account import AccountState
 from creditdash.state.admin import AdminState
-from creditdash.state.admin_ops import AdminAuditState, AdminModelsState, AdminOrdersState
+from creditdash.state.admin_ops import (
+    AdminAuditState,
+    AdminModelsState,
+    AdminOrdersState,
+    AdminProvidersState,
+)
 from creditdash.state.billing import BillingState
 from creditdash.state.keys import KeysState
 from creditdash.state.overview import OverviewState
@@ -85,6 +95,12 @@ app.add_page(
     route="/admin/models",
     title="Prices · admin · creditdash",
     on_load=AdminModelsState.load,
+)
+app.add_page(
+    admin_providers_page,
+    route="/admin/providers",
+    title="Providers · admin · creditdash",
+    on_load=AdminProvidersState.load,
 )
 app.add_page(
     admin_audit_page,

@@ -8,6 +8,7 @@ ADMIN_NAV = [
     ("Customers", "/admin"),
     ("Payment orders", "/admin/orders"),
     ("Prices and margins", "/admin/models"),
+    ("Providers", "/admin/providers"),
     ("Audit log", "/admin/audit"),
 ]
 

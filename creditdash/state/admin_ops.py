@@ -20,7 +20,8 @@ from creditdash.accounts.models import AuditEntry
 from creditdash.billing.money import format_credits, format_minor, parse_credits, parse_minor
 from creditdash.billing.payments import manual, orders, refunds
 from creditdash.billing.pricing import Price
-from creditdash.proxy import pricing_admin
+from creditdash.errors import CreditdashError, ValidationFailed
+from creditdash.proxy import pricing_admin, providers_admin
 from creditdash.state.admin import AdminBase, _apply
 
 ORDER_FILTERS = [
@@ -327,4 +328,83 @@ class AdminAuditState(AdminBase):
             return actor
         self.search = value[:100]
         self.entries = await asyncio.to_thread(_audit, self.search)
+        return None
+
+
+class ProviderRow(TypedDict):
+    name: str
+    kind: str
+    base_url: str
+    key_hint: str
+    timeout_s: int
+    enabled: bool
+
+
+def _providers() -> list[ProviderRow]:
+    with db.session_scope(readonly=True) as session:
+        return [
+            ProviderRow(
+                name=p.name,
+                kind=p.kind,
+                base_url=p.base_url,
+                key_hint=p.key_hint,
+                timeout_s=p.timeout_s,
+                enabled=p.enabled,
+            )
+            for p in providers_admin.list_providers(session)
+        ]
+
+
+def _check(name: str) -> str:
+    with db.session_scope(readonly=True) as session:
+        result = providers_admin.check_connection(session, name=name)
+    verdict = "OK" if result.ok else "Failed"
+    return f"{name}: {verdict}: {result.message} ({result.latency_ms} ms)"
+
+
+class AdminProvidersState(AdminBase):
+    providers: list[ProviderRow] = []
+
+    @rx.event
+    async def load(self) -> EventSpec | None:
+        actor = await self._admin()
+        if not isinstance(actor, Actor):
+            return actor
+        self.providers = await asyncio.to_thread(_providers)
+        return None
+
+    @rx.event
+    async def save(self, form: dict[str, str]) -> EventSpec | None:
+        actor = await self._admin()
+        if not isinstance(actor, Actor):
+            return actor
+        timeout = str(form.get("timeout_s") or "300")
+
+        def work(session: Session) -> object:
+            if not (timeout.isascii() and timeout.isdigit()):
+                raise ValidationFailed("the timeout is a whole number of seconds")
+            return providers_admin.save_provider(
+                session,
+                name=str(form.get("name") or ""),
+                base_url=str(form.get("base_url") or ""),
+                api_key=str(form.get("api_key") or ""),
+                timeout_s=int(timeout),
+                enabled=form.get("enabled") in ("on", "true", True),
+                actor=actor,
+            )
+
+        await self._run(_apply(work), f"Provider {form.get('name')} saved.")
+        self.providers = await asyncio.to_thread(_providers)
+        return None
+
+    @rx.event
+    async def check(self, name: str) -> EventSpec | None:
+        actor = await self._admin()
+        if not isinstance(actor, Actor):
+            return actor
+        self.admin_error = self.admin_notice = ""
+        try:
+            self.admin_notice = await asyncio.to_thread(_check, name)
+        except CreditdashError as exc:
+            self.admin_error = exc.message
         return None
