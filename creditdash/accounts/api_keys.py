@@ -127,6 +127,18 @@ def find_active_key(session: Session, raw_key: str) -> ApiKey | None:
     ).scalar_one_or_none()
 
 
+def find_unrevoked_key(session: Session, raw_key: str) -> tuple[ApiKey, str] | None:
+    """The unrevoked key for a raw key and its workspace's status (active or suspended)."""
+    if not raw_key or len(raw_key) > MAX_KEY_CHARS:
+        return None
+    row = session.execute(
+        select(ApiKey, col(Customer.status))
+        .join(Customer, col(Customer.id) == col(ApiKey.customer_id))
+        .where(col(ApiKey.key_hash) == hash_key(raw_key), col(ApiKey.revoked_at).is_(None))
+    ).first()
+    return None if row is None else (row[0], str(row[1]))
+
+
 def list_keys(session: Session, *, customer_id: str) -> list[ApiKey]:
     """The customer's keys, newest first (revoked ones too, marked by revoked_at)."""
     return list(

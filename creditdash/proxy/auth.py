@@ -16,9 +16,10 @@ from sqlalchemy import select
 from sqlmodel import col
 
 from creditdash import db
-from creditdash.accounts.api_keys import find_active_key, hash_key
+from creditdash.accounts.api_keys import find_unrevoked_key, hash_key
 from creditdash.accounts.models import Customer
 from creditdash.billing.models import LedgerAccount
+from creditdash.proxy.errors import GatewayError
 
 KEY_CACHE_TTL_S = 5.0
 KEY_CACHE_MAX = 10_000
@@ -33,6 +34,8 @@ class KeyInfo:
     concurrency_limit: int | None
     monthly_spend_cap_micros: int | None
     allowed_models: frozenset[str] | None
+    # A suspended workspace's keys are known but refused (403), unlike unknown keys (401).
+    suspended: bool = False
 
     def may_use(self, model: str) -> bool:
         return self.allowed_models is None or model in self.allowed_models
@@ -40,9 +43,10 @@ class KeyInfo:
 
 def lookup_key(raw_key: str) -> KeyInfo | None:
     with db.session_scope(readonly=True) as session:
-        key = find_active_key(session, raw_key)
-        if key is None:
+        found = find_unrevoked_key(session, raw_key)
+        if found is None:
             return None
+        key, status = found
         account_id = session.execute(
             select(col(LedgerAccount.id)).where(col(LedgerAccount.customer_id) == key.customer_id)
         ).scalar_one()
@@ -63,7 +67,19 @@ def lookup_key(raw_key: str) -> KeyInfo | None:
             concurrency_limit=key.concurrency_limit,
             monthly_spend_cap_micros=key.monthly_spend_cap_micros,
             allowed_models=frozenset(allowed) if allowed is not None else None,
+            suspended=status != "active",
         )
+
+
+def _refuse_suspended(info: KeyInfo | None) -> KeyInfo | None:
+    if info is not None and info.suspended:
+        raise GatewayError(
+            403,
+            "This workspace is suspended; contact the operator.",
+            "permission_error",
+            "workspace_suspended",
+        )
+    return info
 
 
 class KeyCache:
@@ -82,13 +98,13 @@ class KeyCache:
         now = time.monotonic()
         cached = self._entries.get(digest)
         if cached is not None and cached[0] > now:
-            return cached[1]
+            return _refuse_suspended(cached[1])
         info = await asyncio.to_thread(lookup_key, raw)
         self._entries[digest] = (now + self.ttl_s, info)
         self._entries.move_to_end(digest)
         while len(self._entries) > self.max_entries:
             self._entries.popitem(last=False)
-        return info
+        return _refuse_suspended(info)
 
     def clear(self) -> None:
         self._entries.clear()
