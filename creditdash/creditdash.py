@@ -16,6 +16,7 @@ from creditdash.pages.admin_ops import (
     admin_models_page,
     admin_orders_page,
     admin_providers_page,
+    admin_requests_page,
 )
 from creditdash.pages.billing import billing_page
 from creditdash.pages.home import home_page
@@ -32,6 +33,7 @@ from creditdash.state.admin_ops import (
     AdminModelsState,
     AdminOrdersState,
     AdminProvidersState,
+    AdminRequestsState,
 )
 from creditdash.state.billing import BillingState
 from creditdash.state.keys import KeysState
@@ -101,6 +103,12 @@ app.add_page(
     route="/admin/providers",
     title="Providers · admin · creditdash",
     on_load=AdminProvidersState.load,
+)
+app.add_page(
+    admin_requests_page,
+    route="/admin/requests",
+    title="Requests · admin · creditdash",
+    on_load=AdminRequestsState.load,
 )
 app.add_page(
     admin_audit_page,

@@ -18,6 +18,7 @@ from creditdash.errors import NotFound, ValidationFailed
 from creditdash.timeutil import utcnow
 
 MAX_PAGE_SIZE = 100
+MAX_PAGE = 10_000
 MAX_CHART_DAYS = 366
 _CHARGED = col(UsageRecord.price_micros) - col(UsageRecord.unbilled_micros)
 
@@ -113,16 +114,17 @@ def daily_usage(
 def list_requests(
     session: Session,
     *,
-    customer_id: str,
+    customer_id: str | None,
     filters: RequestFilters,
     page: int = 1,
     page_size: int = 25,
 ) -> tuple[list[UsageRecord], int]:
-    """One page of the customer's request log, newest first, and how many match in all."""
+    """One page of the customer's request log (customer_id None: every customer's, for admins),
+    newest first, and how many match in all."""
     if not 1 <= page_size <= MAX_PAGE_SIZE:
         raise ValidationFailed(f"page size must be 1-{MAX_PAGE_SIZE}")
-    page = max(1, page)
-    conditions = [col(UsageRecord.customer_id) == customer_id]
+    page = min(max(1, page), MAX_PAGE)
+    conditions = [] if customer_id is None else [col(UsageRecord.customer_id) == customer_id]
     if filters.model:
         conditions.append(col(UsageRecord.public_model) == filters.model)
     if filters.api_key_id:
@@ -134,7 +136,9 @@ def list_requests(
     if filters.last_day:
         end = _day_start(filters.last_day + timedelta(days=1))
         conditions.append(col(UsageRecord.created_at) < end)
-    total = session.execute(select(func.count()).where(*conditions)).scalar_one()
+    total = session.execute(
+        select(func.count()).select_from(UsageRecord).where(*conditions)
+    ).scalar_one()
     rows = session.execute(
         select(UsageRecord)
         .where(*conditions)
@@ -161,3 +165,42 @@ def models_used(session: Session, *, customer_id: str) -> list[str]:
             .order_by(col(UsageRecord.public_model))
         ).scalars()
     )
+
+
+@dataclass(frozen=True)
+class DailyMargin:
+    day: date
+    revenue_micros: int
+    cost_micros: int
+    requests: int
+
+    @property
+    def margin_micros(self) -> int:
+        return self.revenue_micros - self.cost_micros
+
+
+def daily_margin(session: Session, *, first_day: date, last_day: date) -> list[DailyMargin]:
+    """What customers were charged and what the upstreams cost, per UTC day, all customers."""
+    if last_day < first_day or (last_day - first_day).days >= MAX_CHART_DAYS:
+        raise ValidationFailed(f"choose a range of 1 to {MAX_CHART_DAYS} days")
+    day = _day_of(session)
+    rows = session.execute(
+        select(
+            day, func.sum(_CHARGED), func.sum(col(UsageRecord.upstream_cost_micros)), func.count()
+        )
+        .where(
+            col(UsageRecord.created_at) >= _day_start(first_day),
+            col(UsageRecord.created_at) < _day_start(last_day + timedelta(days=1)),
+        )
+        .group_by(day)
+        .order_by(day)
+    ).all()
+    return [
+        DailyMargin(
+            raw if isinstance(raw, date) else date.fromisoformat(str(raw)),
+            int(revenue),
+            int(cost),
+            int(count),
+        )
+        for raw, revenue, cost, count in rows
+    ]

@@ -9,6 +9,7 @@ ADMIN_NAV = [
     ("Payment orders", "/admin/orders"),
     ("Prices and margins", "/admin/models"),
     ("Providers", "/admin/providers"),
+    ("Requests", "/admin/requests"),
     ("Audit log", "/admin/audit"),
 ]
 

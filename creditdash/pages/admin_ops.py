@@ -13,6 +13,8 @@ from creditdash.state.admin_ops import (
     AdminOrderRow,
     AdminOrdersState,
     AdminProvidersState,
+    AdminRequestRow,
+    AdminRequestsState,
     AuditRow,
     MarginRow,
     ModelRow,
@@ -338,5 +340,83 @@ def admin_providers_page() -> rx.Component:
         rx.card(
             rx.vstack(rx.heading("Add a provider", size="4"), _provider_form(None), spacing="2"),
             width="100%",
+        ),
+    )
+
+
+def _request_row(row: AdminRequestRow) -> rx.Component:
+    return rx.table.row(
+        rx.table.cell(rx.text(row["at"], size="1")),
+        rx.table.cell(rx.code(row["id"], size="1")),
+        rx.table.cell(rx.text(row["customer_id"], size="1")),
+        rx.table.cell(row["model"]),
+        rx.table.cell(rx.text(row["provider"], size="1")),
+        rx.table.cell(rx.badge(row["status"])),
+        rx.table.cell(row["tokens"]),
+        rx.table.cell(row["cost"]),
+        rx.table.cell(row["upstream_cost"]),
+        rx.table.cell(f"{row['latency_ms']} ms"),
+    )
+
+
+def admin_requests_page() -> rx.Component:
+    return page_layout(
+        admin_nav(),
+        rx.flex(
+            rx.heading("Requests", size="7"),
+            rx.spacer(),
+            rx.link(
+                rx.button(rx.icon("download", size=16), "Export CSV (30 days)", variant="soft"),
+                href=AdminRequestsState.export_url,
+                is_external=True,
+            ),
+            width="100%",
+            align="center",
+        ),
+        rx.card(
+            rx.plotly(
+                data=AdminRequestsState.revenue_figure,
+                use_resize_handler=True,
+                style={"width": "100%", "height": "320px"},
+            ),
+            width="100%",
+        ),
+        rx.form(
+            rx.flex(
+                rx.input(name="customer", placeholder="customer id", size="2"),
+                rx.input(name="model", placeholder="model", size="2"),
+                rx.input(name="status", placeholder="status (ok, upstream_error, …)", size="2"),
+                rx.button("Filter", type="submit"),
+                spacing="2",
+                wrap="wrap",
+            ),
+            on_submit=AdminRequestsState.apply,
+        ),
+        _table(
+            (
+                "Time (UTC)",
+                "Request",
+                "Customer",
+                "Model",
+                "Provider",
+                "Status",
+                "Tokens",
+                "Charged",
+                "Upstream cost",
+                "Latency",
+            ),
+            rx.foreach(AdminRequestsState.rows, _request_row),
+        ),
+        rx.flex(
+            rx.button("Previous", variant="soft", on_click=AdminRequestsState.turn(-1)),
+            rx.text(
+                AdminRequestsState.total.to_string(),
+                " requests · page ",
+                AdminRequestsState.page.to_string(),
+                size="2",
+            ),
+            rx.button("Next", variant="soft", on_click=AdminRequestsState.turn(1)),
+            spacing="3",
+            align="center",
         ),
     )

@@ -92,3 +92,17 @@ def test_request_log_pages_and_filters(engine: Engine) -> None:
     assert alpha_total == 4 and {r.public_model for r in alpha} == {"alpha"}
     assert failed_total == 3
     assert all(r.customer_id == customer_id for r in first + third + alpha + failed)
+
+
+def test_daily_margin_across_customers(engine: Engine) -> None:
+    _requests(engine, 3)
+    _requests(engine, 2)
+    today = utcnow().date()
+    with db.session_scope(readonly=True) as session:
+        [day] = usage.daily_margin(session, first_day=today, last_day=today)
+        _rows, everyone = usage.list_requests(
+            session, customer_id=None, filters=usage.RequestFilters()
+        )
+    assert day.requests == everyone == 5
+    assert day.revenue_micros == sum(100 + n for n in range(3)) + sum(100 + n for n in range(2))
+    assert day.margin_micros == day.revenue_micros - day.cost_micros

@@ -65,6 +65,14 @@ def _statement(viewer: Viewer, customer_id: str, first: str, last: str, kind: st
         return statements.statement_csv(rows)
 
 
+def _all_requests(customer_id: str | None, first: str, last: str) -> str:
+    period = statements.Period.of_days(
+        statements.parse_day(first, "from"), statements.parse_day(last, "to")
+    )
+    with db.session_scope(readonly=True) as session:
+        return statements.request_log_csv(session, customer_id=customer_id, period=period)
+
+
 def _refusal(exc: CreditdashError) -> Response:
     status = 404 if isinstance(exc, NotFound) else 400
     return JSONResponse({"error": exc.message}, status_code=status)
@@ -118,7 +126,33 @@ def document_routes() -> list[Route]:
             },
         )
 
+    async def all_requests_csv(request: Request) -> Response:
+        viewer = await asyncio.to_thread(_viewer, request.cookies.get(SESSION_COOKIE))
+        if viewer is None:
+            return JSONResponse({"error": "sign in first"}, status_code=401)
+        if not viewer.is_admin:
+            return JSONResponse({"error": "not found"}, status_code=404)
+        query = request.query_params
+        try:
+            text = await asyncio.to_thread(
+                _all_requests,
+                query.get("customer") or None,
+                query.get("from", ""),
+                query.get("to", ""),
+            )
+        except CreditdashError as exc:
+            return _refusal(exc)
+        return Response(
+            text,
+            media_type="text/csv; charset=utf-8",
+            headers={
+                "content-disposition": 'attachment; filename="requests.csv"',
+                "cache-control": "private, no-store",
+            },
+        )
+
     return [
         Route("/billing/invoices/{number}.pdf", invoice_pdf, methods=["GET"]),
+        Route("/admin/requests.csv", all_requests_csv, methods=["GET"]),
         Route("/billing/statement.csv", statement_csv, methods=["GET"]),
     ]

@@ -181,17 +181,20 @@ def statement_csv(rows: Iterable[StatementRow]) -> str:
     return out.getvalue()
 
 
-def request_log_csv(session: Session, *, customer_id: str, period: Period) -> str:
+def request_log_csv(session: Session, *, customer_id: str | None, period: Period) -> str:
+    """The request log as CSV; customer_id None: every customer's (admins only)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(REQUEST_LOG_HEADER)
+    conditions = [
+        col(UsageRecord.created_at) >= period.start,
+        col(UsageRecord.created_at) < period.end,
+    ]
+    if customer_id is not None:
+        conditions.append(col(UsageRecord.customer_id) == customer_id)
     records = session.execute(
         select(UsageRecord)
-        .where(
-            col(UsageRecord.customer_id) == customer_id,
-            col(UsageRecord.created_at) >= period.start,
-            col(UsageRecord.created_at) < period.end,
-        )
+        .where(*conditions)
         .order_by(col(UsageRecord.created_at), col(UsageRecord.id))
     ).scalars()
     for r in records:

@@ -142,3 +142,14 @@ def test_cli_profile_and_invoice_pdf(shop: Shop, tmp_path: Path) -> None:
     assert wrote.exit_code == 0 and out.read_bytes().startswith(b"%PDF")
     missing = CliRunner().invoke(main, ["invoices", "pdf", "CD-1999-000001", "--out", str(out)])
     assert missing.exit_code == 1 and "no invoice" in missing.output
+
+
+def test_request_log_across_customers_is_for_admins_only(shop: Shop) -> None:
+    today = utcnow().date().isoformat()
+    url = f"{shop.base_url}/admin/requests.csv"
+    params = {"from": today, "to": today}
+    customer = httpx.get(url, params=params, cookies=_cookie_for_customer(shop.customer_id))
+    assert customer.status_code == 404 and "date" not in customer.text
+    assert shop.checker.user_id is not None
+    admin = httpx.get(url, params=params, cookies=_cookie_for_user(shop.checker.user_id))
+    assert admin.status_code == 200 and admin.text.startswith("date,request_id")
