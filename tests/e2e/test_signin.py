@@ -31,15 +31,16 @@ def test_gateway_and_dashboard_share_one_port(app_url: str) -> None:
 def test_openai_sdk_calls_the_gateway_on_the_app_port(app_url: str) -> None:
     import openai
 
+    headers = {"Authorization": f"Bearer {DEMO_KEY['key']}"}
+    before = Decimal(httpx.get(app_url + "/v1/credits", headers=headers).json()["balance"])
     client = openai.OpenAI(api_key=DEMO_KEY["key"], base_url=app_url + "/v1", max_retries=0)
     reply = client.chat.completions.create(
         model="gpt-4o-mini", messages=[{"role": "user", "content": "Hello"}], max_tokens=8
     )
     assert reply.choices[0].message.content
-    credits = httpx.get(
-        app_url + "/v1/credits", headers={"Authorization": f"Bearer {DEMO_KEY['key']}"}
-    ).json()
-    assert Decimal(credits["balance"]) < Decimal("25")
+    credits = httpx.get(app_url + "/v1/credits", headers=headers).json()
+    cost = Decimal(str(reply.usage.model_extra["cost"]))  # type: ignore[union-attr,index]
+    assert cost > 0 and Decimal(credits["balance"]) == before - cost
     assert credits["held"] == "0.000000"
 
 
