@@ -17,6 +17,7 @@ from creditdash.pages.admin_ops import (
     admin_orders_page,
     admin_providers_page,
     admin_requests_page,
+    admin_sales_page,
 )
 from creditdash.pages.billing import billing_page
 from creditdash.pages.home import home_page
@@ -34,6 +35,7 @@ from creditdash.state.admin_ops import (
     AdminOrdersState,
     AdminProvidersState,
     AdminRequestsState,
+    AdminSalesState,
 )
 from creditdash.state.billing import BillingState
 from creditdash.state.keys import KeysState
@@ -109,6 +111,12 @@ app.add_page(
     route="/admin/requests",
     title="Requests · admin · creditdash",
     on_load=AdminRequestsState.load,
+)
+app.add_page(
+    admin_sales_page,
+    route="/admin/sales",
+    title="Packages and invoices · admin · creditdash",
+    on_load=AdminSalesState.load,
 )
 app.add_page(
     admin_audit_page,

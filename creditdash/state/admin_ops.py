@@ -544,3 +544,115 @@ class AdminRequestsState(AdminBase):
         if self.customer:
             query["customer"] = self.customer
         return "/admin/requests.csv?" + urlencode(query)
+
+
+class PackageRow(TypedDict):
+    name: str
+    kind: str
+    currency: str
+    unit_price: str
+    credits: str
+    bonus: str
+    min_quantity: int
+    max_quantity: int
+    active: bool
+    description: str
+
+
+class AdminInvoiceRow(TypedDict):
+    number: str
+    kind: str
+    issued: str
+    customer_id: str
+    order_id: str
+    gross: str
+    tax_scheme: str
+    url: str
+
+
+def _catalog_of_sales() -> tuple[list[PackageRow], list[AdminInvoiceRow]]:
+    from creditdash.billing.invoicing import invoices
+    from creditdash.billing.payments import packages
+
+    with db.session_scope(readonly=True) as session:
+        package_rows = [
+            PackageRow(
+                name=p.name,
+                kind=p.kind,
+                currency=p.currency,
+                unit_price=format_minor(p.unit_price_minor, p.currency),
+                credits=format_credits(p.credits_micros),
+                bonus=format_credits(p.bonus_micros),
+                min_quantity=p.min_quantity,
+                max_quantity=p.max_quantity,
+                active=p.active,
+                description=p.description,
+            )
+            for p in packages.list_packages(session)
+        ]
+        invoice_rows = [
+            AdminInvoiceRow(
+                number=i.number,
+                kind=i.kind.replace("_", " "),
+                issued=i.issued_at.strftime("%Y-%m-%d"),
+                customer_id=i.customer_id,
+                order_id=i.order_id,
+                gross=f"{format_minor(i.gross_minor, i.currency)} {i.currency}",
+                tax_scheme=i.tax_scheme.replace("_", " "),
+                url=f"/billing/invoices/{i.number}.pdf",
+            )
+            for i in invoices.list_invoices(session, limit=200)
+        ]
+    return package_rows, invoice_rows
+
+
+class AdminSalesState(AdminBase):
+    packages: list[PackageRow] = []
+    invoices: list[AdminInvoiceRow] = []
+
+    async def _reload(self) -> None:
+        self.packages, self.invoices = await asyncio.to_thread(_catalog_of_sales)
+
+    @rx.event
+    async def load(self) -> EventSpec | None:
+        actor = await self._admin()
+        if not isinstance(actor, Actor):
+            return actor
+        await self._reload()
+        return None
+
+    @rx.event
+    async def save_package(self, form: dict[str, str]) -> EventSpec | None:
+        from creditdash.billing.payments.packages import PackageSpec, save_package
+
+        actor = await self._admin()
+        if not isinstance(actor, Actor):
+            return actor
+        currency = str(form.get("currency") or "EUR")
+
+        def whole(name: str, default: str) -> int:
+            text = str(form.get(name) or default)
+            if not (text.isascii() and text.isdigit() and len(text) < 6):
+                raise ValidationFailed(f"{name.replace('_', ' ')} must be a whole number")
+            return int(text)
+
+        def work(session: Session) -> object:
+            spec = PackageSpec(
+                name=str(form.get("name") or ""),
+                kind="custom" if form.get("custom") in ("on", "true", True) else "standard",
+                currency=currency,
+                unit_price_minor=parse_minor(
+                    str(form.get("unit_price") or ""), currency, field="price"
+                ),
+                credits_micros=parse_credits(str(form.get("credits") or ""), field="credits"),
+                bonus_micros=parse_credits(str(form.get("bonus") or "0"), field="bonus"),
+                min_quantity=whole("min_quantity", "1"),
+                max_quantity=whole("max_quantity", "1"),
+                description=str(form.get("description") or ""),
+                active=form.get("active") in ("on", "true", True),
+            )
+            return save_package(session, spec=spec, actor=actor)
+
+        await self._run(_apply(work), f"Package {form.get('name')} saved.")
+        await self._reload()
+        return None
