@@ -99,6 +99,25 @@ def customer_actions(row: CustomerRow) -> rx.Component:
                     on_submit=AdminState.set_limit,
                 ),
                 rx.divider(),
+                rx.form(
+                    rx.vstack(
+                        rx.text("Models this workspace may call (empty: all)", weight="bold"),
+                        rx.input(type="hidden", name="customer_id", value=row["id"]),
+                        rx.flex(
+                            rx.input(
+                                name="models",
+                                default_value=row["allowed_models"],
+                                placeholder="gpt-4o-mini, text-embedding-3-small",
+                                width="22em",
+                            ),
+                            rx.button("Save", type="submit", variant="soft"),
+                            spacing="2",
+                        ),
+                        spacing="2",
+                    ),
+                    on_submit=AdminState.set_models,
+                ),
+                rx.divider(),
                 rx.cond(
                     row["status"] == "active",
                     rx.button(

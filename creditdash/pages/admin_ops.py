@@ -18,10 +18,12 @@ from creditdash.state.admin_ops import (
     AdminRequestsState,
     AdminSalesState,
     AuditRow,
+    FallbackRow,
     MarginRow,
     ModelRow,
     PackageRow,
     ProviderRow,
+    RouteRow,
 )
 
 
@@ -165,6 +167,107 @@ def _model_row(row: ModelRow) -> rx.Component:
     )
 
 
+def _route_row(row: RouteRow) -> rx.Component:
+    small = {"size": "1", "width": "6em"}
+    return rx.table.row(
+        rx.table.cell(row["model"]),
+        rx.table.cell(rx.code(row["provider"] + "/" + row["upstream_model"], size="1")),
+        rx.table.cell(
+            rx.form(
+                rx.flex(
+                    rx.input(type="hidden", name="model", value=row["model"]),
+                    rx.input(type="hidden", name="provider", value=row["provider"]),
+                    rx.input(type="hidden", name="upstream_model", value=row["upstream_model"]),
+                    rx.input(
+                        name="priority",
+                        default_value=row["priority"].to_string(),
+                        size="1",
+                        width="3.5em",
+                    ),
+                    rx.input(
+                        name="weight",
+                        default_value=row["weight"].to_string(),
+                        size="1",
+                        width="3.5em",
+                    ),
+                    rx.input(name="input", default_value=row["input"], **small),
+                    rx.input(name="output", default_value=row["output"], **small),
+                    rx.input(name="cached", default_value=row["cached"], **small),
+                    rx.input(name="fee", default_value=row["fee"], **small),
+                    rx.checkbox("on", name="enabled", default_checked=row["enabled"], size="1"),
+                    rx.checkbox("accept a loss", name="acknowledge", size="1"),
+                    rx.button("Save", type="submit", size="1"),
+                    spacing="2",
+                    align="center",
+                    wrap="wrap",
+                ),
+                on_submit=AdminModelsState.save_route,
+                key=row["model"]
+                + row["provider"]
+                + row["upstream_model"]
+                + row["input"]
+                + row["output"]
+                + row["priority"].to_string()
+                + row["weight"].to_string(),
+            )
+        ),
+    )
+
+
+def _fallback_row(row: FallbackRow) -> rx.Component:
+    return rx.table.row(
+        rx.table.cell(row["model"]),
+        rx.table.cell(
+            rx.form(
+                rx.flex(
+                    rx.input(type="hidden", name="model", value=row["model"]),
+                    rx.input(
+                        name="fall_through",
+                        default_value=row["fall_through"],
+                        size="1",
+                        width="16em",
+                    ),
+                    rx.input(
+                        name="max_attempts",
+                        default_value=row["max_attempts"].to_string(),
+                        size="1",
+                        width="3.5em",
+                    ),
+                    rx.input(
+                        name="attempt_timeout_s",
+                        default_value=row["attempt_timeout_s"],
+                        placeholder="provider's",
+                        size="1",
+                        width="6em",
+                    ),
+                    rx.input(
+                        name="cooldown_failures",
+                        default_value=row["cooldown_failures"].to_string(),
+                        size="1",
+                        width="3.5em",
+                    ),
+                    rx.input(
+                        name="cooldown_s",
+                        default_value=row["cooldown_s"].to_string(),
+                        size="1",
+                        width="4.5em",
+                    ),
+                    rx.button("Save", type="submit", size="1"),
+                    spacing="2",
+                    align="center",
+                    wrap="wrap",
+                ),
+                on_submit=AdminModelsState.save_fallback,
+                key=row["model"]
+                + row["fall_through"]
+                + row["max_attempts"].to_string()
+                + row["attempt_timeout_s"]
+                + row["cooldown_s"].to_string(),
+            )
+        ),
+    )
+
+
 def _margin_row(row: MarginRow) -> rx.Component:
     return rx.table.row(
         rx.table.cell(row["model"]),
@@ -197,6 +300,16 @@ def admin_models_page() -> rx.Component:
         _table(
             ("Model", "Input · output · cached · per request"),
             rx.foreach(AdminModelsState.models, _model_row),
+        ),
+        rx.heading("Routes: order, share and upstream cost", size="5"),
+        _table(
+            ("Model", "Route", "Priority · weight · cost in · out · cached · per request"),
+            rx.foreach(AdminModelsState.routes, _route_row),
+        ),
+        rx.heading("Fallback policies", size="5"),
+        _table(
+            ("Model", "Fall through on · attempts · attempt timeout (s) · cooldown"),
+            rx.foreach(AdminModelsState.policies, _fallback_row),
         ),
         rx.heading("Margin review", size="5"),
         _table(

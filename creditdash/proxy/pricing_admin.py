@@ -162,3 +162,171 @@ def _describe(price: Price) -> dict[str, object]:
         "cached_input_per_mtok": format_credits(price.cached_input_micros_per_mtok),
         "per_request": format_credits(price.request_fee_micros),
     }
+
+
+@dataclass(frozen=True)
+class RouteView:
+    model: str
+    provider: str
+    upstream_model: str
+    priority: int
+    weight: int
+    enabled: bool
+    cost: Price
+
+
+def list_routes(session: Session) -> list[RouteView]:
+    rows = session.execute(
+        select(PublicModel, Route, Provider)
+        .join(Route, col(Route.model_id) == col(PublicModel.id))
+        .join(Provider, col(Provider.id) == col(Route.provider_id))
+        .order_by(col(PublicModel.name), col(Route.priority), col(Provider.name))
+    ).all()
+    return [
+        RouteView(m.name, p.name, r.upstream_model, r.priority, r.weight, r.enabled, _cost_of(r))
+        for m, r, p in rows
+    ]
+
+
+def set_route(
+    session: Session,
+    *,
+    model: str,
+    provider: str,
+    upstream_model: str,
+    priority: int,
+    weight: int,
+    enabled: bool,
+    cost: Price,
+    actor: Actor,
+    acknowledge_loss: bool = False,
+) -> MarginLine:
+    """Change one route's order, share and upstream cost, with the same margin review."""
+    if not 0 <= priority <= 1000 or not 0 <= weight <= 1000:
+        raise ValidationFailed("priority and weight are 0-1000")
+    if (
+        min(
+            cost.input_micros_per_mtok,
+            cost.output_micros_per_mtok,
+            cost.cached_input_micros_per_mtok,
+            cost.request_fee_micros,
+        )
+        < 0
+    ):
+        raise ValidationFailed("costs cannot be negative")
+    found = session.execute(
+        select(PublicModel, Route)
+        .join(Route, col(Route.model_id) == col(PublicModel.id))
+        .join(Provider, col(Provider.id) == col(Route.provider_id))
+        .where(
+            col(PublicModel.name) == model,
+            col(Provider.name) == provider,
+            col(Route.upstream_model) == upstream_model,
+        )
+    ).first()
+    if found is None:
+        raise NotFound(f"no route {provider}/{upstream_model} for {model}")
+    public, route = found
+    price = cost_micros(_price_of(public), REFERENCE_MIX)
+    new_cost = cost_micros(cost, REFERENCE_MIX)
+    line = MarginLine(
+        model, provider, upstream_model, price, new_cost, margin_basis_points(price, new_cost)
+    )
+    if enabled and new_cost > price:
+        if not acknowledge_loss:
+            raise ValidationFailed(
+                f"{provider}/{upstream_model} would cost more than {model}'s price "
+                f"({format_credits(new_cost)} vs {format_credits(price)}); acknowledge the loss"
+            )
+        route.negative_margin_acknowledged_at = route.negative_margin_acknowledged_at or utcnow()
+    elif new_cost <= price:
+        route.negative_margin_acknowledged_at = None
+    before = {
+        "priority": route.priority,
+        "weight": route.weight,
+        "enabled": route.enabled,
+        **_describe(_cost_of(route)),
+    }
+    route.priority, route.weight, route.enabled = priority, weight, enabled
+    route.input_cost_micros_per_mtok = cost.input_micros_per_mtok
+    route.output_cost_micros_per_mtok = cost.output_micros_per_mtok
+    route.cached_input_cost_micros_per_mtok = cost.cached_input_micros_per_mtok
+    route.request_cost_micros = cost.request_fee_micros
+    session.add(route)
+    session.flush()
+    record(
+        session,
+        actor=actor,
+        action="route.update",
+        target_type="route",
+        target_id=f"{model}:{provider}/{upstream_model}",
+        before=before,
+        after={
+            "priority": priority,
+            "weight": weight,
+            "enabled": enabled,
+            **_describe(cost),
+            "acknowledged_loss": acknowledge_loss,
+        },
+    )
+    return line
+
+
+def set_fallback(
+    session: Session,
+    *,
+    model: str,
+    fall_through: list[str],
+    max_attempts: int,
+    attempt_timeout_s: int | None,
+    cooldown_failures: int,
+    cooldown_s: int,
+    actor: Actor,
+) -> None:
+    """A model's fallback policy, validated exactly as in `catalog import`."""
+    from pydantic import ValidationError
+
+    from creditdash.proxy.catalog import FAILURE_KINDS, CooldownSpec, FallbackSpec
+
+    try:
+        spec = FallbackSpec(
+            fall_through=fall_through,
+            max_attempts=max_attempts,
+            attempt_timeout_s=attempt_timeout_s,
+            cooldown=CooldownSpec(failures=cooldown_failures, seconds=cooldown_s),
+        )
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise ValidationFailed(f"{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+    found = session.execute(
+        select(PublicModel).where(col(PublicModel.name) == model)
+    ).scalar_one_or_none()
+    if found is None:
+        raise NotFound(f"no model named {model!r}")
+    before = {
+        "fall_through": found.fallback_on,
+        "max_attempts": found.max_attempts,
+        "attempt_timeout_s": found.attempt_timeout_s,
+        "cooldown": [found.cooldown_failures, found.cooldown_s],
+    }
+    found.fallback_on = ",".join(k for k in FAILURE_KINDS if k in spec.fall_through)
+    found.max_attempts = spec.max_attempts
+    found.attempt_timeout_s = spec.attempt_timeout_s
+    found.cooldown_failures = spec.cooldown.failures
+    found.cooldown_s = spec.cooldown.seconds
+    found.updated_at = utcnow()
+    session.add(found)
+    record(
+        session,
+        actor=actor,
+        action="model.fallback",
+        target_type="public_model",
+        target_id=model,
+        before=before,
+        after={
+            "fall_through": found.fallback_on,
+            "max_attempts": found.max_attempts,
+            "attempt_timeout_s": found.attempt_timeout_s,
+            "cooldown": [found.cooldown_failures, found.cooldown_s],
+        },
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
 from collections.abc import Callable
 from typing import TypedDict
@@ -29,6 +30,7 @@ class CustomerRow(TypedDict):
     held: str
     available: str
     credit_limit: str
+    allowed_models: str
 
 
 def _customers(search: str) -> list[CustomerRow]:
@@ -45,6 +47,9 @@ def _customers(search: str) -> list[CustomerRow]:
                     balance=balance["balance"],
                     held=balance["held"],
                     available=balance["available"],
+                    allowed_models=", ".join(json.loads(customer.allowed_models_json))
+                    if customer.allowed_models_json
+                    else "",
                     credit_limit=format_credits(
                         ledger.get_balance(
                             session, ledger.customer_account_id(session, customer.id)
@@ -172,6 +177,25 @@ class AdminState(AdminBase):
                 )
             ),
             f"Customer {status}.",
+        )
+        self.customers = await asyncio.to_thread(_customers, self.search)
+        return None
+
+    @rx.event
+    async def set_models(self, form: dict[str, str]) -> EventSpec | None:
+        """The workspace's model allow-list; empty lifts it (audited)."""
+        actor = await self._admin()
+        if not isinstance(actor, Actor):
+            return actor
+        customer_id = str(form.get("customer_id") or "")
+        names = [m.strip() for m in str(form.get("models") or "").split(",") if m.strip()]
+        await self._run(
+            _apply(
+                lambda s: customers.set_allowed_models(
+                    s, customer_id=customer_id, models=names or None, actor=actor
+                )
+            ),
+            "Model allow-list saved; keys follow within seconds.",
         )
         self.customers = await asyncio.to_thread(_customers, self.search)
         return None

@@ -161,6 +161,63 @@ class ModelRow(TypedDict):
     fee: str
 
 
+class RouteRow(TypedDict):
+    model: str
+    provider: str
+    upstream_model: str
+    priority: int
+    weight: int
+    enabled: bool
+    input: str
+    output: str
+    cached: str
+    fee: str
+
+
+class FallbackRow(TypedDict):
+    model: str
+    fall_through: str
+    max_attempts: int
+    attempt_timeout_s: str
+    cooldown_failures: int
+    cooldown_s: int
+
+
+def _routes() -> tuple[list[RouteRow], list[FallbackRow]]:
+    from sqlmodel import select as sql_select
+
+    from creditdash.proxy.models import PublicModel
+
+    with db.session_scope(readonly=True) as session:
+        routes = [
+            RouteRow(
+                model=r.model,
+                provider=r.provider,
+                upstream_model=r.upstream_model,
+                priority=r.priority,
+                weight=r.weight,
+                enabled=r.enabled,
+                input=format_credits(r.cost.input_micros_per_mtok),
+                output=format_credits(r.cost.output_micros_per_mtok),
+                cached=format_credits(r.cost.cached_input_micros_per_mtok),
+                fee=format_credits(r.cost.request_fee_micros),
+            )
+            for r in pricing_admin.list_routes(session)
+        ]
+        policies = [
+            FallbackRow(
+                model=m.name,
+                fall_through=m.fallback_on,
+                max_attempts=m.max_attempts,
+                attempt_timeout_s="" if m.attempt_timeout_s is None else str(m.attempt_timeout_s),
+                cooldown_failures=m.cooldown_failures,
+                cooldown_s=m.cooldown_s,
+            )
+            for m in session.exec(sql_select(PublicModel).order_by(col(PublicModel.name)))
+        ]
+    return routes, policies
+
+
 class MarginRow(TypedDict):
     model: str
     route: str
@@ -211,9 +268,82 @@ class AdminModelsState(AdminBase):
     models: list[ModelRow] = []
     margin_rows: list[MarginRow] = []
     chart: list[dict[str, object]] = []
+    routes: list[RouteRow] = []
+    policies: list[FallbackRow] = []
 
     async def _reload(self) -> None:
         self.models, self.margin_rows, self.chart = await asyncio.to_thread(_models)
+        self.routes, self.policies = await asyncio.to_thread(_routes)
+
+    @rx.event
+    async def save_route(self, form: dict[str, str]) -> EventSpec | None:
+        actor = await self._admin()
+        if not isinstance(actor, Actor):
+            return actor
+
+        def whole(name: str) -> int:
+            text = str(form.get(name) or "0")
+            if not (text.isascii() and text.isdigit() and len(text) < 6):
+                raise ValidationFailed(f"{name} must be a whole number")
+            return int(text)
+
+        def work(session: Session) -> object:
+            cost = Price(
+                parse_credits(str(form.get("input") or "0"), field="input cost"),
+                parse_credits(str(form.get("output") or "0"), field="output cost"),
+                parse_credits(str(form.get("cached") or "0"), field="cached input cost"),
+                parse_credits(str(form.get("fee") or "0"), field="request cost"),
+            )
+            return pricing_admin.set_route(
+                session,
+                model=str(form.get("model") or ""),
+                provider=str(form.get("provider") or ""),
+                upstream_model=str(form.get("upstream_model") or ""),
+                priority=whole("priority"),
+                weight=whole("weight"),
+                enabled=form.get("enabled") in ("on", "true", True),
+                cost=cost,
+                actor=actor,
+                acknowledge_loss=form.get("acknowledge") in ("on", "true", True),
+            )
+
+        await self._run(
+            _apply(work), f"Route {form.get('provider')}/{form.get('upstream_model')} saved."
+        )
+        await self._reload()
+        return None
+
+    @rx.event
+    async def save_fallback(self, form: dict[str, str]) -> EventSpec | None:
+        actor = await self._admin()
+        if not isinstance(actor, Actor):
+            return actor
+
+        def number(name: str, default: str) -> int:
+            text = str(form.get(name) or default)
+            if not (text.isascii() and text.isdigit() and len(text) < 7):
+                raise ValidationFailed(f"{name.replace('_', ' ')} must be a whole number")
+            return int(text)
+
+        def work(session: Session) -> object:
+            timeout = str(form.get("attempt_timeout_s") or "").strip()
+            pricing_admin.set_fallback(
+                session,
+                model=str(form.get("model") or ""),
+                fall_through=[
+                    k.strip() for k in str(form.get("fall_through") or "").split(",") if k.strip()
+                ],
+                max_attempts=number("max_attempts", "3"),
+                attempt_timeout_s=number("attempt_timeout_s", "0") if timeout else None,
+                cooldown_failures=number("cooldown_failures", "3"),
+                cooldown_s=number("cooldown_s", "30"),
+                actor=actor,
+            )
+            return None
+
+        await self._run(_apply(work), f"Fallback policy of {form.get('model')} saved.")
+        await self._reload()
+        return None
 
     @rx.event
     async def load(self) -> EventSpec | None:
