@@ -27,7 +27,7 @@ from creditdash.billing.payments.models import (
     PaymentOrder,
     Refund,
 )
-from creditdash.proxy.models import Provider, PublicModel, Route
+from creditdash.proxy.models import PriceSchedule, Provider, PublicModel, Route
 
 metadata = SQLModel.metadata
 
@@ -46,6 +46,7 @@ __all__ = [
     "OrderEvent",
     "PaymentEvent",
     "PaymentOrder",
+    "PriceSchedule",
     "Provider",
     "PublicModel",
     "Refund",

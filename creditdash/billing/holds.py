@@ -1,5 +1,5 @@
-"""Expiring holds that their request never resolved (a crashed worker, a lost connection),
-and payment orders whose payment window passed."""
+"""Housekeeping: expiring holds that their request never resolved (a crashed worker, a lost
+connection), payment orders whose payment window passed, and applying scheduled prices."""
 
 from __future__ import annotations
 
@@ -27,6 +27,13 @@ def expire_once(limit: int = 500) -> int:
     return expired
 
 
+def apply_price_schedules_once() -> int:
+    from creditdash.proxy.pricing_admin import apply_due_schedules
+
+    with db.session_scope() as session:
+        return apply_due_schedules(session)
+
+
 def expire_orders_once() -> int:
     from creditdash.billing.payments.orders import expire_stale_orders
 
@@ -50,3 +57,7 @@ async def expire_holds_forever(interval_s: float | None = None) -> None:
             await asyncio.to_thread(expire_orders_once)
         except Exception:
             log.exception("order expiry pass failed")
+        try:
+            await asyncio.to_thread(apply_price_schedules_once)
+        except Exception:
+            log.exception("price schedule pass failed")

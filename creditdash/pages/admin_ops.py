@@ -24,6 +24,7 @@ from creditdash.state.admin_ops import (
     PackageRow,
     ProviderRow,
     RouteRow,
+    ScheduleRow,
 )
 
 
@@ -167,6 +168,29 @@ def _model_row(row: ModelRow) -> rx.Component:
     )
 
 
+def _schedule_row(row: ScheduleRow) -> rx.Component:
+    return rx.table.row(
+        rx.table.cell(row["effective_at"]),
+        rx.table.cell(row["model"]),
+        rx.table.cell(rx.code(row["price"], size="1")),
+        rx.table.cell(rx.badge(row["status"])),
+        rx.table.cell(rx.text(row["created_by"], size="1")),
+        rx.table.cell(
+            rx.cond(
+                row["status"] == "pending",
+                rx.button(
+                    "Cancel",
+                    size="1",
+                    variant="soft",
+                    color_scheme="red",
+                    on_click=AdminModelsState.cancel_schedule(row["id"]),
+                ),
+                "",
+            )
+        ),
+    )
+
+
 def _route_row(row: RouteRow) -> rx.Component:
     small = {"size": "1", "width": "6em"}
     return rx.table.row(
@@ -300,6 +324,42 @@ def admin_models_page() -> rx.Component:
         _table(
             ("Model", "Input · output · cached · per request"),
             rx.foreach(AdminModelsState.models, _model_row),
+        ),
+        rx.heading("Scheduled prices", size="5"),
+        rx.card(
+            rx.form(
+                rx.flex(
+                    rx.select(AdminModelsState.model_names, name="model", placeholder="model"),
+                    rx.input(name="effective_at", type="datetime-local", size="2", required=True),
+                    rx.text("UTC", size="1", color_scheme="gray"),
+                    rx.input(name="input", placeholder="input", size="2", width="7em"),
+                    rx.input(name="output", placeholder="output", size="2", width="7em"),
+                    rx.input(name="cached", placeholder="cached", size="2", width="7em"),
+                    rx.input(name="fee", placeholder="per request", size="2", width="7em"),
+                    rx.checkbox("accept a loss", name="acknowledge", size="1"),
+                    rx.button("Schedule", type="submit"),
+                    spacing="2",
+                    align="center",
+                    wrap="wrap",
+                ),
+                on_submit=AdminModelsState.schedule,
+                reset_on_submit=True,
+            ),
+            width="100%",
+        ),
+        rx.cond(
+            AdminModelsState.schedules.length() > 0,
+            _table(
+                (
+                    "Takes effect",
+                    "Model",
+                    "Input / output / cached / per request",
+                    "Status",
+                    "By",
+                    "",
+                ),
+                rx.foreach(AdminModelsState.schedules, _schedule_row),
+            ),
         ),
         rx.heading("Routes: order, share and upstream cost", size="5"),
         _table(

@@ -103,3 +103,35 @@ class Route(SQLModel, table=True):
     cached_input_cost_micros_per_mtok: int = Field(default=0, sa_column=_micros())
     request_cost_micros: int = Field(default=0, sa_column=_micros())
     created_at: datetime = Field(default_factory=utcnow)
+
+
+class PriceSchedule(SQLModel, table=True):
+    """A customer price that takes effect at a set time (housekeeping applies it, audited).
+
+    Requests are priced at whatever price is current when they run, and each usage record keeps
+    it, so a schedule never changes past usage.
+    """
+
+    __tablename__ = "price_schedules"
+    __table_args__ = (
+        CheckConstraint(
+            "input_price_micros_per_mtok >= 0 AND output_price_micros_per_mtok >= 0 "
+            "AND cached_input_price_micros_per_mtok >= 0 AND request_fee_micros >= 0",
+            name="ck_price_schedules_prices",
+        ),
+        CheckConstraint(
+            "status IN ('pending', 'applied', 'cancelled')", name="ck_price_schedules_status"
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    model_id: int = Field(foreign_key="public_models.id", index=True)
+    effective_at: datetime = Field(index=True)
+    input_price_micros_per_mtok: int = Field(sa_column=_micros())
+    output_price_micros_per_mtok: int = Field(sa_column=_micros())
+    cached_input_price_micros_per_mtok: int = Field(sa_column=_micros())
+    request_fee_micros: int = Field(default=0, sa_column=_micros())
+    status: str = Field(default="pending", max_length=16)
+    created_by_label: str = Field(max_length=200)
+    created_at: datetime = Field(default_factory=utcnow)
+    applied_at: datetime | None = None

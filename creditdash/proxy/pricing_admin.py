@@ -9,16 +9,18 @@ as in `catalog import`; both are audited.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlmodel import Session, col
 
+from creditdash import db
 from creditdash.accounts.audit import Actor, record
 from creditdash.billing.money import format_credits
 from creditdash.billing.pricing import Price, cost_micros, margin_basis_points
 from creditdash.errors import NotFound, ValidationFailed
 from creditdash.proxy.catalog import REFERENCE_MIX, MarginLine
-from creditdash.proxy.models import Provider, PublicModel, Route
+from creditdash.proxy.models import PriceSchedule, Provider, PublicModel, Route
 from creditdash.timeutil import utcnow
 
 
@@ -330,3 +332,150 @@ def set_fallback(
             "cooldown": [found.cooldown_failures, found.cooldown_s],
         },
     )
+
+
+@dataclass(frozen=True)
+class ScheduleView:
+    id: int
+    model: str
+    effective_at: datetime
+    price: Price
+    status: str
+    created_by: str
+
+
+def schedule_price(
+    session: Session,
+    *,
+    model: str,
+    price: Price,
+    effective_at: datetime,
+    actor: Actor,
+    acknowledge_loss: bool = False,
+) -> ScheduleView:
+    """Set a price to take effect at effective_at (UTC, in the future); checked against the
+    routes' costs now, and applied by housekeeping within its interval of that time."""
+    if effective_at.tzinfo is None:
+        raise ValidationFailed("the effective time needs a time zone (UTC)")
+    if effective_at <= utcnow():
+        raise ValidationFailed("the effective time must be in the future; edit the price instead")
+    found = session.execute(
+        select(PublicModel).where(col(PublicModel.name) == model)
+    ).scalar_one_or_none()
+    if found is None:
+        raise NotFound(f"no model named {model!r}")
+    # The same review as an immediate change, without changing anything now.
+    trial = session.begin_nested()
+    try:
+        set_model_price(
+            session, model=model, price=price, actor=actor, acknowledge_loss=acknowledge_loss
+        )
+    finally:
+        trial.rollback()
+    assert found.id is not None
+    schedule = PriceSchedule(
+        model_id=found.id,
+        effective_at=effective_at,
+        input_price_micros_per_mtok=price.input_micros_per_mtok,
+        output_price_micros_per_mtok=price.output_micros_per_mtok,
+        cached_input_price_micros_per_mtok=price.cached_input_micros_per_mtok,
+        request_fee_micros=price.request_fee_micros,
+        created_by_label=actor.label[:200],
+    )
+    session.add(schedule)
+    session.flush()
+    record(
+        session,
+        actor=actor,
+        action="model.price_scheduled",
+        target_type="public_model",
+        target_id=model,
+        after={
+            **_describe(price),
+            "effective_at": effective_at.isoformat(),
+            "acknowledged_loss": acknowledge_loss,
+        },
+    )
+    assert schedule.id is not None
+    return ScheduleView(schedule.id, model, effective_at, price, "pending", actor.label)
+
+
+def list_schedules(session: Session, *, limit: int = 100) -> list[ScheduleView]:
+    rows = session.execute(
+        select(PriceSchedule, col(PublicModel.name))
+        .join(PublicModel, col(PublicModel.id) == col(PriceSchedule.model_id))
+        .order_by(col(PriceSchedule.effective_at).desc())
+        .limit(limit)
+    ).all()
+    return [
+        ScheduleView(
+            s.id or 0,
+            name,
+            s.effective_at,
+            Price(
+                s.input_price_micros_per_mtok,
+                s.output_price_micros_per_mtok,
+                s.cached_input_price_micros_per_mtok,
+                s.request_fee_micros,
+            ),
+            s.status,
+            s.created_by_label,
+        )
+        for s, name in rows
+    ]
+
+
+def cancel_schedule(session: Session, *, schedule_id: int, actor: Actor) -> None:
+    result = session.execute(
+        update(PriceSchedule)
+        .where(col(PriceSchedule.id) == schedule_id, col(PriceSchedule.status) == "pending")
+        .values(status="cancelled")
+        .execution_options(synchronize_session=False)
+    )
+    if db.rowcount(result) != 1:
+        raise ValidationFailed("only a pending schedule can be cancelled")
+    record(
+        session,
+        actor=actor,
+        action="model.price_schedule_cancelled",
+        target_type="price_schedule",
+        target_id=str(schedule_id),
+    )
+
+
+def apply_due_schedules(session: Session, *, now: datetime | None = None) -> int:
+    """Make due prices current, oldest first; each schedule takes effect exactly once (a
+    conditional status change), even with several processes doing housekeeping."""
+    now = now or utcnow()
+    due = session.execute(
+        select(PriceSchedule, col(PublicModel.name))
+        .join(PublicModel, col(PublicModel.id) == col(PriceSchedule.model_id))
+        .where(col(PriceSchedule.status) == "pending", col(PriceSchedule.effective_at) <= now)
+        .order_by(col(PriceSchedule.effective_at), col(PriceSchedule.id))
+    ).all()
+    applied = 0
+    for schedule, name in due:
+        claimed = session.execute(
+            update(PriceSchedule)
+            .where(col(PriceSchedule.id) == schedule.id, col(PriceSchedule.status) == "pending")
+            .values(status="applied", applied_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        if db.rowcount(claimed) != 1:
+            continue
+        # Reviewed when it was scheduled; a route whose cost rose since is flagged on the
+        # margin page rather than blocking a price the operator already committed to.
+        set_model_price(
+            session,
+            model=name,
+            price=Price(
+                schedule.input_price_micros_per_mtok,
+                schedule.output_price_micros_per_mtok,
+                schedule.cached_input_price_micros_per_mtok,
+                schedule.request_fee_micros,
+            ),
+            actor=Actor(label=f"schedule:{schedule.id}"),
+            acknowledge_loss=True,
+        )
+        applied += 1
+    return applied

@@ -218,6 +218,33 @@ def _routes() -> tuple[list[RouteRow], list[FallbackRow]]:
     return routes, policies
 
 
+class ScheduleRow(TypedDict):
+    id: int
+    model: str
+    effective_at: str
+    price: str
+    status: str
+    created_by: str
+
+
+def _schedules() -> list[ScheduleRow]:
+    with db.session_scope(readonly=True) as session:
+        return [
+            ScheduleRow(
+                id=v.id,
+                model=v.model,
+                effective_at=v.effective_at.strftime("%Y-%m-%d %H:%M UTC"),
+                price=f"{format_credits(v.price.input_micros_per_mtok)} / "
+                f"{format_credits(v.price.output_micros_per_mtok)} / "
+                f"{format_credits(v.price.cached_input_micros_per_mtok)} / "
+                f"{format_credits(v.price.request_fee_micros)}",
+                status=v.status,
+                created_by=v.created_by,
+            )
+            for v in pricing_admin.list_schedules(session)
+        ]
+
+
 class MarginRow(TypedDict):
     model: str
     route: str
@@ -270,10 +297,61 @@ class AdminModelsState(AdminBase):
     chart: list[dict[str, object]] = []
     routes: list[RouteRow] = []
     policies: list[FallbackRow] = []
+    schedules: list[ScheduleRow] = []
 
     async def _reload(self) -> None:
         self.models, self.margin_rows, self.chart = await asyncio.to_thread(_models)
         self.routes, self.policies = await asyncio.to_thread(_routes)
+        self.schedules = await asyncio.to_thread(_schedules)
+
+    @rx.event
+    async def schedule(self, form: dict[str, str]) -> EventSpec | None:
+        from datetime import UTC, datetime
+
+        actor = await self._admin()
+        if not isinstance(actor, Actor):
+            return actor
+        model = str(form.get("model") or "")
+
+        def work(session: Session) -> object:
+            try:
+                at = datetime.fromisoformat(str(form.get("effective_at") or "")).replace(tzinfo=UTC)
+            except ValueError:
+                raise ValidationFailed("the effective time is a date and time (UTC)") from None
+            price = Price(
+                parse_credits(str(form.get("input") or "0"), field="input price"),
+                parse_credits(str(form.get("output") or "0"), field="output price"),
+                parse_credits(str(form.get("cached") or "0"), field="cached input price"),
+                parse_credits(str(form.get("fee") or "0"), field="request fee"),
+            )
+            return pricing_admin.schedule_price(
+                session,
+                model=model,
+                price=price,
+                effective_at=at,
+                actor=actor,
+                acknowledge_loss=form.get("acknowledge") in ("on", "true", True),
+            )
+
+        await self._run(_apply(work), f"New price of {model} scheduled.")
+        await self._reload()
+        return None
+
+    @rx.event
+    async def cancel_schedule(self, schedule_id: int) -> EventSpec | None:
+        actor = await self._admin()
+        if not isinstance(actor, Actor):
+            return actor
+        await self._run(
+            _apply(
+                lambda s: pricing_admin.cancel_schedule(
+                    s, schedule_id=int(schedule_id), actor=actor
+                )
+            ),
+            "Schedule cancelled.",
+        )
+        await self._reload()
+        return None
 
     @rx.event
     async def save_route(self, form: dict[str, str]) -> EventSpec | None:
@@ -378,6 +456,10 @@ class AdminModelsState(AdminBase):
         await self._run(_apply(work), f"Price of {model} saved; new requests use it.")
         await self._reload()
         return None
+
+    @rx.var
+    def model_names(self) -> list[str]:
+        return [m["name"] for m in self.models]
 
     @rx.var
     def margin_figure(self) -> go.Figure:
