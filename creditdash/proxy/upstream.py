@@ -576,7 +576,8 @@ class UpstreamPool:
             and not self._closed
             and connection.counted
             and not connection.closed
-            and self._idle_count < self.max_idle
+            # Beyond max_idle only for a request already waiting for a connection.
+            and (self._idle_count < self.max_idle or self._waiters)
         ):
             connection.idle_since = time.monotonic()
             self._idle.setdefault(connection.origin, []).append(connection)
