@@ -202,6 +202,7 @@ class UpstreamResponse:
         self.close()
 
     def close(self) -> None:
+        self._resume()  # a connection goes back to the pool reading, or is closed anyway
         connection, self._connection = self._connection, None
         if connection is not None:
             reusable = self._done and self._keep_alive and self._error is None
@@ -465,10 +466,14 @@ class UpstreamPool:
         loop = asyncio.get_running_loop()
         deadline = None if total_timeout is None else loop.time() + total_timeout
         connection = await self._acquire(target.origin, loop, connect_timeout, pool_timeout)
+        transport = connection.transport
+        if transport is None or connection.closed or transport.is_closing():
+            # Closed between connecting and now (the server hung up at once): nothing was sent.
+            connection.close()
+            raise httpx.ConnectError("the upstream closed the connection before the request")
         response = UpstreamResponse(connection, read_timeout, deadline)
         connection.response = response
-        assert connection.transport is not None
-        connection.transport.write(data)  # from here on, the request may have been sent
+        transport.write(data)  # from here on, the request may have been sent
         try:
             await response._wait_for_headers()
         except BaseException:

@@ -770,3 +770,21 @@ def test_a_slow_consumer_gets_a_large_stream_whole_and_in_order(run: Any) -> Non
             await pool.aclose()
 
     run(main())
+
+
+def test_closing_an_unread_large_answer_leaves_the_pool_working(run: Any) -> None:
+    big = b"y" * (300 * 1024)  # past the pause threshold: reading may stop before the end
+
+    async def main() -> None:
+        async with Server(ok(big)) as server:
+            pool = UpstreamPool()
+            for _ in range(3):
+                response = await post(pool, server.target())
+                await asyncio.sleep(0.05)
+                await response.aclose()  # unread: reused only if it was whole, never paused
+            response = await post(pool, server.target(), read_timeout=1.0)
+            assert await response.aread() == big
+            await response.aclose()
+            await pool.aclose()
+
+    run(main())
