@@ -400,6 +400,9 @@ class Gateway:
         ordered: list[RouteTarget] = []
         for priority in sorted({r.priority for r in model.routes}):
             group = [r for r in model.routes if r.priority == priority and r.weight > 0]
+            if len(group) == 1:  # nothing to draw (the usual case)
+                ordered.append(group[0])
+                continue
             while group:
                 pick = random.choices(group, weights=[r.weight for r in group])[0]
                 ordered.append(pick)
@@ -602,7 +605,7 @@ class Gateway:
             if usage_chunk is not None:
                 final = self._usage_chunk(call, usage_chunk, usage, tokens_used, source, price)
             # The usage chunk and the end marker leave in one write.
-            yield (final or b"") + b"data: [DONE]\n\n"
+            yield _LastChunk((final or b"") + b"data: [DONE]\n\n")
         except (httpx.HTTPError, _StreamProblem, TimeoutError) as problem:
             if not call.settle_started:
                 text = _produced_text(payloads)
@@ -611,7 +614,9 @@ class Gateway:
                 await self._finish(call, failed)
             timed_out = isinstance(problem, httpx.TimeoutException | TimeoutError)
             error = errors.upstream_timeout() if timed_out else errors.upstream_failed()
-            yield b"data: " + errors.error_body(error.message, error.type, error.code) + b"\n\n"
+            yield _LastChunk(
+                b"data: " + errors.error_body(error.message, error.type, error.code) + b"\n\n"
+            )
         finally:
             if not call.settle_started:
                 # The client went away mid-stream: charge what was produced, once, from a task
@@ -774,6 +779,19 @@ class MeteredStream(StreamingResponse):
         self._call = call
         self._upstream = upstream
 
+    async def stream_response(self, send: Any) -> None:
+        await send(
+            {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
+        )
+        ended = False
+        async for chunk in self.body_iterator:
+            # The relay marks its last piece, which then ends the body in the same write
+            # (uvicorn writes every body message at once: one write less per stream).
+            ended = isinstance(chunk, _LastChunk)
+            await send({"type": "http.response.body", "body": chunk, "more_body": not ended})
+        if not ended:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         try:
             if scope["type"] == "http" and _spec_version(scope) < (2, 4):
@@ -824,6 +842,10 @@ def _spec_version(scope: Any) -> tuple[int, ...]:
 
 
 # ------------------------------------------------------------------------------------ helpers
+
+
+class _LastChunk(bytes):
+    """The last piece of a relayed stream."""
 
 
 class _StreamProblem(Exception):
