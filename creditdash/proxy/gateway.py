@@ -794,51 +794,12 @@ class MeteredStream(StreamingResponse):
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         try:
-            if scope["type"] == "http" and _spec_version(scope) < (2, 4):
-                await stream_until_disconnect(self, receive, send)
-            else:
-                await super().__call__(scope, receive, send)
+            await super().__call__(scope, receive, send)
         finally:
             if not self._call.relay_started:
                 call = self._call
                 self._gateway.detach(call, self._gateway._void_quietly, call)
                 self._gateway._release(call, self._upstream)
-
-
-async def stream_until_disconnect(response: StreamingResponse, receive: Any, send: Any) -> None:
-    """What StreamingResponse does for servers before ASGI 2.4 (uvicorn says 2.3): stream,
-    and stop streaming when the client disconnects. Starlette runs the two in an anyio task
-    group per response; here the listener is one plain task that cancels the streaming task,
-    which costs a fraction of it on every streamed request."""
-    streaming = asyncio.current_task()
-    assert streaming is not None
-    left: list[BaseException | None] = []
-
-    async def listen() -> None:
-        try:
-            await response.listen_for_disconnect(receive)
-            left.append(None)
-        except Exception as exc:  # surfaced in the streaming task, as a task group would
-            left.append(exc)
-        streaming.cancel()
-
-    listener = asyncio.get_running_loop().create_task(listen())
-    try:
-        await response.stream_response(send)
-    except asyncio.CancelledError:
-        if not left:
-            raise  # cancelled from outside
-        # Our own cancellation: the client went away (the relay's finally settles).
-        if streaming.uncancel() > 0:
-            raise  # and a cancellation from outside as well
-        if left[0] is not None:
-            raise left[0] from None
-    finally:
-        listener.cancel()
-
-
-def _spec_version(scope: Any) -> tuple[int, ...]:
-    return tuple(map(int, scope.get("asgi", {}).get("spec_version", "2.0").split(".")))
 
 
 # ------------------------------------------------------------------------------------ helpers
