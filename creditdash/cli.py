@@ -912,7 +912,9 @@ def gateway(host: str, port: int, workers: int) -> None:
         lifespan="on",
         access_log=False,
         log_level="warning",
-        proxy_headers=True,
+        # Nothing in the gateway reads the client address or the forwarded scheme (keys, not
+        # addresses, identify callers), so the per-request header rewrite is left out.
+        proxy_headers=False,
     )
 
 

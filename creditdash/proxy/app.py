@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 import orjson
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from creditdash import db
@@ -114,7 +116,7 @@ def gateway_routes(gateway: Gateway) -> list[Route]:
             )
         return _json(found)
 
-    return [
+    routes = [
         Route("/healthz", healthz, methods=["GET"]),
         Route("/v1/chat/completions", chat, methods=["POST"]),
         Route("/v1/completions", completions, methods=["POST"]),
@@ -123,6 +125,7 @@ def gateway_routes(gateway: Gateway) -> list[Route]:
         Route("/v1/credits", credits, methods=["GET"]),
         Route("/v1/generation", generation, methods=["GET"]),
     ]
+    return routes
 
 
 async def on_gateway_error(_request: Request, exc: Exception) -> Response:
@@ -135,6 +138,48 @@ async def on_unexpected(_request: Request, exc: Exception) -> Response:
     return errors.error_response(
         errors.GatewayError(500, "Internal gateway error.", "server_error", None)
     )
+
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+# The proxied endpoints: the only routes on every metered request's path.
+PROXIED_PATHS = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings")
+
+
+class GatewayApp(Starlette):
+    """Starlette, with the proxied POSTs dispatched straight to their endpoint.
+
+    On those routes every request otherwise passes ServerErrorMiddleware, ExceptionMiddleware,
+    the router and Starlette's per-route wrapper, three of them wrapping the ASGI send once
+    more, for error handling that comes down to two cases here, done the same way:
+    a GatewayError before the answer becomes its OpenAI-shaped error answer (on_gateway_error),
+    anything else becomes the 500 answer (on_unexpected) and then goes on to the server's log,
+    as ServerErrorMiddleware does. Everything else (other paths and methods, a root path,
+    lifespan) goes through Starlette as before.
+    """
+
+    fast_routes: dict[str, Endpoint]
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        endpoint = None
+        if scope["type"] == "http" and scope["method"] == "POST" and not scope.get("root_path"):
+            endpoint = self.fast_routes.get(scope["path"])
+        if endpoint is None:
+            await super().__call__(scope, receive, send)
+            return
+        scope["app"] = self
+        request = Request(scope, receive, send)
+        try:
+            response = await endpoint(request)
+        except errors.GatewayError as exc:
+            response = await on_gateway_error(request, exc)
+        except HTTPException as exc:  # Starlette's own default answer for it
+            response = PlainTextResponse(exc.detail, exc.status_code, exc.headers)
+        except Exception as exc:
+            await (await on_unexpected(request, exc))(scope, receive, send)
+            raise
+        # Failures while the answer is being sent happen after it started (a stream): they
+        # reach the server as they would through Starlette, which re-raises them there too.
+        await response(scope, receive, send)
 
 
 def create_app(*, standalone: bool = True, settings: Settings | None = None) -> Starlette:
@@ -153,10 +198,16 @@ def create_app(*, standalone: bool = True, settings: Settings | None = None) -> 
             expiry.cancel()
             await gateway.aclose()
 
-    app = Starlette(
-        routes=gateway_routes(gateway) + payment_routes(settings) + document_routes(),
+    routes = gateway_routes(gateway)
+    app = GatewayApp(
+        routes=routes + payment_routes(settings) + document_routes(),
         exception_handlers={errors.GatewayError: on_gateway_error, Exception: on_unexpected},
         lifespan=lifespan if standalone else None,
     )
+    app.fast_routes = {
+        route.path: route.endpoint
+        for route in routes
+        if route.path in PROXIED_PATHS and route.methods == {"POST"}
+    }
     app.state.gateway = gateway
     return app

@@ -46,6 +46,7 @@ from creditdash.proxy.catalog import CatalogCache, ModelEntry, RouteTarget
 from creditdash.proxy.limits import KeyLimiter
 from creditdash.proxy.models import SANDBOX_BASE_URL
 from creditdash.proxy.sandbox import create_sandbox_app
+from creditdash.proxy.upstream import ResponseLike, Target, UpstreamPool, UpstreamResponse
 from creditdash.proxy.urlguard import PinnedURL, pin_base_url
 from creditdash.settings import Settings, get_settings
 from creditdash.timeutil import utcnow
@@ -62,6 +63,9 @@ CONNECT_TIMEOUT_S = 10.0
 KEY_TOUCH_INTERVAL_S = 60.0
 URL_RECHECK_S = 30.0
 MAX_SSE_LINE_BYTES = 4 * 1024 * 1024
+# The same bounds the httpx client had.
+MAX_UPSTREAM_CONNECTIONS = 1000
+MAX_IDLE_UPSTREAM_CONNECTIONS = 200
 # Metering threads per process: SQLite takes one writer at a time; PostgreSQL runs several.
 DB_THREADS = {"sqlite": 1}
 DEFAULT_DB_THREADS = 4
@@ -140,6 +144,12 @@ class Gateway:
         self.catalog = CatalogCache()
         self.limiter = KeyLimiter()
         self._client: httpx.AsyncClient | None = None
+        self._client_headers: dict[str, str] = {}
+        # Plain HTTP(S) upstreams go through the gateway's own client (upstream.py); httpx
+        # keeps what is mounted on it (the sandbox) and proxies configured in the environment.
+        self._pool: UpstreamPool | None = None
+        self._pool_loop: asyncio.AbstractEventLoop | None = None
+        self._targets: dict[PinnedURL, Target | None] = {}
         self._detached: set[asyncio.Task[Any]] = set()
         self._key_touched: dict[str, float] = {}
         self._cap_locks: dict[str, threading.Lock] = {}
@@ -164,7 +174,38 @@ class Gateway:
                     SANDBOX_BASE_URL.rsplit("/", 1)[0]: httpx.ASGITransport(create_sandbox_app())
                 },
             )
+            self._client_headers = dict(self._client.headers)
+            self._targets.clear()
         return self._client
+
+    def pool(self) -> UpstreamPool:
+        """The upstream connection pool of the running event loop (connections belong to one
+        loop; a pool from another loop is left to its own closing)."""
+        loop = asyncio.get_running_loop()
+        if self._pool is None or self._pool_loop is not loop:
+            self._pool = UpstreamPool(
+                max_connections=MAX_UPSTREAM_CONNECTIONS, max_idle=MAX_IDLE_UPSTREAM_CONNECTIONS
+            )
+            self._pool_loop = loop
+        return self._pool
+
+    def _direct_target(self, client: httpx.AsyncClient, pinned: PinnedURL) -> Target | None:
+        """The pinned URL parsed for the gateway's own client, or None when httpx must carry
+        the request (a mounted transport such as the sandbox, or a proxy from the environment)."""
+        try:
+            return self._targets[pinned]
+        except KeyError:
+            pass
+        url = httpx.URL(pinned.base_url)
+        direct: Target | None = None
+        if client._transport_for_url(url) is client._transport:  # httpx is pinned
+            direct = Target(
+                pinned.base_url, host_header=pinned.host_header, sni=pinned.tls_server_name
+            )
+        if len(self._targets) > 1024:  # pinned addresses change over time; keep it bounded
+            self._targets.clear()
+        self._targets[pinned] = direct
+        return direct
 
     async def aclose(self) -> None:
         if self._detached:
@@ -172,6 +213,9 @@ class Gateway:
         if self._client is not None:
             await self._client.aclose()
             self._client = None
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.aclose()
         store, self._store = self._store, None
         if store is not None:
             await asyncio.to_thread(store.workers.close)
@@ -356,6 +400,9 @@ class Gateway:
         ordered: list[RouteTarget] = []
         for priority in sorted({r.priority for r in model.routes}):
             group = [r for r in model.routes if r.priority == priority and r.weight > 0]
+            if len(group) == 1:  # nothing to draw (the usual case)
+                ordered.append(group[0])
+                continue
             while group:
                 pick = random.choices(group, weights=[r.weight for r in group])[0]
                 ordered.append(pick)
@@ -373,7 +420,7 @@ class Gateway:
                         model.policy.cooldown_s)  # fmt: skip
         self._route_failures[route.route_id] = failures
 
-    async def _open_upstream(self, call: Call) -> tuple[httpx.Response, RouteTarget] | None:
+    async def _open_upstream(self, call: Call) -> tuple[ResponseLike, RouteTarget] | None:
         client = self.client()
         policy = call.model.policy
         for route in self._ordered_routes(call.model)[: policy.max_attempts]:
@@ -388,26 +435,30 @@ class Gateway:
             timeout_s = min(float(route.timeout_s), remaining)
             if policy.attempt_timeout_s:
                 timeout_s = min(timeout_s, float(policy.attempt_timeout_s))
-            headers = {**client.headers, **_upstream_headers(route)}
+            headers = {**self._client_headers, **_upstream_headers(route)}
             if target.host_header:
                 headers["host"] = target.host_header
-            extensions: dict[str, Any] = {
-                "timeout": {"connect": min(CONNECT_TIMEOUT_S, timeout_s), "read": timeout_s,
-                            "write": timeout_s, "pool": timeout_s},
-            }  # fmt: skip
-            if target.tls_server_name:
-                extensions["sni_hostname"] = target.tls_server_name
-            request = httpx.Request(
-                "POST",
-                target.base_url + ENDPOINT_PATHS[call.endpoint],
-                content=orjson.dumps(self._upstream_body(call, route)),
-                headers=headers,
-                extensions=extensions,
-            )
+            content = orjson.dumps(self._upstream_body(call, route))
+            direct = self._direct_target(client, target)
             status: int | None = None
             failure: str | None
+            response: ResponseLike
             try:
-                response = await _send(client, request)
+                if direct is not None:
+                    response = await self.pool().post(
+                        direct,
+                        ENDPOINT_PATHS[call.endpoint],
+                        headers.items(),
+                        content,
+                        connect_timeout=min(CONNECT_TIMEOUT_S, timeout_s),
+                        read_timeout=timeout_s,
+                        pool_timeout=timeout_s,
+                        # The whole exchange, body included, ends within the request's budget.
+                        total_timeout=max(0.0, call.deadline - time.perf_counter()),
+                    )
+                else:
+                    response = await _send(client, _httpx_request(call, target, headers, content,
+                                                                  timeout_s))  # fmt: skip
             except httpx.TimeoutException:
                 failure = "timeout"
             except httpx.HTTPError:
@@ -462,7 +513,7 @@ class Gateway:
         return body
 
     async def _pass_through_error(
-        self, call: Call, response: httpx.Response, route: RouteTarget
+        self, call: Call, response: ResponseLike, route: RouteTarget
     ) -> Response:
         """An upstream 4xx caused by the request: its status and (redacted) body, no charge."""
         try:
@@ -481,7 +532,7 @@ class Gateway:
 
     # ----------------------------------------------------------------------------- non-stream
 
-    async def _complete(self, call: Call, response: httpx.Response) -> Response:
+    async def _complete(self, call: Call, response: ResponseLike) -> Response:
         try:
             raw = await response.aread()
         except httpx.TimeoutException:
@@ -512,7 +563,7 @@ class Gateway:
 
     # --------------------------------------------------------------------------------- stream
 
-    async def _relay(self, call: Call, response: httpx.Response) -> AsyncIterator[bytes]:
+    async def _relay(self, call: Call, response: ResponseLike) -> AsyncIterator[bytes]:
         """Relay the upstream's events and settle exactly once: at the end of the stream, on an
         upstream failure, or (from a detached task) when the client goes away.
 
@@ -550,11 +601,11 @@ class Gateway:
             usage: dict[str, Any] = usage_chunk["usage"] if usage_chunk is not None else {}
             tokens_used, source = _usage_of(call, usage or None, lambda: _produced_text(payloads))
             price = await self._finish(call, Outcome("ok", 200, tokens_used, source, True))
+            final = None
             if usage_chunk is not None:
                 final = self._usage_chunk(call, usage_chunk, usage, tokens_used, source, price)
-                if final is not None:
-                    yield final
-            yield b"data: [DONE]\n\n"
+            # The usage chunk and the end marker leave in one write.
+            yield _LastChunk((final or b"") + b"data: [DONE]\n\n")
         except (httpx.HTTPError, _StreamProblem, TimeoutError) as problem:
             if not call.settle_started:
                 text = _produced_text(payloads)
@@ -563,7 +614,9 @@ class Gateway:
                 await self._finish(call, failed)
             timed_out = isinstance(problem, httpx.TimeoutException | TimeoutError)
             error = errors.upstream_timeout() if timed_out else errors.upstream_failed()
-            yield b"data: " + errors.error_body(error.message, error.type, error.code) + b"\n\n"
+            yield _LastChunk(
+                b"data: " + errors.error_body(error.message, error.type, error.code) + b"\n\n"
+            )
         finally:
             if not call.settle_started:
                 # The client went away mid-stream: charge what was produced, once, from a task
@@ -587,9 +640,12 @@ class Gateway:
         del chunk["usage"]
         return [b"data: " + orjson.dumps(chunk) + b"\n\n"] if chunk.get("choices") else []
 
-    def _release(self, call: Call, response: httpx.Response) -> None:
+    def _release(self, call: Call, response: ResponseLike) -> None:
         """Give back the key's concurrency slot and close the upstream, without awaiting."""
         self.limiter.leave(call.key.key_id)
+        if isinstance(response, UpstreamResponse):
+            response.close()  # nothing to await: back to the pool, or closed
+            return
         closing = asyncio.get_running_loop().create_task(response.aclose())
         self._detached.add(closing)
         closing.add_done_callback(self._detached.discard)
@@ -713,7 +769,7 @@ class MeteredStream(StreamingResponse):
     generator, so its finally block would never run; this wrapper voids the hold instead.
     """
 
-    def __init__(self, gateway: Gateway, call: Call, upstream: httpx.Response) -> None:
+    def __init__(self, gateway: Gateway, call: Call, upstream: ResponseLike) -> None:
         super().__init__(
             gateway._relay(call, upstream),
             media_type="text/event-stream",
@@ -722,6 +778,19 @@ class MeteredStream(StreamingResponse):
         self._gateway = gateway
         self._call = call
         self._upstream = upstream
+
+    async def stream_response(self, send: Any) -> None:
+        await send(
+            {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
+        )
+        ended = False
+        async for chunk in self.body_iterator:
+            # The relay marks its last piece, which then ends the body in the same write
+            # (uvicorn writes every body message at once: one write less per stream).
+            ended = isinstance(chunk, _LastChunk)
+            await send({"type": "http.response.body", "body": chunk, "more_body": not ended})
+        if not ended:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         try:
@@ -734,6 +803,10 @@ class MeteredStream(StreamingResponse):
 
 
 # ------------------------------------------------------------------------------------ helpers
+
+
+class _LastChunk(bytes):
+    """The last piece of a relayed stream."""
 
 
 class _StreamProblem(Exception):
@@ -790,6 +863,24 @@ async def _send(client: httpx.AsyncClient, request: httpx.Request) -> httpx.Resp
     response = await transport.handle_async_request(request)
     response.request = request
     return response
+
+
+def _httpx_request(
+    call: Call, target: PinnedURL, headers: dict[str, str], content: bytes, timeout_s: float
+) -> httpx.Request:
+    extensions: dict[str, Any] = {
+        "timeout": {"connect": min(CONNECT_TIMEOUT_S, timeout_s), "read": timeout_s,
+                    "write": timeout_s, "pool": timeout_s},
+    }  # fmt: skip
+    if target.tls_server_name:
+        extensions["sni_hostname"] = target.tls_server_name
+    return httpx.Request(
+        "POST",
+        target.base_url + ENDPOINT_PATHS[call.endpoint],
+        content=content,
+        headers=headers,
+        extensions=extensions,
+    )
 
 
 def _failure_kind(status: int) -> str | None:
