@@ -76,7 +76,13 @@ def request_row(row: RequestRow) -> rx.Component:
     return rx.table.row(
         rx.table.cell(rx.text(row["at"], size="1")),
         rx.table.cell(
-            rx.link(rx.code(row["id"]), on_click=UsageState.show(row["id"]), cursor="pointer")
+            rx.code(
+                row["id"],
+                # A button-like code, not a link: no navigation that would re-run the page load.
+                on_click=UsageState.show(row["id"]),
+                cursor="pointer",
+                role="button",
+            )
         ),
         rx.table.cell(row["model"]),
         rx.table.cell(

@@ -93,7 +93,8 @@ def test_sign_up_top_up_call_and_download(page, app_url: str) -> None:  # type: 
     shot(page, "usage-log")
     page.locator("code:has-text('req_')").first.click()
     page.wait_for_selector("[role=dialog] >> text=sandbox-chat")
-    assert "gpt-4o-mini" in page.locator("[role=dialog]").inner_text()
+    detail = page.locator("[role=dialog]", has_text="sandbox-chat").inner_text()
+    assert "gpt-4o-mini" in detail and "undefined" not in detail
     shot(page, "usage-detail")
     page.keyboard.press("Escape")
     page.goto("/billing")
