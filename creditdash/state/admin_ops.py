@@ -19,9 +19,9 @@ from creditdash.accounts.audit import Actor
 from creditdash.accounts.models import AuditEntry
 from creditdash.billing.money import format_credits, format_minor, parse_credits, parse_minor
 from creditdash.billing.payments import manual, orders, refunds
-from creditdash.billing.pricing import Price
 from creditdash.errors import CreditdashError, ValidationFailed
 from creditdash.proxy import pricing_admin, providers_admin
+from creditdash.state import forms
 from creditdash.state.admin import AdminBase, _apply
 
 ORDER_FILTERS = [
@@ -318,19 +318,14 @@ class AdminModelsState(AdminBase):
                 at = datetime.fromisoformat(str(form.get("effective_at") or "")).replace(tzinfo=UTC)
             except ValueError:
                 raise ValidationFailed("the effective time is a date and time (UTC)") from None
-            price = Price(
-                parse_credits(str(form.get("input") or "0"), field="input price"),
-                parse_credits(str(form.get("output") or "0"), field="output price"),
-                parse_credits(str(form.get("cached") or "0"), field="cached input price"),
-                parse_credits(str(form.get("fee") or "0"), field="request fee"),
-            )
+            price = forms.price(form, "price")
             return pricing_admin.schedule_price(
                 session,
                 model=model,
                 price=price,
                 effective_at=at,
                 actor=actor,
-                acknowledge_loss=form.get("acknowledge") in ("on", "true", True),
+                acknowledge_loss=forms.checked(form, "acknowledge"),
             )
 
         await self._run(_apply(work), f"New price of {model} scheduled.")
@@ -359,30 +354,19 @@ class AdminModelsState(AdminBase):
         if not isinstance(actor, Actor):
             return actor
 
-        def whole(name: str) -> int:
-            text = str(form.get(name) or "0")
-            if not (text.isascii() and text.isdigit() and len(text) < 6):
-                raise ValidationFailed(f"{name} must be a whole number")
-            return int(text)
-
         def work(session: Session) -> object:
-            cost = Price(
-                parse_credits(str(form.get("input") or "0"), field="input cost"),
-                parse_credits(str(form.get("output") or "0"), field="output cost"),
-                parse_credits(str(form.get("cached") or "0"), field="cached input cost"),
-                parse_credits(str(form.get("fee") or "0"), field="request cost"),
-            )
+            cost = forms.price(form, "cost")
             return pricing_admin.set_route(
                 session,
                 model=str(form.get("model") or ""),
                 provider=str(form.get("provider") or ""),
                 upstream_model=str(form.get("upstream_model") or ""),
-                priority=whole("priority"),
-                weight=whole("weight"),
-                enabled=form.get("enabled") in ("on", "true", True),
+                priority=forms.whole(form, "priority"),
+                weight=forms.whole(form, "weight"),
+                enabled=forms.checked(form, "enabled"),
                 cost=cost,
                 actor=actor,
-                acknowledge_loss=form.get("acknowledge") in ("on", "true", True),
+                acknowledge_loss=forms.checked(form, "acknowledge"),
             )
 
         await self._run(
@@ -397,12 +381,6 @@ class AdminModelsState(AdminBase):
         if not isinstance(actor, Actor):
             return actor
 
-        def number(name: str, default: str) -> int:
-            text = str(form.get(name) or default)
-            if not (text.isascii() and text.isdigit() and len(text) < 7):
-                raise ValidationFailed(f"{name.replace('_', ' ')} must be a whole number")
-            return int(text)
-
         def work(session: Session) -> object:
             timeout = str(form.get("attempt_timeout_s") or "").strip()
             pricing_admin.set_fallback(
@@ -411,10 +389,10 @@ class AdminModelsState(AdminBase):
                 fall_through=[
                     k.strip() for k in str(form.get("fall_through") or "").split(",") if k.strip()
                 ],
-                max_attempts=number("max_attempts", "3"),
-                attempt_timeout_s=number("attempt_timeout_s", "0") if timeout else None,
-                cooldown_failures=number("cooldown_failures", "3"),
-                cooldown_s=number("cooldown_s", "30"),
+                max_attempts=forms.whole(form, "max_attempts", "3"),
+                attempt_timeout_s=forms.whole(form, "attempt_timeout_s", "0") if timeout else None,
+                cooldown_failures=forms.whole(form, "cooldown_failures", "3"),
+                cooldown_s=forms.whole(form, "cooldown_s", "30"),
                 actor=actor,
             )
             return None
@@ -439,18 +417,13 @@ class AdminModelsState(AdminBase):
         model = str(form.get("model") or "")
 
         def work(session: Session) -> object:
-            price = Price(
-                parse_credits(str(form.get("input") or "0"), field="input price"),
-                parse_credits(str(form.get("output") or "0"), field="output price"),
-                parse_credits(str(form.get("cached") or "0"), field="cached input price"),
-                parse_credits(str(form.get("fee") or "0"), field="request fee"),
-            )
+            price = forms.price(form, "price")
             return pricing_admin.set_model_price(
                 session,
                 model=model,
                 price=price,
                 actor=actor,
-                acknowledge_loss=form.get("acknowledge") in ("on", "true", True),
+                acknowledge_loss=forms.checked(form, "acknowledge"),
             )
 
         await self._run(_apply(work), f"Price of {model} saved; new requests use it.")
@@ -590,18 +563,15 @@ class AdminProvidersState(AdminBase):
         actor = await self._admin()
         if not isinstance(actor, Actor):
             return actor
-        timeout = str(form.get("timeout_s") or "300")
 
         def work(session: Session) -> object:
-            if not (timeout.isascii() and timeout.isdigit()):
-                raise ValidationFailed("the timeout is a whole number of seconds")
             return providers_admin.save_provider(
                 session,
                 name=str(form.get("name") or ""),
                 base_url=str(form.get("base_url") or ""),
                 api_key=str(form.get("api_key") or ""),
-                timeout_s=int(timeout),
-                enabled=form.get("enabled") in ("on", "true", True),
+                timeout_s=forms.whole(form, "timeout_s", "300"),
+                enabled=forms.checked(form, "enabled"),
                 actor=actor,
             )
 
@@ -842,26 +812,20 @@ class AdminSalesState(AdminBase):
             return actor
         currency = str(form.get("currency") or "EUR")
 
-        def whole(name: str, default: str) -> int:
-            text = str(form.get(name) or default)
-            if not (text.isascii() and text.isdigit() and len(text) < 6):
-                raise ValidationFailed(f"{name.replace('_', ' ')} must be a whole number")
-            return int(text)
-
         def work(session: Session) -> object:
             spec = PackageSpec(
                 name=str(form.get("name") or ""),
-                kind="custom" if form.get("custom") in ("on", "true", True) else "standard",
+                kind="custom" if forms.checked(form, "custom") else "standard",
                 currency=currency,
                 unit_price_minor=parse_minor(
                     str(form.get("unit_price") or ""), currency, field="price"
                 ),
                 credits_micros=parse_credits(str(form.get("credits") or ""), field="credits"),
                 bonus_micros=parse_credits(str(form.get("bonus") or "0"), field="bonus"),
-                min_quantity=whole("min_quantity", "1"),
-                max_quantity=whole("max_quantity", "1"),
+                min_quantity=forms.whole(form, "min_quantity", "1"),
+                max_quantity=forms.whole(form, "max_quantity", "1"),
                 description=str(form.get("description") or ""),
-                active=form.get("active") in ("on", "true", True),
+                active=forms.checked(form, "active"),
             )
             return save_package(session, spec=spec, actor=actor)
 

@@ -16,7 +16,7 @@ from creditdash.accounts.audit import Actor
 from creditdash.accounts.customers import customer_balance
 from creditdash.billing.invoicing import invoices, profiles
 from creditdash.billing.money import format_credits, format_minor
-from creditdash.billing.payments import checkout, orders, packages
+from creditdash.billing.payments import checkout, orders, packages, refunds
 from creditdash.errors import CreditdashError
 from creditdash.settings import get_settings
 from creditdash.state.portal import PortalState, Workspace
@@ -454,12 +454,4 @@ class BillingState(PortalState):
     @rx.var
     def refund_policy(self) -> str:
         settings = get_settings()
-        used = (
-            "including used credits"
-            if settings.refund_consumed_credits
-            else "for the credits of an order you have not used"
-        )
-        return (
-            f"Refunds within {settings.refund_window_days} days of payment, {used}. "
-            f"Terms version {settings.terms_version}."
-        )
+        return f"{refunds.policy_text(settings)} Terms version {settings.terms_version}."

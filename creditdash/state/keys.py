@@ -12,7 +12,8 @@ from reflex.event import EventSpec
 from creditdash import db
 from creditdash.accounts import api_keys
 from creditdash.billing.money import format_credits, parse_credits
-from creditdash.errors import CreditdashError, ValidationFailed
+from creditdash.errors import CreditdashError
+from creditdash.state import forms
 from creditdash.state.portal import PortalState, Workspace
 
 
@@ -55,21 +56,12 @@ def _rows(customer_id: str) -> list[KeyRow]:
         ]
 
 
-def _whole(text: str, label: str) -> int | None:
-    text = (text or "").strip()
-    if not text:
-        return None
-    if not text.isascii() or not text.isdigit() or len(text) > 9:
-        raise ValidationFailed(f"{label} must be a whole number")
-    return int(text)
-
-
 def _create(customer_id: str, user_id: int, form: dict[str, str]) -> str:
     cap = (form.get("monthly_cap") or "").strip()
     models = [m.strip() for m in (form.get("models") or "").split(",") if m.strip()]
     limits = api_keys.KeyLimits(
-        rpm=_whole(form.get("rpm", ""), "Requests per minute"),
-        concurrency=_whole(form.get("concurrency", ""), "Concurrent requests"),
+        rpm=forms.optional_whole(form, "rpm"),
+        concurrency=forms.optional_whole(form, "concurrency"),
         monthly_spend_cap_micros=parse_credits(cap, field="Monthly cap") if cap else None,
         allowed_models=tuple(models) if models else None,
     )

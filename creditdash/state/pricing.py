@@ -10,7 +10,7 @@ import reflex as rx
 
 from creditdash import db
 from creditdash.billing.money import format_credits, format_minor
-from creditdash.billing.payments import packages
+from creditdash.billing.payments import packages, refunds
 from creditdash.settings import get_settings
 from creditdash.state.session import SessionState
 
@@ -60,16 +60,11 @@ class PricingState(SessionState):
     @rx.var
     def terms(self) -> list[str]:
         s = get_settings()
-        used = (
-            "including credits already used"
-            if s.refund_consumed_credits
-            else "for the credits of that order you have not used"
-        )
         return [
             "Prices are net; taxes follow your billing profile (VAT, GST or reverse charge) "
             "and are shown before you pay.",
             "1 credit pays for model usage at the published per-model prices; every request "
             "shows what it cost.",
-            f"Refunds within {s.refund_window_days} days of payment, {used}.",
+            refunds.policy_text(s),
             f"Terms version {s.terms_version}; the version you accept is recorded on your order.",
         ]

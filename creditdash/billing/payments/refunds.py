@@ -61,6 +61,17 @@ class RefundLimit:
         }
 
 
+def policy_text(settings: Settings | None = None) -> str:
+    """The published refund policy in one sentence, as checkout pages and pricing show it."""
+    settings = settings or get_settings()
+    used = (
+        "including credits already used"
+        if settings.refund_consumed_credits
+        else "for the credits of that order not yet used"
+    )
+    return f"Refunds within {settings.refund_window_days} days of payment, {used}."
+
+
 def _total_credits(order: PaymentOrder) -> int:
     return order.credits_micros + order.bonus_micros
 

@@ -22,7 +22,7 @@ from starlette.routing import Route
 
 from creditdash import db
 from creditdash.billing.money import format_credits, format_minor
-from creditdash.billing.payments import orders
+from creditdash.billing.payments import orders, refunds
 from creditdash.billing.payments.checkout import return_urls
 from creditdash.billing.payments.models import PaymentOrder
 from creditdash.billing.payments.providers import SANDBOX_CHECKOUT_PATH, webhook_secrets
@@ -199,15 +199,7 @@ def _path_only(url: str) -> str:
 
 
 def _policy_text(settings: Settings) -> str:
-    consumed = (
-        "including credits already used"
-        if settings.refund_consumed_credits
-        else "for the credits of this order you have not used"
-    )
-    return (
-        f"Refunds within {settings.refund_window_days} days of payment, {consumed}. "
-        f"Terms version {settings.terms_version}."
-    )
+    return f"{refunds.policy_text(settings)} Terms version {settings.terms_version}."
 
 
 def _credits_text(order: PaymentOrder) -> str:

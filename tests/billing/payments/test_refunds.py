@@ -141,3 +141,15 @@ def test_refund_needs_a_reason_and_a_valid_id(shop: Shop) -> None:
     with pytest.raises(ValidationFailed, match="refund id"):
         refunds.refund_order(order.id, amount_minor=1, refund_id="bad id!", actor=CLI, reason="x")
     assert shop.get(order.id).refunded_minor == 0
+
+
+def test_policy_text_follows_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CREDITDASH_REFUND_WINDOW_DAYS", "30")
+    settings.reset_settings()
+    assert refunds.policy_text() == (
+        "Refunds within 30 days of payment, for the credits of that order not yet used."
+    )
+    monkeypatch.setenv("CREDITDASH_REFUND_CONSUMED_CREDITS", "1")
+    settings.reset_settings()
+    assert "including credits already used" in refunds.policy_text()
+    settings.reset_settings()
