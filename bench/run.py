@@ -1,36 +1,68 @@
-"""Gateway overhead against calling the upstream directly, measured in one run.
+"""Gateway speed against the direct upstream and against the LiteLLM proxy, in one run.
 
-    .venv/bin/python bench/run.py [--duration 10] [--workers 1] [--out BENCHMARKS.md]
+    .venv/bin/python bench/run.py [--duration 10] [--warmup 2] [--concurrency 1,16,64]
+                                  [--only NAME,...] [--out BENCHMARKS.md]
 
-Starts nginx as a fast fake upstream (bench/nginx.conf), a standalone `creditdash gateway`
-on a fresh SQLite database with full metering, and drives both with wrk (bench/post.lua) at
-concurrency 1 and 32, non-streaming and streaming. Writes a markdown report with requests/s,
-latency percentiles, the latency the gateway adds and the throughput ratio, plus the CPU each
-process used. Needs Debian's nginx and wrk (installed when missing). Not part of `make test`.
+Starts nginx as a fast fake upstream (bench/nginx.conf) and builds the load driver
+(bench/loadgen.c). Then, one target at a time, it starts a server, drives it non-streaming and
+streaming at each concurrency, records requests/s, latency and time to first byte percentiles,
+the CPU used by the server, its database and the driver, and the largest RSS of one server
+worker, and stops it. Targets:
+
+- direct: nginx itself;
+- creditdash on SQLite and on PostgreSQL with 1 and 2 workers (`creditdash gateway`), full
+  metering, each on a fresh database; afterwards the number of usage records must equal the
+  number of 2xx answers and `creditdash ledger verify` must be clean;
+- the LiteLLM proxy (pinned below) with 1 and 2 workers, no database, in its own virtualenv
+  under .bench-cache/ (created when missing).
+
+Writes BENCHMARKS.md with the machine, versions, tables, ratios and bench/profile.md (the
+hand-kept profile of a request). Not part of `make test`.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
-import re
+import resource
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from dataclasses import dataclass
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+LITELLM_VERSION = "1.108.7"
+LITELLM_VENV = ROOT / ".bench-cache" / f"litellm-{LITELLM_VERSION}"
+LITELLM_KEY = "sk-litellm-bench"
 UPSTREAM_PORT = 18181
-GATEWAY_PORT = 18182
+FIRST_PORT = 18190
+MODES = ("json", "stream")
+DIRECT_PATHS = {"json": "/v1/chat/completions", "stream": "/stream/v1/chat/completions"}
+BODIES = {
+    "json": {"model": "bench-json", "max_tokens": 64},
+    "stream": {
+        "model": "bench-stream",
+        "max_tokens": 64,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    },
+}
+MESSAGES = [{"role": "user", "content": "Say hello to the benchmark."}]
 CATALOG = """
 providers:
   - {name: bench-json, base_url: "http://127.0.0.1:18181/v1", api_key: sk-bench-upstream}
@@ -43,10 +75,23 @@ models:
     price: {input_per_mtok: "0.60", output_per_mtok: "2.40"}
     routes: [{provider: bench-sse, upstream_model: bench, cost: {input_per_mtok: "0.15", output_per_mtok: "0.60"}}]
 """
+LITELLM_CONFIG = """
+model_list:
+  - model_name: bench-json
+    litellm_params: {model: openai/bench, api_base: "http://127.0.0.1:18181/v1", api_key: sk-bench-upstream}
+  - model_name: bench-stream
+    litellm_params: {model: openai/bench, api_base: "http://127.0.0.1:18181/stream/v1", api_key: sk-bench-upstream}
+general_settings:
+  master_key: sk-litellm-bench
+litellm_settings:
+  set_verbose: false
+"""
+# Durable PostgreSQL, as production would run it (fsync and synchronous commit on).
+PG_SETTINGS = "-c shared_buffers=256MB"
 
 
 @dataclass
-class Result:
+class Cell:
     target: str
     mode: str
     concurrency: int
@@ -54,54 +99,94 @@ class Result:
     p50_ms: float
     p90_ms: float
     p99_ms: float
+    ttfb_p50_ms: float
+    ttfb_p99_ms: float
     errors: int
+    server_cores: float
+    db_cores: float
+    driver_cores: float
+
+
+@dataclass
+class Target:
+    name: str
+    kind: str  # direct | creditdash | litellm
+    workers: int = 1
+    database: str = "-"
+    port: int = UPSTREAM_PORT
+    headers: list[str] = field(default_factory=list)
+    paths: dict[str, str] = field(default_factory=lambda: dict(DIRECT_PATHS))
+    process: subprocess.Popen[bytes] | None = None
+    max_rss_mib: float = 0.0
+    answered_2xx: int = 0
+    check: str = ""
+
+
+# ------------------------------------------------------------------------------ helpers
 
 
 def ensure_tools() -> None:
-    missing = [tool for tool in ("nginx", "wrk") if shutil.which(tool) is None]
-    if missing and Path("/usr/sbin/nginx").exists():
-        missing = [t for t in missing if t != "nginx"]
-    if missing:
-        subprocess.run(["apt-get", "install", "-y", "-qq", "nginx-light", "wrk"], check=True)
+    if shutil.which("nginx") is None and not Path("/usr/sbin/nginx").exists():
+        subprocess.run(["apt-get", "install", "-y", "-qq", "nginx-light"], check=True)
 
 
-def wait_port(port: int, timeout_s: float = 30) -> None:
+def build_loadgen(tmp: Path) -> Path:
+    binary = tmp / "loadgen"
+    subprocess.run(
+        ["cc", "-O2", "-pthread", "-o", str(binary), str(ROOT / "bench" / "loadgen.c")],
+        check=True,
+    )
+    return binary
+
+
+def ensure_litellm() -> Path:
+    python = LITELLM_VENV / "bin" / "python"
+    if not (LITELLM_VENV / "bin" / "litellm").exists():
+        print(f"creating {LITELLM_VENV} (LiteLLM {LITELLM_VERSION}, a few minutes)", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(LITELLM_VENV)], check=True)
+        subprocess.run(
+            [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+             f"litellm[proxy]=={LITELLM_VERSION}", "prisma"],
+            check=True,
+        )  # fmt: skip
+    return LITELLM_VENV / "bin" / "litellm"
+
+
+def wait_ready(port: int, probe: Callable[[], bool], timeout_s: float = 120) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
+            if sock.connect_ex(("127.0.0.1", port)) == 0 and probe():
                 return
-        time.sleep(0.1)
-    raise TimeoutError(f"port {port} did not open")
+        time.sleep(0.25)
+    raise TimeoutError(f"nothing ready on port {port}")
 
 
-def run_wrk(url: str, concurrency: int, duration_s: int, env: dict[str, str]) -> Result:
-    threads = 1 if concurrency == 1 else 2
-    command = [
-        "wrk", f"-t{threads}", f"-c{concurrency}", f"-d{duration_s}s", "--timeout", "10s",
-        "-s", str(ROOT / "bench" / "post.lua"), url,
-    ]  # fmt: skip
-    output = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
-    match = re.search(r"RESULT (.*)", output)
-    if match is None:
-        raise RuntimeError(f"wrk printed no result:\n{output}")
-    fields = dict(pair.split("=") for pair in match.group(1).split())
-    requests, duration_us = int(fields["requests"]), int(fields["duration_us"])
-    return Result(
-        target="",
-        mode="",
-        concurrency=concurrency,
-        rps=requests / (duration_us / 1e6),
-        p50_ms=int(fields["p50_us"]) / 1000,
-        p90_ms=int(fields["p90_us"]) / 1000,
-        p99_ms=int(fields["p99_us"]) / 1000,
-        errors=int(fields["errors"]) + int(fields["non2xx"]),
+def post_once(target: Target, mode: str) -> bool:
+    headers = dict(h.split(": ", 1) for h in target.headers)
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{target.port}{target.paths[mode]}",
+        data=json.dumps({**BODIES[mode], "messages": MESSAGES}).encode(),
+        headers={"Content-Type": "application/json", **headers},
     )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310 (loopback)
+            answer.read()
+            return bool(answer.status == 200)
+    except OSError:
+        return False
 
 
-def cpu_seconds(process: psutil.Process) -> float:
+def tree(process: psutil.Process) -> list[psutil.Process]:
+    try:
+        return [process, *process.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def cpu_seconds(processes: list[psutil.Process]) -> float:
     total = 0.0
-    for proc in [process, *process.children(recursive=True)]:
+    for proc in processes:
         try:
             times = proc.cpu_times()
             total += times.user + times.system
@@ -110,91 +195,269 @@ def cpu_seconds(process: psutil.Process) -> float:
     return total
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--duration", type=int, default=10)
-    parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--out", default=str(ROOT / "BENCHMARKS.md"))
-    args = parser.parse_args()
-    ensure_tools()
-    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
-    tmp = Path(tempfile.mkdtemp(prefix="creditdash-bench-"))
-    env = {
+class RssSampler(threading.Thread):
+    """The largest RSS any one process of a server tree reached, sampled every 0.2 s."""
+
+    def __init__(self, root: psutil.Process) -> None:
+        super().__init__(daemon=True)
+        self.root, self.max_bytes, self.stopped = root, 0, threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.wait(0.2):
+            for proc in tree(self.root):
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    self.max_bytes = max(self.max_bytes, proc.memory_info().rss)
+
+
+def driver_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+# ------------------------------------------------------------------------------ measuring
+
+
+def measure(
+    target: Target,
+    loadgen: Path,
+    bodies: dict[str, Path],
+    args: argparse.Namespace,
+    db_root: psutil.Process | None,
+) -> list[Cell]:
+    assert target.process is not None
+    server = psutil.Process(target.process.pid)
+    sampler = RssSampler(server)
+    sampler.start()
+    cells = []
+    for mode in MODES:
+        for concurrency in args.concurrency:
+            processes = tree(server)
+            db_processes = tree(db_root) if db_root else []
+            before = cpu_seconds(processes), cpu_seconds(db_processes), driver_cpu()
+            started = time.monotonic()
+            out = subprocess.run(
+                [str(loadgen), "127.0.0.1", str(target.port), target.paths[mode],
+                 str(bodies[mode]), str(concurrency), str(args.warmup), str(args.duration),
+                 *target.headers],
+                capture_output=True, text=True, check=True,
+            ).stdout  # fmt: skip
+            elapsed = time.monotonic() - started
+            result = json.loads(out)
+            target.answered_2xx += result["answered_2xx"]
+            used = (
+                cpu_seconds(processes) - before[0],
+                cpu_seconds(db_processes) - before[1],
+                driver_cpu() - before[2],
+            )
+            cell = Cell(
+                target=target.name,
+                mode=mode,
+                concurrency=concurrency,
+                rps=result["rps"],
+                p50_ms=result["p50_ms"],
+                p90_ms=result["p90_ms"],
+                p99_ms=result["p99_ms"],
+                ttfb_p50_ms=result["ttfb_p50_ms"],
+                ttfb_p99_ms=result["ttfb_p99_ms"],
+                errors=result["errors"] + result["non2xx"],
+                server_cores=used[0] / elapsed,
+                db_cores=used[1] / elapsed,
+                driver_cores=used[2] / elapsed,
+            )
+            cells.append(cell)
+            print(f"{target.name:>24} {mode:>6} c={concurrency:<3} {cell.rps:9.0f} req/s "
+                  f"p50 {cell.p50_ms:7.2f} p99 {cell.p99_ms:7.2f} ms "
+                  f"ttfb p50 {cell.ttfb_p50_ms:6.2f} ms errors {cell.errors} "
+                  f"cpu {cell.server_cores:.2f}+{cell.db_cores:.2f}", flush=True)  # fmt: skip
+    sampler.stopped.set()
+    sampler.join()
+    target.max_rss_mib = sampler.max_bytes / 2**20
+    return cells
+
+
+def stop(process: subprocess.Popen[bytes] | None) -> None:
+    if process is None or process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+# ------------------------------------------------------------------------------ targets
+
+
+def creditdash_env(database_url: str, data_dir: Path) -> dict[str, str]:
+    return {
         **os.environ,
-        "CREDITDASH_DATABASE_URL": f"sqlite:///{tmp / 'bench.db'}",
-        "CREDITDASH_DATA_DIR": str(tmp / "data"),
+        "CREDITDASH_DATABASE_URL": database_url,
+        "CREDITDASH_DATA_DIR": str(data_dir),
         "CREDITDASH_ALLOW_PRIVATE_UPSTREAMS": "1",
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
     }
+
+
+def start_creditdash(target: Target, env: dict[str, str], tmp: Path) -> None:
     # The CLI of this checkout, whichever virtualenv runs the script (ROOT is on PYTHONPATH).
     cli = [sys.executable, "-m", "creditdash.cli"]
     subprocess.run([*cli, "db", "upgrade"], env=env, check=True, capture_output=True)
-    (tmp / "catalog.yaml").write_text(CATALOG)
-    subprocess.run(
-        [*cli, "catalog", "import", str(tmp / "catalog.yaml")],
-        env=env,
-        check=True,
-        capture_output=True,
-    )
+    catalog = tmp / "catalog.yaml"
+    catalog.write_text(CATALOG)
+    subprocess.run([*cli, "catalog", "import", str(catalog)], env=env, check=True,
+                   capture_output=True)  # fmt: skip
     created = subprocess.run(
         [*cli, "customers", "create", "--email", "bench@example.com", "--name", "Bench",
          "--credits", "1000000", "--json"],
         env=env, check=True, capture_output=True, text=True,
     )  # fmt: skip
-    key = json.loads(created.stdout)["api_key"]
-
-    upstream = subprocess.Popen([nginx, "-p", str(tmp), "-c", str(ROOT / "bench" / "nginx.conf")])
-    gateway = subprocess.Popen(
-        [*cli, "gateway", "--port", str(GATEWAY_PORT), "--workers", str(args.workers)],
+    target.headers = [f"Authorization: Bearer {json.loads(created.stdout)['api_key']}"]
+    target.paths = {mode: "/v1/chat/completions" for mode in MODES}
+    target.process = subprocess.Popen(
+        [*cli, "gateway", "--port", str(target.port), "--workers", str(target.workers)],
         env=env, start_new_session=True,
     )  # fmt: skip
-    results: list[Result] = []
-    cpu: dict[str, float] = {}
+
+
+def check_creditdash(target: Target, env: dict[str, str]) -> None:
+    """Usage records must equal the 2xx answers, and the ledger must verify."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(env["CREDITDASH_DATABASE_URL"])
+    with engine.connect() as connection:
+        rows = int(connection.execute(text("SELECT count(*) FROM usage_records")).scalar_one())
+    engine.dispose()
+    verify = subprocess.run(
+        [sys.executable, "-m", "creditdash.cli", "ledger", "verify"],
+        env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    exact = "equal" if rows == target.answered_2xx else "DIFFER"
+    target.check = (
+        f"{rows:,} usage records for {target.answered_2xx:,} answers with status 2xx ({exact}); "
+        f"ledger verify {'clean' if verify.returncode == 0 else 'FAILED: ' + verify.stdout}"
+    )
+
+
+def start_litellm(target: Target, tmp: Path) -> None:
+    litellm = ensure_litellm()
+    config = tmp / "litellm.yaml"
+    config.write_text(LITELLM_CONFIG)
+    env = {
+        **os.environ,
+        # Offline and quiet: the bundled cost map instead of fetching one; no debug logs.
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+        "LITELLM_LOG": "ERROR",
+        "DISABLE_ADMIN_UI": "True",
+    }
+    env.pop("DATABASE_URL", None)
+    target.headers = [f"Authorization: Bearer {LITELLM_KEY}"]
+    target.paths = {mode: "/v1/chat/completions" for mode in MODES}
+    target.process = subprocess.Popen(
+        [str(litellm), "--config", str(config), "--host", "127.0.0.1", "--port",
+         str(target.port), "--num_workers", str(target.workers)],
+        env=env, start_new_session=True, stdout=subprocess.DEVNULL,
+        stderr=open(tmp / f"litellm-{target.port}.log", "wb"),  # noqa: SIM115
+    )  # fmt: skip
+
+
+def plan(only: set[str] | None) -> list[Target]:
+    targets = [
+        Target("direct", "direct"),
+        Target("creditdash SQLite w1", "creditdash", 1, "SQLite"),
+        Target("creditdash SQLite w2", "creditdash", 2, "SQLite"),
+        Target("creditdash PostgreSQL w1", "creditdash", 1, "PostgreSQL"),
+        Target("creditdash PostgreSQL w2", "creditdash", 2, "PostgreSQL"),
+        Target("LiteLLM w1", "litellm", 1),
+        Target("LiteLLM w2", "litellm", 2),
+    ]
+    for port, target in enumerate(targets, FIRST_PORT):
+        if target.kind != "direct":
+            target.port = port
+    if only:
+        targets = [t for t in targets if t.name in only or t.kind == "direct"]
+    return targets
+
+
+# ------------------------------------------------------------------------------ main
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--duration", type=float, default=10)
+    parser.add_argument("--warmup", type=float, default=2)
+    parser.add_argument("--concurrency", default="1,16,64")
+    parser.add_argument("--only", default="", help="comma-separated target names")
+    parser.add_argument("--pg-settings", default=PG_SETTINGS, help="postgres -c options")
+    parser.add_argument("--out", default=str(ROOT / "BENCHMARKS.md"))
+    args = parser.parse_args()
+    args.concurrency = [int(c) for c in args.concurrency.split(",")]
+    ensure_tools()
+    tmp = Path(tempfile.mkdtemp(prefix="creditdash-bench-"))
+    loadgen = build_loadgen(tmp)
+    bodies = {}
+    for mode in MODES:
+        bodies[mode] = tmp / f"{mode}.json"
+        bodies[mode].write_text(json.dumps({**BODIES[mode], "messages": MESSAGES}))
+    targets = plan(set(filter(None, args.only.split(","))))
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    upstream = subprocess.Popen(
+        [nginx, "-p", str(tmp), "-c", str(ROOT / "bench" / "nginx.conf")],
+        start_new_session=True,
+    )
+    postgres = None
+    cells: list[Cell] = []
     try:
-        wait_port(UPSTREAM_PORT)
-        wait_port(GATEWAY_PORT)
-        gw_proc, up_proc = psutil.Process(gateway.pid), psutil.Process(upstream.pid)
-        for mode in ("json", "stream"):
-            wrk_env = {**env, "BENCH_KEY": key, "BENCH_STREAM": "1" if mode == "stream" else "0",
-                       "BENCH_MODEL": f"bench-{mode}"}  # fmt: skip
-            direct_path = (
-                "/v1/chat/completions" if mode == "json" else "/stream/v1/chat/completions"
-            )
-            targets = {
-                "direct": f"http://127.0.0.1:{UPSTREAM_PORT}{direct_path}",
-                "creditdash": f"http://127.0.0.1:{GATEWAY_PORT}/v1/chat/completions",
-            }
-            for concurrency in (1, 32):
-                for target, url in targets.items():
-                    run_wrk(url, concurrency, 2, wrk_env)  # warm-up
-                    proc = gw_proc if target == "creditdash" else up_proc
-                    before = cpu_seconds(proc)
-                    result = run_wrk(url, concurrency, args.duration, wrk_env)
-                    used = cpu_seconds(proc) - before
-                    cpu[f"{target}/{mode}/c{concurrency}"] = used / args.duration
-                    result.target, result.mode = target, mode
-                    results.append(result)
-                    print(f"{target:>10} {mode:>6} c={concurrency:<3} {result.rps:9.0f} req/s "
-                          f"p50 {result.p50_ms:7.2f} ms p99 {result.p99_ms:7.2f} ms "
-                          f"errors {result.errors}", flush=True)  # fmt: skip
+        if any(t.database == "PostgreSQL" for t in targets):
+            from tests.conftest import PostgresServer
+
+            postgres = PostgresServer(args.pg_settings)
+            postgres.start()
+        for target in targets:
+            env: dict[str, str] = {}
+            db_root = None
+            if target.kind == "direct":
+                target.process = upstream
+            elif target.kind == "creditdash":
+                if target.database == "SQLite":
+                    url = f"sqlite:///{tmp / f'{target.port}.db'}"
+                else:
+                    assert postgres is not None
+                    url = postgres.new_database()
+                    db_root = _postmaster(postgres.datadir)
+                env = creditdash_env(url, tmp / f"data-{target.port}")
+                start_creditdash(target, env, tmp)
+            else:
+                start_litellm(target, tmp)
+            wait_ready(target.port, lambda t=target: all(post_once(t, m) for m in MODES))
+            target.answered_2xx += len(MODES)
+            try:
+                cells += measure(target, loadgen, bodies, args, db_root)
+            finally:
+                if target.kind != "direct":
+                    stop(target.process)
+            if target.kind == "creditdash":
+                check_creditdash(target, env)
+                print(f"{target.name}: {target.check}", flush=True)
     finally:
-        os.killpg(gateway.pid, signal.SIGTERM)
-        upstream.send_signal(signal.SIGQUIT)
-        gateway.wait(timeout=20)
-        upstream.wait(timeout=20)
-    verify = subprocess.run([*cli, "ledger", "verify"], env=env, capture_output=True, text=True)
-    usage_rows = _usage_rows(tmp / "bench.db")
-    report = render(results, cpu, args, verify.returncode == 0, usage_rows)
+        stop(upstream)
+        if postgres is not None:
+            postgres.stop()
+    report = render(cells, targets, args)
     Path(args.out).write_text(report)
     print(report)
     shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _usage_rows(path: Path) -> int:
-    import sqlite3
+def _postmaster(datadir: Path) -> psutil.Process | None:
+    try:
+        pid = int((datadir / "postmaster.pid").read_text().split()[0])
+        return psutil.Process(pid)
+    except (OSError, ValueError, psutil.NoSuchProcess):
+        return None
 
-    with sqlite3.connect(path) as connection:
-        return int(connection.execute("SELECT count(*) FROM usage_records").fetchone()[0])
+
+# ------------------------------------------------------------------------------ report
 
 
 def _version(command: list[str]) -> str:
@@ -205,56 +468,137 @@ def _version(command: list[str]) -> str:
         return "unknown"
 
 
-def render(
-    results: list[Result],
-    cpu: dict[str, float],
-    args: argparse.Namespace,
-    ledger_ok: bool,
-    rows: int,
-) -> str:
-    by_key = {(r.target, r.mode, r.concurrency): r for r in results}
+def _ratio(ours: Cell | None, theirs: Cell | None) -> str:
+    if ours is None or theirs is None or theirs.rps == 0:
+        return "-"
+    return f"{ours.rps / theirs.rps:.1f}x"
+
+
+def render(cells: list[Cell], targets: list[Target], args: argparse.Namespace) -> str:
+    by_key = {(c.target, c.mode, c.concurrency): c for c in cells}
+    workers = {t.name: t.workers for t in targets}
+    kinds = {t.name: t.kind for t in targets}
+    litellm_version = _version(
+        [str(LITELLM_VENV / "bin" / "python"), "-c",
+         "import importlib.metadata as m; print(m.version('litellm'))"]
+    )  # fmt: skip
     lines = [
         "# Benchmarks",
         "",
-        "Gateway overhead against calling the upstream directly, measured in one run by",
-        "`.venv/bin/python bench/run.py` (not part of `make test`). The upstream is nginx",
-        "answering from memory, so it is never the bottleneck; wrk drives both with keep-alive",
-        "connections. creditdash runs as `creditdash gateway --workers "
-        f"{args.workers}` on SQLite (WAL) with full metering: key lookup (cached), a hold before",
+        "The gateway against calling the upstream directly and against the LiteLLM proxy,",
+        "measured in one run by `.venv/bin/python bench/run.py` (not part of `make test`). The",
+        "upstream is nginx answering from memory, so it is never the bottleneck. The driver",
+        "(bench/loadgen.c) keeps C requests in flight on kept-alive connections; latency is to",
+        "the last byte of the answer, TTFB to its first byte. creditdash runs `creditdash gateway",
+        "--workers N` with full metering on a fresh database: key lookup (cached), a hold before",
         "the upstream call, and the post plus a usage record after it, for every request.",
+        f"LiteLLM {LITELLM_VERSION} runs `litellm --num_workers N` with a master key and no",
+        "database (its spend tracking on PostgreSQL needs Prisma's engine binaries, which are",
+        "downloaded from a host this machine cannot reach, so it could not be measured here).",
         "",
         f"- Machine: {os.cpu_count()} cores, {psutil.virtual_memory().total // 2**30} GiB, "
         f"{platform.platform()}",
-        f"- Python {platform.python_version()}; {_version(['nginx', '-v'])}; "
-        f"{_version(['wrk', '--version'])}",
-        f"- {args.duration} s per cell after a 2 s warm-up; the machine is shared, so compare",
-        "  ratios within this run rather than absolute numbers across runs.",
-        "",
-        "| mode | concurrency | direct req/s | creditdash req/s | throughput ratio "
-        "| direct p50 / p99 ms | creditdash p50 / p99 ms | added p50 / p99 ms | gateway CPU |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for mode in ("json", "stream"):
-        for concurrency in (1, 32):
-            direct = by_key[("direct", mode, concurrency)]
-            ours = by_key[("creditdash", mode, concurrency)]
-            lines.append(
-                f"| {'non-stream' if mode == 'json' else 'stream'} | {concurrency} "
-                f"| {direct.rps:,.0f} | {ours.rps:,.0f} | {ours.rps / direct.rps:.3f} "
-                f"| {direct.p50_ms:.2f} / {direct.p99_ms:.2f} "
-                f"| {ours.p50_ms:.2f} / {ours.p99_ms:.2f} "
-                f"| {ours.p50_ms - direct.p50_ms:.2f} / {ours.p99_ms - direct.p99_ms:.2f} "
-                f"| {cpu[f'creditdash/{mode}/c{concurrency}']:.2f} cores |"
-            )
-    errors = sum(r.errors for r in results)
-    lines += [
-        "",
-        f"Errors and non-2xx answers across the run: {errors}. Usage records written: {rows:,} "
-        f"(one per metered request, warm-ups included). `creditdash ledger verify` after the "
-        f"run: {'clean' if ledger_ok else 'FAILED'}.",
+        f"- Python {platform.python_version()}; {_version(['nginx', '-v'])}; LiteLLM: "
+        f"{litellm_version}; PostgreSQL {_version(['psql', '--version']).split()[-1]} "
+        f"(`{args.pg_settings}`); SQLite WAL, synchronous=NORMAL",
+        f"- {args.duration:g} s per cell after a {args.warmup:g} s warm-up; the machine is "
+        "shared and noisy, so compare ratios within this run rather than numbers across runs.",
+        "- CPU is in cores (1.00 = one core busy): the server's processes, PostgreSQL's, and "
+        "the driver's.",
         "",
     ]
+    for mode in MODES:
+        lines += [
+            f"## {'Non-streaming' if mode == 'json' else 'Streaming'}",
+            "",
+            "| target | C | req/s | vs direct | vs LiteLLM | p50 / p90 / p99 ms | TTFB p50 / p99 ms "
+            "| added p50 / p99 ms | CPU server / db / driver |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for concurrency in args.concurrency:
+            direct = by_key.get(("direct", mode, concurrency))
+            for target in targets:
+                cell = by_key.get((target.name, mode, concurrency))
+                if cell is None:
+                    continue
+                rival = by_key.get((f"LiteLLM w{workers[cell.target]}", mode, concurrency))
+                added = (
+                    f"{cell.p50_ms - direct.p50_ms:.2f} / {cell.p99_ms - direct.p99_ms:.2f}"
+                    if direct and kinds[cell.target] != "direct"
+                    else "-"
+                )
+                lines.append(
+                    f"| {cell.target} | {concurrency} | {cell.rps:,.0f} "
+                    f"| {_ratio(cell, direct) if kinds[cell.target] != 'direct' else '-'} "
+                    f"| {_ratio(cell, rival) if kinds[cell.target] == 'creditdash' else '-'} "
+                    f"| {cell.p50_ms:.2f} / {cell.p90_ms:.2f} / {cell.p99_ms:.2f} "
+                    f"| {cell.ttfb_p50_ms:.2f} / {cell.ttfb_p99_ms:.2f} | {added} "
+                    f"| {cell.server_cores:.2f} / {cell.db_cores:.2f} / {cell.driver_cores:.2f} |"
+                )
+        lines.append("")
+    lines += ["## Memory and exactness", ""]
+    for target in targets:
+        if target.kind == "direct":
+            continue
+        line = f"- {target.name}: largest RSS of one process {target.max_rss_mib:.0f} MiB"
+        lines.append(line + (f"; {target.check}." if target.check else "."))
+    errors = sum(c.errors for c in cells)
+    lines += ["", f"Errors and non-2xx answers across the run: {errors}.", ""]
+    lines += targets_section(by_key, args, targets)
+    profile = ROOT / "bench" / "profile.md"
+    if profile.exists():
+        lines += ["", profile.read_text().rstrip(), ""]
     return "\n".join(lines)
+
+
+def targets_section(
+    by_key: dict[tuple[str, str, int], Cell], args: argparse.Namespace, targets: list[Target]
+) -> list[str]:
+    """The issue's targets against this run's numbers (reported, not asserted anywhere)."""
+
+    def get(name: str, mode: str, c: int) -> Cell | None:
+        return by_key.get((name, mode, c))
+
+    lines = ["## Against the targets", ""]
+    c16 = 16 if 16 in args.concurrency else max(args.concurrency)
+    for mode, label in (("json", "Non-streaming"), ("stream", "Streaming")):
+        for w in (1, 2):
+            ours, theirs = (
+                get(f"creditdash SQLite w{w}", mode, c16),
+                get(f"LiteLLM w{w}", mode, c16),
+            )
+            if ours and theirs:
+                lines.append(
+                    f"- {label} at C={c16}, {w} worker(s), SQLite: {ours.rps:,.0f} req/s against "
+                    f"LiteLLM's {theirs.rps:,.0f}: {ours.rps / theirs.rps:.1f}x (target >= 10x)."
+                )
+    direct = {m: get("direct", m, 1) for m in MODES}
+    for mode in MODES:
+        ours, base = get("creditdash SQLite w1", mode, 1), direct[mode]
+        if ours and base:
+            lines.append(
+                f"- Added latency at C=1, {'non-streaming' if mode == 'json' else 'streaming'}: "
+                f"p50 {ours.p50_ms - base.p50_ms:.2f} ms (target <= 2), p99 "
+                f"{ours.p99_ms - base.p99_ms:.2f} ms (target <= 10)."
+            )
+    for w in (1, 2):
+        for mode in MODES:
+            sq, pg = (
+                get(f"creditdash SQLite w{w}", mode, c16),
+                get(f"creditdash PostgreSQL w{w}", mode, c16),
+            )
+            if sq and pg:
+                lines.append(
+                    f"- PostgreSQL against SQLite, {w} worker(s), {mode}, C={c16}: "
+                    f"{pg.rps / sq.rps:.2f} of the requests/s (target >= 0.70)."
+                )
+    rss = [t.max_rss_mib for t in targets if t.kind == "creditdash"]
+    if rss:
+        lines.append(
+            f"- Largest RSS of one creditdash gateway process under load: {max(rss):.0f} MiB "
+            "(target <= 150 MiB)."
+        )
+    return lines
 
 
 if __name__ == "__main__":

@@ -55,7 +55,11 @@ def sqlite_url(sqlite_template: Path, tmp_path: Path) -> str:
 
 
 class PostgresServer:
-    def __init__(self) -> None:
+    # Speed over durability for throwaway test clusters; bench/run.py passes durable settings.
+    TEST_SETTINGS = "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+
+    def __init__(self, server_settings: str = TEST_SETTINGS) -> None:
+        self.server_settings = server_settings
         candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
         if not candidates:
             raise RuntimeError("PostgreSQL server binaries not found; run `make test-deps`")
@@ -77,8 +81,8 @@ class PostgresServer:
             shutil.chown(self.root, "postgres", "postgres")
         self._run("initdb", "-D", str(self.datadir), "-U", "postgres", "-A", "trust", "-E", "UTF8")
         options = (
-            f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off "
-            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+            f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 "
+            f"-c max_connections=200 {self.server_settings}"
         )
         self._run(
             "pg_ctl", "-D", str(self.datadir), "-o", options, "-l", str(self.root / "log"), "-w",
