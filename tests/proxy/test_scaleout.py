@@ -24,6 +24,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
+from sqlmodel import col
 
 from creditdash import db, settings
 from creditdash.accounts.api_keys import create_api_key
@@ -150,7 +151,7 @@ def test_two_gateway_processes_never_overspend_one_balance(
         balance = ledger.get_balance(session, who.account_id)
         records, charged = session.execute(
             select(func.count(), func.coalesce(func.sum(UsageRecord.price_micros), 0)).where(
-                UsageRecord.customer_id == who.customer_id, UsageRecord.http_status == 200
+                col(UsageRecord.customer_id) == who.customer_id, col(UsageRecord.http_status) == 200
             )
         ).one()
         problems = ledger.verify(session)
