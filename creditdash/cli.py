@@ -895,6 +895,13 @@ def gateway(host: str, port: int, workers: int) -> None:
     """Serve the gateway alone (stateless; run several behind a load balancer)."""
     import uvicorn
 
+    from creditdash.proxy.app import check_startup
+
+    try:
+        check_startup()
+    except RuntimeError as exc:
+        raise_refusal_exit(str(exc))
+
     # Metering runs in worker threads; a shorter GIL switch interval lets a finished database
     # call resume sooner while the event loop is busy (about 15% less latency measured).
     sys.setswitchinterval(0.0005)

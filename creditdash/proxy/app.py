@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import orjson
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -29,7 +30,7 @@ from creditdash.billing.money import format_credits
 from creditdash.billing.payments.routes import payment_routes
 from creditdash.proxy import errors
 from creditdash.proxy.gateway import Gateway
-from creditdash.settings import Settings
+from creditdash.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
@@ -182,6 +183,26 @@ class GatewayApp(Starlette):
         await response(scope, receive, send)
 
 
+def check_startup(settings: Settings | None = None) -> None:
+    """Refuse to serve with a configuration that would fail every request.
+
+    Outside development the secret key must be set, and it must open the upstream keys stored
+    in the catalog: a gateway started with a missing or different key would otherwise pass its
+    health check and answer 500 to every completion. A database that cannot be reached yet is
+    only logged (the health check reports it, and the gateway recovers when it comes back).
+    """
+    from creditdash.proxy.catalog import load_snapshot
+
+    (settings or get_settings()).resolved_secret_key()  # RuntimeError outside development
+    try:
+        with db.session_scope(readonly=True) as session:
+            load_snapshot(session)
+    except ValueError as exc:  # a stored secret the configured key cannot open
+        raise RuntimeError(f"refusing to start: {exc}") from None
+    except SQLAlchemyError:
+        log.warning("database unreachable at start; serving 503 until it answers", exc_info=True)
+
+
 def create_app(*, standalone: bool = True, settings: Settings | None = None) -> Starlette:
     """A fresh gateway app. standalone=True runs its own lifespan (hold expiry, client close);
     mounted in Reflex, the Reflex app's lifespan tasks do that instead."""
@@ -191,6 +212,7 @@ def create_app(*, standalone: bool = True, settings: Settings | None = None) -> 
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         from creditdash.billing.holds import expire_holds_forever
 
+        await asyncio.to_thread(check_startup, settings)
         expiry = asyncio.create_task(expire_holds_forever())
         try:
             yield

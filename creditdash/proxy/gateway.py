@@ -773,7 +773,13 @@ class MeteredStream(StreamingResponse):
         super().__init__(
             gateway._relay(call, upstream),
             media_type="text/event-stream",
-            headers={"x-request-id": call.request_id, "cache-control": "no-cache"},
+            # x-accel-buffering: a buffering proxy in front (nginx) passes each event on at
+            # once instead of collecting the answer first.
+            headers={
+                "x-request-id": call.request_id,
+                "cache-control": "no-cache",
+                "x-accel-buffering": "no",
+            },
         )
         self._gateway = gateway
         self._call = call

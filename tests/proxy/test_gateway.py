@@ -141,6 +141,8 @@ def test_stream_without_usage_is_still_metered_from_the_provider(rig: GatewayRig
         "POST", "/v1/chat/completions", json={"model": "chat", "messages": MESSAGES, "stream": True}
     ) as response:
         request_id = response.headers["x-request-id"]
+        # Events are not to be held back by a buffering proxy in front of the gateway.
+        assert response.headers["x-accel-buffering"] == "no"
         lines = [line for line in response.iter_lines() if line]
     # The gateway asked the upstream for usage, but the client did not: no usage chunk for it.
     assert rig.upstream.seen[seen_before].body["stream_options"] == {"include_usage": True}
