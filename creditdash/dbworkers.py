@@ -22,6 +22,7 @@ import concurrent.futures
 import contextlib
 import logging
 import queue
+import select
 import threading
 import time
 from collections.abc import Callable
@@ -38,6 +39,17 @@ IDLE_PING_S = 30.0
 CHECKPOINT_INTERVAL_S = 0.5
 
 _Job = tuple[Callable[..., Any], tuple[Any, ...], Any, Any]
+
+
+def _closed_by_server(connection: Any) -> bool:
+    """Whether an idle PostgreSQL connection has something to read, which between
+    transactions only happens when the server has sent its goodbye (a restart, a failover,
+    pg_terminate_backend) or closed the socket. One poll, no round trip."""
+    try:
+        readable, _, _ = select.select([connection.fileno()], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(readable)
 
 
 def _resolve(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
@@ -110,6 +122,11 @@ class DbWorkers:
             if self._sqlite:
                 # Commits leave the log alone; the checkpoint thread copies it (see above).
                 self._local.connection.execute("PRAGMA wal_autocheckpoint=0")
+        elif self._ping_idle and _closed_by_server(self._local.connection):
+            # PostgreSQL restarted or ended this session (it says so, then closes the socket):
+            # a fresh connection now, rather than a failed request first.
+            self._drop_connection()
+            return self._connection()
         elif self._ping_idle and time.monotonic() - self._local.used > IDLE_PING_S:
             try:
                 cursor = self._local.connection.cursor()

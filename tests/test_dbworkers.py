@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
+from creditdash import db
 from creditdash.dbworkers import DbWorkers
 
 
@@ -67,3 +70,41 @@ def test_a_cancelled_wait_does_not_stop_the_job(sqlite_engine: Engine) -> None:
         assert finished.wait(10)
     finally:
         workers.close()
+
+
+@pytest.mark.postgres
+def test_a_connection_the_server_ended_is_replaced_before_the_next_job(
+    postgres_url: str,
+) -> None:
+    """After a PostgreSQL restart or failover the next request gets a fresh connection instead
+    of failing on the dead one (pg_terminate_backend ends a session the same way)."""
+    engine = db.make_engine(postgres_url)
+    workers = DbWorkers(engine, 1)
+    try:
+
+        def backend_pid(connection: Any) -> int:
+            cursor = connection.cursor()
+            cursor.execute("SELECT pg_backend_pid()")
+            (pid,) = cursor.fetchone()
+            cursor.close()
+            connection.rollback()
+            return int(pid)
+
+        first = workers.call(backend_pid)
+        with engine.connect() as admin:
+            ended = admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": first})
+            assert ended.scalar_one() is True
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:  # the goodbye arrives asynchronously
+            with engine.connect() as admin:
+                gone = admin.execute(
+                    text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid"), {"pid": first}
+                ).scalar_one()
+            if gone == 0:
+                break
+            time.sleep(0.05)
+        second = workers.call(backend_pid)
+        assert second != first
+    finally:
+        workers.close()
+        engine.dispose()
