@@ -26,6 +26,7 @@ from creditdash.pages.pricing import pricing_page
 from creditdash.pages.signin import signin_page
 from creditdash.pages.signup import signup_page
 from creditdash.pages.usage import usage_page
+from creditdash.proxy.app import check_mounted_startup
 from creditdash.proxy.app import create_app as create_gateway
 from creditdash.state.account import AccountState
 from creditdash.state.admin import AdminState
@@ -69,6 +70,7 @@ async def close_gateway_clients() -> None:
 
 
 app = rx.App(api_transformer=mount_gateway)
+app.register_lifespan_task(check_mounted_startup)
 app.register_lifespan_task(expire_holds_forever)
 app.register_lifespan_task(close_gateway_clients)
 app.add_page(

@@ -76,8 +76,27 @@ def _balance(customer_id: str) -> dict[str, str]:
         return customer_balance(session, customer_id).as_json()
 
 
+# Set when the dashboard started with a configuration check that failed (see check_startup):
+# its health check then answers 503 so a load balancer sends it nothing.
+_startup_problem: list[str] = []
+
+
+async def check_mounted_startup() -> None:
+    """For the gateway mounted in the dashboard (a lifespan task there): the same check as a
+    standalone gateway, which refuses to start; here the failure is logged and /healthz fails."""
+    try:
+        await asyncio.to_thread(check_startup)
+    except RuntimeError as exc:
+        _startup_problem.append(str(exc))
+        log.critical("gateway misconfigured: %s", exc)
+
+
 def gateway_routes(gateway: Gateway) -> list[Route]:
     async def healthz(_request: Request) -> Response:
+        if _startup_problem:
+            return JSONResponse(
+                {"status": "misconfigured", "error": _startup_problem[0]}, status_code=503
+            )
         if await asyncio.to_thread(db.ping):
             return JSONResponse({"status": "ok"})
         return JSONResponse({"status": "unavailable", "database": "unreachable"}, status_code=503)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import httpx
 import pytest
 from sqlalchemy.engine import Engine
 
 from creditdash import db, settings
-from creditdash.proxy.app import check_startup
+from creditdash.proxy import app as app_module
+from creditdash.proxy.app import check_mounted_startup, check_startup, create_app
 from creditdash.proxy.catalog import import_catalog, parse_catalog
 from tests.proxy.conftest import catalog_yaml
 
@@ -45,3 +47,20 @@ def test_an_unreachable_database_is_not_a_reason_to_refuse(
     settings.reset_settings()
     db.set_engine(None)
     check_startup()  # logged; the health check reports 503 until the database answers
+
+
+@pytest.mark.anyio
+async def test_the_dashboard_mounted_gateway_reports_a_bad_configuration_in_healthz(
+    sqlite_engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CREDITDASH_ENVIRONMENT", "production")
+    monkeypatch.delenv("CREDITDASH_SECRET_KEY", raising=False)
+    monkeypatch.setattr(app_module, "_startup_problem", [])
+    settings.reset_settings()
+    await check_mounted_startup()  # logged, not raised: the dashboard itself keeps running
+    transport = httpx.ASGITransport(app=create_app(standalone=False))
+    async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
+        response = await client.get("/healthz")
+    assert response.status_code == 503
+    assert response.json()["status"] == "misconfigured"
+    assert "CREDITDASH_SECRET_KEY" in response.json()["error"]
