@@ -116,8 +116,19 @@ def shot(page: object, name: str) -> None:
 
 
 def sign_in(page: object, email: str, password: str) -> None:
-    page.goto("/")  # type: ignore[attr-defined]
-    page.wait_for_selector("#email")  # type: ignore[attr-defined]
-    page.fill("#email", email)  # type: ignore[attr-defined]
-    page.fill("#password", password)  # type: ignore[attr-defined]
-    page.click("#sign-in")  # type: ignore[attr-defined]
+    """Fill and send the sign-in form. On a loaded machine the page can re-render while it
+    connects (the form is replaced, and what was typed with it), so a click that finds no
+    stable button starts over from a fresh load, up to three times."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    for attempt in range(3):
+        page.goto("/")  # type: ignore[attr-defined]
+        page.wait_for_selector("#email")  # type: ignore[attr-defined]
+        page.fill("#email", email)  # type: ignore[attr-defined]
+        page.fill("#password", password)  # type: ignore[attr-defined]
+        try:
+            page.click("#sign-in", timeout=15_000)  # type: ignore[attr-defined]
+            return
+        except PlaywrightTimeout:
+            if attempt == 2:
+                raise
