@@ -17,7 +17,7 @@ from starlette.routing import Route
 from creditdash import db
 from creditdash.accounts import sessions
 from creditdash.accounts.customers import customers_of_user
-from creditdash.billing.invoicing import invoices, pdf, statements
+from creditdash.billing.invoicing import invoices, statements
 from creditdash.errors import CreditdashError, NotFound, ValidationFailed
 
 SESSION_COOKIE = "creditdash_session"
@@ -47,6 +47,10 @@ def _invoice_pdf(viewer: Viewer, number: str) -> tuple[str, bytes]:
         issued = invoices.get_by_number(session, number)
         if not viewer.may_see(issued.invoice.customer_id):
             raise NotFound(f"no invoice {number!r}")
+        # Imported on first use: fpdf2 and its fonts add about 40 MiB to every gateway worker
+        # that never renders a document.
+        from creditdash.billing.invoicing import pdf
+
         return issued.invoice.number, pdf.render_pdf(issued)
 
 

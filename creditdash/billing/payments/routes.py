@@ -15,7 +15,6 @@ import secrets
 import time
 from typing import Any
 
-import stripe
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
@@ -177,6 +176,8 @@ async def _sandbox_pay(request: Request, settings: Settings) -> Response:
     # Deliver the payment the way a provider would: an event signed exactly like Stripe's,
     # through the same verification and handler as /webhooks/sandbox. In process, so the
     # delivery goes to this server and nowhere a request header could point it.
+    import stripe  # on first use, like everything else of the library
+
     body = sandbox_event(order)
     header = stripe.WebhookSignature.generate_signature_header(
         body, settings.resolved_sandbox_webhook_secret()
