@@ -785,6 +785,36 @@ class MeteredStream(StreamingResponse):
         self._call = call
         self._upstream = upstream
 
+    async def _stream_until_disconnect(self, receive: Any, send: Any) -> None:
+        """Send the answer while a plain task listens for the client leaving.
+
+        What Starlette's StreamingResponse does with an anyio task group (two tasks and a
+        cancel scope per answer, about 0.3 ms of CPU per stream here), with one task: on
+        http.disconnect the listener cancels this task, whose cancellation is then absorbed
+        here, and the relay is closed at once so its finally block settles what was produced.
+        Any other cancellation (server shutdown) is passed on.
+        """
+        streaming = asyncio.current_task()
+        assert streaming is not None
+        gone = False
+
+        async def listen() -> None:
+            nonlocal gone
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            gone = True
+            streaming.cancel()
+
+        listener = asyncio.get_running_loop().create_task(listen())
+        try:
+            await self.stream_response(send)
+        except asyncio.CancelledError:
+            if not gone or streaming.uncancel() > 0:
+                raise
+            await self.body_iterator.aclose()  # type: ignore[attr-defined]
+        finally:
+            listener.cancel()
+
     async def stream_response(self, send: Any) -> None:
         await send(
             {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
@@ -800,7 +830,7 @@ class MeteredStream(StreamingResponse):
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         try:
-            await super().__call__(scope, receive, send)
+            await self._stream_until_disconnect(receive, send)
         finally:
             if not self._call.relay_started:
                 call = self._call
