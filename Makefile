@@ -32,16 +32,17 @@ run: install
 	$(BIN)/creditdash demo --if-empty
 	$(BIN)/reflex run --env prod --frontend-port $(PORT) --backend-port $(PORT)
 
-# Debian packages the tests drive: PostgreSQL's server binaries and Chromium. Installed when
+# Debian packages the tests drive: PostgreSQL's server binaries, Redis and Chromium. Installed when
 # missing and we are root; otherwise a warning (the app itself runs without them).
 test-deps:
-	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || ! command -v chromium >/dev/null; then \
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || ! command -v chromium >/dev/null \
+		|| ! command -v redis-server >/dev/null; then \
 		if [ "$$(id -u)" = 0 ]; then \
-			echo "installing PostgreSQL and Chromium from Debian packages"; \
+			echo "installing PostgreSQL, Redis and Chromium from Debian packages"; \
 			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-				postgresql chromium >/dev/null; \
+				postgresql redis-server chromium >/dev/null; \
 		else \
-			echo "warning: PostgreSQL server binaries or Chromium missing; the tests need them" >&2; \
+			echo "warning: PostgreSQL, Redis or Chromium missing; the tests need them" >&2; \
 		fi; \
 	fi
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import free_port
+from tests.conftest import free_port, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -46,10 +46,36 @@ def _app_env(tmp: Path, port: int) -> dict[str, str]:
 DEMO_KEY: dict[str, str] = {}
 
 
+# The dashboard runs as in production: two backend workers sharing their UI state in Redis.
+DASHBOARD_WORKERS = 2
+REDIS: dict[str, str] = {}
+
+
+def _start_redis(tmp: Path) -> subprocess.Popen[bytes] | None:
+    """A throwaway Redis for the app's state, or None when redis-server is missing (then the
+    app runs one worker with in-memory state, and the Redis test is skipped)."""
+    server = shutil.which("redis-server")
+    if server is None:
+        return None
+    port = free_port()
+    process = subprocess.Popen(
+        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", str(tmp)],
+        stdout=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    wait_for_port(port, timeout_s=30)
+    REDIS["url"] = f"redis://127.0.0.1:{port}/0"
+    return process
+
+
 def start_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     tmp = tmp_path_factory.mktemp("e2e")
     port = free_port()
     env = _app_env(tmp, port)
+    redis = _start_redis(tmp)
+    if redis is not None:
+        env["REFLEX_REDIS_URL"] = REDIS["url"]
+        env["GRANIAN_WORKERS"] = str(DASHBOARD_WORKERS)
     subprocess.run([str(BIN / "creditdash"), "db", "upgrade"], env=env, check=True, cwd=ROOT)
     seeded = subprocess.run(
         [str(BIN / "creditdash"), "demo"],
@@ -77,6 +103,9 @@ def start_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
         log.close()
+        if redis is not None:
+            redis.terminate()
+            redis.wait(timeout=20)
 
 
 def _wait_until_serving(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
