@@ -110,6 +110,10 @@ class DbWorkers:
             if self._sqlite:
                 # Commits leave the log alone; the checkpoint thread copies it (see above).
                 self._local.connection.execute("PRAGMA wal_autocheckpoint=0")
+            else:
+                # Each metering transaction is one statement (billing/hotpath.py): without BEGIN
+                # and COMMIT around it, it is one round trip.
+                self._local.connection.autocommit = True
         elif self._ping_idle and time.monotonic() - self._local.used > IDLE_PING_S:
             try:
                 cursor = self._local.connection.cursor()
