@@ -111,9 +111,7 @@ class DbWorkers:
                 # Commits leave the log alone; the checkpoint thread copies it (see above).
                 self._local.connection.execute("PRAGMA wal_autocheckpoint=0")
             else:
-                # Each metering transaction is one statement (billing/hotpath.py): without BEGIN
-                # and COMMIT around it, it is one round trip.
-                self._local.connection.autocommit = True
+                self._configure_postgres(self._local.connection)
         elif self._ping_idle and time.monotonic() - self._local.used > IDLE_PING_S:
             try:
                 cursor = self._local.connection.cursor()
@@ -125,6 +123,19 @@ class DbWorkers:
                 return self._connection()
         self._local.used = time.monotonic()
         return self._local.connection
+
+    @staticmethod
+    def _configure_postgres(connection: Any) -> None:
+        from psycopg.types.numeric import Int8BinaryDumper
+
+        # Each metering transaction is one statement (billing/hotpath.py): without BEGIN and
+        # COMMIT around it, it is one round trip.
+        connection.autocommit = True
+        # Every int is sent as a bigint. psycopg otherwise picks int2, int4 or int8 by value,
+        # and prepares a statement once per mix of parameter types it sees (keeping at most
+        # prepare_max of them): with token counts and prices of every size, the hot statements
+        # would keep being parsed and planned again. Columns and ids take a bigint as they are.
+        connection.adapters.register_dumper(int, Int8BinaryDumper)
 
     def _drop_connection(self) -> None:
         pooled = self._local.pooled
