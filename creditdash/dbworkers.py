@@ -3,7 +3,7 @@
 The rule: no blocking database call on the event loop. Work is handed to one of these threads
 with a queue and awaited as a future, which costs less than asyncio.to_thread, and each thread
 keeps one DB-API connection open instead of checking one out of the pool per transaction.
-SQLite gets one thread per process (it admits one writer at a time anyway); PostgreSQL a few.
+SQLite gets one thread per process (it admits one writer at a time anyway); PostgreSQL two.
 
 A job, once queued, always runs to the end, even if the coroutine awaiting it is cancelled: a
 settlement that has started is never abandoned halfway.
