@@ -3,7 +3,7 @@
 The rule: no blocking database call on the event loop. Work is handed to one of these threads
 with a queue and awaited as a future, which costs less than asyncio.to_thread, and each thread
 keeps one DB-API connection open instead of checking one out of the pool per transaction.
-SQLite gets one thread per process (it admits one writer at a time anyway); PostgreSQL a few.
+SQLite gets one thread per process (it admits one writer at a time anyway); PostgreSQL two.
 
 A job, once queued, always runs to the end, even if the coroutine awaiting it is cancelled: a
 settlement that has started is never abandoned halfway.
@@ -122,6 +122,8 @@ class DbWorkers:
             if self._sqlite:
                 # Commits leave the log alone; the checkpoint thread copies it (see above).
                 self._local.connection.execute("PRAGMA wal_autocheckpoint=0")
+            else:
+                self._configure_postgres(self._local.connection)
         elif self._ping_idle and _closed_by_server(self._local.connection):
             # PostgreSQL restarted or ended this session (it says so, then closes the socket):
             # a fresh connection now, rather than a failed request first.
@@ -138,6 +140,19 @@ class DbWorkers:
                 return self._connection()
         self._local.used = time.monotonic()
         return self._local.connection
+
+    @staticmethod
+    def _configure_postgres(connection: Any) -> None:
+        from psycopg.types.numeric import Int8BinaryDumper
+
+        # Each metering transaction is one statement (billing/hotpath.py): without BEGIN and
+        # COMMIT around it, it is one round trip.
+        connection.autocommit = True
+        # Every int is sent as a bigint. psycopg otherwise picks int2, int4 or int8 by value,
+        # and prepares a statement once per mix of parameter types it sees (keeping at most
+        # prepare_max of them): with token counts and prices of every size, the hot statements
+        # would keep being parsed and planned again. Columns and ids take a bigint as they are.
+        connection.adapters.register_dumper(int, Int8BinaryDumper)
 
     def _drop_connection(self) -> None:
         pooled = self._local.pooled

@@ -18,6 +18,22 @@ hold this process placed. When anything else happens (a short balance, a used ke
 was already resolved, a price above the hold) the raw transaction is rolled back, having written
 nothing, and the function returns None: the caller then runs the SQLAlchemy path in ledger.py
 and metering.py, so every unusual outcome keeps exactly one implementation.
+
+On PostgreSQL each transaction is one statement: the same UPDATEs and INSERTs, chained as
+data-modifying CTEs, sent in one round trip (with autocommit, as dbworkers.py opens its
+connections, the statement is the whole transaction). The rules above hold inside it:
+
+- each UPDATE after the first runs only if the one before it matched its row (its WHERE clause
+  asks for a row of the previous one's RETURNING), which also makes them run in id order;
+- the row that ends the statement (the transfer of a hold, the usage record of a settlement)
+  takes NOT NULL values from the RETURNING of the balance UPDATEs: if one of them matched
+  nothing, the value is NULL, the insert fails, and the whole statement is undone. A statement
+  commits all of its changes or none, so no partial hold or settlement can be left behind;
+- a hold whose first UPDATE matches nothing (a short balance, when the customer's account has
+  the lower id) ends with no row and no error. When the revenue account comes first, its UPDATE
+  also asks that the customer's limit check pass on the statement's snapshot, so a short balance
+  stops there too, without an error; the customer's UPDATE still checks it again on the row it
+  locks.
 """
 
 from __future__ import annotations
@@ -52,11 +68,12 @@ _RELEASE_CREDIT = (
     "UPDATE ledger_accounts SET credits_posted = credits_posted + ?, "
     "credits_pending = credits_pending - ? WHERE id = ? AND credits_pending >= ?"
 )
-_INSERT_TRANSFER = (
+_TRANSFER_INTO = (
     "INSERT INTO transfers (idempotency_key, kind, debit_account_id, credit_account_id, "
-    "amount_micros, pending_id, code, reference, memo, expires_at, actor_user_id, created_at) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, '', ?, NULL, ?) RETURNING id"
+    "amount_micros, pending_id, code, reference, memo, expires_at, actor_user_id, created_at)"
 )
+_TRANSFER_VALUES = "?, ?, ?, ?, ?, ?, ?, ?, '', ?, NULL, ?"
+_INSERT_TRANSFER = f"{_TRANSFER_INTO} VALUES ({_TRANSFER_VALUES}) RETURNING id"
 _TOUCH_KEY = "UPDATE api_keys SET last_used_at = ? WHERE id = ?"
 # Every column of the usage record, in the model's order (metering._store writes the same).
 _USAGE_COLUMNS = tuple(c.name for c in UsageRecord.__table__.columns)  # type: ignore[attr-defined]
@@ -67,6 +84,88 @@ _INSERT_USAGE = (
 )
 _usage_values = operator.attrgetter(*_USAGE_COLUMNS)
 _USAGE_CREATED_AT = _USAGE_COLUMNS.index("created_at")
+
+
+# ------------------------------------------------------------------ PostgreSQL: one statement
+
+
+def _fill(text: str, *values: str) -> str:
+    """text with its qmark placeholders replaced, in order, by the given SQL expressions."""
+    parts = text.split("?")
+    if len(parts) != len(values) + 1:
+        raise ValueError(f"{len(parts) - 1} placeholders for {len(values)} values: {text}")
+    return "".join(part + value for part, value in zip(parts, values, strict=False)) + parts[-1]
+
+
+def _named(text: str, *names: str) -> str:
+    """text with psycopg's named placeholders instead of its qmark ones."""
+    return _fill(text, *(f"%({name})s" for name in names))
+
+
+def _pg_hold_sql(debit_first: bool) -> str:
+    """The hold in one statement: the two pending UPDATEs in id order, then the transfer."""
+    debit = _named(_DEBIT_PENDING, "amount", "debit", "amount")
+    credit = _named(_CREDIT_PENDING, "amount", "credit")
+    first, second = ("debit", "credit") if debit_first else ("credit", "debit")
+    if debit_first:
+        credit += " AND EXISTS (SELECT FROM debit)"
+    else:
+        # The customer's limit on the statement's snapshot, so that a short balance stops
+        # before the revenue account is touched (the debit below checks it again, locked).
+        limit = debit.split(" WHERE ", 1)[1]
+        credit += f" AND EXISTS (SELECT FROM ledger_accounts WHERE {limit})"
+        debit += " AND EXISTS (SELECT FROM credit)"
+    # The account ids of the transfer come from the UPDATEs: NULL (refused, the statement
+    # undone) if one of them matched nothing after the first one did.
+    values = _fill(
+        _TRANSFER_VALUES, "%(key)s", "'pending'", "(SELECT id FROM debit)",
+        "(SELECT id FROM credit)", "%(amount)s", "NULL", "%(code)s", "%(reference)s",
+        "%(expires)s", "%(now)s",
+    )  # fmt: skip
+    ctes = {
+        "debit": f"debit AS ({debit} RETURNING id)",
+        "credit": f"credit AS ({credit} RETURNING id)",
+    }
+    # Built from the constants above, never from request data (as every statement here).
+    return (
+        f"WITH {ctes[first]}, {ctes[second]} "  # noqa: S608
+        f"{_TRANSFER_INTO} SELECT {values} WHERE EXISTS (SELECT FROM {first}) RETURNING id"
+    )
+
+
+_USAGE_PARAMS = tuple(f"u_{column}" for column in _USAGE_COLUMNS)
+
+
+def _pg_settle_sql(debit_first: bool, touch_key: bool) -> str:
+    """The settlement in one statement: the resolving transfer (the claim on the hold), the two
+    release UPDATEs in id order, the usage record, and the key's last use."""
+    resolution = _fill(
+        _TRANSFER_VALUES, "%(key)s", "'post'", "%(debit)s", "%(credit)s", "%(price)s",
+        "%(hold)s", "%(code)s", "%(reference)s", "NULL", "%(now)s",
+    )  # fmt: skip
+    first, second = ("debit", "credit") if debit_first else ("credit", "debit")
+    after = {first: "resolution", second: first}
+    release_debit = _named(_RELEASE_DEBIT, "price", "held", "debit", "held")
+    debit_where, debit_returning = release_debit.split(" RETURNING ")
+    debit = f"{debit_where} AND EXISTS (SELECT FROM {after['debit']}) RETURNING {debit_returning}"
+    credit = _named(_RELEASE_CREDIT, "price", "held", "credit", "held")
+    credit += f" AND EXISTS (SELECT FROM {after['credit']}) RETURNING id"
+    ctes = {"debit": f"debit(balance) AS ({debit})", "credit": f"credit AS ({credit})"}
+    # The balance after comes from the join of both releases: NULL (refused, the statement
+    # undone) unless each of them matched its row.
+    usage = ", ".join(
+        "(SELECT debit.balance FROM debit, credit)"
+        if column == "balance_after_micros"
+        else f"%({param})s"
+        for column, param in zip(_USAGE_COLUMNS, _USAGE_PARAMS, strict=True)
+    )
+    touched = f", touched AS ({_named(_TOUCH_KEY, 'now', 'api_key')})" if touch_key else ""
+    return (
+        f"WITH resolution AS ({_TRANSFER_INTO} VALUES ({resolution}) RETURNING id), "
+        f"{ctes[first]}, {ctes[second]}{touched} "
+        f"INSERT INTO usage_records ({', '.join(_USAGE_COLUMNS)}) SELECT {usage} "
+        "RETURNING balance_after_micros"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +193,9 @@ class HotLedger:
 
     Functions take a DB-API connection that is not inside a transaction: on SQLite one in
     autocommit mode (db.py sets isolation_level=None) where BEGIN IMMEDIATE is issued here, on
-    PostgreSQL a psycopg connection that begins a transaction with its first statement.
+    PostgreSQL a psycopg connection, best in autocommit mode (dbworkers.py): each transaction is
+    then its single statement. Without autocommit psycopg wraps it in BEGIN and COMMIT, which
+    only costs two round trips more.
     """
 
     def __init__(
@@ -119,6 +220,13 @@ class HotLedger:
         self._insert_transfer = sql(_INSERT_TRANSFER)
         self._insert_usage = sql(_INSERT_USAGE)
         self._touch_key = sql(_TOUCH_KEY)
+        # PostgreSQL's single statements, by (debit account id < credit account id[, touch]).
+        self._pg_hold = {first: _pg_hold_sql(first) for first in (False, True)}
+        self._pg_settle = {
+            (first, touch): _pg_settle_sql(first, touch)
+            for first in (False, True)
+            for touch in (False, True)
+        }
 
     def _begin(self, cursor: Any) -> None:
         if self.sqlite:
@@ -145,6 +253,9 @@ class HotLedger:
         if not 0 < amount_micros <= MAX_MICROS or account_id == revenue_account_id:
             return None
         now = utcnow()
+        if not self.sqlite:
+            return self._hold_pg(connection, request_id, account_id, revenue_account_id,
+                                 amount_micros, expires_at, now)  # fmt: skip
         with self._write_lock:
             return self._hold(connection, request_id, account_id, revenue_account_id,
                               amount_micros, expires_at, now)  # fmt: skip
@@ -196,6 +307,68 @@ class HotLedger:
             reference=request_id,
         )
 
+    def _hold_pg(
+        self,
+        connection: Any,
+        request_id: str,
+        account_id: int,
+        revenue_account_id: int,
+        amount_micros: int,
+        expires_at: datetime,
+        now: datetime,
+    ) -> PlacedHold | None:
+        params = {
+            "key": f"req:{request_id}",
+            "debit": account_id,
+            "credit": revenue_account_id,
+            "amount": amount_micros,
+            "code": USAGE_CODE,
+            "reference": request_id,
+            "expires": expires_at,
+            "now": now,
+        }
+        rows = self._run_pg(connection, self._pg_hold[account_id < revenue_account_id], params)
+        if not rows:
+            # The first UPDATE matched nothing (the statement stopped there), or the statement
+            # was refused and undone: a short balance, a used key, a missing account.
+            return None
+        return PlacedHold(
+            id=int(rows[0][0]),
+            amount_micros=amount_micros,
+            debit_account_id=account_id,
+            credit_account_id=revenue_account_id,
+            reference=request_id,
+        )
+
+    def _run_pg(
+        self,
+        connection: Any,
+        statement: str,
+        params: dict[str, Any],
+        short_release: str | None = None,
+    ) -> list[Any]:
+        """Run one statement as its own transaction; [] when a constraint refused it (and so
+        undid all of it). With short_release, the NULL balance of a settlement whose release
+        UPDATE matched nothing raises RuntimeError(short_release) instead, as on SQLite."""
+        cursor = connection.cursor()
+        try:
+            cursor.execute(statement, params)
+            rows: list[Any] = cursor.fetchall()
+            # Nothing to do on an autocommit connection, where the statement was the transaction.
+            connection.commit()
+        except self._integrity_error as error:
+            connection.rollback()
+            diag = getattr(error, "diag", None)
+            if short_release and getattr(diag, "column_name", None) == "balance_after_micros":
+                raise RuntimeError(short_release) from error
+            return []
+        except BaseException:
+            connection.rollback()
+            raise
+        finally:
+            cursor.close()
+        return rows
+
     # -------------------------------------------------------------------------------- settle
 
     def settle(
@@ -212,8 +385,47 @@ class HotLedger:
         resolved (expired): nothing was written, and metering.settle handles it."""
         if not 0 <= price_micros <= hold.amount_micros:
             return None
+        if not self.sqlite:
+            return self._settle_pg(connection, hold, price_micros, record, touch_key, utcnow())
         with self._write_lock:
             return self._settle(connection, hold, price_micros, record, touch_key, utcnow())
+
+    def _settle_pg(
+        self,
+        connection: Any,
+        hold: PlacedHold,
+        price_micros: int,
+        record: UsageEntry,
+        touch_key: bool,
+        now: datetime,
+    ) -> UsageEntry | None:
+        record.price_micros = price_micros
+        record.hold_id = hold.id
+        params = dict(zip(_USAGE_PARAMS, _usage_values(record), strict=True))
+        params.update(
+            key=f"{ledger.RESERVED_KEY_PREFIX}resolve:{hold.id}",
+            debit=hold.debit_account_id,
+            credit=hold.credit_account_id,
+            price=price_micros,
+            held=hold.amount_micros,
+            hold=hold.id,
+            code=USAGE_CODE,
+            reference=hold.reference,
+            now=now,
+            api_key=record.api_key_id,
+        )
+        statement = self._pg_settle[hold.debit_account_id < hold.credit_account_id, touch_key]
+        short = (
+            f"ledger account {hold.debit_account_id} or {hold.credit_account_id} holds less "
+            f"than hold {hold.id}"
+        )
+        rows = self._run_pg(connection, statement, params, short_release=short)
+        if not rows:
+            # Refused and undone: most likely the hold was expired meanwhile (metering.settle
+            # charges it directly).
+            return None
+        record.balance_after_micros = int(rows[0][0])
+        return record
 
     def _settle(
         self,

@@ -66,9 +66,12 @@ MAX_SSE_LINE_BYTES = 4 * 1024 * 1024
 # The same bounds the httpx client had.
 MAX_UPSTREAM_CONNECTIONS = 1000
 MAX_IDLE_UPSTREAM_CONNECTIONS = 200
-# Metering threads per process: SQLite takes one writer at a time; PostgreSQL runs several.
+# Metering threads per process: SQLite takes one writer at a time; PostgreSQL runs two. Every
+# hold and settlement updates the usage revenue account's row, so concurrent ones queue on its
+# lock until the one before commits: more threads mostly add lock waits and re-checks of the
+# updated row (PostgreSQL's EvalPlanQual) to each statement, not throughput.
 DB_THREADS = {"sqlite": 1}
-DEFAULT_DB_THREADS = 4
+DEFAULT_DB_THREADS = 2
 
 
 @dataclass

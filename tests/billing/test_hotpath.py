@@ -251,3 +251,81 @@ def test_a_hold_resolves_once_even_from_the_hot_path(engine: Engine, raw: Any) -
     with db.session_scope(engine=engine, readonly=True) as session:
         assert ledger.get_balance(session, who.account_id).posted_micros == 4_700_000
         assert ledger.verify(session) == []
+
+
+def test_a_step_that_fails_after_the_first_undoes_the_whole_transaction(
+    engine: Engine, raw: Any
+) -> None:
+    # On PostgreSQL each transaction is one statement whose later steps are gated on the earlier
+    # ones; a failure after the first UPDATE must still leave nothing behind.
+    hot = hot_ledger(engine)
+    who, key_id = customer_with_key(engine, 5 * CREDIT)
+    with db.session_scope(engine=engine, readonly=True) as session:
+        transfers = session.execute(select(func.count()).select_from(Transfer)).scalar_one()
+    # The customer's UPDATE matches (its id is the lower), the missing revenue account's not.
+    assert hot.hold(
+        raw, request_id=new_id("req"), account_id=who.account_id,
+        revenue_account_id=10**9, amount_micros=CREDIT, expires_at=utcnow() + TTL,
+    ) is None  # fmt: skip
+    with db.session_scope(engine=engine, readonly=True) as session:
+        assert ledger.get_balance(session, who.account_id).held_micros == 0
+        assert session.execute(select(func.count()).select_from(Transfer)).scalar_one() == transfers
+
+    request_id = new_id("req")
+    placed = hot.hold(
+        raw, request_id=request_id, account_id=who.account_id,
+        revenue_account_id=who.revenue_id, amount_micros=CREDIT, expires_at=utcnow() + TTL,
+    )  # fmt: skip
+    assert placed is not None
+    # A hold the accounts do not cover (this process's record of it is wrong): the resolution
+    # is inserted first, then the releases find less than the hold.
+    wrong = PlacedHold(
+        id=placed.id, amount_micros=placed.amount_micros + 1,
+        debit_account_id=placed.debit_account_id, credit_account_id=placed.credit_account_id,
+        reference=placed.reference,
+    )  # fmt: skip
+    with pytest.raises(RuntimeError, match="holds less than hold"):
+        hot.settle(
+            raw, hold=wrong, price_micros=300_000, record=entry(who, key_id, request_id),
+            touch_key=True,
+        )  # fmt: skip
+    with db.session_scope(engine=engine, readonly=True) as session:
+        assert session.get(UsageRecord, request_id) is None
+        assert ledger.get_balance(session, who.account_id).held_micros == CREDIT
+        assert ledger.get_balance(session, who.account_id).posted_micros == 5 * CREDIT
+        assert ledger.verify(session) == []
+    # Nothing was claimed: the real hold still settles.
+    assert hot.settle(
+        raw, hold=placed, price_micros=300_000, record=entry(who, key_id, request_id),
+        touch_key=True,
+    ) is not None  # fmt: skip
+    with db.session_scope(engine=engine, readonly=True) as session:
+        assert ledger.get_balance(session, who.account_id).posted_micros == 4_700_000
+        assert ledger.verify(session) == []
+
+
+def test_a_credit_account_with_the_lower_id_is_updated_first(engine: Engine, raw: Any) -> None:
+    # The other order of the two UPDATEs (on PostgreSQL, the other statement): another
+    # customer's account, created earlier, stands in for the revenue account.
+    hot = hot_ledger(engine)
+    payee, _ = customer_with_key(engine, 0)
+    who, key_id = customer_with_key(engine, CREDIT)
+    assert payee.account_id < who.account_id
+    args = dict(
+        account_id=who.account_id, revenue_account_id=payee.account_id, expires_at=utcnow() + TTL
+    )
+    assert hot.hold(raw, request_id=new_id("req"), amount_micros=CREDIT + 1, **args) is None  # type: ignore[arg-type]
+    request_id = new_id("req")
+    placed = hot.hold(raw, request_id=request_id, amount_micros=CREDIT, **args)  # type: ignore[arg-type]
+    assert placed is not None
+    assert hot.settle(
+        raw, hold=placed, price_micros=400_000, record=entry(who, key_id, request_id),
+        touch_key=False,
+    ) is not None  # fmt: skip
+    with db.session_scope(engine=engine, readonly=True) as session:
+        assert ledger.get_balance(session, who.account_id).posted_micros == 600_000
+        assert ledger.get_balance(session, who.account_id).held_micros == 0
+        assert ledger.get_balance(session, payee.account_id).posted_micros == 400_000
+        record = session.get(UsageRecord, request_id)
+        assert record is not None and record.balance_after_micros == 600_000
+        assert ledger.verify(session) == []
