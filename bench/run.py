@@ -471,7 +471,8 @@ def _version(command: list[str]) -> str:
 def _ratio(ours: Cell | None, theirs: Cell | None) -> str:
     if ours is None or theirs is None or theirs.rps == 0:
         return "-"
-    return f"{ours.rps / theirs.rps:.1f}x"
+    ratio = ours.rps / theirs.rps
+    return f"{ratio:.1f}x" if ratio >= 1 else f"{ratio:.3f}x"
 
 
 def render(cells: list[Cell], targets: list[Target], args: argparse.Namespace) -> str:
@@ -499,7 +500,7 @@ def render(cells: list[Cell], targets: list[Target], args: argparse.Namespace) -
         f"- Machine: {os.cpu_count()} cores, {psutil.virtual_memory().total // 2**30} GiB, "
         f"{platform.platform()}",
         f"- Python {platform.python_version()}; {_version(['nginx', '-v'])}; LiteLLM: "
-        f"{litellm_version}; PostgreSQL {_version(['psql', '--version']).split()[-1]} "
+        f"{litellm_version}; PostgreSQL {_version(['psql', '--version']).split()[2]} "
         f"(`{args.pg_settings}`); SQLite WAL, synchronous=NORMAL",
         f"- {args.duration:g} s per cell after a {args.warmup:g} s warm-up; the machine is "
         "shared and noisy, so compare ratios within this run rather than numbers across runs.",
