@@ -172,7 +172,9 @@ def post_once(target: Target, mode: str) -> bool:
     try:
         with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310 (loopback)
             answer.read()
-            return bool(answer.status == 200)
+            ok = bool(answer.status == 200)
+            target.answered_2xx += ok  # each one is a metered request, too
+            return ok
     except OSError:
         return False
 
@@ -184,15 +186,21 @@ def tree(process: psutil.Process) -> list[psutil.Process]:
         return []
 
 
-def cpu_seconds(processes: list[psutil.Process]) -> float:
-    total = 0.0
-    for proc in processes:
-        try:
+def cpu_by_pid(root: psutil.Process | None) -> dict[int, float]:
+    """CPU seconds used so far by each process of a tree, listed now."""
+    used = {}
+    for proc in tree(root) if root is not None else []:
+        with contextlib.suppress(psutil.NoSuchProcess):
             times = proc.cpu_times()
-            total += times.user + times.system
-        except psutil.NoSuchProcess:
-            pass
-    return total
+            used[proc.pid] = times.user + times.system
+    return used
+
+
+def cpu_since(root: psutil.Process | None, before: dict[int, float]) -> float:
+    """CPU seconds the tree used since `before`, with processes started meanwhile (a
+    PostgreSQL backend for a new connection, say) counted from zero. A process that ended
+    meanwhile is missing from both ends (none does during a cell)."""
+    return sum(now - before.get(pid, 0.0) for pid, now in cpu_by_pid(root).items())
 
 
 class RssSampler(threading.Thread):
@@ -231,9 +239,7 @@ def measure(
     cells = []
     for mode in MODES:
         for concurrency in args.concurrency:
-            processes = tree(server)
-            db_processes = tree(db_root) if db_root else []
-            before = cpu_seconds(processes), cpu_seconds(db_processes), driver_cpu()
+            before = cpu_by_pid(server), cpu_by_pid(db_root), driver_cpu()
             started = time.monotonic()
             out = subprocess.run(
                 [str(loadgen), "127.0.0.1", str(target.port), target.paths[mode],
@@ -245,8 +251,8 @@ def measure(
             result = json.loads(out)
             target.answered_2xx += result["answered_2xx"]
             used = (
-                cpu_seconds(processes) - before[0],
-                cpu_seconds(db_processes) - before[1],
+                cpu_since(server, before[0]),
+                cpu_since(db_root, before[1]),
                 driver_cpu() - before[2],
             )
             cell = Cell(
@@ -430,7 +436,6 @@ def main() -> None:
             else:
                 start_litellm(target, tmp)
             wait_ready(target.port, lambda t=target: all(post_once(t, m) for m in MODES))
-            target.answered_2xx += len(MODES)
             try:
                 cells += measure(target, loadgen, bodies, args, db_root)
             finally:
@@ -504,7 +509,8 @@ def render(cells: list[Cell], targets: list[Target], args: argparse.Namespace) -
         f"(`{args.pg_settings}`); SQLite WAL, synchronous=NORMAL",
         f"- {args.duration:g} s per cell after a {args.warmup:g} s warm-up; the machine is "
         "shared and noisy, so compare ratios within this run rather than numbers across runs.",
-        "- CPU is in cores (1.00 = one core busy): the server's processes, PostgreSQL's, and "
+        "- CPU is in cores (1.00 = one core busy) over the whole cell, warm-up included: the "
+        "server's processes, PostgreSQL's (backends started during the cell included), and "
         "the driver's.",
         "",
     ]

@@ -899,7 +899,7 @@ def gateway(host: str, port: int, workers: int) -> None:
 
     try:
         check_startup()
-    except RuntimeError as exc:
+    except (RuntimeError, ValueError) as exc:  # ValueError: pydantic refused a setting
         raise_refusal_exit(str(exc))
 
     # Metering runs in worker threads; a shorter GIL switch interval lets a finished database

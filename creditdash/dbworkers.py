@@ -44,12 +44,14 @@ _Job = tuple[Callable[..., Any], tuple[Any, ...], Any, Any]
 def _closed_by_server(connection: Any) -> bool:
     """Whether an idle PostgreSQL connection has something to read, which between
     transactions only happens when the server has sent its goodbye (a restart, a failover,
-    pg_terminate_backend) or closed the socket. One poll, no round trip."""
+    pg_terminate_backend) or closed the socket. One poll, no round trip; poll() rather than
+    select(), which cannot watch descriptors numbered 1024 or more."""
+    poller = select.poll()
     try:
-        readable, _, _ = select.select([connection.fileno()], [], [], 0)
-    except (OSError, ValueError):
+        poller.register(connection.fileno(), select.POLLIN)
+    except (OSError, ValueError):  # no socket any more
         return True
-    return bool(readable)
+    return bool(poller.poll(0))
 
 
 def _resolve(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:

@@ -73,6 +73,17 @@ def start_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = free_port()
     env = _app_env(tmp, port)
     redis = _start_redis(tmp)
+    try:
+        yield from _serve(tmp, port, env, redis)
+    finally:
+        if redis is not None:
+            redis.kill()
+            redis.wait()
+
+
+def _serve(
+    tmp: Path, port: int, env: dict[str, str], redis: subprocess.Popen[bytes] | None
+) -> Iterator[str]:
     if redis is not None:
         env["REFLEX_REDIS_URL"] = REDIS["url"]
         env["GRANIAN_WORKERS"] = str(DASHBOARD_WORKERS)
@@ -103,9 +114,6 @@ def start_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
         log.close()
-        if redis is not None:
-            redis.terminate()
-            redis.wait(timeout=20)
 
 
 def _wait_until_serving(url: str, process: subprocess.Popen[bytes], log: Path) -> None:

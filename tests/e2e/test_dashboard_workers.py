@@ -3,8 +3,8 @@
 The e2e app is started that way when redis-server is present (`make test-deps` installs it).
 Each browser tab's state is stored in Redis under its client token, so whichever worker a
 reconnecting tab reaches serves the same state. Here a signed-in tab reloads several times (each
-reload is a new websocket, which the kernel hands to either worker) and keeps working, and
-the state it left is found in Redis.
+reload is a new websocket, which the kernel may hand to either worker; which one is not
+observable from the browser) and keeps working, and the state it left is found in Redis.
 """
 
 from __future__ import annotations
