@@ -812,9 +812,11 @@ class MeteredStream(StreamingResponse):
         try:
             await self.stream_response(send)
         except asyncio.CancelledError:
+            # Closed now in every case (a disconnect or a shutdown), not whenever the garbage
+            # collector gets to it: its finally block settles what was produced.
+            await self.body_iterator.aclose()  # type: ignore[attr-defined]
             if not gone or streaming.uncancel() > 0:
                 raise
-            await self.body_iterator.aclose()  # type: ignore[attr-defined]
         finally:
             listener.cancel()
 
