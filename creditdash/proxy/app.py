@@ -86,7 +86,7 @@ async def check_mounted_startup() -> None:
     standalone gateway, which refuses to start; here the failure is logged and /healthz fails."""
     try:
         await asyncio.to_thread(check_startup)
-    except RuntimeError as exc:
+    except (RuntimeError, ValueError) as exc:  # ValueError: pydantic refused a setting
         _startup_problem.append(str(exc))
         log.critical("gateway misconfigured: %s", exc)
 
