@@ -252,13 +252,22 @@ class HotLedger:
         """
         if not 0 < amount_micros <= MAX_MICROS or account_id == revenue_account_id:
             return None
-        now = utcnow()
-        if not self.sqlite:
-            return self._hold_pg(connection, request_id, account_id, revenue_account_id,
-                                 amount_micros, expires_at, now)  # fmt: skip
-        with self._write_lock:
-            return self._hold(connection, request_id, account_id, revenue_account_id,
-                              amount_micros, expires_at, now)  # fmt: skip
+        args = (connection, request_id, account_id, revenue_account_id, amount_micros,
+                expires_at, utcnow())  # fmt: skip
+        if self.sqlite:
+            with self._write_lock:
+                hold_id = self._hold(*args)
+        else:
+            hold_id = self._hold_pg(*args)
+        if hold_id is None:
+            return None
+        return PlacedHold(
+            id=hold_id,
+            amount_micros=amount_micros,
+            debit_account_id=account_id,
+            credit_account_id=revenue_account_id,
+            reference=request_id,
+        )
 
     def _hold(
         self,
@@ -269,7 +278,7 @@ class HotLedger:
         amount_micros: int,
         expires_at: datetime,
         now: datetime,
-    ) -> PlacedHold | None:
+    ) -> int | None:
         cursor = connection.cursor()
         try:
             self._begin(cursor)
@@ -299,13 +308,7 @@ class HotLedger:
             raise
         finally:
             cursor.close()
-        return PlacedHold(
-            id=int(rows[0][0]),
-            amount_micros=amount_micros,
-            debit_account_id=account_id,
-            credit_account_id=revenue_account_id,
-            reference=request_id,
-        )
+        return int(rows[0][0])
 
     def _hold_pg(
         self,
@@ -316,7 +319,7 @@ class HotLedger:
         amount_micros: int,
         expires_at: datetime,
         now: datetime,
-    ) -> PlacedHold | None:
+    ) -> int | None:
         params = {
             "key": f"req:{request_id}",
             "debit": account_id,
@@ -332,13 +335,7 @@ class HotLedger:
             # The first UPDATE matched nothing (the statement stopped there), or the statement
             # was refused and undone: a short balance, a used key, a missing account.
             return None
-        return PlacedHold(
-            id=int(rows[0][0]),
-            amount_micros=amount_micros,
-            debit_account_id=account_id,
-            credit_account_id=revenue_account_id,
-            reference=request_id,
-        )
+        return int(rows[0][0])
 
     def _run_pg(
         self,

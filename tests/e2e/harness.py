@@ -53,7 +53,8 @@ REDIS: dict[str, str] = {}
 
 def _start_redis(tmp: Path) -> subprocess.Popen[bytes] | None:
     """A throwaway Redis for the app's state, or None when redis-server is missing (then the
-    app runs one worker with in-memory state, and the Redis test is skipped)."""
+    app runs one worker with in-memory state, the other journeys still run, and the Redis
+    test fails saying what is missing)."""
     server = shutil.which("redis-server")
     if server is None:
         return None

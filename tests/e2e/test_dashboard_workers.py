@@ -22,7 +22,8 @@ pytestmark = pytest.mark.e2e
 
 def test_ui_state_lives_in_redis_and_survives_reconnects(app_url: str, page: object) -> None:
     if "url" not in REDIS:
-        pytest.skip("redis-server is missing (make test-deps installs it): the app ran 1 worker")
+        # Like a missing PostgreSQL: the environment is incomplete, which must not pass as green.
+        pytest.fail("redis-server is missing (make test-deps installs it): the app ran 1 worker")
     import redis
 
     store = redis.Redis.from_url(REDIS["url"])
