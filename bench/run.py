@@ -29,7 +29,6 @@ import os
 import platform
 import resource
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -282,14 +281,9 @@ def measure(
 
 
 def stop(process: subprocess.Popen[bytes] | None) -> None:
-    if process is None or process.poll() is not None:
-        return
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+    from tests.conftest import stop_process_group
+
+    stop_process_group(process)
 
 
 # ------------------------------------------------------------------------------ targets

@@ -11,6 +11,7 @@ import glob
 import itertools
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -166,6 +167,19 @@ def sqlite_engine(
     db.set_engine(None)
     engine.dispose()
     settings.reset_settings()
+
+
+def stop_process_group(process: subprocess.Popen[bytes] | None, timeout_s: float = 30) -> None:
+    """SIGTERM a server started with start_new_session=True (it and its workers), SIGKILL it
+    if it has not exited after timeout_s."""
+    if process is None or process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
 
 
 def wait_for_port(port: int, timeout_s: float) -> None:

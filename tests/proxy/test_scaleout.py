@@ -11,7 +11,6 @@ and one upstream call, no hold is left open, and `creditdash ledger verify` is c
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -31,7 +30,7 @@ from creditdash.accounts.api_keys import create_api_key
 from creditdash.billing import ledger
 from creditdash.billing.models import UsageRecord
 from creditdash.proxy.catalog import import_catalog, parse_catalog
-from tests.conftest import _configure, free_port, wait_for_port
+from tests.conftest import _configure, free_port, stop_process_group, wait_for_port
 from tests.factories import funded_customer
 from tests.proxy.conftest import catalog_yaml
 from tests.proxy.fake_upstream import FakeUpstream
@@ -67,16 +66,6 @@ def _start_gateway(
         env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=log.open("wb"),
     )  # fmt: skip
     return process, f"http://127.0.0.1:{port}"
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
 
 
 def _complete(client: httpx.Client, stream: bool) -> int:
@@ -139,7 +128,7 @@ def test_two_gateway_processes_never_overspend_one_balance(
             client.close()
     finally:
         for process, _url in gateways:
-            _stop(process)
+            stop_process_group(process)
     logs = "\n".join((tmp_path / f"gateway-{n}.log").read_text() for n in "ab")
 
     answered, refused = statuses[200], statuses[402]
