@@ -17,6 +17,11 @@ _PLACEHOLDER_SECRETS = {"changeme", "change-me", "secret", "development", "dev"}
 MIN_SECRET_KEY_CHARS = 32
 
 
+# A request ends this long before its hold expires, so the hold always covers it.
+HOLD_MARGIN_S = 60
+MIN_HOLD_TTL_S = HOLD_MARGIN_S + 30
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CREDITDASH_", extra="ignore")
 
@@ -53,6 +58,18 @@ class Settings(BaseSettings):
         default="",
         validation_alias=AliasChoices("STRIPE_WEBHOOK_SECRET", "CREDITDASH_STRIPE_WEBHOOK_SECRET"),
     )
+
+    @field_validator("hold_ttl_s")
+    @classmethod
+    def _hold_outlives_its_request(cls, value: int) -> int:
+        # A request (all attempts, a whole stream) is cut 60 s before its hold expires, and gets
+        # at least 30 s; below 90 s it could outlive its hold and spend credit released meanwhile.
+        if value < MIN_HOLD_TTL_S:
+            raise ValueError(
+                f"CREDITDASH_HOLD_TTL_S must be at least {MIN_HOLD_TTL_S} seconds: requests are "
+                f"cut {HOLD_MARGIN_S} s before their hold expires and need 30 s at least"
+            )
+        return value
 
     @field_validator("secret_key")
     @classmethod

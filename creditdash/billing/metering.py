@@ -50,8 +50,15 @@ def settle(
     price_micros: int,
     record: UsageEntry,
     touch_key: bool = False,
+    overage: bool = True,
 ) -> UsageEntry:
-    """Charge price_micros against the hold and store the usage record, in one transaction."""
+    """Charge price_micros against the hold and store the usage record, in one transaction.
+
+    A price above the hold is charged as a separate overage transfer if the balance allows and
+    overage is True; otherwise (or when the balance is short) the excess is recorded as
+    unbilled. Callers pass overage=False where a limit admitted the request by its hold (a key's
+    spend cap), so no single request can take the key past it.
+    """
     held_micros = 0
     if hold_id is not None:
         held = ledger.get_transfer(session, hold_id)
@@ -65,7 +72,9 @@ def settle(
             held_micros = 0
     excess = max(0, price_micros - held_micros)
     charged = price_micros - excess
-    if excess:
+    if excess and not overage:
+        record.unbilled_micros = excess
+    elif excess:
         try:
             ledger.transfer(
                 session,

@@ -125,7 +125,8 @@ class UsageRecord(SQLModel, table=True):
     upstream_model: str = Field(default="", max_length=200)
     stream: bool = Field(default=False)
     http_status: int = Field(default=0)
-    # ok | upstream_error | client_disconnected | upstream_error_mid_stream
+    # ok | upstream_error | client_disconnected | upstream_error_mid_stream | upstream_incomplete
+    # | settlement_failed (see docs/design.md "How a request ends")
     status: str = Field(max_length=32)
     prompt_tokens: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
     completion_tokens: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
@@ -137,6 +138,11 @@ class UsageRecord(SQLModel, table=True):
     price_micros: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
     # Charged beyond the hold that the customer's balance could not cover (recorded, not lost).
     unbilled_micros: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    # Output tokens the upstream reported beyond the cap the gateway sent it (times the number
+    # of choices): not plausible, so not charged; shown to operators.
+    disputed_completion_tokens: int = Field(
+        default=0, sa_column=Column(BigInteger, nullable=False, server_default="0")
+    )
     balance_after_micros: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
     latency_ms: int = Field(default=0)
     ttfb_ms: int | None = None
@@ -193,6 +199,7 @@ class UsageEntry:
     upstream_cost_micros: int = 0
     price_micros: int = 0
     unbilled_micros: int = 0
+    disputed_completion_tokens: int = 0
     balance_after_micros: int = 0
     latency_ms: int = 0
     ttfb_ms: int | None = None

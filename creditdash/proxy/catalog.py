@@ -73,6 +73,8 @@ class ModelEntry:
     routes: tuple[RouteTarget, ...]
     created: int
     policy: FallbackPolicy = FallbackPolicy()
+    max_media_parts: int = 16
+    media_part_tokens: int = 3000
 
 
 @dataclass(frozen=True)
@@ -109,6 +111,8 @@ def load_snapshot(session: Session) -> Snapshot:
             max_output_tokens=model.max_output_tokens,
             routes=tuple(targets),
             created=int(model.created_at.timestamp()),
+            max_media_parts=model.max_media_parts,
+            media_part_tokens=model.media_part_tokens,
             policy=FallbackPolicy(
                 fallback_on=frozenset(k for k in model.fallback_on.split(",") if k),
                 max_attempts=model.max_attempts,
@@ -268,6 +272,9 @@ class ModelSpec(BaseModel):
     name: str = Field(min_length=1, max_length=120, pattern=r"^[A-Za-z0-9._:/@-]+$")
     price: PriceSpec
     max_output_tokens: int = Field(default=4096, gt=0, le=1_000_000)
+    # Image and file parts per request (0: text only), each held as media_part_tokens.
+    max_media_parts: int = Field(default=16, ge=0, le=500)
+    media_part_tokens: int = Field(default=3000, ge=0, le=1_000_000)
     enabled: bool = True
     fallback: FallbackSpec = Field(default_factory=FallbackSpec)
     routes: list[RouteSpec] = Field(min_length=1)
@@ -385,6 +392,8 @@ def _upsert_model(
     model.cached_input_price_micros_per_mtok = price.cached_input_micros_per_mtok
     model.request_fee_micros = price.request_fee_micros
     model.max_output_tokens = spec.max_output_tokens
+    model.max_media_parts = spec.max_media_parts
+    model.media_part_tokens = spec.media_part_tokens
     model.enabled = spec.enabled
     model.fallback_on = ",".join(k for k in FAILURE_KINDS if k in spec.fallback.fall_through)
     model.max_attempts = spec.fallback.max_attempts

@@ -59,6 +59,24 @@ def upstream_failed() -> GatewayError:
     )
 
 
+def upstream_incomplete() -> GatewayError:
+    return GatewayError(
+        502,
+        "The upstream provider ended the stream before it was complete.",
+        "upstream_error",
+        "upstream_incomplete",
+    )
+
+
+def metering_failed() -> GatewayError:
+    return GatewayError(
+        500,
+        "The request could not be metered; nothing was charged. Try again.",
+        "server_error",
+        "metering_failed",
+    )
+
+
 def upstream_timeout() -> GatewayError:
     return GatewayError(
         504, "The upstream provider timed out.", "upstream_error", "upstream_timeout"

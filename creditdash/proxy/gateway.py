@@ -48,7 +48,7 @@ from creditdash.proxy.models import SANDBOX_BASE_URL
 from creditdash.proxy.sandbox import create_sandbox_app
 from creditdash.proxy.upstream import ResponseLike, Target, UpstreamPool, UpstreamResponse
 from creditdash.proxy.urlguard import PinnedURL, pin_base_url
-from creditdash.settings import Settings, get_settings
+from creditdash.settings import HOLD_MARGIN_S, Settings, get_settings
 from creditdash.timeutil import utcnow
 
 log = logging.getLogger(__name__)
@@ -96,6 +96,9 @@ class Call:
     wants_usage: bool
     started: float
     deadline: float
+    # The output the upstream was allowed over all choices: max_tokens times n (and best_of,
+    # and prompts). Reported output beyond it is not charged (see _bounded).
+    output_cap: int = 0
     hold_id: int | None = None
     # Set when the hold was placed on the hot path: what settling it needs, without a re-read.
     hold: PlacedHold | None = None
@@ -138,6 +141,8 @@ class Outcome:
     usage: TokenUsage
     usage_source: str
     billable: bool
+    # Output tokens the upstream reported beyond call.output_cap (not charged).
+    disputed_completion_tokens: int = 0
 
 
 class Gateway:
@@ -163,8 +168,9 @@ class Gateway:
         self._store: MeteringStore | None = None
         self._store_lock = threading.Lock()
         self.hold_ttl = timedelta(seconds=self.settings.hold_ttl_s)
-        # A request (all attempts, a whole stream) ends before its hold can expire.
-        self.request_budget_s = max(30.0, self.settings.hold_ttl_s - 60.0)
+        # A request (all attempts, a whole stream) ends before its hold can expire; settings
+        # refuse a hold lifetime that leaves less than 30 s (settings.MIN_HOLD_TTL_S).
+        self.request_budget_s = float(self.settings.hold_ttl_s - HOLD_MARGIN_S)
 
     # ------------------------------------------------------------------------------ plumbing
 
@@ -281,7 +287,7 @@ class Gateway:
         handed_over = False
         try:
             call = self._new_call(endpoint, key, model, body, started)
-            await self._reserve(call, _max_output(endpoint, body, model), body_bytes)
+            await self._reserve(call, body_bytes)
             try:
                 response = await self._forward(call)
             except BaseException:
@@ -314,11 +320,16 @@ class Gateway:
             deadline=started + self.request_budget_s,
         )
 
-    async def _reserve(self, call: Call, max_output: int, body_bytes: bytes) -> None:
+    async def _reserve(self, call: Call, body_bytes: bytes) -> None:
+        call.output_cap = _max_output(call.endpoint, call.body, call.model) * _output_multiplier(
+            call.endpoint, call.body
+        )
+        media = _media_parts(call.endpoint, call.body, call.model)
         amount = worst_case_micros(
             call.model.price,
-            prompt_tokens=tokens.hold_prompt_tokens(body_bytes),
-            max_output_tokens=max_output * _output_multiplier(call.endpoint, call.body),
+            prompt_tokens=tokens.hold_prompt_tokens(body_bytes)
+            + media * call.model.media_part_tokens,
+            max_output_tokens=call.output_cap,
         )
         try:
             call.store = self.store()
@@ -555,9 +566,14 @@ class Gateway:
             await self._finish(call, _failed(502))
             return errors.error_response(errors.upstream_failed(), call.request_id)
         usage, source = _usage_of(call, data.get("usage"), lambda: tokens.choices_text(data))
-        price = await self._finish(call, Outcome("ok", 200, usage, source, billable=True))
+        outcome = _outcome(call, "ok", 200, usage, source, billable=True)
+        try:
+            price = await self._finish(call, outcome)
+        except _SettlementFailed:
+            # Not metered, so not delivered: the hold is voided and the request recorded.
+            return errors.error_response(errors.metering_failed(), call.request_id)
         placeholder = _cost_placeholder()
-        data["usage"] = _usage_for_client(data.get("usage"), usage, source, placeholder)
+        data["usage"] = _usage_for_client(data.get("usage"), outcome, placeholder)
         return Response(
             _with_cost(orjson.dumps(data), placeholder, price),
             media_type="application/json",
@@ -601,22 +617,36 @@ class Gateway:
                         yield b"".join(out)
                     if lines.done:
                         break
+            if not lines.done:
+                # Closed cleanly but without [DONE]: the answer may be cut short, and the client
+                # must be able to tell (no [DONE] from us either).
+                raise _StreamIncomplete()
             usage: dict[str, Any] = usage_chunk["usage"] if usage_chunk is not None else {}
             tokens_used, source = _usage_of(call, usage or None, lambda: _produced_text(payloads))
-            price = await self._finish(call, Outcome("ok", 200, tokens_used, source, True))
+            outcome = _outcome(call, "ok", 200, tokens_used, source, True)
+            price = await self._finish(call, outcome)
             final = None
             if usage_chunk is not None:
-                final = self._usage_chunk(call, usage_chunk, usage, tokens_used, source, price)
+                final = self._usage_chunk(call, usage_chunk, usage, outcome, price)
             # The usage chunk and the end marker leave in one write.
             yield _LastChunk((final or b"") + b"data: [DONE]\n\n")
         except (httpx.HTTPError, _StreamProblem, TimeoutError) as problem:
+            incomplete = isinstance(problem, _StreamIncomplete)
             if not call.settle_started:
                 text = _produced_text(payloads)
-                tokens_used, source = _usage_of(call, None, lambda: text)
-                failed = Outcome("upstream_error_mid_stream", 502, tokens_used, source, bool(text))
+                # Usage the upstream sent before it stopped is its own count of what it did.
+                seen = usage_chunk["usage"] if usage_chunk is not None else None
+                tokens_used, source = _usage_of(call, seen, lambda: text)
+                status = "upstream_incomplete" if incomplete else "upstream_error_mid_stream"
+                failed = _outcome(call, status, 502, tokens_used, source, bool(text))
                 await self._finish(call, failed)
             timed_out = isinstance(problem, httpx.TimeoutException | TimeoutError)
-            error = errors.upstream_timeout() if timed_out else errors.upstream_failed()
+            if incomplete:
+                error = errors.upstream_incomplete()
+            elif isinstance(problem, _SettlementFailed):
+                error = errors.metering_failed()
+            else:
+                error = errors.upstream_timeout() if timed_out else errors.upstream_failed()
             yield _LastChunk(
                 b"data: " + errors.error_body(error.message, error.type, error.code) + b"\n\n"
             )
@@ -630,7 +660,7 @@ class Gateway:
                 def settle_after_disconnect(connection: Any) -> None:
                     tokens_used, source = _usage_of(call, None, lambda: _produced_text(relayed))
                     # The prompt was consumed even if no text came back: always billable.
-                    outcome = Outcome("client_disconnected", 499, tokens_used, source, True)
+                    outcome = _outcome(call, "client_disconnected", 499, tokens_used, source, True)
                     self._finish_sync(connection, call, outcome)
 
                 self.detach(call, settle_after_disconnect)
@@ -658,13 +688,12 @@ class Gateway:
         call: Call,
         chunk: dict[str, Any],
         upstream_usage: dict[str, Any],
-        usage: TokenUsage,
-        source: str,
+        outcome: Outcome,
         price: int,
     ) -> bytes | None:
         if call.wants_usage:
             placeholder = _cost_placeholder()
-            chunk["usage"] = _usage_for_client(upstream_usage, usage, source, placeholder)
+            chunk["usage"] = _usage_for_client(upstream_usage, outcome, placeholder)
             return b"data: " + _with_cost(orjson.dumps(chunk), placeholder, price) + b"\n\n"
         if chunk.get("choices"):
             del chunk["usage"]
@@ -700,6 +729,7 @@ class Gateway:
             completion_tokens=outcome.usage.completion_tokens,
             cached_tokens=outcome.usage.cached_tokens,
             reasoning_tokens=outcome.usage.reasoning_tokens,
+            disputed_completion_tokens=outcome.disputed_completion_tokens,
             usage_source=outcome.usage_source if outcome.billable else "none",
             upstream_cost_micros=upstream_cost,
             latency_ms=_ms_since(call.started),
@@ -710,8 +740,30 @@ class Gateway:
         touch = self._should_touch(call.key.key_id)
         try:
             return self._settle_in_transaction(connection, call, outcome, record, price, touch)
+        except Exception:
+            # Whatever went wrong, the hold is resolved and the request recorded: a settlement
+            # that fails must not leave the credit held until expiry, nor the request unseen.
+            log.exception("settling %s failed; voiding its hold", call.request_id)
+            self._void_after_failed_settlement(call, record)
+            raise _SettlementFailed() from None
         finally:
             self._forget_capped_hold(call)
+
+    def _void_after_failed_settlement(self, call: Call, record: UsageEntry) -> None:
+        store = call.store or self.store()
+        record.status = "settlement_failed"
+        record.usage_source = "none"
+        record.upstream_cost_micros = 0
+        record.unbilled_micros = 0
+        try:
+            with db.session_scope(engine=store.engine) as session:
+                metering.cancel(
+                    session, hold_id=call.hold_id, account_id=call.key.account_id, record=record
+                )
+        except Exception:
+            # The database is away, or the hold was resolved meanwhile: its expiry is the last
+            # resort for the credit, and the log line above names the request.
+            log.exception("could not void the hold of %s", call.request_id)
 
     def _settle_in_transaction(
         self,
@@ -739,6 +791,8 @@ class Gateway:
                     price_micros=price,
                     record=record,
                     touch_key=touch,
+                    # A capped key is charged at most its hold, which the cap check admitted.
+                    overage=call.key.monthly_spend_cap_micros is None,
                 )
             else:
                 stored = metering.cancel(
@@ -862,6 +916,14 @@ class _UpstreamStreamError(_StreamProblem):
     pass
 
 
+class _StreamIncomplete(_StreamProblem):
+    """The upstream closed the stream without its end marker."""
+
+
+class _SettlementFailed(_StreamProblem):
+    """Settling failed; the hold was voided and the request recorded as settlement_failed."""
+
+
 class _SSELines:
     """Splits an event stream into `data:` payloads across network reads."""
 
@@ -979,28 +1041,64 @@ def _parse_object(body: bytes) -> dict[str, Any]:
     return parsed
 
 
-def _max_output(endpoint: str, body: dict[str, Any], model: ModelEntry) -> int:
-    """The output one choice may produce, and the cap the upstream is told.
+OUTPUT_CAP_FIELDS = ("max_completion_tokens", "max_tokens")
 
-    max_tokens (or max_completion_tokens) is clamped to the model's limit, and set to it when
-    the client gave none, so the upstream can never produce more than the hold covers.
+
+def _max_output(endpoint: str, body: dict[str, Any], model: ModelEntry) -> int:
+    """The output one choice may produce, and the one cap the upstream is told.
+
+    The smaller of max_completion_tokens and max_tokens, clamped to the model's limit (the
+    limit itself when the client gave neither), is what the hold covers. The body then carries
+    exactly that cap in exactly one field: max_completion_tokens when a chat client used that
+    name (OpenAI's current one, which reasoning models require), else max_tokens. Forwarding
+    both would let an upstream that reads the larger one produce output nobody holds for.
     """
     if endpoint == "embeddings":
         return 0
-    limit = model.max_output_tokens
     asked: int | None = None
-    for name in ("max_completion_tokens", "max_tokens"):
+    for name in OUTPUT_CAP_FIELDS:
         value = body.get(name)
         if value is None:
             continue
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise errors.bad_request(f"'{name}' must be a positive integer.")
-        body[name] = min(value, limit)
-        asked = body[name] if asked is None else min(asked, body[name])
-    if asked is None:
-        body["max_tokens"] = limit
-        asked = limit
-    return asked
+        asked = value if asked is None else min(asked, value)
+    cap = model.max_output_tokens if asked is None else min(asked, model.max_output_tokens)
+    modern = endpoint == "chat" and body.get("max_completion_tokens") is not None
+    for name in OUTPUT_CAP_FIELDS:
+        body.pop(name, None)
+    body["max_completion_tokens" if modern else "max_tokens"] = cap
+    return cap
+
+
+def _media_parts(endpoint: str, body: dict[str, Any], model: ModelEntry) -> int:
+    """How many image and file parts the request's input carries, checked against the model.
+
+    An image costs a model up to thousands of tokens whatever the size of its URL, so each part
+    is held as model.media_part_tokens on top of the byte estimate. A file referenced only by an
+    id has no size the gateway can see: its cost cannot be bounded before it runs, so the
+    request is refused rather than run unbounded.
+    """
+    count = 0
+    for part in tokens.media_parts(endpoint, body):
+        if part.get("type") in ("file", "input_file") and not tokens.has_inline_data(part):
+            raise errors.bad_request(
+                "File parts must carry their data inline (file_data); a file referenced by id "
+                "cannot be priced before it runs.",
+                "unsupported_file_reference",
+            )
+        count += 1
+    if count > model.max_media_parts:
+        what = (
+            "no image or file input"
+            if not model.max_media_parts
+            else (f"at most {model.max_media_parts} image or file parts per request")
+        )
+        raise errors.bad_request(
+            f"The model '{model.name}' takes {what}; this request has {count}.",
+            "too_many_media_parts",
+        )
+    return count
 
 
 def _output_multiplier(endpoint: str, body: dict[str, Any]) -> int:
@@ -1024,8 +1122,8 @@ def _output_multiplier(endpoint: str, body: dict[str, Any]) -> int:
 
 
 def _usage_of(call: Call, usage: Any, produced_text: Callable[[], str]) -> tuple[TokenUsage, str]:
-    """The upstream's usage when it gave one, else an estimate (marked) that is never zero.
-    The produced text is only assembled when an estimate is needed."""
+    """The upstream's usage when it gave a valid one, else an estimate (marked) that is never
+    zero. The produced text is only assembled when an estimate is needed."""
     if isinstance(usage, dict):
         parsed = _parse_usage(usage)
         if parsed is not None:
@@ -1035,8 +1133,36 @@ def _usage_of(call: Call, usage: Any, produced_text: Callable[[], str]) -> tuple
     return TokenUsage(prompt_tokens=prompt, completion_tokens=completion), "estimated"
 
 
+def _outcome(
+    call: Call, status: str, http_status: int, usage: TokenUsage, source: str, billable: bool
+) -> Outcome:
+    """How a request ended, with its output bounded by the cap the upstream was sent.
+
+    The upstream was told it may write call.output_cap tokens at most, and the hold covers no
+    more. A count above it (a provider bug, or a provider that ignores the cap) is charged at
+    the cap; the excess is recorded on the usage record as disputed. An estimate above it is
+    our own over-count of the text, and is clamped without a dispute.
+    """
+    cap = call.output_cap
+    disputed = 0
+    if usage.completion_tokens > cap:
+        disputed = usage.completion_tokens - cap if source == "provider" else 0
+        usage = TokenUsage(
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=cap,
+            cached_tokens=usage.cached_tokens,
+            reasoning_tokens=min(usage.reasoning_tokens, cap),
+        )
+    return Outcome(status, http_status, usage, source, billable, disputed)
+
+
+# No request uses a billion tokens; a count beyond it is invalid usage (the estimate applies),
+# and keeps every price product far inside 64-bit micros.
+MAX_USAGE_TOKENS = 10**9
+
+
 def _count(value: Any) -> int | None:
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_USAGE_TOKENS:
         return value
     return None
 
@@ -1050,33 +1176,37 @@ def _parse_usage(usage: dict[str, Any]) -> TokenUsage | None:
     completion_details = (
         usage.get("completion_tokens_details") or usage.get("output_tokens_details") or {}
     )
-    cached = (
-        _count(prompt_details.get("cached_tokens", 0)) if isinstance(prompt_details, dict) else 0
-    )
-    reasoning = (
-        _count(completion_details.get("reasoning_tokens", 0))
-        if isinstance(completion_details, dict)
-        else 0
-    )
+    cached = _detail(prompt_details, "cached_tokens")
+    reasoning = _detail(completion_details, "reasoning_tokens")
+    if cached is None or reasoning is None:
+        return None
     return TokenUsage(
         prompt_tokens=prompt,
         completion_tokens=completion,
-        cached_tokens=min(cached or 0, prompt),
-        reasoning_tokens=reasoning or 0,
+        cached_tokens=min(cached, prompt),
+        reasoning_tokens=reasoning,
     )
 
 
-def _usage_for_client(
-    upstream: Any, usage: TokenUsage, source: str, placeholder: str
-) -> dict[str, Any]:
+def _detail(details: Any, name: str) -> int | None:
+    """A count inside a details object: 0 when absent or null, None when present but invalid."""
+    value = details.get(name) if isinstance(details, dict) else None
+    return 0 if value is None else _count(value)
+
+
+def _usage_for_client(upstream: Any, outcome: Outcome, placeholder: str) -> dict[str, Any]:
+    """The usage object the client sees: the upstream's, with the counts that were charged
+    where they differ (an estimate, or output beyond the cap), and the cost."""
     shown = dict(upstream) if isinstance(upstream, dict) else {}
-    if source == "estimated":
+    usage = outcome.usage
+    if outcome.usage_source == "estimated" or outcome.disputed_completion_tokens:
         shown.update(
             prompt_tokens=usage.prompt_tokens,
             completion_tokens=usage.completion_tokens,
             total_tokens=usage.prompt_tokens + usage.completion_tokens,
-            estimated=True,
         )
+    if outcome.usage_source == "estimated":
+        shown["estimated"] = True
     shown["cost"] = placeholder
     return shown
 

@@ -50,6 +50,9 @@ class PublicModel(SQLModel, table=True):
             name="ck_public_models_prices",
         ),
         CheckConstraint("max_output_tokens > 0", name="ck_public_models_max_output"),
+        CheckConstraint(
+            "max_media_parts >= 0 AND media_part_tokens >= 0", name="ck_public_models_media"
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -62,6 +65,11 @@ class PublicModel(SQLModel, table=True):
     # The most output a request may ask for; larger max_tokens are clamped to it, and a
     # request without max_tokens is held for this much output.
     max_output_tokens: int = Field(default=4096)
+    # Image and file parts in a request's input: at most max_media_parts of them (0: the model
+    # takes text only), each held as media_part_tokens prompt tokens on top of the byte estimate
+    # (an image costs a model far more tokens than its URL's bytes suggest).
+    max_media_parts: int = Field(default=16, sa_column_kwargs={"server_default": "16"})
+    media_part_tokens: int = Field(default=3000, sa_column_kwargs={"server_default": "3000"})
     # Fallback policy: which failures try the next route (a comma list of connect_error,
     # timeout, 429, 5xx; a request's own 4xx never does), how many routes at most, a
     # per-attempt timeout, and a cooldown that rests a route for cooldown_s seconds after

@@ -18,6 +18,41 @@ def hold_prompt_tokens(body_bytes: bytes) -> int:
     return len(body_bytes) // 2 + 16
 
 
+# Content parts whose token cost is not the length of their bytes: images (a URL of a few bytes
+# can cost thousands of tokens), audio and files.
+MEDIA_PART_TYPES = frozenset(
+    {"image_url", "input_image", "image", "input_audio", "file", "input_file"}
+)
+
+
+def media_parts(endpoint: str, body: dict[str, Any]) -> list[dict[str, Any]]:
+    """The image, audio and file parts of a chat request's messages."""
+    if endpoint != "chat":
+        return []
+    messages = body.get("messages")
+    if not isinstance(messages, list):
+        return []
+    found = []
+    for message in messages:
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, list):
+            found += [
+                part
+                for part in content
+                if isinstance(part, dict) and part.get("type") in MEDIA_PART_TYPES
+            ]
+    return found
+
+
+def has_inline_data(part: dict[str, Any]) -> bool:
+    """Whether a file part carries its bytes (which the byte estimate then counts)."""
+    inner = part.get("file")
+    for holder in (part, inner if isinstance(inner, dict) else {}):
+        if isinstance(holder.get("file_data"), str) and holder["file_data"]:
+            return True
+    return False
+
+
 def text_tokens(text: str) -> int:
     if not text:
         return 0

@@ -41,6 +41,10 @@ MODELS = {
     "slowok": ("fake", "slow-ok"),
     "malformed": ("fake", "malformed-stream"),
     "redirect": ("fake", "redirect"),
+    "overclaim": ("fake", "overclaim"),
+    "overflow": ("fake", "overflow"),
+    "nodone": ("fake", "no-done"),
+    "largeprompt": ("fake", "large-prompt"),
 }
 
 
@@ -61,7 +65,8 @@ def catalog_yaml(port: int) -> str:
         lines += [
             f"  - name: {name}",
             f"    price: {PRICE}",
-            "    max_output_tokens: 100",
+            # "cached" reports 300 output tokens, which its cap must allow.
+            f"    max_output_tokens: {400 if name == 'cached' else 100}",
             "    routes:",
             f"      - {{provider: {provider}, upstream_model: {upstream}, cost: {COST}}}",
         ]

@@ -29,6 +29,17 @@ CACHED_USAGE = {
     "completion_tokens_details": {"reasoning_tokens": 200},
 }
 WORDS = ["Hello", " from", " the", " fake", " upstream", "."]
+# Usage objects of upstreams that misreport: far more output than the cap sent (a provider bug,
+# or one that ignores max_tokens), and counts beyond 64-bit micros.
+OVERCLAIMED_USAGE = {"prompt_tokens": 11, "completion_tokens": 100_000, "total_tokens": 100_011}
+OVERFLOWING_USAGE = {"prompt_tokens": 2**63 - 1, "completion_tokens": 7, "total_tokens": 2**63 + 6}
+# A prompt far larger than the request's bytes could be (as with images the hold did not know).
+LARGE_PROMPT_USAGE = {"prompt_tokens": 5_000_000, "completion_tokens": 7, "total_tokens": 5_000_007}
+MISREPORTED = {
+    "overclaim": OVERCLAIMED_USAGE,
+    "overflow": OVERFLOWING_USAGE,
+    "large-prompt": LARGE_PROMPT_USAGE,
+}
 
 
 @dataclass
@@ -97,6 +108,8 @@ class FakeUpstream:
             usage = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
         elif model == "cached":
             usage = CACHED_USAGE
+        elif model in MISREPORTED:
+            usage = MISREPORTED[model]
         text = "".join(WORDS)
         choice: dict[str, Any] = (
             {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
@@ -128,7 +141,10 @@ class FakeUpstream:
                 yield b"data: {this is not json\n\n"
                 return
         if include and model not in ("no-usage", "running-usage"):
-            yield f"data: {json.dumps({**base, 'choices': [], 'usage': USAGE})}\n\n".encode()
+            usage = MISREPORTED.get(model, USAGE)
+            yield f"data: {json.dumps({**base, 'choices': [], 'usage': usage})}\n\n".encode()
+        if model == "no-done":  # closes cleanly, without the end marker
+            return
         yield b"data: [DONE]\n\n"
 
 
