@@ -49,6 +49,7 @@ test-deps:
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 typecheck: install
 	$(BIN)/mypy
@@ -64,4 +65,4 @@ lock: install
 	  cat requirements.lock.new; } > requirements.lock && rm requirements.lock.new
 
 clean:
-	rm -rf $(VENV) .web .states .reflex-home .bun-cache .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .web .states .reflex-home .bun-cache .mypy_cache .ruff_cache .pytest_cache .import_linter_cache
