@@ -601,6 +601,7 @@ class AdminRequestRow(TypedDict):
     status: str
     tokens: str
     cost: str
+    unbilled: str
     upstream_cost: str
     latency_ms: int
 
@@ -632,7 +633,8 @@ def _requests(
             provider=r.provider,
             status=r.status,
             tokens=f"{r.prompt_tokens} + {r.completion_tokens}",
-            cost=format_credits(r.price_micros - r.unbilled_micros),
+            cost=format_credits(usage.charged_micros(r)),
+            unbilled=format_credits(r.unbilled_micros),
             upstream_cost=format_credits(r.upstream_cost_micros),
             latency_ms=r.latency_ms,
         )
@@ -645,6 +647,7 @@ def _requests(
             "revenue": d.revenue_micros / 1e6,
             "cost": d.cost_micros / 1e6,
             "margin": d.margin_micros / 1e6,
+            "unbilled": d.unbilled_micros / 1e6,
         }
         for d in days
     ]
@@ -699,12 +702,12 @@ class AdminRequestsState(AdminBase):
     def revenue_figure(self) -> go.Figure:
         figure = go.Figure()
         days = [str(p["day"]) for p in self.series]
-        for name in ("revenue", "cost", "margin"):
+        for name in ("revenue", "cost", "margin", "unbilled"):
             figure.add_scatter(
                 x=days, y=[p[name] for p in self.series], name=name, mode="lines+markers"
             )
         figure.update_layout(
-            title="Charged, upstream cost and margin per day (credits, 30 days)",
+            title="Charged, upstream cost, margin and unbilled per day (credits, 30 days)",
             height=320,
             margin={"l": 50, "r": 10, "t": 40, "b": 40},
             paper_bgcolor="rgba(0,0,0,0)",
