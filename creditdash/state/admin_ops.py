@@ -11,12 +11,11 @@ from typing import TypedDict
 import plotly.graph_objects as go
 import reflex as rx
 from reflex.event import EventSpec
-from sqlalchemy import select
 from sqlmodel import Session, col
 
 from creditdash import db
+from creditdash.accounts import audit
 from creditdash.accounts.audit import Actor
-from creditdash.accounts.models import AuditEntry
 from creditdash.billing.money import format_credits, format_minor, parse_credits, parse_minor
 from creditdash.billing.payments import manual, orders, refunds
 from creditdash.errors import CreditdashError, ValidationFailed
@@ -465,17 +464,10 @@ class AuditRow(TypedDict):
 
 def _audit(search: str) -> list[AuditRow]:
     with db.session_scope(readonly=True) as session:
-        query = select(AuditEntry).order_by(col(AuditEntry.id).desc()).limit(200)
-        if search:
-            like = f"%{search}%"
-            query = query.where(
-                col(AuditEntry.action).like(like)
-                | col(AuditEntry.target_id).like(like)
-                | col(AuditEntry.actor_label).like(like)
-            )
+        found = audit.list_entries(session, filters=audit.AuditFilters(search=search))
         return [
             AuditRow(
-                at=e.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+                at=e.at.strftime("%Y-%m-%d %H:%M:%S"),
                 actor=e.actor_label,
                 action=e.action,
                 target=f"{e.target_type} {e.target_id}",
@@ -483,7 +475,7 @@ def _audit(search: str) -> list[AuditRow]:
                 after=_compact(e.after_json),
                 reason=e.reason,
             )
-            for e in session.execute(query).scalars()
+            for e in found
         ]
 
 
