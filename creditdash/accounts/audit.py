@@ -6,9 +6,15 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from sqlmodel import Session
+from sqlalchemy import or_, select
+from sqlmodel import Session, col
 
 from creditdash.accounts.models import AuditEntry
+from creditdash.errors import ValidationFailed
+
+MAX_PAGE_SIZE = 200
+MAX_PAGE = 10_000
+MAX_SEARCH = 100
 
 
 @dataclass(frozen=True)
@@ -56,3 +62,56 @@ def _dump(value: dict[str, Any] | None) -> str | None:
     if value is None:
         return None
     return json.dumps(value, sort_keys=True, default=str)
+
+
+@dataclass(frozen=True)
+class AuditFilters:
+    """search: part of the action, target id or actor (case-insensitive); the others exact."""
+
+    search: str = ""
+    action: str = ""
+    target_type: str = ""
+    target_id: str = ""
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def list_entries(
+    session: Session,
+    *,
+    filters: AuditFilters | None = None,
+    page: int = 1,
+    page_size: int = MAX_PAGE_SIZE,
+) -> list[AuditEntry]:
+    """One page of the audit log, newest first, matching the filters."""
+    if not 1 <= page_size <= MAX_PAGE_SIZE:
+        raise ValidationFailed(f"page size must be 1-{MAX_PAGE_SIZE}")
+    page = min(max(1, page), MAX_PAGE)
+    filters = filters or AuditFilters()
+    conditions = []
+    search = filters.search.strip()[:MAX_SEARCH]
+    if search:
+        like = f"%{_escape_like(search)}%"
+        conditions.append(
+            or_(
+                col(AuditEntry.action).ilike(like, escape="\\"),
+                col(AuditEntry.target_id).ilike(like, escape="\\"),
+                col(AuditEntry.actor_label).ilike(like, escape="\\"),
+            )
+        )
+    if filters.action:
+        conditions.append(col(AuditEntry.action) == filters.action)
+    if filters.target_type:
+        conditions.append(col(AuditEntry.target_type) == filters.target_type)
+    if filters.target_id:
+        conditions.append(col(AuditEntry.target_id) == filters.target_id)
+    query = (
+        select(AuditEntry)
+        .where(*conditions)
+        .order_by(col(AuditEntry.at).desc(), col(AuditEntry.id).desc())
+        .offset((page - 1) * page_size)
+        .limit(page_size)
+    )
+    return list(session.execute(query).scalars())

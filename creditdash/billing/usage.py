@@ -20,7 +20,10 @@ from creditdash.timeutil import utcnow
 MAX_PAGE_SIZE = 100
 MAX_PAGE = 10_000
 MAX_CHART_DAYS = 366
-_CHARGED = col(UsageRecord.price_micros) - col(UsageRecord.unbilled_micros)
+# What a request charged is price_micros: settle() stores there the amount actually moved on
+# the ledger. unbilled_micros is the part the balance could not cover; it was never charged and
+# is already left out of price_micros, so it must not be subtracted again.
+_CHARGED = col(UsageRecord.price_micros)
 
 
 @dataclass(frozen=True)
@@ -149,6 +152,11 @@ def list_requests(
     return list(rows), int(total)
 
 
+def charged_micros(record: UsageRecord) -> int:
+    """What the customer was charged for one request: equal to its usage debits on the ledger."""
+    return record.price_micros
+
+
 def get_request(session: Session, *, customer_id: str, request_id: str) -> UsageRecord:
     record = session.get(UsageRecord, request_id)
     if record is None or record.customer_id != customer_id:
@@ -173,6 +181,8 @@ class DailyMargin:
     revenue_micros: int
     cost_micros: int
     requests: int
+    # Priced but not charged (the balance was short): not revenue, shown to operators apart.
+    unbilled_micros: int = 0
 
     @property
     def margin_micros(self) -> int:
@@ -186,7 +196,11 @@ def daily_margin(session: Session, *, first_day: date, last_day: date) -> list[D
     day = _day_of(session)
     rows = session.execute(
         select(
-            day, func.sum(_CHARGED), func.sum(col(UsageRecord.upstream_cost_micros)), func.count()
+            day,
+            func.sum(_CHARGED),
+            func.sum(col(UsageRecord.upstream_cost_micros)),
+            func.count(),
+            func.sum(col(UsageRecord.unbilled_micros)),
         )
         .where(
             col(UsageRecord.created_at) >= _day_start(first_day),
@@ -201,6 +215,7 @@ def daily_margin(session: Session, *, first_day: date, last_day: date) -> list[D
             int(revenue),
             int(cost),
             int(count),
+            int(unbilled),
         )
-        for raw, revenue, cost, count in rows
+        for raw, revenue, cost, count, unbilled in rows
     ]

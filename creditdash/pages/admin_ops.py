@@ -533,6 +533,7 @@ def _request_row(row: AdminRequestRow) -> rx.Component:
         rx.table.cell(rx.badge(row["status"])),
         rx.table.cell(row["tokens"]),
         rx.table.cell(row["cost"]),
+        rx.table.cell(row["unbilled"]),
         rx.table.cell(row["upstream_cost"]),
         rx.table.cell(f"{row['latency_ms']} ms"),
     )
@@ -581,6 +582,7 @@ def admin_requests_page() -> rx.Component:
                 "Status",
                 "Tokens",
                 "Charged",
+                "Unbilled",
                 "Upstream cost",
                 "Latency",
             ),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import reflex as rx
 
+from creditdash.billing.invoicing.countries import COUNTRY_CHOICES
 from creditdash.components.layout import (
     error_callout,
     field,
@@ -184,6 +185,19 @@ def table(headers: tuple[str, ...], body: rx.Component) -> rx.Component:
     )
 
 
+def country_select(current: rx.Var[str] | str) -> rx.Component:
+    """Every ISO 3166-1 country by name; the form submits the two-letter code."""
+    return rx.select.root(
+        rx.select.trigger(placeholder="Choose a country"),
+        rx.select.content(
+            *[rx.select.item(f"{name} ({code})", value=code) for code, name in COUNTRY_CHOICES]
+        ),
+        name="country",
+        default_value=current,
+        required=True,
+    )
+
+
 def profile_form() -> rx.Component:
     p = BillingState.profile
     return rx.card(
@@ -201,16 +215,7 @@ def profile_form() -> rx.Component:
                         "Legal name",
                         rx.input(name="legal_name", default_value=p["legal_name"], required=True),
                     ),
-                    field(
-                        "Country (ISO code)",
-                        rx.input(
-                            name="country",
-                            max_length=2,
-                            default_value=p["country"],
-                            placeholder="DE",
-                            required=True,
-                        ),
-                    ),
+                    field("Country", country_select(p["country"])),
                     field(
                         "State / province",
                         rx.input(name="region", default_value=p["region"], placeholder="ON"),

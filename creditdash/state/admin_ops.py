@@ -11,12 +11,11 @@ from typing import TypedDict
 import plotly.graph_objects as go
 import reflex as rx
 from reflex.event import EventSpec
-from sqlalchemy import select
 from sqlmodel import Session, col
 
 from creditdash import db
+from creditdash.accounts import audit
 from creditdash.accounts.audit import Actor
-from creditdash.accounts.models import AuditEntry
 from creditdash.billing.money import format_credits, format_minor, parse_credits, parse_minor
 from creditdash.billing.payments import manual, orders, refunds
 from creditdash.errors import CreditdashError, ValidationFailed
@@ -465,17 +464,10 @@ class AuditRow(TypedDict):
 
 def _audit(search: str) -> list[AuditRow]:
     with db.session_scope(readonly=True) as session:
-        query = select(AuditEntry).order_by(col(AuditEntry.id).desc()).limit(200)
-        if search:
-            like = f"%{search}%"
-            query = query.where(
-                col(AuditEntry.action).like(like)
-                | col(AuditEntry.target_id).like(like)
-                | col(AuditEntry.actor_label).like(like)
-            )
+        found = audit.list_entries(session, filters=audit.AuditFilters(search=search))
         return [
             AuditRow(
-                at=e.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+                at=e.at.strftime("%Y-%m-%d %H:%M:%S"),
                 actor=e.actor_label,
                 action=e.action,
                 target=f"{e.target_type} {e.target_id}",
@@ -483,7 +475,7 @@ def _audit(search: str) -> list[AuditRow]:
                 after=_compact(e.after_json),
                 reason=e.reason,
             )
-            for e in session.execute(query).scalars()
+            for e in found
         ]
 
 
@@ -601,6 +593,7 @@ class AdminRequestRow(TypedDict):
     status: str
     tokens: str
     cost: str
+    unbilled: str
     upstream_cost: str
     latency_ms: int
 
@@ -632,7 +625,8 @@ def _requests(
             provider=r.provider,
             status=r.status,
             tokens=f"{r.prompt_tokens} + {r.completion_tokens}",
-            cost=format_credits(r.price_micros - r.unbilled_micros),
+            cost=format_credits(usage.charged_micros(r)),
+            unbilled=format_credits(r.unbilled_micros),
             upstream_cost=format_credits(r.upstream_cost_micros),
             latency_ms=r.latency_ms,
         )
@@ -645,6 +639,7 @@ def _requests(
             "revenue": d.revenue_micros / 1e6,
             "cost": d.cost_micros / 1e6,
             "margin": d.margin_micros / 1e6,
+            "unbilled": d.unbilled_micros / 1e6,
         }
         for d in days
     ]
@@ -699,12 +694,12 @@ class AdminRequestsState(AdminBase):
     def revenue_figure(self) -> go.Figure:
         figure = go.Figure()
         days = [str(p["day"]) for p in self.series]
-        for name in ("revenue", "cost", "margin"):
+        for name in ("revenue", "cost", "margin", "unbilled"):
             figure.add_scatter(
                 x=days, y=[p[name] for p in self.series], name=name, mode="lines+markers"
             )
         figure.update_layout(
-            title="Charged, upstream cost and margin per day (credits, 30 days)",
+            title="Charged, upstream cost, margin and unbilled per day (credits, 30 days)",
             height=320,
             margin={"l": 50, "r": 10, "t": 40, "b": 40},
             paper_bgcolor="rgba(0,0,0,0)",

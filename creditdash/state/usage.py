@@ -70,7 +70,7 @@ def _row(r: UsageRecord) -> RequestRow:
         status=r.status,
         http_status=r.http_status,
         tokens=f"{r.prompt_tokens} + {r.completion_tokens}",
-        cost=format_credits(r.price_micros - r.unbilled_micros),
+        cost=format_credits(usage.charged_micros(r)),
         latency_ms=r.latency_ms,
     )
 
@@ -118,7 +118,7 @@ def _detail(customer_id: str, request_id: str) -> RequestDetail:
             cached_tokens=r.cached_tokens,
             reasoning_tokens=r.reasoning_tokens,
             usage_source=r.usage_source,
-            cost=format_credits(r.price_micros - r.unbilled_micros),
+            cost=format_credits(usage.charged_micros(r)),
             latency_ms=r.latency_ms,
             ttfb_ms="" if r.ttfb_ms is None else str(r.ttfb_ms),
             attempts=r.attempts,

@@ -18,6 +18,7 @@ from fpdf.enums import XPos, YPos
 from fpdf.fonts import FontFace
 
 from creditdash.billing.invoicing.invoices import IssuedInvoice
+from creditdash.billing.invoicing.profiles import no_address_note
 from creditdash.billing.money import format_minor
 
 FONT_DIR = Path(__file__).resolve().parents[3] / "assets" / "fonts"
@@ -62,7 +63,11 @@ def _party_lines(party: dict[str, Any], *, tax_label: str) -> list[str]:
     region = str(party.get("region") or "")
     if city or region:
         lines.append(", ".join(p for p in (city, region) if p))
-    lines.append(str(party.get("country") or ""))
+    note = no_address_note(party)
+    if note is not None:
+        lines.append(note)
+    elif party.get("country"):
+        lines.append(str(party["country"]))
     if party.get("tax_id"):
         lines.append(f"{tax_label}: {party['tax_id']}")
     email = party.get("billing_email") or party.get("email")

@@ -17,22 +17,14 @@ from stdnum.exceptions import ValidationError as StdnumError
 
 from creditdash.accounts.audit import Actor, record
 from creditdash.accounts.customers import get_customer
+from creditdash.billing.invoicing.countries import COUNTRY_CODES, COUNTRY_RULE, country_name
 from creditdash.billing.invoicing.models import BillingProfile, SellerProfile
 from creditdash.billing.invoicing.tax import EU_MEMBERS, BuyerFacts, SellerFacts
 from creditdash.errors import NotFound, ValidationFailed
 from creditdash.timeutil import utcnow
 
-ISO_COUNTRIES = frozenset(
-    """AD AE AF AG AI AL AM AO AQ AR AS AT AU AW AX AZ BA BB BD BE BF BG BH BI BJ BL BM BN BO BQ
-    BR BS BT BV BW BY BZ CA CC CD CF CG CH CI CK CL CM CN CO CR CU CV CW CX CY CZ DE DJ DK DM
-    DO DZ EC EE EG EH ER ES ET FI FJ FK FM FO FR GA GB GD GE GF GG GH GI GL GM GN GP GQ GR GS
-    GT GU GW GY HK HM HN HR HT HU ID IE IL IM IN IO IQ IR IS IT JE JM JO JP KE KG KH KI KM KN
-    KP KR KW KY KZ LA LB LC LI LK LR LS LT LU LV LY MA MC MD ME MF MG MH MK ML MM MN MO MP MQ
-    MR MS MT MU MV MW MX MY MZ NA NC NE NF NG NI NL NO NP NR NU NZ OM PA PE PF PG PH PK PL PM
-    PN PR PS PT PW PY QA RE RO RS RU RW SA SB SC SD SE SG SH SI SJ SK SL SM SN SO SR SS ST SV
-    SX SY SZ TC TD TF TG TH TJ TK TL TM TN TO TR TT TV TW TZ UA UG UM US UY UZ VA VC VE VG VI
-    VN VU WF WS YE YT ZA ZM ZW""".split()  # noqa: SIM905
-)
+# Kept under this name for callers; the table with names lives in countries.py.
+ISO_COUNTRIES = COUNTRY_CODES
 # EU VAT numbers carry their member state's prefix; Greece's is EL, not GR.
 _VAT_PREFIX = {code: ("EL" if code == "GR" else code) for code in EU_MEMBERS}
 _TAX_ID_NAMES = {"AU": "ABN", "NZ": "IRD number", "CA": "business number", "GB": "VAT number"}
@@ -60,10 +52,16 @@ class CheckedTaxId:
 
 
 def check_country(code: str) -> str:
-    code = (code or "").strip().upper()
-    if code not in ISO_COUNTRIES:
-        raise ValidationFailed(f"country must be an ISO 3166 two-letter code, not {code!r}")
-    return code
+    """An assigned ISO 3166-1 alpha-2 code, in capitals, as given (surrounding blanks aside).
+
+    Nothing is truncated, upper-cased or looked up by name: "Germany" is not "GE" (Georgia),
+    and "ge" is refused too, since a lower-case pair is as likely the start of a name.
+    """
+    given = (code or "").strip()
+    if given not in COUNTRY_CODES:
+        hint = "; codes are written in capitals" if given.upper() in COUNTRY_CODES else ""
+        raise ValidationFailed(f"{COUNTRY_RULE}, not {given!r}{hint}")
+    return given
 
 
 def check_tax_id(country: str, tax_id: str) -> CheckedTaxId:
@@ -190,17 +188,32 @@ def buyer_facts(profile: BillingProfile | None, seller: SellerProfile) -> BuyerF
 
 
 def buyer_snapshot(
-    profile: BillingProfile | None, *, customer_name: str, customer_email: str, country: str
+    profile: BillingProfile | None, *, customer_name: str, customer_email: str, tax_country: str
 ) -> dict[str, object]:
+    """The buyer as the order and its invoice record it. Without a profile the customer gave
+    no address: no country is recorded as theirs, only the one taxed as (the seller's)."""
     if profile is None:
         return {
             "legal_name": customer_name,
-            "country": country,
+            "country": "",
             "is_business": False,
             "billing_email": customer_email,
             "profile": False,
+            "taxed_as": "consumer",
+            "tax_country": tax_country,
         }
     return {**describe_profile(profile), "profile": True}
+
+
+def no_address_note(buyer: dict[str, Any]) -> str | None:
+    """The line an invoice prints for a buyer who gave no billing profile, else None.
+
+    Invoices issued before tax_country was recorded stored the seller's country as country."""
+    if buyer.get("profile") is not False:
+        return None
+    code = str(buyer.get("tax_country") or buyer.get("country") or "")
+    where = f"{country_name(code)} ({code})" if code else "the seller's country"
+    return f"No billing address given; taxed as a consumer in {where}"
 
 
 # ------------------------------------------------------------------------------------ seller

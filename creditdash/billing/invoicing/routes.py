@@ -74,7 +74,9 @@ def _all_requests(customer_id: str | None, first: str, last: str) -> str:
         statements.parse_day(first, "from"), statements.parse_day(last, "to")
     )
     with db.session_scope(readonly=True) as session:
-        return statements.request_log_csv(session, customer_id=customer_id, period=period)
+        return statements.request_log_csv(
+            session, customer_id=customer_id, period=period, operator=True
+        )
 
 
 def _refusal(exc: CreditdashError) -> Response:

@@ -19,6 +19,7 @@ from sqlmodel import Session, col
 from creditdash.billing import ledger
 from creditdash.billing.models import Transfer, UsageRecord
 from creditdash.billing.money import format_credits
+from creditdash.billing.usage import charged_micros
 from creditdash.errors import ValidationFailed
 
 MAX_DAYS = 400
@@ -42,6 +43,7 @@ REQUEST_LOG_HEADER = (
     "latency_ms",
     "attempts",
 )
+OPERATOR_COLUMNS = ("customer_id", "unbilled")
 _TYPES = {
     "topup": "topup",
     "topup_bonus": "bonus",
@@ -181,11 +183,17 @@ def statement_csv(rows: Iterable[StatementRow]) -> str:
     return out.getvalue()
 
 
-def request_log_csv(session: Session, *, customer_id: str | None, period: Period) -> str:
-    """The request log as CSV; customer_id None: every customer's (admins only)."""
+def request_log_csv(
+    session: Session, *, customer_id: str | None, period: Period, operator: bool = False
+) -> str:
+    """The request log as CSV; customer_id None: every customer's (admins only).
+
+    cost is what was charged (the request's usage debits on the ledger). operator=True (the
+    admin export) adds customer_id and unbilled: priced but not charged, the balance was short.
+    """
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(REQUEST_LOG_HEADER)
+    writer.writerow(REQUEST_LOG_HEADER + (OPERATOR_COLUMNS if operator else ()))
     conditions = [
         col(UsageRecord.created_at) >= period.start,
         col(UsageRecord.created_at) < period.end,
@@ -198,6 +206,7 @@ def request_log_csv(session: Session, *, customer_id: str | None, period: Period
         .order_by(col(UsageRecord.created_at), col(UsageRecord.id))
     ).scalars()
     for r in records:
+        extra = [r.customer_id, format_credits(r.unbilled_micros)] if operator else []
         writer.writerow(
             [
                 r.created_at.isoformat(),
@@ -214,9 +223,10 @@ def request_log_csv(session: Session, *, customer_id: str | None, period: Period
                 r.cached_tokens,
                 r.reasoning_tokens,
                 r.usage_source,
-                format_credits(r.price_micros - r.unbilled_micros),
+                format_credits(charged_micros(r)),
                 r.latency_ms,
                 r.attempts,
+                *extra,
             ]
         )
     return out.getvalue()

@@ -171,7 +171,10 @@ def _price(session: Session, customer: Customer, net_minor: int, day: date) -> P
         on=day,
     )
     buyer = profiles.buyer_snapshot(
-        profile, customer_name=customer.name, customer_email=customer.email, country=seller.country
+        profile,
+        customer_name=customer.name,
+        customer_email=customer.email,
+        tax_country=seller.country,
     )
     return Priced(decision, decision.amount_minor(net_minor), buyer)
 

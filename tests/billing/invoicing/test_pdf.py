@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 
 import pytest
 from pypdf import PdfReader
@@ -82,3 +83,25 @@ def test_same_invoice_renders_the_same_bytes(shop: Shop) -> None:
         first = pdf.render_pdf(invoices.load(session, invoice))
         second = pdf.render_pdf(invoices.load(session, invoice))
     assert first == second
+
+
+def test_an_order_without_a_profile_says_no_address_was_given(shop: Shop) -> None:
+    """CONTRACT: no profile is needed to order, and the buyer is then taxed as a consumer in
+    the seller's country; the invoice says so instead of printing a country nobody entered."""
+    with db.session_scope() as session:
+        profile = profiles.get_billing_profile(session, shop.customer_id)
+        assert profile is not None
+        session.delete(profile)
+    order = shop.order("Growth")
+    shop.post_event(session_event(order, payment_intent="pi_noprofile"))
+    with db.session_scope(readonly=True) as session:
+        [invoice] = invoices.list_invoices(session, customer_id=shop.customer_id)
+        data = pdf.render_pdf(invoices.load(session, invoice))
+    buyer = json.loads(invoice.buyer_json)
+    assert buyer["profile"] is False and buyer["country"] == ""
+    assert buyer["taxed_as"] == "consumer" and buyer["tax_country"] == "DE"
+    assert invoice.tax_scheme == "standard" and invoice.gross_minor == 5950  # German VAT, 19%
+    text = " ".join(_text(data).split())
+    assert "No billing address given; taxed as a consumer in Germany (DE)" in text
+    bill_to = text[text.index("BILL TO") :]
+    assert bill_to.startswith("BILL TO Buyer")  # the customer's name, then the note
