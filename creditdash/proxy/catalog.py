@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -177,12 +178,18 @@ def _load_fresh() -> Snapshot:
 # ---------------------------------------------------------------------------------- importing
 
 
-def _credits_per_mtok(value: Any) -> int:
-    # YAML may hand over an unquoted 0.6 as a binary fraction; its shortest text form is the
-    # decimal that was written, and parse_credits refuses anything finer than a micro.
-    micros = parse_credits(str(value), field="price")
-    if micros < 0:
-        raise ValueError("prices cannot be negative")
+def _credits_per_mtok(value: Any, field: str) -> int:
+    """A catalog amount: a quoted decimal string ("0.60"), or a plain whole number (1).
+
+    An unquoted 0.60 reaches us as a binary float whose spelling is lost, so it is refused
+    rather than guessed at; _CatalogLoader leaves int spellings other than plain digits (1_0,
+    0x10, 010) as strings, which parse_credits then refuses."""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        kind = "a number" if isinstance(value, float) else type(value).__name__
+        raise ValidationFailed(
+            f'{field} is {kind}; write the amount of credits in quotes, e.g. "0.60"'
+        )
+    micros = parse_credits(str(value), field=field)
     return micros
 
 
@@ -194,14 +201,18 @@ class PriceSpec(BaseModel):
     cached_input_per_mtok: Any | None = None
     per_request: Any | None = None
 
-    def to_price(self) -> Price:
-        input_micros = _credits_per_mtok(self.input_per_mtok)
+    def to_price(self, what: str = "price") -> Price:
+        input_micros = _credits_per_mtok(self.input_per_mtok, f"{what}.input_per_mtok")
         cached = self.cached_input_per_mtok
         return Price(
             input_micros,
-            _credits_per_mtok(self.output_per_mtok),
-            _credits_per_mtok(cached) if cached is not None else input_micros,
-            _credits_per_mtok(self.per_request) if self.per_request is not None else 0,
+            _credits_per_mtok(self.output_per_mtok, f"{what}.output_per_mtok"),
+            _credits_per_mtok(cached, f"{what}.cached_input_per_mtok")
+            if cached is not None
+            else input_micros,
+            _credits_per_mtok(self.per_request, f"{what}.per_request")
+            if self.per_request is not None
+            else 0,
         )
 
 
@@ -311,9 +322,26 @@ def worst_routes(margins: list[MarginLine]) -> list[MarginLine]:
     ]
 
 
+class _CatalogLoader(yaml.SafeLoader):
+    """SafeLoader, except that only plain decimal digits (optionally after "-") make an int.
+
+    YAML 1.1 also reads 1_0 as 10, 0x10 as 16, 010 as 8 and 1:30 as 90; those stay strings
+    here, so an amount spelt that way is refused by the money parser instead of read as a
+    number nobody meant."""
+
+
+def _construct_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int | str:
+    value = str(loader.construct_scalar(node))
+    return int(value, 10) if _PLAIN_INT.match(value) else value
+
+
+_PLAIN_INT = re.compile(r"\A-?[0-9]+\Z", re.ASCII)
+_CatalogLoader.add_constructor("tag:yaml.org,2002:int", _construct_int)
+
+
 def parse_catalog(text: str) -> CatalogSpec:
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=_CatalogLoader)  # noqa: S506 (a SafeLoader subclass)
     except yaml.YAMLError as exc:
         raise ValidationFailed(f"catalog is not valid YAML: {exc}") from None
     if not isinstance(raw, dict):
@@ -406,9 +434,11 @@ def _upsert_model(
                 f"model {spec.name}: route names unknown provider {route_spec.provider!r}"
             )
         try:
-            cost = route_spec.cost.to_price()
+            cost = route_spec.cost.to_price("cost")
         except (ValueError, ValidationFailed) as exc:
-            raise ValidationFailed(f"model {spec.name}: route cost: {exc}") from None
+            raise ValidationFailed(
+                f"model {spec.name}: route {route_spec.provider}/{route_spec.upstream_model}: {exc}"
+            ) from None
         route = existing.get((provider.id, route_spec.upstream_model)) or Route(
             model_id=model.id or 0,
             provider_id=provider.id,

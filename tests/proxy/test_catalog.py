@@ -122,6 +122,43 @@ def test_import_prints_margins_and_encrypts_the_upstream_key(
         (('output_per_mtok: "2.40"', 'output_per_mtok: "-1"'), "cannot be negative"),
         (('output_per_mtok: "2.40"', 'output_per_mtok: "0.0000001"'), "6 decimal places"),
         (("timeout_s: 120", "timeout_s: 0"), "timeout_s"),
+    ]
+    # Amounts: only plain ASCII digits, quoted or (whole numbers) not.
+    + [
+        (
+            ('output_per_mtok: "2.40"', f"output_per_mtok: {spelling}"),
+            "price.output_per_mtok must be a decimal number of credits written with plain digits",
+        )
+        for spelling in (
+            '"1E-2"',
+            '"1e3"',
+            '" 5"',
+            '"5 "',
+            '"\u0661"',
+            '"\uff15"',
+            '"1_0"',
+            "1_0",
+            "0x10",
+            "0o10",
+            "1:30",
+            "+5",
+            '".5"',
+            '"5."',
+            '"NaN"',
+            '"Infinity"',
+            '""',
+        )
+    ]
+    + [
+        (('output_per_mtok: "2.40"', "output_per_mtok: 2.40"), 'in quotes, e.g. "0.60"'),
+        (('output_per_mtok: "2.40"', "output_per_mtok: .inf"), 'in quotes, e.g. "0.60"'),
+        (('output_per_mtok: "2.40"', "output_per_mtok: 1.0e+3"), 'in quotes, e.g. "0.60"'),
+        (('output_per_mtok: "2.40"', "output_per_mtok: yes"), 'in quotes, e.g. "0.60"'),
+        (('output_per_mtok: "2.40"', "output_per_mtok: -1"), "cannot be negative"),
+        (
+            ('cost: {input_per_mtok: "0.15"', 'cost: {input_per_mtok: "1e-2"'),
+            "route local/gpt-4o-mini-2024: cost.input_per_mtok must be a decimal number",
+        ),
     ],
 )
 def test_one_bad_entry_changes_nothing(
@@ -144,6 +181,17 @@ def test_one_bad_entry_changes_nothing(
             session.execute(select(PublicModel.output_price_micros_per_mtok)).scalars().all()
             == price_before
         )
+
+
+def test_unquoted_whole_numbers_are_plain_decimal() -> None:
+    """An unquoted 2 is 2 credits, and 010 is ten (not YAML 1.1's octal eight)."""
+    from creditdash.proxy.catalog import parse_catalog
+
+    text = GOOD.replace('output_per_mtok: "2.40"', "output_per_mtok: 2", 1).replace(
+        'input_per_mtok: "0.60"', "input_per_mtok: 010", 1
+    )
+    price = parse_catalog(text).models[0].price.to_price()
+    assert (price.input_micros_per_mtok, price.output_micros_per_mtok) == (10_000_000, 2_000_000)
 
 
 def test_private_upstreams_need_the_operator_switch(
