@@ -32,6 +32,9 @@ from creditdash.timeutil import utcnow
 
 SNAPSHOT_TTL_S = 5.0
 KEY_PURPOSE = "provider-key"
+# Extra header values (an `api-key` is as secret as the bearer key) are encrypted with the same
+# key; the names stay readable, so the admin pages can list them without decrypting anything.
+HEADER_PURPOSE = KEY_PURPOSE
 # The token mix margins are quoted for: 1,000 prompt tokens (none cached) and 500 completion.
 REFERENCE_MIX = TokenUsage(prompt_tokens=1000, completion_tokens=500)
 
@@ -121,6 +124,27 @@ def load_snapshot(session: Session) -> Snapshot:
     return Snapshot(models=models, loaded_at=time.monotonic())
 
 
+def encrypt_headers(headers: dict[str, str]) -> str:
+    """What Provider.extra_headers_json stores: {name: Fernet token of the value}."""
+    return json.dumps(
+        {name: crypto.encrypt(value, purpose=HEADER_PURPOSE) for name, value in headers.items()},
+        sort_keys=True,
+    )
+
+
+def decrypt_headers(stored: str) -> dict[str, str]:
+    """The extra headers to send upstream, decrypted (Provider.extra_headers_json)."""
+    return {
+        name: crypto.decrypt(token, purpose=HEADER_PURPOSE)
+        for name, token in json.loads(stored or "{}").items()
+    }
+
+
+def header_names(stored: str) -> list[str]:
+    """The names of a provider's extra headers, without touching their values."""
+    return sorted(json.loads(stored or "{}"))
+
+
 def _target(route: Route, provider: Provider) -> RouteTarget:
     api_key = (
         crypto.decrypt(provider.api_key_encrypted, purpose=KEY_PURPOSE)
@@ -134,7 +158,7 @@ def _target(route: Route, provider: Provider) -> RouteTarget:
         base_url=provider.base_url,
         api_key=api_key,
         timeout_s=provider.timeout_s,
-        extra_headers=json.loads(provider.extra_headers_json or "{}"),
+        extra_headers=decrypt_headers(provider.extra_headers_json),
         upstream_model=route.upstream_model,
         priority=route.priority,
         weight=route.weight,
@@ -376,8 +400,15 @@ def import_catalog(session: Session, spec: CatalogSpec, *, actor: Actor = CLI) -
 
 
 def _upsert_provider(
-    session: Session, item: ProviderSpec, existing: Provider | None, allow_private: bool
+    session: Session,
+    item: ProviderSpec,
+    existing: Provider | None,
+    allow_private: bool,
+    *,
+    keep_headers: bool = False,
 ) -> Provider:
+    """Create or update a provider from a spec; keep_headers leaves the stored extra headers
+    alone (the admin form does not edit them), otherwise the spec's replace them."""
     base_url = item.base_url if item.kind != "sandbox" else SANDBOX_BASE_URL
     try:
         base_url = check_base_url(base_url, kind=item.kind, allow_private=allow_private)
@@ -387,7 +418,8 @@ def _upsert_provider(
     provider.kind = item.kind
     provider.base_url = base_url
     provider.timeout_s = item.timeout_s
-    provider.extra_headers_json = json.dumps(item.headers, sort_keys=True)
+    if not keep_headers or existing is None:
+        provider.extra_headers_json = encrypt_headers(item.headers)
     provider.enabled = item.enabled
     provider.updated_at = utcnow()
     if item.api_key:

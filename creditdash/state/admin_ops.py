@@ -521,6 +521,7 @@ class ProviderRow(TypedDict):
     kind: str
     base_url: str
     key_hint: str
+    headers_hint: str
     timeout_s: int
     enabled: bool
 
@@ -533,6 +534,7 @@ def _providers() -> list[ProviderRow]:
                 kind=p.kind,
                 base_url=p.base_url,
                 key_hint=p.key_hint,
+                headers_hint=p.headers_hint,
                 timeout_s=p.timeout_s,
                 enabled=p.enabled,
             )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -263,3 +264,52 @@ def test_worst_route_per_model() -> None:
         MarginLine("solo", "a", "z", 1000, 100, 9000),
     ]
     assert [(w.model, w.provider) for w in worst_routes(lines)] == [("m", "b")]
+
+
+HEADER_SECRET = "azure-api-key-PLAINTEXT-5555"
+
+
+def test_extra_header_values_are_stored_encrypted_and_shown_by_name_only(
+    sqlite_engine: Engine, tmp_path: Path, resolvable: None
+) -> None:
+    from sqlalchemy import text
+
+    from creditdash.accounts.audit import Actor
+    from creditdash.accounts.models import AuditEntry
+    from creditdash.proxy import providers_admin
+    from creditdash.proxy.catalog import load_snapshot
+
+    with_headers = GOOD.replace(
+        "    timeout_s: 120\n",
+        f"    timeout_s: 120\n    headers: {{api-key: {HEADER_SECRET}, X-Org: acme-org}}\n",
+    )
+    code, output = import_text(tmp_path, with_headers)
+    assert code == 0, output
+    with sqlite_engine.connect() as connection:
+        raw = connection.execute(text("SELECT extra_headers_json FROM providers")).scalar_one()
+    assert HEADER_SECRET not in raw and "acme-org" not in raw
+    assert sorted(json.loads(raw)) == ["X-Org", "api-key"]
+    with db.session_scope(engine=sqlite_engine, readonly=True) as session:
+        (entry,) = [m for m in load_snapshot(session).models.values() if m.name == "gpt-4o-mini"]
+        assert entry.routes[0].extra_headers == {"api-key": HEADER_SECRET, "X-Org": "acme-org"}
+        (view,) = providers_admin.list_providers(session)
+    assert view.headers_hint == "X-Org: ••••, api-key: ••••"
+    # An admin edit (the form has no header fields) keeps the stored headers.
+    with db.session_scope(engine=sqlite_engine) as session:
+        providers_admin.save_provider(
+            session,
+            name="local",
+            base_url="https://models.example.com/v1",
+            api_key="",
+            timeout_s=60,
+            enabled=True,
+            actor=Actor(label="admin-test"),
+        )
+    with db.session_scope(engine=sqlite_engine, readonly=True) as session:
+        (entry,) = [m for m in load_snapshot(session).models.values() if m.name == "gpt-4o-mini"]
+        assert entry.routes[0].extra_headers == {"api-key": HEADER_SECRET, "X-Org": "acme-org"}
+        audit = " ".join(
+            (e.before_json or "") + (e.after_json or "")
+            for e in session.execute(select(AuditEntry)).scalars()
+        )
+    assert HEADER_SECRET not in audit and "acme-org" not in audit and "api-key" in audit
