@@ -108,7 +108,7 @@ def customers_create(email: str, name: str, credits_text: str | None, as_json: b
     """Create a customer with an owner user and a fresh API key."""
 
     def work(session: Session) -> tuple[str, str]:
-        opening = parse_credits(credits_text, field="--credits") if credits_text else 0
+        opening = parse_credits(credits_text, field="--credits") if credits_text is not None else 0
         customer = customers.create_customer(
             session, name=name, email=email, actor=CLI, opening_credits_micros=opening
         )
@@ -205,7 +205,9 @@ def keys_create(
             rpm=rpm,
             concurrency=concurrency,
             monthly_spend_cap_micros=(
-                parse_credits(monthly_cap, field="--monthly-cap") if monthly_cap else None
+                parse_credits(monthly_cap, field="--monthly-cap")
+                if monthly_cap is not None
+                else None
             ),
             allowed_models=tuple(models.split(",")) if models is not None else None,
         )
@@ -750,10 +752,10 @@ def orders_create(
             actor=actor,
             manual=manual,
             contract_net_minor=parse_minor(amount_text, package.currency, field="--amount")
-            if amount_text
+            if amount_text is not None
             else None,
             contract_credits_micros=parse_credits(credits_text, field="--credits")
-            if credits_text
+            if credits_text is not None
             else None,
         )
         return order.id, order.method

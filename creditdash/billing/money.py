@@ -1,11 +1,12 @@
 """Credits as integer micros, and their decimal text form.
 
-Decimal is used only to parse and print; arithmetic on money is integer arithmetic.
+Amounts are parsed from text by one strict parser (parse_amount) and printed exactly; all
+arithmetic on money is integer arithmetic.
 """
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+import re
 
 from creditdash.errors import ValidationFailed
 
@@ -14,20 +15,52 @@ MICROS_PER_CREDIT = 1_000_000
 MAX_MICROS = 10**15
 
 
-def parse_credits(text: str | Decimal | int, *, field: str = "amount") -> int:
+# The one spelling of an amount typed by a person or written in a file: ASCII digits, at most
+# one dot with digits on both sides, and a leading minus only where the caller allows it. No
+# spaces, "+", exponents, underscores, thousands separators, NaN/Infinity or non-ASCII digits.
+_AMOUNT = re.compile(r"\A(-?)([0-9]+)(?:\.([0-9]+))?\Z", re.ASCII)
+PLAIN_AMOUNT_HINT = "written with plain digits like 5 or 5.25"
+
+
+def parse_amount(
+    text: str, places: int, *, field: str, signed: bool = False, what: str = "a decimal number"
+) -> int:
+    """Parse a decimal amount into integer units of 10**-places, exactly.
+
+    Refuses anything but plain digits (see _AMOUNT), a minus sign unless signed, and more
+    significant decimal places than `places`. Every money input goes through here."""
+    if not isinstance(text, str):
+        raise ValidationFailed(f"{field} must be {what} {PLAIN_AMOUNT_HINT}")
+    match = _AMOUNT.match(text)
+    if match is None:
+        raise ValidationFailed(f"{field} must be {what} {PLAIN_AMOUNT_HINT}")
+    sign, whole, fraction = match.group(1), match.group(2), (match.group(3) or "")
+    if sign and not signed:
+        raise ValidationFailed(f"{field} cannot be negative")
+    fraction = fraction.rstrip("0")
+    if len(fraction) > places:
+        raise _TooPrecise(field)
+    whole = whole.lstrip("0") or "0"
+    if len(whole) > 30:  # far past any limit; keeps int() away from huge digit strings
+        raise ValidationFailed(f"{field} is too large")
+    units = int(whole) * 10**places + int(fraction.ljust(places, "0") or "0")
+    return -units if sign else units
+
+
+class _TooPrecise(ValidationFailed):
+    def __init__(self, field: str) -> None:
+        super().__init__(f"{field} has too many decimal places")
+        self.field = field
+
+
+def parse_credits(text: str, *, field: str = "amount", signed: bool = False) -> int:
     """Parse a decimal amount of credits into micros, refusing anything that would need rounding."""
-    if isinstance(text, bool):
-        raise ValidationFailed(f"{field} must be a decimal number of credits")
     try:
-        value = text if isinstance(text, Decimal) else Decimal(str(text).strip())
-    except (InvalidOperation, ValueError):
-        raise ValidationFailed(f"{field} must be a decimal number of credits") from None
-    if not value.is_finite():
-        raise ValidationFailed(f"{field} must be a finite number")
-    micros = value * MICROS_PER_CREDIT
-    if micros != micros.to_integral_value():
-        raise ValidationFailed(f"{field} has more than 6 decimal places (1 micro-credit)")
-    result = int(micros)
+        result = parse_amount(
+            text, 6, field=field, signed=signed, what="a decimal number of credits"
+        )
+    except _TooPrecise:
+        raise ValidationFailed(f"{field} has more than 6 decimal places (1 micro-credit)") from None
     if abs(result) > MAX_MICROS:
         raise ValidationFailed(f"{field} is too large")
     return result
@@ -70,21 +103,15 @@ def check_currency(code: str) -> str:
     return code
 
 
-def parse_minor(text: str | Decimal | int, currency: str, *, field: str = "amount") -> int:
+def parse_minor(text: str, currency: str, *, field: str = "amount", signed: bool = False) -> int:
     """Major units ("11.90") as minor units (1190), refusing digits below the minor unit."""
     exponent = CURRENCY_EXPONENTS[check_currency(currency)]
-    if isinstance(text, bool):
-        raise ValidationFailed(f"{field} must be a decimal amount")
     try:
-        value = text if isinstance(text, Decimal) else Decimal(str(text).strip())
-    except (InvalidOperation, ValueError):
-        raise ValidationFailed(f"{field} must be a decimal amount") from None
-    if not value.is_finite():
-        raise ValidationFailed(f"{field} must be a finite number")
-    minor = value.scaleb(exponent)
-    if minor != minor.to_integral_value():
-        raise ValidationFailed(f"{field} has more than {exponent} decimal places for {currency}")
-    result = int(minor)
+        result = parse_amount(text, exponent, field=field, signed=signed, what="a decimal amount")
+    except _TooPrecise:
+        raise ValidationFailed(
+            f"{field} has more than {exponent} decimal places for {currency}"
+        ) from None
     if abs(result) > MAX_MINOR:
         raise ValidationFailed(f"{field} is too large")
     return result

@@ -480,7 +480,13 @@ def _provider_row(row: ProviderRow) -> rx.Component:
                 spacing="1",
             )
         ),
-        rx.table.cell(rx.code(row["key_hint"], size="1")),
+        rx.table.cell(
+            rx.vstack(
+                rx.code(row["key_hint"], size="1"),
+                rx.text(row["headers_hint"], size="1", color_scheme="gray"),
+                spacing="1",
+            )
+        ),
         rx.table.cell(
             rx.cond(
                 row["kind"] == "sandbox",

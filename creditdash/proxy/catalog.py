@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -31,6 +32,9 @@ from creditdash.timeutil import utcnow
 
 SNAPSHOT_TTL_S = 5.0
 KEY_PURPOSE = "provider-key"
+# Extra header values (an `api-key` is as secret as the bearer key) are encrypted with the same
+# key; the names stay readable, so the admin pages can list them without decrypting anything.
+HEADER_PURPOSE = KEY_PURPOSE
 # The token mix margins are quoted for: 1,000 prompt tokens (none cached) and 500 completion.
 REFERENCE_MIX = TokenUsage(prompt_tokens=1000, completion_tokens=500)
 
@@ -124,6 +128,27 @@ def load_snapshot(session: Session) -> Snapshot:
     return Snapshot(models=models, loaded_at=time.monotonic())
 
 
+def encrypt_headers(headers: dict[str, str]) -> str:
+    """What Provider.extra_headers_json stores: {name: Fernet token of the value}."""
+    return json.dumps(
+        {name: crypto.encrypt(value, purpose=HEADER_PURPOSE) for name, value in headers.items()},
+        sort_keys=True,
+    )
+
+
+def decrypt_headers(stored: str) -> dict[str, str]:
+    """The extra headers to send upstream, decrypted (Provider.extra_headers_json)."""
+    return {
+        name: crypto.decrypt(token, purpose=HEADER_PURPOSE)
+        for name, token in json.loads(stored or "{}").items()
+    }
+
+
+def header_names(stored: str) -> list[str]:
+    """The names of a provider's extra headers, without touching their values."""
+    return sorted(json.loads(stored or "{}"))
+
+
 def _target(route: Route, provider: Provider) -> RouteTarget:
     api_key = (
         crypto.decrypt(provider.api_key_encrypted, purpose=KEY_PURPOSE)
@@ -137,7 +162,7 @@ def _target(route: Route, provider: Provider) -> RouteTarget:
         base_url=provider.base_url,
         api_key=api_key,
         timeout_s=provider.timeout_s,
-        extra_headers=json.loads(provider.extra_headers_json or "{}"),
+        extra_headers=decrypt_headers(provider.extra_headers_json),
         upstream_model=route.upstream_model,
         priority=route.priority,
         weight=route.weight,
@@ -181,12 +206,18 @@ def _load_fresh() -> Snapshot:
 # ---------------------------------------------------------------------------------- importing
 
 
-def _credits_per_mtok(value: Any) -> int:
-    # YAML may hand over an unquoted 0.6 as a binary fraction; its shortest text form is the
-    # decimal that was written, and parse_credits refuses anything finer than a micro.
-    micros = parse_credits(str(value), field="price")
-    if micros < 0:
-        raise ValueError("prices cannot be negative")
+def _credits_per_mtok(value: Any, field: str) -> int:
+    """A catalog amount: a quoted decimal string ("0.60"), or a plain whole number (1).
+
+    An unquoted 0.60 reaches us as a binary float whose spelling is lost, so it is refused
+    rather than guessed at; _CatalogLoader leaves int spellings other than plain digits (1_0,
+    0x10, 010) as strings, which parse_credits then refuses."""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        kind = "a number" if isinstance(value, float) else type(value).__name__
+        raise ValidationFailed(
+            f'{field} is {kind}; write the amount of credits in quotes, e.g. "0.60"'
+        )
+    micros = parse_credits(str(value), field=field)
     return micros
 
 
@@ -198,14 +229,18 @@ class PriceSpec(BaseModel):
     cached_input_per_mtok: Any | None = None
     per_request: Any | None = None
 
-    def to_price(self) -> Price:
-        input_micros = _credits_per_mtok(self.input_per_mtok)
+    def to_price(self, what: str = "price") -> Price:
+        input_micros = _credits_per_mtok(self.input_per_mtok, f"{what}.input_per_mtok")
         cached = self.cached_input_per_mtok
         return Price(
             input_micros,
-            _credits_per_mtok(self.output_per_mtok),
-            _credits_per_mtok(cached) if cached is not None else input_micros,
-            _credits_per_mtok(self.per_request) if self.per_request is not None else 0,
+            _credits_per_mtok(self.output_per_mtok, f"{what}.output_per_mtok"),
+            _credits_per_mtok(cached, f"{what}.cached_input_per_mtok")
+            if cached is not None
+            else input_micros,
+            _credits_per_mtok(self.per_request, f"{what}.per_request")
+            if self.per_request is not None
+            else 0,
         )
 
 
@@ -318,9 +353,26 @@ def worst_routes(margins: list[MarginLine]) -> list[MarginLine]:
     ]
 
 
+class _CatalogLoader(yaml.SafeLoader):
+    """SafeLoader, except that only plain decimal digits (optionally after "-") make an int.
+
+    YAML 1.1 also reads 1_0 as 10, 0x10 as 16, 010 as 8 and 1:30 as 90; those stay strings
+    here, so an amount spelt that way is refused by the money parser instead of read as a
+    number nobody meant."""
+
+
+def _construct_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int | str:
+    value = str(loader.construct_scalar(node))
+    return int(value, 10) if _PLAIN_INT.match(value) else value
+
+
+_PLAIN_INT = re.compile(r"\A-?[0-9]+\Z", re.ASCII)
+_CatalogLoader.add_constructor("tag:yaml.org,2002:int", _construct_int)
+
+
 def parse_catalog(text: str) -> CatalogSpec:
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=_CatalogLoader)  # noqa: S506 (a SafeLoader subclass)
     except yaml.YAMLError as exc:
         raise ValidationFailed(f"catalog is not valid YAML: {exc}") from None
     if not isinstance(raw, dict):
@@ -355,8 +407,15 @@ def import_catalog(session: Session, spec: CatalogSpec, *, actor: Actor = CLI) -
 
 
 def _upsert_provider(
-    session: Session, item: ProviderSpec, existing: Provider | None, allow_private: bool
+    session: Session,
+    item: ProviderSpec,
+    existing: Provider | None,
+    allow_private: bool,
+    *,
+    keep_headers: bool = False,
 ) -> Provider:
+    """Create or update a provider from a spec; keep_headers leaves the stored extra headers
+    alone (the admin form does not edit them), otherwise the spec's replace them."""
     base_url = item.base_url if item.kind != "sandbox" else SANDBOX_BASE_URL
     try:
         base_url = check_base_url(base_url, kind=item.kind, allow_private=allow_private)
@@ -366,7 +425,8 @@ def _upsert_provider(
     provider.kind = item.kind
     provider.base_url = base_url
     provider.timeout_s = item.timeout_s
-    provider.extra_headers_json = json.dumps(item.headers, sort_keys=True)
+    if not keep_headers or existing is None:
+        provider.extra_headers_json = encrypt_headers(item.headers)
     provider.enabled = item.enabled
     provider.updated_at = utcnow()
     if item.api_key:
@@ -415,9 +475,11 @@ def _upsert_model(
                 f"model {spec.name}: route names unknown provider {route_spec.provider!r}"
             )
         try:
-            cost = route_spec.cost.to_price()
+            cost = route_spec.cost.to_price("cost")
         except (ValueError, ValidationFailed) as exc:
-            raise ValidationFailed(f"model {spec.name}: route cost: {exc}") from None
+            raise ValidationFailed(
+                f"model {spec.name}: route {route_spec.provider}/{route_spec.upstream_model}: {exc}"
+            ) from None
         route = existing.get((provider.id, route_spec.upstream_model)) or Route(
             model_id=model.id or 0,
             provider_id=provider.id,

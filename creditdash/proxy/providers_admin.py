@@ -1,8 +1,9 @@
 """Admin edits to upstream providers, and a connection test.
 
 The upstream key is write-only: it is stored encrypted, shown as its last four characters, and
-never returned. Base URLs pass the same SSRF guard as `catalog import` when saved, and again
-(with the address pinned) when tested.
+never returned. Extra header values are stored encrypted too and shown only by name. Base URLs
+pass the same SSRF guard as `catalog import` when saved, and again (with the address pinned)
+when tested.
 """
 
 from __future__ import annotations
@@ -18,7 +19,13 @@ from sqlmodel import Session, col
 from creditdash import crypto
 from creditdash.accounts.audit import Actor, record
 from creditdash.errors import NotFound, ValidationFailed
-from creditdash.proxy.catalog import KEY_PURPOSE, ProviderSpec, _upsert_provider
+from creditdash.proxy.catalog import (
+    KEY_PURPOSE,
+    ProviderSpec,
+    _upsert_provider,
+    decrypt_headers,
+    header_names,
+)
 from creditdash.proxy.models import Provider
 from creditdash.proxy.urlguard import pin_base_url
 from creditdash.settings import get_settings
@@ -34,18 +41,21 @@ class ProviderView:
     key_hint: str
     timeout_s: int
     enabled: bool
+    # The extra headers' names with their values masked, e.g. "api-key: ••••"; never a value.
+    headers_hint: str = "(none)"
+
+
+MASK = "••••"
+
+
+def _headers_hint(provider: Provider) -> str:
+    names = header_names(provider.extra_headers_json)
+    return ", ".join(f"{name}: {MASK}" for name in names) if names else "(none)"
 
 
 def list_providers(session: Session) -> list[ProviderView]:
     return [
-        ProviderView(
-            p.name,
-            p.kind,
-            p.base_url,
-            f"…{p.api_key_last4}" if p.api_key_last4 else "(none)",
-            p.timeout_s,
-            p.enabled,
-        )
+        list_providers_one(p)
         for p in session.execute(select(Provider).order_by(col(Provider.name))).scalars()
     ]
 
@@ -79,7 +89,11 @@ def save_provider(
     ).scalar_one_or_none()
     before = None if existing is None else _audit_view(existing)
     provider = _upsert_provider(
-        session, spec, existing, allow_private=get_settings().allow_private_upstreams
+        session,
+        spec,
+        existing,
+        allow_private=get_settings().allow_private_upstreams,
+        keep_headers=True,
     )
     record(
         session,
@@ -100,6 +114,7 @@ def _audit_view(provider: Provider) -> dict[str, object]:
         "timeout_s": provider.timeout_s,
         "enabled": provider.enabled,
         "key_last4": provider.api_key_last4,
+        "header_names": header_names(provider.extra_headers_json),
     }
 
 
@@ -111,6 +126,7 @@ def list_providers_one(p: Provider) -> ProviderView:
         f"…{p.api_key_last4}" if p.api_key_last4 else "(none)",
         p.timeout_s,
         p.enabled,
+        _headers_hint(p),
     )
 
 
@@ -133,7 +149,8 @@ def check_connection(session: Session, *, name: str) -> ConnectionResult:
     pinned = pin_base_url(
         provider.base_url, kind=provider.kind, allow_private=get_settings().allow_private_upstreams
     )
-    headers = {"accept": "application/json"}
+    # The extra headers too: some providers authenticate with one (api-key, x-api-key).
+    headers = {**decrypt_headers(provider.extra_headers_json), "accept": "application/json"}
     if pinned.host_header:
         headers["host"] = pinned.host_header
     if provider.api_key_encrypted:

@@ -16,8 +16,9 @@ from creditdash import db
 from creditdash.accounts import customers
 from creditdash.accounts.audit import Actor
 from creditdash.billing import adjustments, ledger
-from creditdash.billing.money import format_credits, parse_credits
+from creditdash.billing.money import format_credits
 from creditdash.errors import CreditdashError
+from creditdash.state import forms
 from creditdash.state.session import SessionState
 
 
@@ -144,7 +145,7 @@ class AdminState(AdminBase):
         key = str(form.get("key") or "")
 
         def work(session: Session) -> object:
-            micros = parse_credits(str(form.get("amount") or ""), field="amount")
+            micros = forms.credits(form, "amount", field="amount")
             act = adjustments.grant_credits if direction == "grant" else adjustments.debit_credits
             return act(
                 session,
@@ -208,7 +209,7 @@ class AdminState(AdminBase):
         customer_id = str(form.get("customer_id") or "")
 
         def work(session: Session) -> object:
-            micros = parse_credits(str(form.get("limit") or "0"), field="credit limit")
+            micros = forms.credits(form, "limit", field="credit limit", default="0")
             customers.set_credit_limit(
                 session,
                 customer_id=customer_id,

@@ -16,7 +16,7 @@ from sqlmodel import Session, col
 from creditdash import db
 from creditdash.accounts import audit
 from creditdash.accounts.audit import Actor
-from creditdash.billing.money import format_credits, format_minor, parse_credits, parse_minor
+from creditdash.billing.money import format_credits, format_minor
 from creditdash.billing.payments import manual, orders, refunds
 from creditdash.errors import CreditdashError, ValidationFailed
 from creditdash.proxy import pricing_admin, providers_admin
@@ -137,7 +137,7 @@ class AdminOrdersState(AdminBase):
         refund_id = f"{self.refund_key}-{order_id}"
 
         def work() -> object:
-            amount = parse_minor(str(form.get("amount") or ""), currency, field="amount")
+            amount = forms.money(form, "amount", currency, field="amount")
             return refunds.refund_order(
                 order_id,
                 amount_minor=amount,
@@ -513,6 +513,7 @@ class ProviderRow(TypedDict):
     kind: str
     base_url: str
     key_hint: str
+    headers_hint: str
     timeout_s: int
     enabled: bool
 
@@ -525,6 +526,7 @@ def _providers() -> list[ProviderRow]:
                 kind=p.kind,
                 base_url=p.base_url,
                 key_hint=p.key_hint,
+                headers_hint=p.headers_hint,
                 timeout_s=p.timeout_s,
                 enabled=p.enabled,
             )
@@ -812,11 +814,9 @@ class AdminSalesState(AdminBase):
                 name=str(form.get("name") or ""),
                 kind="custom" if forms.checked(form, "custom") else "standard",
                 currency=currency,
-                unit_price_minor=parse_minor(
-                    str(form.get("unit_price") or ""), currency, field="price"
-                ),
-                credits_micros=parse_credits(str(form.get("credits") or ""), field="credits"),
-                bonus_micros=parse_credits(str(form.get("bonus") or "0"), field="bonus"),
+                unit_price_minor=forms.money(form, "unit_price", currency, field="price"),
+                credits_micros=forms.credits(form, "credits", field="credits"),
+                bonus_micros=forms.credits(form, "bonus", field="bonus", default="0"),
                 min_quantity=forms.whole(form, "min_quantity", "1"),
                 max_quantity=forms.whole(form, "max_quantity", "1"),
                 description=str(form.get("description") or ""),

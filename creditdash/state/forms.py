@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from creditdash.billing.money import parse_credits
+from creditdash.billing.money import parse_credits, parse_minor
 from creditdash.billing.pricing import Price
 from creditdash.errors import ValidationFailed
 
@@ -29,13 +29,29 @@ def whole(form: Mapping[str, object], name: str, default: str = "0", digits: int
     return int(value)
 
 
+def credits(form: Mapping[str, object], name: str, *, field: str, default: str = "") -> int:
+    """An amount of credits in micros: plain digits only (money.parse_credits); a blank field
+    reads as `default`."""
+    return parse_credits(text(form, name, default), field=field)
+
+
+def optional_credits(form: Mapping[str, object], name: str, *, field: str) -> int | None:
+    """Like credits(), but a blank (or all-space) field means "not set"."""
+    return credits(form, name, field=field) if text(form, name).strip() else None
+
+
+def money(form: Mapping[str, object], name: str, currency: str, *, field: str) -> int:
+    """An amount of money in the currency's minor units: plain digits only (money.parse_minor)."""
+    return parse_minor(text(form, name), currency, field=field)
+
+
 def price(form: Mapping[str, object], what: str = "price") -> Price:
     """Credits per 1M tokens from the input, output, cached and fee fields."""
     return Price(
-        parse_credits(text(form, "input", "0"), field=f"input {what}"),
-        parse_credits(text(form, "output", "0"), field=f"output {what}"),
-        parse_credits(text(form, "cached", "0"), field=f"cached input {what}"),
-        parse_credits(text(form, "fee", "0"), field=f"per-request {what}"),
+        credits(form, "input", field=f"input {what}", default="0"),
+        credits(form, "output", field=f"output {what}", default="0"),
+        credits(form, "cached", field=f"cached input {what}", default="0"),
+        credits(form, "fee", field=f"per-request {what}", default="0"),
     )
 
 

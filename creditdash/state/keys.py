@@ -11,7 +11,7 @@ from reflex.event import EventSpec
 
 from creditdash import db
 from creditdash.accounts import api_keys
-from creditdash.billing.money import format_credits, parse_credits
+from creditdash.billing.money import format_credits
 from creditdash.errors import CreditdashError
 from creditdash.state import forms
 from creditdash.state.portal import PortalState, Workspace
@@ -57,12 +57,11 @@ def _rows(customer_id: str) -> list[KeyRow]:
 
 
 def _create(customer_id: str, user_id: int, form: dict[str, str]) -> str:
-    cap = (form.get("monthly_cap") or "").strip()
     models = [m.strip() for m in (form.get("models") or "").split(",") if m.strip()]
     limits = api_keys.KeyLimits(
         rpm=forms.optional_whole(form, "rpm"),
         concurrency=forms.optional_whole(form, "concurrency"),
-        monthly_spend_cap_micros=parse_credits(cap, field="Monthly cap") if cap else None,
+        monthly_spend_cap_micros=forms.optional_credits(form, "monthly_cap", field="Monthly cap"),
         allowed_models=tuple(models) if models else None,
     )
     with db.session_scope() as session:

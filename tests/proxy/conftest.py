@@ -21,6 +21,8 @@ from tests.factories import funded_customer
 from tests.proxy.fake_upstream import FakeUpstream, ServerThread
 
 UPSTREAM_KEY = "sk-upstream-SECRET-0123456789abcdef"
+# Sent as an extra header (providers that authenticate by header); stored encrypted.
+UPSTREAM_HEADER_KEY = "hdr-SECRET-api-key-9876543210"
 MAX_BODY_BYTES = 64 * 1024
 PRICE = '{input_per_mtok: "1.00", output_per_mtok: "2.00", cached_input_per_mtok: "0.50"}'
 COST = '{input_per_mtok: "0.25", output_per_mtok: "0.50", cached_input_per_mtok: "0.125"}'
@@ -55,6 +57,7 @@ def catalog_yaml(port: int) -> str:
         f"    base_url: http://127.0.0.1:{port}/v1",
         f"    api_key: {UPSTREAM_KEY}",
         "    timeout_s: 5",
+        f"    headers: {{api-key: {UPSTREAM_HEADER_KEY}, x-org: creditdash-tests}}",
         "  - name: fake-impatient",
         f"    base_url: http://127.0.0.1:{port}/v1",
         f"    api_key: {UPSTREAM_KEY}",

@@ -84,6 +84,7 @@ class FakeUpstream:
                 {
                     "error": {
                         "message": f"bad request; you sent {request.headers.get('authorization')}"
+                        f" and api-key {request.headers.get('api-key')}"
                     }
                 },
                 status_code=400,

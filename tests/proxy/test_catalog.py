@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -122,6 +123,43 @@ def test_import_prints_margins_and_encrypts_the_upstream_key(
         (('output_per_mtok: "2.40"', 'output_per_mtok: "-1"'), "cannot be negative"),
         (('output_per_mtok: "2.40"', 'output_per_mtok: "0.0000001"'), "6 decimal places"),
         (("timeout_s: 120", "timeout_s: 0"), "timeout_s"),
+    ]
+    # Amounts: only plain ASCII digits, quoted or (whole numbers) not.
+    + [
+        (
+            ('output_per_mtok: "2.40"', f"output_per_mtok: {spelling}"),
+            "price.output_per_mtok must be a decimal number of credits written with plain digits",
+        )
+        for spelling in (
+            '"1E-2"',
+            '"1e3"',
+            '" 5"',
+            '"5 "',
+            '"\u0661"',
+            '"\uff15"',
+            '"1_0"',
+            "1_0",
+            "0x10",
+            "0o10",
+            "1:30",
+            "+5",
+            '".5"',
+            '"5."',
+            '"NaN"',
+            '"Infinity"',
+            '""',
+        )
+    ]
+    + [
+        (('output_per_mtok: "2.40"', "output_per_mtok: 2.40"), 'in quotes, e.g. "0.60"'),
+        (('output_per_mtok: "2.40"', "output_per_mtok: .inf"), 'in quotes, e.g. "0.60"'),
+        (('output_per_mtok: "2.40"', "output_per_mtok: 1.0e+3"), 'in quotes, e.g. "0.60"'),
+        (('output_per_mtok: "2.40"', "output_per_mtok: yes"), 'in quotes, e.g. "0.60"'),
+        (('output_per_mtok: "2.40"', "output_per_mtok: -1"), "cannot be negative"),
+        (
+            ('cost: {input_per_mtok: "0.15"', 'cost: {input_per_mtok: "1e-2"'),
+            "route local/gpt-4o-mini-2024: cost.input_per_mtok must be a decimal number",
+        ),
     ],
 )
 def test_one_bad_entry_changes_nothing(
@@ -144,6 +182,17 @@ def test_one_bad_entry_changes_nothing(
             session.execute(select(PublicModel.output_price_micros_per_mtok)).scalars().all()
             == price_before
         )
+
+
+def test_unquoted_whole_numbers_are_plain_decimal() -> None:
+    """An unquoted 2 is 2 credits, and 010 is ten (not YAML 1.1's octal eight)."""
+    from creditdash.proxy.catalog import parse_catalog
+
+    text = GOOD.replace('output_per_mtok: "2.40"', "output_per_mtok: 2", 1).replace(
+        'input_per_mtok: "0.60"', "input_per_mtok: 010", 1
+    )
+    price = parse_catalog(text).models[0].price.to_price()
+    assert (price.input_micros_per_mtok, price.output_micros_per_mtok) == (10_000_000, 2_000_000)
 
 
 def test_private_upstreams_need_the_operator_switch(
@@ -215,3 +264,52 @@ def test_worst_route_per_model() -> None:
         MarginLine("solo", "a", "z", 1000, 100, 9000),
     ]
     assert [(w.model, w.provider) for w in worst_routes(lines)] == [("m", "b")]
+
+
+HEADER_SECRET = "azure-api-key-PLAINTEXT-5555"
+
+
+def test_extra_header_values_are_stored_encrypted_and_shown_by_name_only(
+    sqlite_engine: Engine, tmp_path: Path, resolvable: None
+) -> None:
+    from sqlalchemy import text
+
+    from creditdash.accounts.audit import Actor
+    from creditdash.accounts.models import AuditEntry
+    from creditdash.proxy import providers_admin
+    from creditdash.proxy.catalog import load_snapshot
+
+    with_headers = GOOD.replace(
+        "    timeout_s: 120\n",
+        f"    timeout_s: 120\n    headers: {{api-key: {HEADER_SECRET}, X-Org: acme-org}}\n",
+    )
+    code, output = import_text(tmp_path, with_headers)
+    assert code == 0, output
+    with sqlite_engine.connect() as connection:
+        raw = connection.execute(text("SELECT extra_headers_json FROM providers")).scalar_one()
+    assert HEADER_SECRET not in raw and "acme-org" not in raw
+    assert sorted(json.loads(raw)) == ["X-Org", "api-key"]
+    with db.session_scope(engine=sqlite_engine, readonly=True) as session:
+        (entry,) = [m for m in load_snapshot(session).models.values() if m.name == "gpt-4o-mini"]
+        assert entry.routes[0].extra_headers == {"api-key": HEADER_SECRET, "X-Org": "acme-org"}
+        (view,) = providers_admin.list_providers(session)
+    assert view.headers_hint == "X-Org: ••••, api-key: ••••"
+    # An admin edit (the form has no header fields) keeps the stored headers.
+    with db.session_scope(engine=sqlite_engine) as session:
+        providers_admin.save_provider(
+            session,
+            name="local",
+            base_url="https://models.example.com/v1",
+            api_key="",
+            timeout_s=60,
+            enabled=True,
+            actor=Actor(label="admin-test"),
+        )
+    with db.session_scope(engine=sqlite_engine, readonly=True) as session:
+        (entry,) = [m for m in load_snapshot(session).models.values() if m.name == "gpt-4o-mini"]
+        assert entry.routes[0].extra_headers == {"api-key": HEADER_SECRET, "X-Org": "acme-org"}
+        audit = " ".join(
+            (e.before_json or "") + (e.after_json or "")
+            for e in session.execute(select(AuditEntry)).scalars()
+        )
+    assert HEADER_SECRET not in audit and "acme-org" not in audit and "api-key" in audit

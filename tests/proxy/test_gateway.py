@@ -22,7 +22,7 @@ from creditdash.billing import ledger
 from creditdash.billing.models import UsageRecord
 from creditdash.billing.pricing import Price, TokenUsage, cost_micros, worst_case_micros
 from creditdash.proxy.tokens import hold_prompt_tokens
-from tests.proxy.conftest import MAX_BODY_BYTES, UPSTREAM_KEY, GatewayRig
+from tests.proxy.conftest import MAX_BODY_BYTES, UPSTREAM_HEADER_KEY, UPSTREAM_KEY, GatewayRig
 
 PRICE = Price(1_000_000, 2_000_000, 500_000)
 UPSTREAM_COST = Price(250_000, 500_000, 125_000)
@@ -113,6 +113,9 @@ def test_request_reaches_upstream_unchanged_but_for_model_and_limits(rig: Gatewa
     assert seen.body["vendor_specific"] == {"keep": True}
     assert seen.body["messages"] == MESSAGES
     assert seen.headers["authorization"] == f"Bearer {UPSTREAM_KEY}"
+    # The extra headers are stored encrypted and sent decrypted.
+    assert seen.headers["api-key"] == UPSTREAM_HEADER_KEY
+    assert seen.headers["x-org"] == "creditdash-tests"
     assert rig.key not in json.dumps(seen.headers)
 
 
@@ -413,7 +416,8 @@ def test_upstream_4xx_is_passed_on_redacted_and_not_retried(rig: GatewayRig) -> 
     )
     assert response.status_code == 400
     assert UPSTREAM_KEY not in response.text
-    assert "[redacted]" in response.text
+    assert UPSTREAM_HEADER_KEY not in response.text  # echoed back from an extra header
+    assert response.text.count("[redacted]") == 2
     assert rig.upstream.count("fail-400-echo") == sent_before + 1
     assert balance(rig) == before
     assert_ledger_ok(rig)

@@ -22,12 +22,14 @@ from tests.proxy.fake_upstream import ServerThread
 
 KEY = "sk-upstream-ADMIN-TEST-0123456789"
 ADMIN = Actor(label="admin-test")
+HEADER_KEY = "hdr-ADMIN-TEST-api-key-42"
 
 
 @pytest.fixture(scope="module")
 def models_server() -> Iterator[str]:
     async def models(request: Request) -> JSONResponse:
-        if request.headers.get("authorization") != f"Bearer {KEY}":
+        by_header = request.headers.get("api-key") == HEADER_KEY
+        if request.headers.get("authorization") != f"Bearer {KEY}" and not by_header:
             return JSONResponse({"error": {"message": "bad key"}}, status_code=401)
         return JSONResponse({"object": "list", "data": [{"id": "m1"}, {"id": "m2"}]})
 
@@ -109,3 +111,24 @@ def test_key_is_write_only_and_connection_is_tested(
         )
         failed = providers_admin.check_connection(session, name="up")
     assert not failed.ok and failed.message == "the upstream answered HTTP 401"
+
+
+def test_connection_test_sends_the_extra_headers(
+    sqlite_engine: Engine, models_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A provider that authenticates by header (api-key) passes the test with its header."""
+    from creditdash.proxy.catalog import import_catalog, parse_catalog
+
+    monkeypatch.setenv("CREDITDASH_ALLOW_PRIVATE_UPSTREAMS", "1")
+    settings.reset_settings()
+    catalog = (
+        f"providers:\n  - name: byheader\n    base_url: {models_server}\n"
+        f"    headers: {{api-key: {HEADER_KEY}}}\n"
+    )
+    with db.session_scope() as session:
+        import_catalog(session, parse_catalog(catalog))
+    with db.session_scope(readonly=True) as session:
+        result = providers_admin.check_connection(session, name="byheader")
+        (view,) = providers_admin.list_providers(session)
+    assert result.ok and "2 models" in result.message
+    assert view.headers_hint == "api-key: ••••" and HEADER_KEY not in repr(view)

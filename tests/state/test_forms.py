@@ -24,3 +24,23 @@ def test_checkboxes_and_prices() -> None:
     assert forms.price(form) == Price(600_000, 2_400_000, 0, 1)
     with pytest.raises(ValidationFailed, match="output cost"):
         forms.price({"output": "0.0000001"}, "cost")
+
+
+def test_money_fields_take_plain_ascii_digits_only() -> None:
+    from tests.billing.test_money import EXOTIC
+
+    for bad in [b for b in EXOTIC if b.strip()]:  # a blank field reads as its default
+        with pytest.raises(ValidationFailed, match="amount must be a decimal number"):
+            forms.credits({"amount": bad}, "amount", field="amount")
+        with pytest.raises(ValidationFailed, match="price must be a decimal amount"):
+            forms.money({"unit_price": bad}, "unit_price", "EUR", field="price")
+        with pytest.raises(ValidationFailed, match="Monthly cap must be a decimal number"):
+            forms.optional_credits({"cap": bad}, "cap", field="Monthly cap")
+        with pytest.raises(ValidationFailed, match="input price must be a decimal number"):
+            forms.price({"input": bad})
+    assert forms.credits({"amount": "5.25"}, "amount", field="amount") == 5_250_000
+    assert forms.credits({}, "limit", field="credit limit", default="0") == 0
+    assert forms.optional_credits({"cap": " "}, "cap", field="Monthly cap") is None
+    assert forms.money({"unit_price": "11.90"}, "unit_price", "EUR", field="price") == 1190
+    with pytest.raises(ValidationFailed, match="amount must be a decimal amount"):
+        forms.money({}, "amount", "EUR", field="amount")

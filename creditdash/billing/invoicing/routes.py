@@ -8,7 +8,9 @@ says nothing about whether the object exists.
 from __future__ import annotations
 
 import asyncio
+import re
 from dataclasses import dataclass
+from datetime import date, timedelta
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -21,6 +23,10 @@ from creditdash.billing.invoicing import invoices, statements
 from creditdash.errors import CreditdashError, NotFound, ValidationFailed
 
 SESSION_COOKIE = "creditdash_session"
+# Query dates are exactly YYYY-MM-DD in ASCII digits: nothing around them, nothing else.
+_DAY = re.compile(r"\A[0-9]{4}-[0-9]{2}-[0-9]{2}\Z", re.ASCII)
+_FILENAME_UNSAFE = re.compile(r"[^A-Za-z0-9._-]", re.ASCII)
+MAX_NUMBER_CHARS = 64
 
 
 @dataclass(frozen=True)
@@ -42,6 +48,32 @@ def _viewer(token: str | None) -> Viewer | None:
         return Viewer(user.id, user.is_platform_admin, owned)
 
 
+def query_day(text: str, name: str) -> date:
+    """A date from a download's query string, refused (400) unless it is exactly YYYY-MM-DD."""
+    if not _DAY.match(text):
+        raise ValidationFailed(f"{name} must be a date like 2026-11-28")
+    return statements.parse_day(text, name)
+
+
+def query_period(first: str, last: str) -> statements.Period:
+    """The from/to days of a download (both included); bad dates, from after to or a range
+    longer than a statement covers are refused before anything is read."""
+    return statements.Period.of_days(query_day(first, "from"), query_day(last, "to"))
+
+
+def check_invoice_number(number: str) -> str:
+    """An invoice number from the URL: no control characters (CR/LF), and not absurdly long."""
+    if not number or len(number) > MAX_NUMBER_CHARS or not number.isprintable():
+        raise ValidationFailed("the invoice number must look like CD-2026-000001")
+    return number
+
+
+def attachment(filename: str) -> str:
+    """A Content-Disposition value whose filename holds only letters, digits, dot, dash and
+    underscore, whatever it was built from."""
+    return f'attachment; filename="{_FILENAME_UNSAFE.sub("_", filename)}"'
+
+
 def _invoice_pdf(viewer: Viewer, number: str) -> tuple[str, bytes]:
     with db.session_scope(readonly=True) as session:
         issued = invoices.get_by_number(session, number)
@@ -54,12 +86,9 @@ def _invoice_pdf(viewer: Viewer, number: str) -> tuple[str, bytes]:
         return issued.invoice.number, pdf.render_pdf(issued)
 
 
-def _statement(viewer: Viewer, customer_id: str, first: str, last: str, kind: str) -> str:
+def _statement(viewer: Viewer, customer_id: str, period: statements.Period, kind: str) -> str:
     if not viewer.may_see(customer_id):
         raise NotFound("no such statement")
-    period = statements.Period.of_days(
-        statements.parse_day(first, "from"), statements.parse_day(last, "to")
-    )
     with db.session_scope(readonly=True) as session:
         if kind == "requests":
             return statements.request_log_csv(session, customer_id=customer_id, period=period)
@@ -69,10 +98,7 @@ def _statement(viewer: Viewer, customer_id: str, first: str, last: str, kind: st
         return statements.statement_csv(rows)
 
 
-def _all_requests(customer_id: str | None, first: str, last: str) -> str:
-    period = statements.Period.of_days(
-        statements.parse_day(first, "from"), statements.parse_day(last, "to")
-    )
+def _all_requests(customer_id: str | None, period: statements.Period) -> str:
     with db.session_scope(readonly=True) as session:
         return statements.request_log_csv(
             session, customer_id=customer_id, period=period, operator=True
@@ -91,7 +117,7 @@ def document_routes() -> list[Route]:
             return JSONResponse({"error": "sign in first"}, status_code=401)
         try:
             number, data = await asyncio.to_thread(
-                _invoice_pdf, viewer, request.path_params["number"]
+                _invoice_pdf, viewer, check_invoice_number(request.path_params["number"])
             )
         except CreditdashError as exc:
             return _refusal(exc)
@@ -99,7 +125,7 @@ def document_routes() -> list[Route]:
             data,
             media_type="application/pdf",
             headers={
-                "content-disposition": f'attachment; filename="{number}.pdf"',
+                "content-disposition": attachment(f"{number}.pdf"),
                 "cache-control": "private, no-store",
             },
         )
@@ -111,23 +137,21 @@ def document_routes() -> list[Route]:
         query = request.query_params
         kind = query.get("kind", "ledger")
         try:
+            period = query_period(query.get("from", ""), query.get("to", ""))
             text = await asyncio.to_thread(
-                _statement,
-                viewer,
-                query.get("customer", ""),
-                query.get("from", ""),
-                query.get("to", ""),
-                kind,
+                _statement, viewer, query.get("customer", ""), period, kind
             )
         except CreditdashError as exc:
             return _refusal(exc)
         prefix = "requests" if kind == "requests" else "statement"
-        name = f"{prefix}-{query.get('from')}-{query.get('to')}.csv"
+        # From the parsed period, never from the query text.
+        last_day = (period.end - timedelta(days=1)).date()
+        name = f"{prefix}-{period.start.date().isoformat()}-{last_day.isoformat()}.csv"
         return Response(
             text,
             media_type="text/csv; charset=utf-8",
             headers={
-                "content-disposition": f'attachment; filename="{name}"',
+                "content-disposition": attachment(name),
                 "cache-control": "private, no-store",
             },
         )
@@ -140,12 +164,8 @@ def document_routes() -> list[Route]:
             return JSONResponse({"error": "not found"}, status_code=404)
         query = request.query_params
         try:
-            text = await asyncio.to_thread(
-                _all_requests,
-                query.get("customer") or None,
-                query.get("from", ""),
-                query.get("to", ""),
-            )
+            period = query_period(query.get("from", ""), query.get("to", ""))
+            text = await asyncio.to_thread(_all_requests, query.get("customer") or None, period)
         except CreditdashError as exc:
             return _refusal(exc)
         return Response(

@@ -153,3 +153,56 @@ def test_request_log_across_customers_is_for_admins_only(shop: Shop) -> None:
     assert shop.checker.user_id is not None
     admin = httpx.get(url, params=params, cookies=_cookie_for_user(shop.checker.user_id))
     assert admin.status_code == 200 and admin.text.startswith("date,request_id")
+
+
+BAD_DAYS = [
+    "2026-01-01%0d%0aX-Evil:%201",
+    "2026-01-01%0d%0a",
+    "%0d%0a2026-01-01",
+    "2026-01-01%0a",
+    "%202026-01-01",
+    "2026-01-01%20",
+    "2026-1-1",
+    "%D9%A2026-01-01",
+    "nope",
+    "",
+]
+
+
+def test_downloads_refuse_bad_dates_with_400_and_never_echo_them_into_headers(shop: Shop) -> None:
+    """CR/LF (or anything but YYYY-MM-DD) in from/to is a 400, not a broken response."""
+    assert shop.checker.user_id is not None
+    customer = _cookie_for_customer(shop.customer_id)
+    admin = _cookie_for_user(shop.checker.user_id)
+    base = f"{shop.base_url}/billing/statement.csv?customer={shop.customer_id}"
+    for bad in BAD_DAYS:
+        for url, cookies in (
+            (f"{base}&from={bad}&to=2026-01-02", customer),
+            (f"{base}&from=2026-01-01&to={bad}&kind=requests", customer),
+            (f"{shop.base_url}/admin/requests.csv?from={bad}&to=2026-01-02", admin),
+        ):
+            answer = httpx.get(url, cookies=cookies)
+            assert answer.status_code == 400, (url, answer.status_code)
+            assert "date like" in answer.json()["error"]
+            assert "x-evil" not in answer.headers
+            assert "content-disposition" not in answer.headers
+    backwards = httpx.get(f"{base}&from=2026-01-02&to=2026-01-01", cookies=customer)
+    assert backwards.status_code == 400 and "ends before" in backwards.json()["error"]
+    too_long = httpx.get(f"{base}&from=2024-01-01&to=2026-01-01", cookies=customer)
+    assert too_long.status_code == 400 and "at most" in too_long.json()["error"]
+    good = httpx.get(f"{base}&from=2026-01-01&to=2026-01-31", cookies=customer)
+    assert good.status_code == 200
+    assert good.headers["content-disposition"] == (
+        'attachment; filename="statement-2026-01-01-2026-01-31.csv"'
+    )
+
+
+def test_invoice_pdf_refuses_control_characters_in_the_number(shop: Shop) -> None:
+    number = _paid_invoice_number(shop)
+    cookies = _cookie_for_customer(shop.customer_id)
+    for bad in (f"{number}%0d%0aX-Evil:%201", f"{number}%0d%0a", f"%0a{number}"):
+        answer = httpx.get(f"{shop.base_url}/billing/invoices/{bad}.pdf", cookies=cookies)
+        assert answer.status_code == 400, bad
+        assert "x-evil" not in answer.headers and "content-disposition" not in answer.headers
+    good = httpx.get(f"{shop.base_url}/billing/invoices/{number}.pdf", cookies=cookies)
+    assert good.headers["content-disposition"] == f'attachment; filename="{number}.pdf"'
