@@ -537,7 +537,19 @@ def _request_row(row: AdminRequestRow) -> rx.Component:
         rx.table.cell(row["model"]),
         rx.table.cell(rx.text(row["provider"], size="1")),
         rx.table.cell(rx.badge(row["status"])),
-        rx.table.cell(row["tokens"]),
+        rx.table.cell(
+            rx.vstack(
+                rx.text(row["tokens"]),
+                rx.cond(
+                    row["disputed"] > 0,
+                    rx.tooltip(
+                        rx.badge(f"{row['disputed']} disputed", color_scheme="red", size="1"),
+                        content="Output reported beyond the cap the upstream was sent; not charged",
+                    ),
+                ),
+                spacing="1",
+            )
+        ),
         rx.table.cell(row["cost"]),
         rx.table.cell(row["unbilled"]),
         rx.table.cell(row["upstream_cost"]),

@@ -596,6 +596,8 @@ class AdminRequestRow(TypedDict):
     tokens: str
     cost: str
     unbilled: str
+    # Output tokens the upstream reported beyond the cap it was sent: not charged.
+    disputed: int
     upstream_cost: str
     latency_ms: int
 
@@ -629,6 +631,7 @@ def _requests(
             tokens=f"{r.prompt_tokens} + {r.completion_tokens}",
             cost=format_credits(usage.charged_micros(r)),
             unbilled=format_credits(r.unbilled_micros),
+            disputed=r.disputed_completion_tokens,
             upstream_cost=format_credits(r.upstream_cost_micros),
             latency_ms=r.latency_ms,
         )

@@ -173,7 +173,7 @@ def test_every_report_matches_the_ledger_when_some_requests_are_unbilled(engine:
     assert point["revenue"] == everyone / 1e6 and point["unbilled"] == 2 * unbilled / 1e6
     mine, _t, _c = admin_ops._requests(settled.customer_id, "", "", 1)
     assert sum(parse_credits(r["cost"], field="cost") for r in mine) == charged
-    admin_csv = routes._all_requests(None, today.isoformat(), today.isoformat())
+    admin_csv = routes._all_requests(None, statements.Period.of_days(today, today))
     assert sum(_csv_column(admin_csv, "cost")) == everyone
     assert sum(_csv_column(admin_csv, "unbilled")) == 2 * unbilled
     assert {row["customer_id"] for row in csv.DictReader(io.StringIO(admin_csv))} == {

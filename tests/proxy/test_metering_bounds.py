@@ -8,6 +8,8 @@ lifetime too short for its request.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from typing import Any
 
@@ -19,12 +21,14 @@ from sqlalchemy import select
 from creditdash import db
 from creditdash.accounts.api_keys import KeyLimits, create_api_key
 from creditdash.billing import metering
+from creditdash.billing.invoicing import statements
 from creditdash.billing.hotpath import HotLedger
 from creditdash.billing.models import Transfer
 from creditdash.billing.pricing import worst_case_micros
 from creditdash.proxy.gateway import Gateway
 from creditdash.proxy.tokens import hold_prompt_tokens
 from creditdash.settings import Settings
+from creditdash.timeutil import utcnow
 from tests.proxy.conftest import GatewayRig
 from tests.proxy.test_gateway import (
     MESSAGES,
@@ -78,6 +82,14 @@ def test_output_beyond_the_cap_sent_is_charged_at_the_cap_and_recorded_as_disput
     assert reply.usage is not None and reply.usage.completion_tokens == 10
     assert micros(reply.usage.model_extra["cost"]) == 31
     assert before.posted_micros - balance(rig).posted_micros == 31
+    # Operators see the dispute in the admin export.
+    with db.session_scope(engine=rig.engine, readonly=True) as session:
+        today = utcnow().date()
+        exported = statements.request_log_csv(
+            session, customer_id=None, period=statements.Period.of_days(today, today), operator=True
+        )
+    row = next(r for r in csv.DictReader(io.StringIO(exported)) if r["request_id"] == stored.id)
+    assert row["disputed_completion_tokens"] == "99990"
     assert_ledger_ok(rig)
 
 

@@ -43,7 +43,7 @@ REQUEST_LOG_HEADER = (
     "latency_ms",
     "attempts",
 )
-OPERATOR_COLUMNS = ("customer_id", "unbilled")
+OPERATOR_COLUMNS = ("customer_id", "unbilled", "disputed_completion_tokens")
 _TYPES = {
     "topup": "topup",
     "topup_bonus": "bonus",
@@ -189,7 +189,9 @@ def request_log_csv(
     """The request log as CSV; customer_id None: every customer's (admins only).
 
     cost is what was charged (the request's usage debits on the ledger). operator=True (the
-    admin export) adds customer_id and unbilled: priced but not charged, the balance was short.
+    admin export) adds customer_id, unbilled (priced but not charged: the balance was short or
+    the key's cap admitted only the hold) and disputed_completion_tokens (output reported beyond
+    the cap the upstream was sent, not charged).
     """
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
@@ -206,7 +208,11 @@ def request_log_csv(
         .order_by(col(UsageRecord.created_at), col(UsageRecord.id))
     ).scalars()
     for r in records:
-        extra = [r.customer_id, format_credits(r.unbilled_micros)] if operator else []
+        extra = (
+            [r.customer_id, format_credits(r.unbilled_micros), str(r.disputed_completion_tokens)]
+            if operator
+            else []
+        )
         writer.writerow(
             [
                 r.created_at.isoformat(),
