@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, CheckConstraint, Column, Index, Text, UniqueConstraint
+from sqlalchemy import BigInteger, CheckConstraint, Column, Index, Text, UniqueConstraint, false
 from sqlmodel import Field, SQLModel
 
 from creditdash.timeutil import utcnow
@@ -26,6 +26,10 @@ class User(SQLModel, table=True):
     is_active: bool = Field(default=True)
     created_at: datetime = Field(default_factory=utcnow)
     password_changed_at: datetime | None = None
+    # A one-time password (an invitation's): it signs in only to choose a new password, and
+    # not at all after password_expires_at.
+    must_change_password: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
+    password_expires_at: datetime | None = None
 
 
 class Customer(SQLModel, table=True):

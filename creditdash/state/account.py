@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 import reflex as rx
 from reflex.event import EventSpec
 
 from creditdash import db
-from creditdash.accounts import signup, users
+from creditdash.accounts import sessions, signup, users
 from creditdash.accounts.audit import Actor
 from creditdash.errors import CreditdashError
+from creditdash.settings import get_settings
 from creditdash.state.portal import PortalState, Workspace
-from creditdash.state.session import fresh_start
+from creditdash.state.session import SessionState, fresh_start
 
 
 def _change(user_id: int, current: str, new: str) -> None:
@@ -25,6 +27,47 @@ def _invite(customer_id: str, actor: Actor, email: str, role: str) -> str | None
         return signup.invite(
             session, customer_id=customer_id, inviter=actor, email=email, role=role
         )
+
+
+def _replace_one_time(token: str, current: str, new: str) -> str:
+    ttl = timedelta(seconds=get_settings().session_ttl_s)
+    return sessions.replace_one_time_password(
+        token=token, current_password=current, new_password=new, ttl=ttl
+    )
+
+
+class FirstPasswordState(SessionState):
+    """The one page a user signed in with a one-time password can use: choosing their own."""
+
+    first_password_error: str = ""
+    pending_email: str = ""
+
+    @rx.event
+    async def load(self) -> EventSpec | None:
+        self.first_password_error = ""
+        self.pending_email = await self._pending()
+        if self.pending_email:
+            return None
+        return rx.redirect("/home" if await self._signed_in() else "/")
+
+    @rx.event
+    async def set_first_password(self, form: dict[str, str]) -> EventSpec | None:
+        self.first_password_error = ""
+        if form.get("new_password") != form.get("confirm_password"):
+            self.first_password_error = "The new passwords do not match."  # noqa: S105
+            return None
+        try:
+            token = await asyncio.to_thread(
+                _replace_one_time,
+                self.session_token,
+                str(form.get("current_password") or ""),
+                str(form.get("new_password") or ""),
+            )
+        except CreditdashError as exc:
+            self.first_password_error = exc.message
+            return None
+        self.session_token = token
+        return fresh_start("/home")
 
 
 class AccountState(PortalState):

@@ -18,6 +18,8 @@ from creditdash.accounts import sessions
 from creditdash.settings import get_settings
 
 SESSION_COOKIE = "creditdash_session"
+# Where a user signed in with a one-time password chooses their own.
+CHANGE_PASSWORD_PATH = "/change-password"  # noqa: S105 (a path)
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,12 @@ def _lookup(token: str) -> SignedIn | None:
         return SignedIn(user.id, user.email, user.display_name, user.is_platform_admin)
 
 
+def _pending_email(token: str) -> str:
+    with db.session_scope(readonly=True) as session:
+        user = sessions.pending_user_for_token(session, token)
+        return user.email if user is not None and user.must_change_password else ""
+
+
 def _end(token: str) -> None:
     with db.session_scope() as session:
         sessions.end_session(session, token)
@@ -49,11 +57,21 @@ def fresh_start(path: str) -> EventSpec:
     )
 
 
+def _secure_cookie() -> bool:
+    """Secure whenever customers reach the dashboard over https (a plain-http localhost
+    development setup could not sign in with it)."""
+    return get_settings().resolved_public_url().lower().startswith("https://")
+
+
 class SessionState(rx.State):
+    # Set from script: Reflex keeps rx.Cookie values in sync through document.cookie, so this
+    # cookie cannot be HttpOnly; see docs/deploy.md, "Session cookie". SameSite=Strict keeps
+    # it off cross-site requests; Secure keeps it off plain http when the public URL is https.
     session_token: str = rx.Cookie(
         "",
         name=SESSION_COOKIE,
         same_site="strict",
+        secure=_secure_cookie(),
         max_age=get_settings().session_ttl_s,
     )
     user_email: str = ""
@@ -69,6 +87,11 @@ class SessionState(rx.State):
             self.user_email, self.user_name = who.email, who.display_name or who.email
             self.is_admin = who.is_platform_admin
         return who
+
+    async def _pending(self) -> str:
+        """The email of a user signed in with a one-time password they must still replace
+        ("" otherwise). _signed_in() is None for them: every page and download refuses."""
+        return await asyncio.to_thread(_pending_email, self.session_token)
 
     @rx.event
     async def sign_out(self) -> EventSpec:

@@ -120,9 +120,10 @@ def test_deactivated_user_cannot_sign_in(sqlite_engine: Engine) -> None:
 
 def test_session_token_is_stored_hashed_and_sign_out_ends_it(sqlite_engine: Engine) -> None:
     make_user(sqlite_engine)
-    user, token = sessions.sign_in(
+    signed = sessions.sign_in(
         email="ana@example.com", password=GOOD_PASSWORD, ttl=timedelta(hours=1)
     )
+    user, token = signed.user, signed.token
     with db.session_scope(engine=sqlite_engine) as session:
         stored = session.execute(select(WebSession.token_hash)).scalars().all()
         assert token not in stored and len(stored) == 1
@@ -147,9 +148,9 @@ def test_expired_session_is_refused(sqlite_engine: Engine) -> None:
 def test_changing_password_needs_the_current_one_and_signs_out(sqlite_engine: Engine) -> None:
     user = make_user(sqlite_engine)
     assert user.id is not None
-    _user, token = sessions.sign_in(
+    token = sessions.sign_in(
         email="ana@example.com", password=GOOD_PASSWORD, ttl=timedelta(hours=1)
-    )
+    ).token
     with pytest.raises(AuthenticationFailed), db.session_scope(engine=sqlite_engine) as session:
         users.change_password(
             session, user_id=user.id, current_password="nope nope", new_password="another good one"
