@@ -8,6 +8,7 @@ from typing import Any
 import reflex as rx
 from starlette.applications import Starlette
 
+from creditdash.accounts.cookie_routes import session_cookie_routes
 from creditdash.billing.holds import expire_holds_forever
 from creditdash.pages.account import account_page, first_password_page
 from creditdash.pages.admin import admin_page
@@ -56,6 +57,7 @@ def mount_gateway(reflex_asgi: Any) -> Starlette:
     and a started app cannot take middleware again.
     """
     gateway = create_gateway(standalone=False)
+    gateway.routes.extend(session_cookie_routes())
     gateway.mount("", reflex_asgi)
     _mounted.append(gateway)
     return gateway

@@ -100,6 +100,22 @@ class WebSession(SQLModel, table=True):
     revoked_at: datetime | None = None
 
 
+class SessionHandoff(SQLModel, table=True):
+    """A single-use code, valid for a minute, that a browser trades for its session cookie.
+
+    Sign-in runs over the dashboard's websocket, which cannot set an HttpOnly cookie; the page
+    navigates to /auth/session with this code and that response sets it (the session's token
+    is replaced then, so the one the websocket handler saw is never a cookie)."""
+
+    __tablename__ = "session_handoffs"
+
+    id: int | None = Field(default=None, primary_key=True)
+    code_hash: str = Field(max_length=64, unique=True)
+    web_session_id: int = Field(foreign_key="web_sessions.id", index=True)
+    expires_at: datetime
+    used_at: datetime | None = None
+
+
 class AuditEntry(SQLModel, table=True):
     """Who did what to which object, with the state before and after, and why."""
 

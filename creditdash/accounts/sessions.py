@@ -12,7 +12,7 @@ from sqlmodel import Session, col
 
 from creditdash import db
 from creditdash.accounts.audit import Actor, record
-from creditdash.accounts.models import User, WebSession
+from creditdash.accounts.models import SessionHandoff, User, WebSession
 from creditdash.accounts.throttle import SignInThrottle, get_throttle
 from creditdash.accounts.users import (
     ONE_TIME_PASSWORD_EXPIRED,
@@ -26,10 +26,22 @@ from creditdash.errors import AuthenticationFailed, TooManyAttempts, ValidationF
 from creditdash.timeutil import utcnow
 
 MAX_TOKEN_CHARS = 200
+# The browser's cookie (HttpOnly, set by accounts/cookie_routes.py).
+SESSION_COOKIE = "creditdash_session"
 
 
 def _digest(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def token_from_cookie_header(header: str) -> str:
+    """The session token in a Cookie request header ("" when absent). Parsed by hand: one
+    odd cookie of another app on the host must not hide ours (SimpleCookie stops at it)."""
+    for pair in (header or "").split(";"):
+        name, _, value = pair.strip().partition("=")
+        if name == SESSION_COOKIE:
+            return value.strip().strip('"')
+    return ""
 
 
 def start_session(session: Session, *, user_id: int, ttl: timedelta) -> str:
@@ -151,6 +163,61 @@ def replace_one_time_password(
             new_password=new_password,
         )
         return start_session(session, user_id=user.id, ttl=ttl)
+
+
+HANDOFF_TTL = timedelta(seconds=60)
+
+
+def hand_off(session: Session, token: str) -> str:
+    """A single-use code, good for HANDOFF_TTL, that trades the session behind `token` for a
+    cookie (take_handoff). The code travels in a URL; it is worth nothing once used."""
+    row = session.execute(
+        select(WebSession).where(
+            col(WebSession.token_hash) == _digest(token), col(WebSession.revoked_at).is_(None)
+        )
+    ).scalar_one_or_none()
+    if row is None or row.id is None:
+        raise AuthenticationFailed("Sign in first.")
+    code = secrets.token_urlsafe(32)
+    session.add(
+        SessionHandoff(
+            code_hash=_digest(code), web_session_id=row.id, expires_at=utcnow() + HANDOFF_TTL
+        )
+    )
+    session.flush()
+    return code
+
+
+def take_handoff(session: Session, code: str) -> str | None:
+    """Use a handoff code once: the session it names gets a new token, returned for the
+    cookie (the old one, seen by the websocket handler, stops working). None when the code is
+    unknown, used, expired, or its session has ended."""
+    if not code or not isinstance(code, str) or len(code) > MAX_TOKEN_CHARS:
+        return None
+    now = utcnow()
+    claimed = session.execute(
+        update(SessionHandoff)
+        .where(
+            col(SessionHandoff.code_hash) == _digest(code),
+            col(SessionHandoff.used_at).is_(None),
+            col(SessionHandoff.expires_at) > now,
+        )
+        .values(used_at=now)
+        .returning(col(SessionHandoff.web_session_id))
+    ).scalar_one_or_none()
+    if claimed is None:
+        return None
+    token = secrets.token_urlsafe(32)
+    result = session.execute(
+        update(WebSession)
+        .where(
+            col(WebSession.id) == claimed,
+            col(WebSession.revoked_at).is_(None),
+            col(WebSession.expires_at) > now,
+        )
+        .values(token_hash=_digest(token))
+    )
+    return token if rowcount(result) else None
 
 
 def end_session(session: Session, token: str) -> bool:

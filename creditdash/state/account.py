@@ -11,10 +11,11 @@ from reflex.event import EventSpec
 from creditdash import db
 from creditdash.accounts import sessions, signup, users
 from creditdash.accounts.audit import Actor
+from creditdash.accounts.cookie_routes import SIGN_OUT_PATH
 from creditdash.errors import CreditdashError
 from creditdash.settings import get_settings
 from creditdash.state.portal import PortalState, Workspace
-from creditdash.state.session import SessionState, fresh_start
+from creditdash.state.session import SessionState, cookie_then, fresh_start
 
 
 def _change(user_id: int, current: str, new: str) -> None:
@@ -59,15 +60,14 @@ class FirstPasswordState(SessionState):
         try:
             token = await asyncio.to_thread(
                 _replace_one_time,
-                self.session_token,
+                self._session_token(),
                 str(form.get("current_password") or ""),
                 str(form.get("new_password") or ""),
             )
         except CreditdashError as exc:
             self.first_password_error = exc.message
             return None
-        self.session_token = token
-        return fresh_start("/home")
+        return await cookie_then(token, "/home")
 
 
 class AccountState(PortalState):
@@ -102,9 +102,8 @@ class AccountState(PortalState):
         except CreditdashError as exc:
             self.password_error = exc.message
             return None
-        # Every session ended with the change, this one too: sign in again.
-        self.session_token = ""
-        return fresh_start("/")
+        # Every session ended with the change, this one too: clear the cookie, sign in again.
+        return fresh_start(SIGN_OUT_PATH)
 
     @rx.event
     async def invite(self, form: dict[str, str]) -> EventSpec | None:

@@ -1,7 +1,10 @@
 """Who is signed in. Every handler that shows or changes data asks this state, on the server.
 
-The browser holds only a random session token (a cookie); the user is looked up from its hash
-on each request, so sign-out and expiry take effect at once.
+The browser holds only a random session token, in an HttpOnly cookie that script cannot read
+(set and cleared by accounts/cookie_routes.py). The browser sends it with the websocket
+handshake; Reflex keeps that request's headers on the server (router.headers, never sent to the
+page), and the user is looked up from the token's hash on each event, so sign-out and expiry
+take effect at once.
 """
 
 from __future__ import annotations
@@ -15,9 +18,9 @@ from reflex.event import EventSpec
 
 from creditdash import db
 from creditdash.accounts import sessions
-from creditdash.settings import get_settings
+from creditdash.accounts.cookie_routes import SIGN_OUT_PATH, handoff_url
 
-SESSION_COOKIE = "creditdash_session"
+SESSION_COOKIE = sessions.SESSION_COOKIE
 # Where a user signed in with a one-time password chooses their own.
 CHANGE_PASSWORD_PATH = "/change-password"  # noqa: S105 (a path)
 
@@ -49,6 +52,18 @@ def _end(token: str) -> None:
         sessions.end_session(session, token)
 
 
+def _hand_off(token: str) -> str:
+    with db.session_scope() as session:
+        return sessions.hand_off(session, token)
+
+
+async def cookie_then(token: str, next_page: str) -> EventSpec:
+    """Leave this tab's state behind and have the browser trade a handoff code for the
+    session's HttpOnly cookie, then open next_page."""
+    code = await asyncio.to_thread(_hand_off, token)
+    return fresh_start(handoff_url(code, next_page))
+
+
 def fresh_start(path: str) -> EventSpec:
     """Navigate with a new client token: the server-side state of this tab (keys shown once,
     request details, billing data of the previous user) is left behind, never shown again."""
@@ -57,30 +72,18 @@ def fresh_start(path: str) -> EventSpec:
     )
 
 
-def _secure_cookie() -> bool:
-    """Secure whenever customers reach the dashboard over https (a plain-http localhost
-    development setup could not sign in with it)."""
-    return get_settings().resolved_public_url().lower().startswith("https://")
-
-
 class SessionState(rx.State):
-    # Set from script: Reflex keeps rx.Cookie values in sync through document.cookie, so this
-    # cookie cannot be HttpOnly; see docs/deploy.md, "Session cookie". SameSite=Strict keeps
-    # it off cross-site requests; Secure keeps it off plain http when the public URL is https.
-    session_token: str = rx.Cookie(
-        "",
-        name=SESSION_COOKIE,
-        same_site="strict",
-        secure=_secure_cookie(),
-        max_age=get_settings().session_ttl_s,
-    )
     user_email: str = ""
     user_name: str = ""
     is_admin: bool = False
 
+    def _session_token(self) -> str:
+        """The session cookie as the browser sent it with this connection's handshake."""
+        return sessions.token_from_cookie_header(self.router.headers.cookie)
+
     async def _signed_in(self) -> SignedIn | None:
         """The current user, checked against the database (never trusted from the browser)."""
-        who = await asyncio.to_thread(_lookup, self.session_token)
+        who = await asyncio.to_thread(_lookup, self._session_token())
         if who is None:
             self.user_email, self.user_name, self.is_admin = "", "", False
         else:
@@ -91,12 +94,12 @@ class SessionState(rx.State):
     async def _pending(self) -> str:
         """The email of a user signed in with a one-time password they must still replace
         ("" otherwise). _signed_in() is None for them: every page and download refuses."""
-        return await asyncio.to_thread(_pending_email, self.session_token)
+        return await asyncio.to_thread(_pending_email, self._session_token())
 
     @rx.event
     async def sign_out(self) -> EventSpec:
-        if self.session_token:
-            await asyncio.to_thread(_end, self.session_token)
-        self.session_token = ""
+        if token := self._session_token():
+            await asyncio.to_thread(_end, token)
         self.user_email, self.user_name, self.is_admin = "", "", False
-        return fresh_start("/")
+        # The response of this address clears the cookie (script cannot).
+        return fresh_start(SIGN_OUT_PATH)

@@ -11,7 +11,7 @@ from reflex.event import EventSpec
 from creditdash.accounts import sessions
 from creditdash.errors import AuthenticationFailed
 from creditdash.settings import get_settings
-from creditdash.state.session import CHANGE_PASSWORD_PATH, SessionState, fresh_start
+from creditdash.state.session import CHANGE_PASSWORD_PATH, SessionState, cookie_then
 
 
 def _sign_in(email: str, password: str, address: str) -> sessions.SignedInResult:
@@ -42,7 +42,8 @@ class SignInState(SessionState):
         except AuthenticationFailed as exc:
             self.error = exc.message
             return None
-        self.session_token = signed.token
         if signed.must_change_password:
-            return fresh_start(CHANGE_PASSWORD_PATH)
-        return fresh_start("/admin" if signed.user.is_platform_admin else "/home")
+            return await cookie_then(signed.token, CHANGE_PASSWORD_PATH)
+        return await cookie_then(
+            signed.token, "/admin" if signed.user.is_platform_admin else "/home"
+        )

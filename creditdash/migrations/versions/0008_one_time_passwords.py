@@ -1,4 +1,4 @@
-"""one-time passwords: a forced change and an expiry on users
+"""one-time passwords (a forced change and an expiry on users); session cookie handoffs
 
 Revision ID: 0008
 Revises: 0006
@@ -18,6 +18,21 @@ depends_on = None
 
 
 def upgrade() -> None:
+    op.create_table(
+        "session_handoffs",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("code_hash", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+        sa.Column("web_session_id", sa.Integer(), nullable=False),
+        sa.Column("expires_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+        sa.Column("used_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
+        sa.ForeignKeyConstraint(["web_session_id"], ["web_sessions.id"]),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("code_hash"),
+    )
+    with op.batch_alter_table("session_handoffs", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_session_handoffs_web_session_id"), ["web_session_id"], unique=False
+        )
     with op.batch_alter_table("users", schema=None) as batch_op:
         batch_op.add_column(
             sa.Column(
@@ -33,3 +48,6 @@ def downgrade() -> None:
     with op.batch_alter_table("users", schema=None) as batch_op:
         batch_op.drop_column("password_expires_at")
         batch_op.drop_column("must_change_password")
+    with op.batch_alter_table("session_handoffs", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_session_handoffs_web_session_id"))
+    op.drop_table("session_handoffs")
