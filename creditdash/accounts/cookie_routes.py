@@ -54,6 +54,10 @@ def _redirect(to: str) -> RedirectResponse:
 
 def session_cookie_routes() -> list[Route]:
     async def take(request: Request) -> Response:
+        # Only our own page navigates here. Another site sending a visitor here with its own
+        # code would sign the visitor in as someone else (login CSRF); browsers say so.
+        if request.headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
+            return _redirect("/")
         next_page = request.query_params.get("next", "/")
         token = await asyncio.to_thread(_take, request.query_params.get("code", ""))
         if token is None:

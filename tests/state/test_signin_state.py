@@ -148,6 +148,19 @@ def test_a_forged_next_page_is_not_followed(client: TestClient) -> None:
     assert response.headers["location"] == "/"
 
 
+def test_a_handoff_from_another_site_is_refused(client: TestClient) -> None:
+    _owner()
+    _sub, result = _sign_in("ana@example.com", GOOD)
+    code, next_page = _handoff(result)
+    response = client.get(
+        f"/auth/session?code={code}&next={next_page}",
+        headers={"sec-fetch-site": "cross-site"},
+        follow_redirects=False,
+    )
+    assert response.headers["location"] == "/" and "set-cookie" not in response.headers
+    assert _take(client, code, next_page).cookies[SESSION_COOKIE]  # not used up by that
+
+
 def test_an_invited_user_must_choose_a_password_before_anything(client: TestClient) -> None:
     with db.session_scope() as session:
         owner = users.create_user(session, email="owner@example.com", password=GOOD)
