@@ -8,8 +8,9 @@ from typing import Any
 import reflex as rx
 from starlette.applications import Starlette
 
+from creditdash.accounts.cookie_routes import session_cookie_routes
 from creditdash.billing.holds import expire_holds_forever
-from creditdash.pages.account import account_page
+from creditdash.pages.account import account_page, first_password_page
 from creditdash.pages.admin import admin_page
 from creditdash.pages.admin_ops import (
     admin_audit_page,
@@ -28,7 +29,7 @@ from creditdash.pages.signup import signup_page
 from creditdash.pages.usage import usage_page
 from creditdash.proxy.app import check_mounted_startup
 from creditdash.proxy.app import create_app as create_gateway
-from creditdash.state.account import AccountState
+from creditdash.state.account import AccountState, FirstPasswordState
 from creditdash.state.admin import AdminState
 from creditdash.state.admin_ops import (
     AdminAuditState,
@@ -42,6 +43,7 @@ from creditdash.state.billing import BillingState
 from creditdash.state.keys import KeysState
 from creditdash.state.overview import OverviewState
 from creditdash.state.pricing import PricingState
+from creditdash.state.session import CHANGE_PASSWORD_PATH
 from creditdash.state.signin import SignInState
 from creditdash.state.usage import UsageState
 
@@ -55,6 +57,7 @@ def mount_gateway(reflex_asgi: Any) -> Starlette:
     and a started app cannot take middleware again.
     """
     gateway = create_gateway(standalone=False)
+    gateway.routes.extend(session_cookie_routes())
     gateway.mount("", reflex_asgi)
     _mounted.append(gateway)
     return gateway
@@ -84,6 +87,12 @@ app.add_page(
 )
 app.add_page(
     account_page, route="/account", title="Account · creditdash", on_load=AccountState.load
+)
+app.add_page(
+    first_password_page,
+    route=CHANGE_PASSWORD_PATH,
+    title="Choose your password · creditdash",
+    on_load=FirstPasswordState.load,
 )
 app.add_page(signup_page, route="/signup", title="Sign up · creditdash")
 app.add_page(

@@ -47,3 +47,13 @@ class AlreadyResolved(Conflict):
 
 class AuthenticationFailed(CreditdashError):
     code = "authentication_failed"
+
+
+class TooManyAttempts(AuthenticationFailed):
+    """Sign-in refused for a while after repeated failures; the password was not checked."""
+
+    code = "too_many_attempts"
+
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s

@@ -35,6 +35,13 @@ class Settings(BaseSettings):
     allow_private_upstreams: bool = False
     sandbox_webhook_secret: str = ""
     session_ttl_s: int = 7 * 24 * 3600
+    # An invited teammate's one-time password stops working after this long.
+    invite_password_ttl_s: int = 72 * 3600
+    # Where sign-in failures are counted across processes; without it each process counts its
+    # own. The dashboard's REFLEX_REDIS_URL is used when this is not set.
+    redis_url: str = Field(
+        default="", validation_alias=AliasChoices("CREDITDASH_REDIS_URL", "REFLEX_REDIS_URL")
+    )
     hold_ttl_s: int = 15 * 60
     hold_expiry_interval_s: int = 30
     # Payments. Orders open for checkout expire after checkout_expiry_s (Stripe allows < 24 h).

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, CheckConstraint, Column, Index, Text, UniqueConstraint
+from sqlalchemy import BigInteger, CheckConstraint, Column, Index, Text, UniqueConstraint, false
 from sqlmodel import Field, SQLModel
 
 from creditdash.timeutil import utcnow
@@ -26,6 +26,10 @@ class User(SQLModel, table=True):
     is_active: bool = Field(default=True)
     created_at: datetime = Field(default_factory=utcnow)
     password_changed_at: datetime | None = None
+    # A one-time password (an invitation's): it signs in only to choose a new password, and
+    # not at all after password_expires_at.
+    must_change_password: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
+    password_expires_at: datetime | None = None
 
 
 class Customer(SQLModel, table=True):
@@ -94,6 +98,22 @@ class WebSession(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
     expires_at: datetime
     revoked_at: datetime | None = None
+
+
+class SessionHandoff(SQLModel, table=True):
+    """A single-use code, valid for a minute, that a browser trades for its session cookie.
+
+    Sign-in runs over the dashboard's websocket, which cannot set an HttpOnly cookie; the page
+    navigates to /auth/session with this code and that response sets it (the session's token
+    is replaced then, so the one the websocket handler saw is never a cookie)."""
+
+    __tablename__ = "session_handoffs"
+
+    id: int | None = Field(default=None, primary_key=True)
+    code_hash: str = Field(max_length=64, unique=True)
+    web_session_id: int = Field(foreign_key="web_sessions.id", index=True)
+    expires_at: datetime
+    used_at: datetime | None = None
 
 
 class AuditEntry(SQLModel, table=True):

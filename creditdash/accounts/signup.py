@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from datetime import timedelta
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -11,8 +12,14 @@ from sqlmodel import Session, col
 from creditdash.accounts.audit import Actor, record
 from creditdash.accounts.customers import create_customer
 from creditdash.accounts.models import Customer, Membership, User
-from creditdash.accounts.users import create_user, get_user_by_email, normalize_email
+from creditdash.accounts.users import (
+    create_user,
+    get_user_by_email,
+    normalize_email,
+    set_password,
+)
 from creditdash.errors import Conflict, Forbidden, ValidationFailed
+from creditdash.settings import get_settings
 
 INVITABLE_ROLES = ("admin", "member")
 
@@ -51,7 +58,8 @@ def invite(
     session: Session, *, customer_id: str, inviter: Actor, email: str, role: str = "member"
 ) -> str | None:
     """Add a teammate as a new user with a one-time password for the inviter to pass on (a
-    self-hosted install sends no mail).
+    self-hosted install sends no mail). It expires after invite_password_ttl_s and only lets
+    its holder choose their own password, which the inviter then does not know.
 
     An email that already has an account is refused: nothing proves that whoever registered it
     owns the address, so joining it to this workspace unasked could hand the workspace to a
@@ -71,10 +79,12 @@ def invite(
             "need their own acceptance, which this version does not offer yet."
         )
     temporary = secrets.token_urlsafe(12)
+    expires_in = timedelta(seconds=get_settings().invite_password_ttl_s)
     try:
         with session.begin_nested():
-            user = create_user(session, email=normalized, password=temporary)
+            user = create_user(session, email=normalized, password=None)
             assert user.id is not None
+            set_password(session, user_id=user.id, new_password=temporary, expires_in=expires_in)
             session.add(Membership(customer_id=customer_id, user_id=user.id, role=role))
     except IntegrityError:
         raise Conflict(f"{normalized} was invited a moment ago.") from None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -13,6 +15,13 @@ from creditdash.errors import AuthenticationFailed, Conflict, NotFound, Validati
 from creditdash.timeutil import utcnow
 
 SIGN_IN_FAILED = "Incorrect email or password."
+ONE_TIME_PASSWORD_EXPIRED = (  # a message
+    "This one-time password has expired. Ask the platform administrator to set a new one."  # noqa: S105
+)
+
+
+class OneTimePasswordExpired(AuthenticationFailed):
+    code = "one_time_password_expired"
 
 
 def normalize_email(email: str) -> str:
@@ -78,16 +87,25 @@ def authenticate(session: Session, *, email: str, password: str) -> User:
     if not verify_password(password if isinstance(password, str) else "", hashed):
         raise AuthenticationFailed(SIGN_IN_FAILED)
     assert user is not None
+    # Said only to someone who knows the password, so it gives nothing away.
+    if user.password_expires_at is not None and user.password_expires_at <= utcnow():
+        raise OneTimePasswordExpired(ONE_TIME_PASSWORD_EXPIRED)
     return user
 
 
-def set_password(session: Session, *, user_id: int, new_password: str) -> None:
+def set_password(
+    session: Session, *, user_id: int, new_password: str, expires_in: timedelta | None = None
+) -> None:
+    """Set a password. With expires_in it is a one-time password: it works only to choose a
+    new one, and not at all once expires_in has passed."""
     check_password_policy(new_password)
     user = session.get(User, user_id)
     if user is None:
         raise NotFound("user not found")
     user.password_hash = hash_password(new_password)
     user.password_changed_at = utcnow()
+    user.must_change_password = expires_in is not None
+    user.password_expires_at = utcnow() + expires_in if expires_in is not None else None
     session.add(user)
     session.flush()
 
@@ -101,5 +119,7 @@ def change_password(
     user = session.get(User, user_id)
     if user is None or not verify_password(current_password, user.password_hash):
         raise AuthenticationFailed("The current password is incorrect.")
+    if verify_password(new_password, user.password_hash):
+        raise ValidationFailed("The new password must differ from the current one.")
     set_password(session, user_id=user_id, new_password=new_password)
     end_all_sessions(session, user_id=user_id)

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 import reflex as rx
 from reflex.event import EventSpec
 
 from creditdash import db
-from creditdash.accounts import signup, users
+from creditdash.accounts import sessions, signup, users
 from creditdash.accounts.audit import Actor
+from creditdash.accounts.cookie_routes import SIGN_OUT_PATH
 from creditdash.errors import CreditdashError
+from creditdash.settings import get_settings
 from creditdash.state.portal import PortalState, Workspace
-from creditdash.state.session import fresh_start
+from creditdash.state.session import SessionState, cookie_then, fresh_start
 
 
 def _change(user_id: int, current: str, new: str) -> None:
@@ -25,6 +28,46 @@ def _invite(customer_id: str, actor: Actor, email: str, role: str) -> str | None
         return signup.invite(
             session, customer_id=customer_id, inviter=actor, email=email, role=role
         )
+
+
+def _replace_one_time(token: str, current: str, new: str) -> str:
+    ttl = timedelta(seconds=get_settings().session_ttl_s)
+    return sessions.replace_one_time_password(
+        token=token, current_password=current, new_password=new, ttl=ttl
+    )
+
+
+class FirstPasswordState(SessionState):
+    """The one page a user signed in with a one-time password can use: choosing their own."""
+
+    first_password_error: str = ""
+    pending_email: str = ""
+
+    @rx.event
+    async def load(self) -> EventSpec | None:
+        self.first_password_error = ""
+        self.pending_email = await self._pending()
+        if self.pending_email:
+            return None
+        return rx.redirect("/home" if await self._signed_in() else "/")
+
+    @rx.event
+    async def set_first_password(self, form: dict[str, str]) -> EventSpec | None:
+        self.first_password_error = ""
+        if form.get("new_password") != form.get("confirm_password"):
+            self.first_password_error = "The new passwords do not match."  # noqa: S105
+            return None
+        try:
+            token = await asyncio.to_thread(
+                _replace_one_time,
+                self._session_token(),
+                str(form.get("current_password") or ""),
+                str(form.get("new_password") or ""),
+            )
+        except CreditdashError as exc:
+            self.first_password_error = exc.message
+            return None
+        return await cookie_then(token, "/home")
 
 
 class AccountState(PortalState):
@@ -59,9 +102,8 @@ class AccountState(PortalState):
         except CreditdashError as exc:
             self.password_error = exc.message
             return None
-        # Every session ended with the change, this one too: sign in again.
-        self.session_token = ""
-        return fresh_start("/")
+        # Every session ended with the change, this one too: clear the cookie, sign in again.
+        return fresh_start(SIGN_OUT_PATH)
 
     @rx.event
     async def invite(self, form: dict[str, str]) -> EventSpec | None:

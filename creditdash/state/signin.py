@@ -11,13 +11,12 @@ from reflex.event import EventSpec
 from creditdash.accounts import sessions
 from creditdash.errors import AuthenticationFailed
 from creditdash.settings import get_settings
-from creditdash.state.session import SessionState, fresh_start
+from creditdash.state.session import CHANGE_PASSWORD_PATH, SessionState, cookie_then
 
 
-def _sign_in(email: str, password: str) -> tuple[str, bool]:
+def _sign_in(email: str, password: str, address: str) -> sessions.SignedInResult:
     ttl = timedelta(seconds=get_settings().session_ttl_s)
-    user, token = sessions.sign_in(email=email, password=password, ttl=ttl)
-    return token, user.is_platform_admin
+    return sessions.sign_in(email=email, password=password, ttl=ttl, address=address)
 
 
 class SignInState(SessionState):
@@ -28,7 +27,7 @@ class SignInState(SessionState):
     async def redirect_if_signed_in(self) -> EventSpec | None:
         who = await self._signed_in()
         if who is None:
-            return None
+            return rx.redirect(CHANGE_PASSWORD_PATH) if await self._pending() else None
         return rx.redirect("/admin" if who.is_platform_admin else "/home")
 
     @rx.event
@@ -36,10 +35,15 @@ class SignInState(SessionState):
         self.error = ""
         email = str(form_data.get("email", ""))
         password = str(form_data.get("password", ""))
+        # The socket's peer address (X-Forwarded-For only through Reflex's trusted_proxy_hops).
+        address = self.router.session.client_ip
         try:
-            token, is_admin = await asyncio.to_thread(_sign_in, email, password)
+            signed = await asyncio.to_thread(_sign_in, email, password, address)
         except AuthenticationFailed as exc:
             self.error = exc.message
             return None
-        self.session_token = token
-        return fresh_start("/admin" if is_admin else "/home")
+        if signed.must_change_password:
+            return await cookie_then(signed.token, CHANGE_PASSWORD_PATH)
+        return await cookie_then(
+            signed.token, "/admin" if signed.user.is_platform_admin else "/home"
+        )

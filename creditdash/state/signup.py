@@ -12,7 +12,7 @@ from creditdash import db
 from creditdash.accounts import sessions, signup
 from creditdash.errors import CreditdashError
 from creditdash.settings import get_settings
-from creditdash.state.session import SessionState, fresh_start
+from creditdash.state.session import SessionState, cookie_then
 
 
 def _sign_up(form: dict[str, str]) -> str:
@@ -43,5 +43,4 @@ class SignUpState(SessionState):
         except CreditdashError as exc:
             self.error = exc.message
             return None
-        self.session_token = token
-        return fresh_start("/home")
+        return await cookie_then(token, "/home")

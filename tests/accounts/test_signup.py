@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from sqlalchemy.engine import Engine
 
-from creditdash import db
-from creditdash.accounts import signup, users
+from creditdash import db, settings
+from creditdash.accounts import sessions, signup, users
 from creditdash.accounts.audit import Actor
 from creditdash.accounts.customers import customer_balance, customers_of_user
-from creditdash.errors import Conflict, Forbidden, ValidationFailed
+from creditdash.accounts.throttle import MemoryBackend, SignInThrottle
+from creditdash.accounts.users import OneTimePasswordExpired
+from creditdash.errors import AuthenticationFailed, Conflict, Forbidden, ValidationFailed
+from creditdash.timeutil import utcnow
 
 
 def _sign_up(email: str = "founder@example.com") -> tuple[int, str]:
@@ -90,3 +95,99 @@ def test_inviting_an_existing_account_is_refused_and_changes_nothing(sqlite_engi
         assert colleague is not None and colleague.id is not None
         assert [c.id for c, _r in customers_of_user(session, colleague.id)] != [customer_id]
         users.authenticate(session, email="colleague@example.com", password="a-long-password-1")
+
+
+# ------------------------------------------------------------- invitations' one-time passwords
+
+
+def _invited(email: str = "mate@example.com") -> str:
+    owner_id, customer_id = _sign_up()
+    with db.session_scope() as session:
+        temporary = signup.invite(
+            session,
+            customer_id=customer_id,
+            inviter=Actor.user(owner_id, "founder@example.com"),
+            email=email,
+        )
+    assert temporary
+    return temporary
+
+
+def _sign_in(email: str, password: str) -> sessions.SignedInResult:
+    return sessions.sign_in(
+        email=email,
+        password=password,
+        ttl=timedelta(hours=1),
+        address="192.0.2.9",
+        throttle=SignInThrottle(MemoryBackend()),
+    )
+
+
+def test_an_invite_password_only_lets_its_holder_choose_their_own(engine: Engine) -> None:
+    temporary = _invited()
+    signed = _sign_in("mate@example.com", temporary)
+    assert signed.must_change_password
+    with db.session_scope(readonly=True) as session:
+        # Nothing (pages, downloads) sees this session as signed in; only the password form.
+        assert sessions.user_for_token(session, signed.token) is None
+        pending = sessions.pending_user_for_token(session, signed.token)
+        assert pending is not None and pending.email == "mate@example.com"
+    with pytest.raises(AuthenticationFailed, match="current password is incorrect"):
+        sessions.replace_one_time_password(
+            token=signed.token,
+            current_password="not the one-time one",
+            new_password="my own password 1",
+            ttl=timedelta(hours=1),
+        )
+    token = sessions.replace_one_time_password(
+        token=signed.token,
+        current_password=temporary,
+        new_password="my own password 1",
+        ttl=timedelta(hours=1),
+    )
+    with db.session_scope(readonly=True) as session:
+        user = sessions.user_for_token(session, token)
+        assert user is not None and not user.must_change_password
+        assert user.password_expires_at is None
+        assert sessions.pending_user_for_token(session, signed.token) is None  # ended
+    # The one-time password is gone; the new one signs in without conditions.
+    with pytest.raises(AuthenticationFailed, match="Incorrect email or password"):
+        _sign_in("mate@example.com", temporary)
+    assert not _sign_in("mate@example.com", "my own password 1").must_change_password
+    with pytest.raises(AuthenticationFailed):
+        sessions.replace_one_time_password(
+            token=token,
+            current_password="my own password 1",
+            new_password="yet another one 2",
+            ttl=timedelta(hours=1),
+        )
+
+
+def test_an_invite_password_expires(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CREDITDASH_INVITE_PASSWORD_TTL_S", "3600")
+    settings.reset_settings()
+    temporary = _invited()
+    with db.session_scope(readonly=True) as session:
+        mate = users.get_user_by_email(session, "mate@example.com")
+        assert mate is not None and mate.must_change_password
+        assert mate.password_expires_at is not None
+        left = mate.password_expires_at - utcnow()
+        assert timedelta(minutes=59) < left <= timedelta(hours=1)
+    signed = _sign_in("mate@example.com", temporary)  # still valid
+    with db.session_scope() as session:
+        mate = users.get_user_by_email(session, "mate@example.com")
+        assert mate is not None
+        mate.password_expires_at = utcnow() - timedelta(seconds=1)
+        session.add(mate)
+    with pytest.raises(OneTimePasswordExpired, match="one-time password has expired"):
+        _sign_in("mate@example.com", temporary)
+    with pytest.raises(OneTimePasswordExpired):
+        sessions.replace_one_time_password(
+            token=signed.token,
+            current_password=temporary,
+            new_password="my own password 1",
+            ttl=timedelta(hours=1),
+        )
+    # A wrong password for the same account still says nothing about the invitation.
+    with pytest.raises(AuthenticationFailed, match="Incorrect email or password"):
+        _sign_in("mate@example.com", "a wrong guess")

@@ -5,13 +5,14 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.engine import Engine
 
 from creditdash import db
 from creditdash.accounts import sessions, users
-from creditdash.accounts.models import User, WebSession
+from creditdash.accounts.models import SessionHandoff, User, WebSession
 from creditdash.errors import AuthenticationFailed, Conflict, ValidationFailed
+from creditdash.timeutil import utcnow
 
 GOOD_PASSWORD = "correct horse battery"
 
@@ -120,9 +121,10 @@ def test_deactivated_user_cannot_sign_in(sqlite_engine: Engine) -> None:
 
 def test_session_token_is_stored_hashed_and_sign_out_ends_it(sqlite_engine: Engine) -> None:
     make_user(sqlite_engine)
-    user, token = sessions.sign_in(
+    signed = sessions.sign_in(
         email="ana@example.com", password=GOOD_PASSWORD, ttl=timedelta(hours=1)
     )
+    user, token = signed.user, signed.token
     with db.session_scope(engine=sqlite_engine) as session:
         stored = session.execute(select(WebSession.token_hash)).scalars().all()
         assert token not in stored and len(stored) == 1
@@ -147,9 +149,9 @@ def test_expired_session_is_refused(sqlite_engine: Engine) -> None:
 def test_changing_password_needs_the_current_one_and_signs_out(sqlite_engine: Engine) -> None:
     user = make_user(sqlite_engine)
     assert user.id is not None
-    _user, token = sessions.sign_in(
+    token = sessions.sign_in(
         email="ana@example.com", password=GOOD_PASSWORD, ttl=timedelta(hours=1)
-    )
+    ).token
     with pytest.raises(AuthenticationFailed), db.session_scope(engine=sqlite_engine) as session:
         users.change_password(
             session, user_id=user.id, current_password="nope nope", new_password="another good one"
@@ -164,3 +166,44 @@ def test_changing_password_needs_the_current_one_and_signs_out(sqlite_engine: En
     with db.session_scope(engine=sqlite_engine) as session:
         users.authenticate(session, email="ana@example.com", password="another good one")
         assert sessions.user_for_token(session, token) is None  # signed out everywhere
+
+
+def test_a_handoff_code_is_single_use_short_lived_and_replaces_the_token(engine: Engine) -> None:
+    user = make_user(engine)
+    assert user.id is not None
+    with db.session_scope() as session:
+        first = sessions.start_session(session, user_id=user.id, ttl=timedelta(hours=1))
+        code = sessions.hand_off(session, first)
+        stale = sessions.hand_off(session, first)
+    with db.session_scope() as session:
+        assert sessions.user_for_token(session, code) is None  # a code is no session token
+        cookie = sessions.take_handoff(session, code)
+        assert cookie is not None and cookie not in (first, code)
+    with db.session_scope() as session:
+        assert sessions.take_handoff(session, code) is None  # once only
+        assert sessions.user_for_token(session, first) is None  # replaced
+        found = sessions.user_for_token(session, cookie)
+        assert found is not None and found.id == user.id
+        session.execute(update(SessionHandoff).values(expires_at=utcnow() - timedelta(seconds=1)))
+    with db.session_scope() as session:
+        assert sessions.take_handoff(session, stale) is None  # expired
+    with db.session_scope() as session:
+        late = sessions.hand_off(session, cookie)
+        sessions.end_session(session, cookie)
+    with db.session_scope() as session:
+        assert sessions.take_handoff(session, late) is None  # its session ended
+        with pytest.raises(AuthenticationFailed):
+            sessions.hand_off(session, "no such token")
+
+
+@pytest.mark.parametrize(
+    ("header", "token"),
+    [
+        ("creditdash_session=abc-_1", "abc-_1"),
+        ('theme=dark; other={"a": 1}; creditdash_session="abc"', "abc"),
+        ("creditdash_sessionx=1; xcreditdash_session=2", ""),
+        ("", ""),
+    ],
+)
+def test_the_session_token_is_read_from_a_cookie_header(header: str, token: str) -> None:
+    assert sessions.token_from_cookie_header(header) == token

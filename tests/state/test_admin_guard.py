@@ -25,12 +25,13 @@ from creditdash.proxy.models import PublicModel
 from creditdash.state.admin import AdminState
 from creditdash.state.admin_ops import AdminModelsState, AdminOrdersState
 from tests.factories import funded_customer
+from tests.state.browser import connection
 
 
 def _state(cls: type, token: str) -> Any:
     root = State(_reflex_internal_init=True)  # type: ignore[call-arg]
     sub = root.get_substate(cls.get_full_name().split(".")[1:])
-    sub.session_token = token
+    sub.router = connection(token)
     return sub
 
 

@@ -24,12 +24,13 @@ from creditdash.state.keys import KeysState
 from creditdash.state.session import SessionState
 from creditdash.state.usage import UsageState
 from tests.factories import funded_customer
+from tests.state.browser import connection
 
 
 def _state(cls: type, token: str, **values: object) -> Any:
     root = State(_reflex_internal_init=True)  # type: ignore[call-arg]
     sub = root.get_substate(cls.get_full_name().split(".")[1:])
-    sub.session_token = token
+    sub.router = connection(token)
     for name, value in values.items():
         setattr(sub, name, value)
     return sub
