@@ -21,8 +21,8 @@ from sqlalchemy import select
 from creditdash import db
 from creditdash.accounts.api_keys import KeyLimits, create_api_key
 from creditdash.billing import metering
-from creditdash.billing.invoicing import statements
 from creditdash.billing.hotpath import HotLedger
+from creditdash.billing.invoicing import statements
 from creditdash.billing.models import Transfer
 from creditdash.billing.pricing import worst_case_micros
 from creditdash.proxy.gateway import Gateway

@@ -1,7 +1,7 @@
 """encrypt provider extra header values
 
 Revision ID: 0009
-Revises: 0007
+Revises: 0008
 Create Date: 2026-12-05
 
 providers.extra_headers_json keeps its shape ({name: value}) but each value becomes a Fernet
@@ -26,7 +26,7 @@ from alembic import op
 from cryptography.fernet import Fernet, InvalidToken
 
 revision = "0009"
-down_revision = "0007"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
