@@ -34,6 +34,7 @@ from creditdash.proxy.catalog import import_catalog, parse_catalog
 from creditdash.state.admin import AdminBase
 from creditdash.state.portal import PortalState
 from tests.factories import funded_customer
+from tests.state.browser import connection
 
 # Handlers that only change what the browser shows: they read and write nothing on the server,
 # so they need no guard (each named with what it does).
@@ -83,7 +84,7 @@ PORTAL_HANDLERS = _handlers(PortalState)
 def _state(cls: type, token: str, world: dict[str, Any], workspace_id: str = "") -> Any:
     root = State(_reflex_internal_init=True)  # type: ignore[call-arg]
     sub = root.get_substate(cls.get_full_name().split(".")[1:])
-    sub.session_token = token
+    sub.router = connection(token)
     if workspace_id and isinstance(sub, PortalState):
         sub.workspace_id = workspace_id  # forged: the browser claims workspace A
     if hasattr(sub, "pending_order"):
