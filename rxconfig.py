@@ -2,7 +2,7 @@
 
 import reflex as rx
 
-from creditdash.settings import get_settings
+from creditdash.core.settings import get_settings
 
 _settings = get_settings()
 

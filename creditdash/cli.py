@@ -12,13 +12,13 @@ import click
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlmodel import Session
 
-from creditdash import db
 from creditdash.accounts import api_keys, customers, users
-from creditdash.accounts.audit import CLI, record
 from creditdash.billing import adjustments, ledger
-from creditdash.billing.money import parse_credits
-from creditdash.errors import CreditdashError
-from creditdash.ids import new_id
+from creditdash.core import db
+from creditdash.core.audit import CLI, record
+from creditdash.core.errors import CreditdashError
+from creditdash.core.ids import new_id
+from creditdash.core.money import parse_credits
 
 T = TypeVar("T")
 
@@ -672,8 +672,8 @@ def packages_set(
     description: str,
 ) -> None:
     """Create or update a package (matched by name, any case); audited."""
-    from creditdash.billing.money import parse_minor
     from creditdash.billing.payments.packages import PackageSpec, save_package
+    from creditdash.core.money import parse_minor
 
     def work(session: Session) -> str:
         spec = PackageSpec(
@@ -697,7 +697,7 @@ def packages_set(
 
 
 def _admin_actor(session: Session, email: str) -> Any:
-    from creditdash.accounts.audit import Actor
+    from creditdash.core.audit import Actor
 
     user = users.get_user_by_email(session, email)
     if user is None or not user.is_platform_admin or not user.is_active:
@@ -738,8 +738,8 @@ def orders_create(
     as_json: bool,
 ) -> None:
     """Open an order awaiting payment; checkout orders get their payment page URL."""
-    from creditdash.billing.money import parse_minor
     from creditdash.billing.payments import checkout, orders, packages
+    from creditdash.core.money import parse_minor
 
     def work(session: Session) -> tuple[str, str]:
         package = packages.find_package(session, package_name)
@@ -853,8 +853,8 @@ def orders_refund(
     as_json: bool,
 ) -> None:
     """Refund part or all of a paid order, within the published policy."""
-    from creditdash.billing.money import format_credits, format_minor, parse_minor
     from creditdash.billing.payments import orders, refunds
+    from creditdash.core.money import format_credits, format_minor, parse_minor
 
     def prepare(session: Session) -> tuple[Any, int]:
         order = orders.get_order(session, order_id)
@@ -933,7 +933,7 @@ def raise_refusal_exit(message: str) -> NoReturn:
 
 
 def raise_refusal(message: str) -> NoReturn:
-    from creditdash.errors import ValidationFailed
+    from creditdash.core.errors import ValidationFailed
 
     raise ValidationFailed(message)
 

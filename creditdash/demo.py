@@ -9,12 +9,12 @@ from __future__ import annotations
 from sqlalchemy import func, select
 from sqlmodel import Session, col
 
-from creditdash import db
 from creditdash.accounts import api_keys, customers, users
-from creditdash.accounts.audit import CLI
 from creditdash.accounts.models import Customer, User
 from creditdash.billing.invoicing.profiles import seed_demo_seller
 from creditdash.billing.payments.packages import list_packages, seed_demo_packages
+from creditdash.core import db
+from creditdash.core.audit import CLI
 from creditdash.proxy.catalog import import_catalog, parse_catalog
 from creditdash.proxy.models import Provider
 

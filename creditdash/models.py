@@ -4,7 +4,6 @@ from sqlmodel import SQLModel
 
 from creditdash.accounts.models import (
     ApiKey,
-    AuditEntry,
     Customer,
     Membership,
     User,
@@ -27,6 +26,7 @@ from creditdash.billing.payments.models import (
     PaymentOrder,
     Refund,
 )
+from creditdash.core.audit import AuditEntry
 from creditdash.proxy.models import PriceSchedule, Provider, PublicModel, Route
 
 metadata = SQLModel.metadata

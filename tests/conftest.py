@@ -24,7 +24,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlalchemy.pool import NullPool
 
-from creditdash import db, settings
+from creditdash.core import db, settings
 
 BACKENDS = ["sqlite", "postgresql"]
 

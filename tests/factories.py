@@ -7,10 +7,10 @@ from dataclasses import dataclass
 
 from sqlalchemy.engine import Engine
 
-from creditdash import db
-from creditdash.accounts.audit import CLI
 from creditdash.accounts.customers import create_customer
 from creditdash.billing import ledger
+from creditdash.core import db
+from creditdash.core.audit import CLI
 
 _sequence = itertools.count(1)
 

@@ -9,11 +9,12 @@ from click.testing import CliRunner, Result
 from sqlalchemy import func, select, text
 from sqlalchemy.engine import Engine
 
-from creditdash import db
 from creditdash.accounts import customers
-from creditdash.accounts.models import ApiKey, AuditEntry, Customer, Membership, User
+from creditdash.accounts.models import ApiKey, Customer, Membership, User
 from creditdash.billing.models import LedgerAccount, Transfer
 from creditdash.cli import main
+from creditdash.core import db
+from creditdash.core.audit import AuditEntry
 
 
 def run(*args: str) -> Result:
@@ -152,7 +153,7 @@ def test_ledger_verify_fails_on_a_broken_ledger(sqlite_engine: Engine) -> None:
 
 
 def test_unmigrated_database_gets_a_clear_error(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    from creditdash import settings
+    from creditdash.core import settings
 
     monkeypatch.setenv("CREDITDASH_DATABASE_URL", f"sqlite:///{tmp_path / 'empty.db'}")
     settings.reset_settings()

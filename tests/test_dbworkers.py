@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
-from creditdash import db
-from creditdash.dbworkers import DbWorkers
+from creditdash.core import db
+from creditdash.core.dbworkers import DbWorkers
 
 
 def test_jobs_run_on_a_worker_with_its_own_connection(engine: Engine) -> None:

@@ -16,7 +16,7 @@ from sqlalchemy.pool import NullPool
 from sqlmodel import SQLModel
 
 import creditdash.models  # noqa: F401
-from creditdash import crypto, db, settings
+from creditdash.core import crypto, db, settings
 from tests.conftest import PostgresServer
 
 _databases = itertools.count()

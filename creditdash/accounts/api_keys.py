@@ -15,11 +15,11 @@ from sqlalchemy import select, update
 from sqlmodel import Session, col
 
 from creditdash.accounts.models import ApiKey, Customer
-from creditdash.billing.money import MAX_MICROS
-from creditdash.db import rowcount
-from creditdash.errors import NotFound, ValidationFailed
-from creditdash.ids import new_id
-from creditdash.timeutil import utcnow
+from creditdash.core.db import rowcount
+from creditdash.core.errors import NotFound, ValidationFailed
+from creditdash.core.ids import new_id
+from creditdash.core.money import MAX_MICROS
+from creditdash.core.timeutil import utcnow
 
 KEY_PREFIX = "sk-cd-"
 DISPLAY_CHARS = 10

@@ -15,9 +15,9 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from creditdash import db
 from creditdash.accounts import sessions
-from creditdash.settings import get_settings
+from creditdash.core import db
+from creditdash.core.settings import get_settings
 
 SESSION_PATH = "/auth/session"
 SIGN_OUT_PATH = "/auth/sign-out"

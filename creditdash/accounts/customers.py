@@ -9,14 +9,14 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
-from creditdash.accounts.audit import Actor, record
 from creditdash.accounts.models import Customer, Membership
 from creditdash.accounts.users import create_user, get_user_by_email, normalize_email
 from creditdash.billing import ledger
 from creditdash.billing.adjustments import grant_credits
-from creditdash.billing.money import MAX_MICROS, format_credits
-from creditdash.errors import Conflict, NotFound, ValidationFailed
-from creditdash.ids import new_id
+from creditdash.core.audit import Actor, record
+from creditdash.core.errors import Conflict, NotFound, ValidationFailed
+from creditdash.core.ids import new_id
+from creditdash.core.money import MAX_MICROS, format_credits
 
 
 @dataclass(frozen=True)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, CheckConstraint, Column, Index, Text, UniqueConstraint, false
+from sqlalchemy import BigInteger, CheckConstraint, Column, Text, UniqueConstraint, false
 from sqlmodel import Field, SQLModel
 
-from creditdash.timeutil import utcnow
+from creditdash.core.timeutil import utcnow
 
 CUSTOMER_STATUSES = ("active", "suspended")
 MEMBER_ROLES = ("owner", "admin", "member")
@@ -114,22 +114,3 @@ class SessionHandoff(SQLModel, table=True):
     web_session_id: int = Field(foreign_key="web_sessions.id", index=True)
     expires_at: datetime
     used_at: datetime | None = None
-
-
-class AuditEntry(SQLModel, table=True):
-    """Who did what to which object, with the state before and after, and why."""
-
-    __tablename__ = "audit_log"
-    __table_args__ = (Index("ix_audit_log_target", "target_type", "target_id"),)
-
-    id: int | None = Field(default=None, primary_key=True)
-    at: datetime = Field(default_factory=utcnow, index=True)
-    actor_user_id: int | None = Field(default=None, foreign_key="users.id")
-    # "user:<email>", "cli" or "system": readable even after a user is gone.
-    actor_label: str = Field(max_length=340)
-    action: str = Field(max_length=80)
-    target_type: str = Field(max_length=40)
-    target_id: str = Field(max_length=80)
-    before_json: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
-    after_json: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
-    reason: str = Field(default="", max_length=500)

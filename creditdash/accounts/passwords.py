@@ -6,7 +6,7 @@ from functools import lru_cache
 
 from passlib.context import CryptContext
 
-from creditdash.errors import ValidationFailed
+from creditdash.core.errors import ValidationFailed
 
 MIN_PASSWORD_CHARS = 10
 MAX_PASSWORD_CHARS = 256

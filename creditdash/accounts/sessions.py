@@ -10,8 +10,6 @@ from datetime import timedelta
 from sqlalchemy import select, update
 from sqlmodel import Session, col
 
-from creditdash import db
-from creditdash.accounts.audit import Actor, record
 from creditdash.accounts.models import SessionHandoff, User, WebSession
 from creditdash.accounts.throttle import SignInThrottle, get_throttle
 from creditdash.accounts.users import (
@@ -21,9 +19,11 @@ from creditdash.accounts.users import (
     change_password,
     normalize_email,
 )
-from creditdash.db import rowcount
-from creditdash.errors import AuthenticationFailed, TooManyAttempts, ValidationFailed
-from creditdash.timeutil import utcnow
+from creditdash.core import db
+from creditdash.core.audit import Actor, record
+from creditdash.core.db import rowcount
+from creditdash.core.errors import AuthenticationFailed, TooManyAttempts, ValidationFailed
+from creditdash.core.timeutil import utcnow
 
 MAX_TOKEN_CHARS = 200
 # The browser's cookie (HttpOnly, set by accounts/cookie_routes.py).

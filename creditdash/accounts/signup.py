@@ -9,7 +9,6 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
-from creditdash.accounts.audit import Actor, record
 from creditdash.accounts.customers import create_customer
 from creditdash.accounts.models import Customer, Membership, User
 from creditdash.accounts.users import (
@@ -18,8 +17,9 @@ from creditdash.accounts.users import (
     normalize_email,
     set_password,
 )
-from creditdash.errors import Conflict, Forbidden, ValidationFailed
-from creditdash.settings import get_settings
+from creditdash.core.audit import Actor, record
+from creditdash.core.errors import Conflict, Forbidden, ValidationFailed
+from creditdash.core.settings import get_settings
 
 INVITABLE_ROLES = ("admin", "member")
 

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from functools import lru_cache, partial
 from typing import Protocol, TypeVar
 
-from creditdash.errors import TooManyAttempts
-from creditdash.settings import get_settings
+from creditdash.core.errors import TooManyAttempts
+from creditdash.core.settings import get_settings
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

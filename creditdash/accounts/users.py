@@ -11,8 +11,8 @@ from sqlmodel import Session, col
 
 from creditdash.accounts.models import User
 from creditdash.accounts.passwords import check_password_policy, hash_password, verify_password
-from creditdash.errors import AuthenticationFailed, Conflict, NotFound, ValidationFailed
-from creditdash.timeutil import utcnow
+from creditdash.core.errors import AuthenticationFailed, Conflict, NotFound, ValidationFailed
+from creditdash.core.timeutil import utcnow
 
 SIGN_IN_FAILED = "Incorrect email or password."
 ONE_TIME_PASSWORD_EXPIRED = (  # a message

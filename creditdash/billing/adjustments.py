@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from sqlmodel import Session
 
-from creditdash.accounts.audit import Actor, record
 from creditdash.billing import ledger
 from creditdash.billing.models import TransferRow
-from creditdash.billing.money import format_credits
-from creditdash.errors import ValidationFailed
+from creditdash.core.audit import Actor, record
+from creditdash.core.errors import ValidationFailed
+from creditdash.core.money import format_credits
 
 
 def _check_reason(reason: str) -> str:

@@ -6,9 +6,9 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from creditdash import db
 from creditdash.billing import ledger
-from creditdash.settings import get_settings
+from creditdash.core import db
+from creditdash.core.settings import get_settings
 
 log = logging.getLogger(__name__)
 

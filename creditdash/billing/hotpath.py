@@ -47,8 +47,8 @@ from typing import Any
 from creditdash.billing import ledger
 from creditdash.billing.metering import USAGE_CODE
 from creditdash.billing.models import UsageEntry, UsageRecord
-from creditdash.billing.money import MAX_MICROS
-from creditdash.timeutil import utcnow
+from creditdash.core.money import MAX_MICROS
+from creditdash.core.timeutil import utcnow
 
 # Written with qmark placeholders (sqlite3); PostgreSQL's psycopg gets them as %s.
 _DEBIT_PENDING = (

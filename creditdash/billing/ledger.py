@@ -23,16 +23,16 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
 from creditdash.billing.models import LedgerAccount, Transfer, TransferRow
-from creditdash.billing.money import MAX_MICROS
-from creditdash.db import rowcount
-from creditdash.errors import (
+from creditdash.core.db import rowcount
+from creditdash.core.errors import (
     AlreadyResolved,
     IdempotencyConflict,
     InsufficientCredits,
     NotFound,
     ValidationFailed,
 )
-from creditdash.timeutil import utcnow
+from creditdash.core.money import MAX_MICROS
+from creditdash.core.timeutil import utcnow
 
 # Platform accounts: the other side of every customer entry.
 PAYMENTS_CLEARING = "platform:payments_clearing"

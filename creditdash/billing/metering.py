@@ -16,8 +16,8 @@ from sqlmodel import Session, col
 from creditdash.accounts.models import ApiKey
 from creditdash.billing import ledger
 from creditdash.billing.models import UsageEntry, UsageRecord
-from creditdash.errors import AlreadyResolved, InsufficientCredits
-from creditdash.timeutil import utcnow
+from creditdash.core.errors import AlreadyResolved, InsufficientCredits
+from creditdash.core.timeutil import utcnow
 
 USAGE_CODE = "usage"
 OVERAGE_CODE = "usage_overage"

@@ -13,7 +13,7 @@ from datetime import datetime
 from sqlalchemy import BigInteger, CheckConstraint, Column, Index, Text
 from sqlmodel import Field, SQLModel
 
-from creditdash.timeutil import utcnow
+from creditdash.core.timeutil import utcnow
 
 TRANSFER_KINDS = ("single", "pending", "post", "void", "expire")
 RESOLUTION_KINDS = ("post", "void", "expire")

@@ -14,8 +14,8 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session, col
 
 from creditdash.billing.models import UsageRecord
-from creditdash.errors import NotFound, ValidationFailed
-from creditdash.timeutil import utcnow
+from creditdash.core.errors import NotFound, ValidationFailed
+from creditdash.core.timeutil import utcnow
 
 MAX_PAGE_SIZE = 100
 MAX_PAGE = 10_000

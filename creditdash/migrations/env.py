@@ -6,7 +6,7 @@ from alembic import context
 from sqlmodel import SQLModel
 
 import creditdash.models  # noqa: F401  (registers every table on the metadata)
-from creditdash.db import make_engine
+from creditdash.core.db import make_engine
 
 config = context.config
 target_metadata = SQLModel.metadata

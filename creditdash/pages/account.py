@@ -11,7 +11,7 @@ from creditdash.components.layout import (
     notice_callout,
     page_layout,
 )
-from creditdash.settings import get_settings
+from creditdash.core.settings import get_settings
 from creditdash.state.account import AccountState, FirstPasswordState
 from creditdash.state.session import SessionState
 

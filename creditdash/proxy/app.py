@@ -22,15 +22,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from creditdash import db
 from creditdash.accounts.customers import customer_balance
 from creditdash.billing.invoicing.routes import document_routes
 from creditdash.billing.models import UsageRecord
-from creditdash.billing.money import format_credits
 from creditdash.billing.payments.routes import payment_routes
+from creditdash.core import db
+from creditdash.core.money import format_credits
+from creditdash.core.settings import Settings, get_settings
 from creditdash.proxy import errors
 from creditdash.proxy.gateway import Gateway
-from creditdash.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlmodel import col
 
-from creditdash import db
 from creditdash.accounts.api_keys import find_unrevoked_key, hash_key
 from creditdash.accounts.models import Customer
 from creditdash.billing.models import LedgerAccount
+from creditdash.core import db
 from creditdash.proxy.errors import GatewayError
 
 KEY_CACHE_TTL_S = 5.0

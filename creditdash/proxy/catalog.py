@@ -20,15 +20,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from sqlalchemy import select
 from sqlmodel import Session, col
 
-from creditdash import crypto, db
-from creditdash.accounts.audit import CLI, Actor, record
-from creditdash.billing.money import format_credits, parse_credits
 from creditdash.billing.pricing import Price, TokenUsage, cost_micros, margin_basis_points
-from creditdash.errors import ValidationFailed
+from creditdash.core import crypto, db
+from creditdash.core.audit import CLI, Actor, record
+from creditdash.core.errors import ValidationFailed
+from creditdash.core.money import format_credits, parse_credits
+from creditdash.core.settings import get_settings
+from creditdash.core.timeutil import utcnow
 from creditdash.proxy.models import SANDBOX_BASE_URL, Provider, PublicModel, Route
 from creditdash.proxy.urlguard import check_base_url
-from creditdash.settings import get_settings
-from creditdash.timeutil import utcnow
 
 SNAPSHOT_TTL_S = 5.0
 KEY_PURPOSE = "provider-key"

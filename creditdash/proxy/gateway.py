@@ -31,15 +31,17 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from creditdash import db
 from creditdash.billing import ledger, metering
 from creditdash.billing.hotpath import HotLedger, PlacedHold
 from creditdash.billing.models import UsageEntry
-from creditdash.billing.money import format_credits
 from creditdash.billing.pricing import TokenUsage, cost_micros, worst_case_micros
-from creditdash.dbworkers import DbWorkers
-from creditdash.errors import InsufficientCredits, ValidationFailed
-from creditdash.ids import new_id
+from creditdash.core import db
+from creditdash.core.dbworkers import DbWorkers
+from creditdash.core.errors import InsufficientCredits, ValidationFailed
+from creditdash.core.ids import new_id
+from creditdash.core.money import format_credits
+from creditdash.core.settings import HOLD_MARGIN_S, Settings, get_settings
+from creditdash.core.timeutil import utcnow
 from creditdash.proxy import errors, tokens
 from creditdash.proxy.auth import KeyCache, KeyInfo
 from creditdash.proxy.catalog import CatalogCache, ModelEntry, RouteTarget
@@ -48,8 +50,6 @@ from creditdash.proxy.models import SANDBOX_BASE_URL
 from creditdash.proxy.sandbox import create_sandbox_app
 from creditdash.proxy.upstream import ResponseLike, Target, UpstreamPool, UpstreamResponse
 from creditdash.proxy.urlguard import PinnedURL, pin_base_url
-from creditdash.settings import HOLD_MARGIN_S, Settings, get_settings
-from creditdash.timeutil import utcnow
 
 log = logging.getLogger(__name__)
 

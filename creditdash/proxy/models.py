@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import BigInteger, CheckConstraint, Column, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from creditdash.timeutil import utcnow
+from creditdash.core.timeutil import utcnow
 
 SANDBOX_BASE_URL = "http://creditdash-sandbox/v1"
 

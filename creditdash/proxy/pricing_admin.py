@@ -14,14 +14,14 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlmodel import Session, col
 
-from creditdash import db
-from creditdash.accounts.audit import Actor, record
-from creditdash.billing.money import format_credits
 from creditdash.billing.pricing import Price, cost_micros, margin_basis_points
-from creditdash.errors import NotFound, ValidationFailed
+from creditdash.core import db
+from creditdash.core.audit import Actor, record
+from creditdash.core.errors import NotFound, ValidationFailed
+from creditdash.core.money import format_credits
+from creditdash.core.timeutil import utcnow
 from creditdash.proxy.catalog import REFERENCE_MIX, MarginLine
 from creditdash.proxy.models import PriceSchedule, Provider, PublicModel, Route
-from creditdash.timeutil import utcnow
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,10 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlmodel import Session, col
 
-from creditdash import crypto
-from creditdash.accounts.audit import Actor, record
-from creditdash.errors import NotFound, ValidationFailed
+from creditdash.core import crypto
+from creditdash.core.audit import Actor, record
+from creditdash.core.errors import NotFound, ValidationFailed
+from creditdash.core.settings import get_settings
 from creditdash.proxy.catalog import (
     KEY_PURPOSE,
     ProviderSpec,
@@ -28,7 +29,6 @@ from creditdash.proxy.catalog import (
 )
 from creditdash.proxy.models import Provider
 from creditdash.proxy.urlguard import pin_base_url
-from creditdash.settings import get_settings
 
 TEST_TIMEOUT_S = 10.0
 

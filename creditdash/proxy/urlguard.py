@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
-from creditdash.errors import ValidationFailed
+from creditdash.core.errors import ValidationFailed
 from creditdash.proxy.models import SANDBOX_BASE_URL
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address

@@ -12,12 +12,12 @@ import reflex as rx
 from reflex.event import EventSpec
 from sqlmodel import Session
 
-from creditdash import db
 from creditdash.accounts import customers
-from creditdash.accounts.audit import Actor
 from creditdash.billing import adjustments, ledger
-from creditdash.billing.money import format_credits
-from creditdash.errors import CreditdashError
+from creditdash.core import db
+from creditdash.core.audit import Actor
+from creditdash.core.errors import CreditdashError
+from creditdash.core.money import format_credits
 from creditdash.state import forms
 from creditdash.state.session import SessionState
 

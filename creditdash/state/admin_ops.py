@@ -13,12 +13,11 @@ import reflex as rx
 from reflex.event import EventSpec
 from sqlmodel import Session, col
 
-from creditdash import db
-from creditdash.accounts import audit
-from creditdash.accounts.audit import Actor
-from creditdash.billing.money import format_credits, format_minor
 from creditdash.billing.payments import manual, orders, refunds
-from creditdash.errors import CreditdashError, ValidationFailed
+from creditdash.core import audit, db
+from creditdash.core.audit import Actor
+from creditdash.core.errors import CreditdashError, ValidationFailed
+from creditdash.core.money import format_credits, format_minor
 from creditdash.proxy import pricing_admin, providers_admin
 from creditdash.state import forms
 from creditdash.state.admin import AdminBase, _apply
@@ -608,7 +607,7 @@ def _requests(
     from datetime import timedelta
 
     from creditdash.billing import usage
-    from creditdash.timeutil import utcnow
+    from creditdash.core.timeutil import utcnow
 
     with db.session_scope(readonly=True) as session:
         rows, total = usage.list_requests(
@@ -719,7 +718,7 @@ class AdminRequestsState(AdminBase):
         from datetime import timedelta
         from urllib.parse import urlencode
 
-        from creditdash.timeutil import utcnow
+        from creditdash.core.timeutil import utcnow
 
         today = utcnow().date()
         query = {"from": (today - timedelta(days=30)).isoformat(), "to": today.isoformat()}

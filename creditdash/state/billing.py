@@ -11,16 +11,16 @@ from typing import TypedDict
 import reflex as rx
 from reflex.event import EventSpec
 
-from creditdash import db
-from creditdash.accounts.audit import Actor
 from creditdash.accounts.customers import customer_balance
 from creditdash.billing.invoicing import invoices, profiles
-from creditdash.billing.money import format_credits, format_minor
 from creditdash.billing.payments import checkout, orders, packages, refunds
-from creditdash.errors import CreditdashError
-from creditdash.settings import get_settings
+from creditdash.core import db
+from creditdash.core.audit import Actor
+from creditdash.core.errors import CreditdashError
+from creditdash.core.money import format_credits, format_minor
+from creditdash.core.settings import get_settings
+from creditdash.core.timeutil import utcnow
 from creditdash.state.portal import PortalState, Workspace
-from creditdash.timeutil import utcnow
 
 
 class PackageCard(TypedDict):

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from creditdash.billing.money import parse_credits, parse_minor
 from creditdash.billing.pricing import Price
-from creditdash.errors import ValidationFailed
+from creditdash.core.errors import ValidationFailed
+from creditdash.core.money import parse_credits, parse_minor
 
 
 def text(form: Mapping[str, object], name: str, default: str = "") -> str:

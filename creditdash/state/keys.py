@@ -9,10 +9,10 @@ from typing import TypedDict
 import reflex as rx
 from reflex.event import EventSpec
 
-from creditdash import db
 from creditdash.accounts import api_keys
-from creditdash.billing.money import format_credits
-from creditdash.errors import CreditdashError
+from creditdash.core import db
+from creditdash.core.errors import CreditdashError
+from creditdash.core.money import format_credits
 from creditdash.state import forms
 from creditdash.state.portal import PortalState, Workspace
 

@@ -12,12 +12,12 @@ import plotly.graph_objects as go
 import reflex as rx
 from reflex.event import EventSpec
 
-from creditdash import db
 from creditdash.accounts import customers
 from creditdash.billing import usage
-from creditdash.billing.money import format_credits
+from creditdash.core import db
+from creditdash.core.money import format_credits
+from creditdash.core.timeutil import utcnow
 from creditdash.state.portal import PortalState, Workspace
-from creditdash.timeutil import utcnow
 
 LOW_BALANCE_MICROS = 2_000_000
 RANGES = {"7 days": 7, "30 days": 30, "90 days": 90}

@@ -13,8 +13,8 @@ from typing import TypedDict
 import reflex as rx
 from reflex.event import EventSpec
 
-from creditdash import db
 from creditdash.accounts import customers
+from creditdash.core import db
 from creditdash.state.session import SessionState, SignedIn
 
 

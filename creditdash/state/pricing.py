@@ -8,10 +8,10 @@ from urllib.parse import urlencode
 
 import reflex as rx
 
-from creditdash import db
-from creditdash.billing.money import format_credits, format_minor
 from creditdash.billing.payments import packages, refunds
-from creditdash.settings import get_settings
+from creditdash.core import db
+from creditdash.core.money import format_credits, format_minor
+from creditdash.core.settings import get_settings
 from creditdash.state.session import SessionState
 
 

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 import reflex as rx
 from reflex.event import EventSpec
 
-from creditdash import db
 from creditdash.accounts import sessions
 from creditdash.accounts.cookie_routes import SIGN_OUT_PATH, handoff_url
+from creditdash.core import db
 
 SESSION_COOKIE = sessions.SESSION_COOKIE
 # Where a user signed in with a one-time password chooses their own.

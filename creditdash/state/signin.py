@@ -9,8 +9,8 @@ import reflex as rx
 from reflex.event import EventSpec
 
 from creditdash.accounts import sessions
-from creditdash.errors import AuthenticationFailed
-from creditdash.settings import get_settings
+from creditdash.core.errors import AuthenticationFailed
+from creditdash.core.settings import get_settings
 from creditdash.state.session import CHANGE_PASSWORD_PATH, SessionState, cookie_then
 
 

@@ -8,10 +8,10 @@ from datetime import timedelta
 import reflex as rx
 from reflex.event import EventSpec
 
-from creditdash import db
 from creditdash.accounts import sessions, signup
-from creditdash.errors import CreditdashError
-from creditdash.settings import get_settings
+from creditdash.core import db
+from creditdash.core.errors import CreditdashError
+from creditdash.core.settings import get_settings
 from creditdash.state.session import SessionState, cookie_then
 
 

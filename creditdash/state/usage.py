@@ -10,14 +10,14 @@ from typing import TypedDict
 import reflex as rx
 from reflex.event import EventSpec
 
-from creditdash import db
 from creditdash.accounts import api_keys
 from creditdash.billing import usage
 from creditdash.billing.models import UsageRecord
-from creditdash.billing.money import format_credits
-from creditdash.errors import CreditdashError, ValidationFailed
+from creditdash.core import db
+from creditdash.core.errors import CreditdashError, ValidationFailed
+from creditdash.core.money import format_credits
+from creditdash.core.timeutil import utcnow
 from creditdash.state.portal import PortalState, Workspace
-from creditdash.timeutil import utcnow
 
 PAGE_SIZE = 25
 STATUSES = ["ok", "upstream_error", "client_disconnected", "upstream_error_mid_stream"]

@@ -7,11 +7,10 @@ from datetime import timedelta
 import pytest
 from sqlalchemy.engine import Engine
 
-from creditdash import db
-from creditdash.accounts import audit
-from creditdash.accounts.audit import Actor, AuditFilters
-from creditdash.errors import ValidationFailed
-from creditdash.timeutil import utcnow
+from creditdash.core import audit, db
+from creditdash.core.audit import Actor, AuditFilters
+from creditdash.core.errors import ValidationFailed
+from creditdash.core.timeutil import utcnow
 
 
 def _seed() -> None:

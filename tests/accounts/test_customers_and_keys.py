@@ -8,12 +8,12 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
-from creditdash import db
 from creditdash.accounts import api_keys, customers
-from creditdash.accounts.audit import CLI
-from creditdash.accounts.models import ApiKey, AuditEntry, Customer, Membership, User
+from creditdash.accounts.models import ApiKey, Customer, Membership, User
 from creditdash.billing import ledger
-from creditdash.errors import Conflict, NotFound, ValidationFailed
+from creditdash.core import db
+from creditdash.core.audit import CLI, AuditEntry
+from creditdash.core.errors import Conflict, NotFound, ValidationFailed
 
 
 def counts(engine: Engine) -> tuple[int, ...]:
@@ -140,7 +140,7 @@ def test_bad_key_name_is_refused(sqlite_engine: Engine, name: str) -> None:
 
 def test_debit_adjustment_is_audited_and_cannot_pass_the_limit(sqlite_engine: Engine) -> None:
     from creditdash.billing.adjustments import debit_credits
-    from creditdash.errors import InsufficientCredits
+    from creditdash.core.errors import InsufficientCredits
 
     with db.session_scope(engine=sqlite_engine) as session:
         customer = customers.create_customer(

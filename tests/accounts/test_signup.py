@@ -7,14 +7,14 @@ from datetime import timedelta
 import pytest
 from sqlalchemy.engine import Engine
 
-from creditdash import db, settings
 from creditdash.accounts import sessions, signup, users
-from creditdash.accounts.audit import Actor
 from creditdash.accounts.customers import customer_balance, customers_of_user
 from creditdash.accounts.throttle import MemoryBackend, SignInThrottle
 from creditdash.accounts.users import OneTimePasswordExpired
-from creditdash.errors import AuthenticationFailed, Conflict, Forbidden, ValidationFailed
-from creditdash.timeutil import utcnow
+from creditdash.core import db, settings
+from creditdash.core.audit import Actor
+from creditdash.core.errors import AuthenticationFailed, Conflict, Forbidden, ValidationFailed
+from creditdash.core.timeutil import utcnow
 
 
 def _sign_up(email: str = "founder@example.com") -> tuple[int, str]:

@@ -14,16 +14,16 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
-from creditdash import db, settings
 from creditdash.accounts import sessions, users
-from creditdash.accounts.models import AuditEntry
 from creditdash.accounts.throttle import (
     MemoryBackend,
     RedisBackend,
     SignInThrottle,
     get_throttle,
 )
-from creditdash.errors import AuthenticationFailed, TooManyAttempts
+from creditdash.core import db, settings
+from creditdash.core.audit import AuditEntry
+from creditdash.core.errors import AuthenticationFailed, TooManyAttempts
 from tests.conftest import free_port, stop_process_group, wait_for_port
 
 GOOD = "correct horse battery"

@@ -8,11 +8,11 @@ import pytest
 from sqlalchemy import func, select, update
 from sqlalchemy.engine import Engine
 
-from creditdash import db
 from creditdash.accounts import sessions, users
 from creditdash.accounts.models import SessionHandoff, User, WebSession
-from creditdash.errors import AuthenticationFailed, Conflict, ValidationFailed
-from creditdash.timeutil import utcnow
+from creditdash.core import db
+from creditdash.core.errors import AuthenticationFailed, Conflict, ValidationFailed
+from creditdash.core.timeutil import utcnow
 
 GOOD_PASSWORD = "correct horse battery"
 

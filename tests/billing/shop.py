@@ -16,15 +16,15 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from starlette.applications import Starlette
 
-from creditdash import db, settings
 from creditdash.accounts import users
-from creditdash.accounts.audit import CLI, Actor
 from creditdash.accounts.customers import customer_balance
 from creditdash.billing import ledger
 from creditdash.billing.invoicing import profiles
 from creditdash.billing.payments import checkout, orders, packages
 from creditdash.billing.payments.models import PaymentEvent, PaymentOrder
 from creditdash.billing.payments.verify import verify_payments
+from creditdash.core import db, settings
+from creditdash.core.audit import CLI, Actor
 from creditdash.proxy.app import create_app
 from tests.billing.payments.fake_stripe import API_KEY, FakeStripe
 from tests.conftest import free_port

@@ -14,14 +14,14 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
-from creditdash import db
 from creditdash.accounts.api_keys import create_api_key
 from creditdash.billing import ledger, metering
 from creditdash.billing.hotpath import HotLedger, PlacedHold
 from creditdash.billing.models import Transfer, UsageEntry, UsageRecord
-from creditdash.errors import InsufficientCredits
-from creditdash.ids import new_id
-from creditdash.timeutil import utcnow
+from creditdash.core import db
+from creditdash.core.errors import InsufficientCredits
+from creditdash.core.ids import new_id
+from creditdash.core.timeutil import utcnow
 from tests.factories import Funded, funded_customer
 
 CREDIT = 1_000_000

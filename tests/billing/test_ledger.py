@@ -16,17 +16,17 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.pool import NullPool
 from sqlmodel import col
 
-from creditdash import db
 from creditdash.billing import ledger
 from creditdash.billing.models import Transfer
-from creditdash.errors import (
+from creditdash.core import db
+from creditdash.core.errors import (
     AlreadyResolved,
     IdempotencyConflict,
     InsufficientCredits,
     NotFound,
     ValidationFailed,
 )
-from creditdash.timeutil import utcnow
+from creditdash.core.timeutil import utcnow
 from tests.factories import Funded, funded_customer
 
 CREDIT = 1_000_000

@@ -22,11 +22,11 @@ from sqlalchemy import update
 from sqlalchemy.engine import Engine
 from sqlmodel import col
 
-from creditdash import db
 from creditdash.billing import ledger
 from creditdash.billing.models import Transfer
-from creditdash.errors import AlreadyResolved, InsufficientCredits
-from creditdash.timeutil import utcnow
+from creditdash.core import db
+from creditdash.core.errors import AlreadyResolved, InsufficientCredits
+from creditdash.core.timeutil import utcnow
 from tests.factories import funded_customer
 
 amounts = st.integers(min_value=1, max_value=5_000_000)

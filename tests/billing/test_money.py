@@ -2,8 +2,8 @@ from decimal import Decimal
 
 import pytest
 
-from creditdash.billing.money import format_credits, parse_credits, parse_minor
-from creditdash.errors import ValidationFailed
+from creditdash.core.errors import ValidationFailed
+from creditdash.core.money import format_credits, parse_credits, parse_minor
 
 # Spellings Decimal() (or YAML, or int()) would take but a money input must not.
 EXOTIC = [

@@ -13,16 +13,16 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from sqlmodel import col
 
-from creditdash import db
 from creditdash.accounts.api_keys import create_api_key
 from creditdash.billing import ledger, metering, usage
 from creditdash.billing.invoicing import routes, statements
 from creditdash.billing.models import Transfer, UsageEntry
-from creditdash.billing.money import parse_credits
 from creditdash.billing.payments.verify import verify_payments
+from creditdash.core import db
+from creditdash.core.money import parse_credits
+from creditdash.core.timeutil import utcnow
 from creditdash.state import admin_ops, overview
 from creditdash.state import usage as usage_state
-from creditdash.timeutil import utcnow
 from tests.factories import funded_customer
 
 CREDIT = 1_000_000

@@ -7,12 +7,12 @@ from datetime import timedelta
 import pytest
 from sqlalchemy.engine import Engine
 
-from creditdash import db
 from creditdash.accounts.api_keys import create_api_key
 from creditdash.billing import metering, usage
 from creditdash.billing.models import UsageEntry
-from creditdash.errors import NotFound, ValidationFailed
-from creditdash.timeutil import utcnow
+from creditdash.core import db
+from creditdash.core.errors import NotFound, ValidationFailed
+from creditdash.core.timeutil import utcnow
 from tests.factories import funded_customer
 
 

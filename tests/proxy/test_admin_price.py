@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from creditdash import db
-from creditdash.accounts.audit import Actor
 from creditdash.billing.models import UsageRecord
 from creditdash.billing.pricing import Price, TokenUsage, cost_micros
+from creditdash.core import db
+from creditdash.core.audit import Actor
 from creditdash.proxy import pricing_admin
 from tests.proxy.conftest import GatewayRig
 

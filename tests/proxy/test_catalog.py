@@ -10,8 +10,8 @@ from click.testing import CliRunner
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
-from creditdash import db, settings
 from creditdash.cli import main
+from creditdash.core import db, settings
 from creditdash.proxy.models import Provider, PublicModel, Route
 
 GOOD = """
@@ -217,7 +217,7 @@ def test_not_yaml_or_wrong_shape(sqlite_engine: Engine, tmp_path: Path) -> None:
 def test_a_loss_making_route_needs_an_acknowledgement_which_is_audited(
     sqlite_engine: Engine, tmp_path: Path, resolvable: None
 ) -> None:
-    from creditdash.accounts.models import AuditEntry
+    from creditdash.core.audit import AuditEntry
 
     unacknowledged = GOOD.replace("        acknowledge_negative_margin: true\n", "")
     code, output = import_text(tmp_path, unacknowledged)
@@ -274,8 +274,7 @@ def test_extra_header_values_are_stored_encrypted_and_shown_by_name_only(
 ) -> None:
     from sqlalchemy import text
 
-    from creditdash.accounts.audit import Actor
-    from creditdash.accounts.models import AuditEntry
+    from creditdash.core.audit import Actor, AuditEntry
     from creditdash.proxy import providers_admin
     from creditdash.proxy.catalog import load_snapshot
 

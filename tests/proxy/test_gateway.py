@@ -15,12 +15,12 @@ import orjson
 import pytest
 from sqlalchemy import select
 
-from creditdash import db
 from creditdash.accounts.api_keys import revoke_api_key
 from creditdash.accounts.models import ApiKey
 from creditdash.billing import ledger
 from creditdash.billing.models import UsageRecord
 from creditdash.billing.pricing import Price, TokenUsage, cost_micros, worst_case_micros
+from creditdash.core import db
 from creditdash.proxy.tokens import hold_prompt_tokens
 from tests.proxy.conftest import MAX_BODY_BYTES, UPSTREAM_HEADER_KEY, UPSTREAM_KEY, GatewayRig
 

@@ -6,7 +6,7 @@ import httpx
 import pytest
 from sqlalchemy.engine import Engine
 
-from creditdash import db
+from creditdash.core import db
 from creditdash.proxy.app import create_app
 
 

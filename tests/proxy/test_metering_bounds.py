@@ -18,17 +18,17 @@ import pydantic
 import pytest
 from sqlalchemy import select
 
-from creditdash import db
 from creditdash.accounts.api_keys import KeyLimits, create_api_key
 from creditdash.billing import metering
 from creditdash.billing.hotpath import HotLedger
 from creditdash.billing.invoicing import statements
 from creditdash.billing.models import Transfer
 from creditdash.billing.pricing import worst_case_micros
+from creditdash.core import db
+from creditdash.core.settings import Settings
+from creditdash.core.timeutil import utcnow
 from creditdash.proxy.gateway import Gateway
 from creditdash.proxy.tokens import hold_prompt_tokens
-from creditdash.settings import Settings
-from creditdash.timeutil import utcnow
 from tests.proxy.conftest import GatewayRig
 from tests.proxy.test_gateway import (
     MESSAGES,

@@ -9,15 +9,15 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
-from creditdash import db
-from creditdash.accounts.audit import Actor
 from creditdash.billing.pricing import Price
+from creditdash.core import db
+from creditdash.core.audit import Actor
+from creditdash.core.errors import ValidationFailed
+from creditdash.core.timeutil import utcnow
 from creditdash.demo import DEMO_CATALOG
-from creditdash.errors import ValidationFailed
 from creditdash.proxy import pricing_admin
 from creditdash.proxy.catalog import import_catalog, parse_catalog
 from creditdash.proxy.models import PublicModel
-from creditdash.timeutil import utcnow
 
 ADMIN = Actor(label="admin-test")
 

@@ -12,10 +12,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from creditdash import db, settings
-from creditdash.accounts.audit import Actor
-from creditdash.accounts.models import AuditEntry
-from creditdash.errors import ValidationFailed
+from creditdash.core import db, settings
+from creditdash.core.audit import Actor, AuditEntry
+from creditdash.core.errors import ValidationFailed
 from creditdash.proxy import providers_admin
 from tests.conftest import free_port
 from tests.proxy.fake_upstream import ServerThread

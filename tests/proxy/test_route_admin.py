@@ -6,11 +6,11 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
-from creditdash import db
-from creditdash.accounts.audit import Actor
 from creditdash.billing.pricing import Price
+from creditdash.core import db
+from creditdash.core.audit import Actor
+from creditdash.core.errors import NotFound, ValidationFailed
 from creditdash.demo import DEMO_CATALOG
-from creditdash.errors import NotFound, ValidationFailed
 from creditdash.proxy import pricing_admin
 from creditdash.proxy.catalog import import_catalog, parse_catalog
 from creditdash.proxy.models import PublicModel, Route

@@ -9,10 +9,10 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import select
 
-from creditdash import db
-from creditdash.accounts.audit import CLI
 from creditdash.accounts.customers import set_allowed_models
 from creditdash.billing.models import UsageRecord
+from creditdash.core import db
+from creditdash.core.audit import CLI
 from creditdash.proxy.catalog import import_catalog, parse_catalog
 from tests.conftest import free_port
 from tests.proxy.conftest import COST, PRICE, UPSTREAM_KEY, GatewayRig

@@ -9,9 +9,9 @@ import pytest
 from sqlalchemy.engine import Engine
 from starlette.applications import Starlette
 
-from creditdash import db
 from creditdash.accounts.api_keys import create_api_key
 from creditdash.billing import ledger
+from creditdash.core import db
 from creditdash.demo import DEMO_CATALOG
 from creditdash.proxy.catalog import import_catalog, parse_catalog
 from creditdash.proxy.sandbox import count_tokens

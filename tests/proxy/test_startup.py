@@ -8,7 +8,7 @@ import httpx
 import pytest
 from sqlalchemy.engine import Engine
 
-from creditdash import db, settings
+from creditdash.core import db, settings
 from creditdash.proxy import app as app_module
 from creditdash.proxy.app import check_mounted_startup, check_startup, create_app
 from creditdash.proxy.catalog import import_catalog, parse_catalog

@@ -5,9 +5,9 @@ from __future__ import annotations
 import openai
 import pytest
 
-from creditdash import db
-from creditdash.accounts.audit import Actor
 from creditdash.accounts.customers import customer_balance, set_status
+from creditdash.core import db
+from creditdash.core.audit import Actor
 from tests.proxy.conftest import GatewayRig
 
 MESSAGES = [{"role": "user", "content": "Hello"}]

@@ -12,13 +12,13 @@ from reflex.state import State
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
-from creditdash import db
 from creditdash.accounts import sessions, users
-from creditdash.accounts.audit import Actor
 from creditdash.accounts.customers import customer_balance
 from creditdash.accounts.models import Membership
 from creditdash.billing.invoicing import profiles
 from creditdash.billing.payments import orders, packages
+from creditdash.core import db
+from creditdash.core.audit import Actor
 from creditdash.demo import DEMO_CATALOG
 from creditdash.proxy.catalog import import_catalog, parse_catalog
 from creditdash.proxy.models import PublicModel

@@ -9,11 +9,12 @@ from typing import Any
 
 import pytest
 
-from creditdash import db, settings
 from creditdash.accounts.api_keys import create_api_key
 from creditdash.billing import ledger, metering
 from creditdash.billing.models import UsageEntry
-from creditdash.billing.money import parse_credits
+from creditdash.core import db, settings
+from creditdash.core.money import parse_credits
+from creditdash.core.timeutil import utcnow
 from creditdash.state.admin import AdminState
 from creditdash.state.admin_ops import (
     AdminAuditState,
@@ -23,7 +24,6 @@ from creditdash.state.admin_ops import (
     AdminRequestsState,
     AdminSalesState,
 )
-from creditdash.timeutil import utcnow
 from tests.state.test_admin_guard import _call, world
 
 __all__ = ["world"]

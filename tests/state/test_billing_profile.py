@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from sqlalchemy.engine import Engine
 
-from creditdash import db
 from creditdash.billing.invoicing import profiles
 from creditdash.billing.invoicing.countries import COUNTRY_CHOICES
+from creditdash.core import db
 from creditdash.pages.billing import country_select
 from creditdash.state.billing import BillingState
 from tests.factories import funded_customer

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from creditdash.billing.pricing import Price
-from creditdash.errors import ValidationFailed
+from creditdash.core.errors import ValidationFailed
 from creditdash.state import forms
 
 

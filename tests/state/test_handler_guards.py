@@ -21,14 +21,14 @@ from reflex.state import State
 from sqlalchemy import MetaData, select
 from sqlalchemy.engine import Engine
 
-from creditdash import db
 from creditdash import state as state_package
 from creditdash.accounts import sessions
 from creditdash.accounts.api_keys import create_api_key
-from creditdash.accounts.audit import Actor
 from creditdash.accounts.models import Membership
 from creditdash.billing.invoicing import profiles
 from creditdash.billing.payments import orders, packages
+from creditdash.core import db
+from creditdash.core.audit import Actor
 from creditdash.demo import DEMO_CATALOG
 from creditdash.proxy.catalog import import_catalog, parse_catalog
 from creditdash.state.admin import AdminBase

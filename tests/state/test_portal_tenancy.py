@@ -11,14 +11,14 @@ from reflex.state import State
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
-from creditdash import db
 from creditdash.accounts import api_keys, sessions
-from creditdash.accounts.audit import Actor
 from creditdash.accounts.models import ApiKey, Membership
 from creditdash.billing import metering
 from creditdash.billing.invoicing import profiles
 from creditdash.billing.models import UsageEntry
 from creditdash.billing.payments import orders, packages
+from creditdash.core import db
+from creditdash.core.audit import Actor
 from creditdash.state.billing import BillingState
 from creditdash.state.keys import KeysState
 from creditdash.state.session import SessionState

@@ -15,12 +15,11 @@ from sqlalchemy.engine import Engine
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
-from creditdash import db, settings
 from creditdash.accounts import sessions, signup, users
-from creditdash.accounts.audit import Actor
 from creditdash.accounts.cookie_routes import session_cookie_routes
-from creditdash.accounts.models import AuditEntry
 from creditdash.accounts.throttle import get_throttle
+from creditdash.core import db, settings
+from creditdash.core.audit import Actor, AuditEntry
 from creditdash.state.account import AccountState, FirstPasswordState
 from creditdash.state.keys import KeysState
 from creditdash.state.session import SESSION_COOKIE, SessionState

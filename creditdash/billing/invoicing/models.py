@@ -12,7 +12,7 @@ from datetime import date, datetime
 from sqlalchemy import BigInteger, CheckConstraint, Column, Index, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
-from creditdash.timeutil import utcnow
+from creditdash.core.timeutil import utcnow
 
 TAX_SCHEMES = ("standard", "reverse_charge", "exempt", "out_of_scope", "untaxed")
 INVOICE_KINDS = ("invoice", "credit_note")

@@ -19,7 +19,7 @@ from fpdf.fonts import FontFace
 
 from creditdash.billing.invoicing.invoices import IssuedInvoice
 from creditdash.billing.invoicing.profiles import no_address_note
-from creditdash.billing.money import format_minor
+from creditdash.core.money import format_minor
 
 FONT_DIR = Path(__file__).resolve().parents[3] / "assets" / "fonts"
 INK = (28, 28, 40)

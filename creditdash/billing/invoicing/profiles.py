@@ -15,13 +15,13 @@ from sqlmodel import Session
 from stdnum import get_cc_module
 from stdnum.exceptions import ValidationError as StdnumError
 
-from creditdash.accounts.audit import Actor, record
 from creditdash.accounts.customers import get_customer
 from creditdash.billing.invoicing.countries import COUNTRY_CODES, COUNTRY_RULE, country_name
 from creditdash.billing.invoicing.models import BillingProfile, SellerProfile
 from creditdash.billing.invoicing.tax import EU_MEMBERS, BuyerFacts, SellerFacts
-from creditdash.errors import NotFound, ValidationFailed
-from creditdash.timeutil import utcnow
+from creditdash.core.audit import Actor, record
+from creditdash.core.errors import NotFound, ValidationFailed
+from creditdash.core.timeutil import utcnow
 
 # Kept under this name for callers; the table with names lives in countries.py.
 ISO_COUNTRIES = COUNTRY_CODES

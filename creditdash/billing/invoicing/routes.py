@@ -16,11 +16,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from creditdash import db
 from creditdash.accounts import sessions
 from creditdash.accounts.customers import customers_of_user
 from creditdash.billing.invoicing import invoices, statements
-from creditdash.errors import CreditdashError, NotFound, ValidationFailed
+from creditdash.core import db
+from creditdash.core.errors import CreditdashError, NotFound, ValidationFailed
 
 SESSION_COOKIE = "creditdash_session"
 # Query dates are exactly YYYY-MM-DD in ASCII digits: nothing around them, nothing else.

@@ -18,9 +18,9 @@ from sqlmodel import Session, col
 
 from creditdash.billing import ledger
 from creditdash.billing.models import Transfer, UsageRecord
-from creditdash.billing.money import format_credits
 from creditdash.billing.usage import charged_micros
-from creditdash.errors import ValidationFailed
+from creditdash.core.errors import ValidationFailed
+from creditdash.core.money import format_credits
 
 MAX_DAYS = 400
 STATEMENT_HEADER = ("date", "type", "reference", "description", "amount", "balance_after")

@@ -25,7 +25,7 @@ from datetime import date
 from sqlmodel import Session, col, or_, select
 
 from creditdash.billing.invoicing.models import TaxRate
-from creditdash.errors import ValidationFailed
+from creditdash.core.errors import ValidationFailed
 
 EU_MEMBERS = frozenset(
     """AT BE BG CY CZ DE DK EE ES FI FR GR HR HU IE IT LT LU LV MT NL PL PT RO SE SI SK""".split()  # noqa: SIM905

@@ -10,12 +10,12 @@ from __future__ import annotations
 from sqlalchemy import update
 from sqlmodel import col
 
-from creditdash import db
 from creditdash.billing.payments import orders
 from creditdash.billing.payments.models import PaymentOrder
 from creditdash.billing.payments.providers import CheckoutPage, PaymentProvider, provider_named
-from creditdash.errors import Conflict
-from creditdash.settings import Settings, get_settings
+from creditdash.core import db
+from creditdash.core.errors import Conflict
+from creditdash.core.settings import Settings, get_settings
 
 
 def return_urls(order: PaymentOrder, settings: Settings) -> tuple[str, str]:

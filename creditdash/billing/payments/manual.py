@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from sqlmodel import Session
 
-from creditdash.accounts.audit import Actor, record
-from creditdash.billing.money import format_minor
 from creditdash.billing.payments import orders
 from creditdash.billing.payments.models import PaymentOrder
-from creditdash.errors import Conflict, Forbidden, ValidationFailed
+from creditdash.core.audit import Actor, record
+from creditdash.core.errors import Conflict, Forbidden, ValidationFailed
+from creditdash.core.money import format_minor
 
 
 def _manual_order(session: Session, order_id: str) -> PaymentOrder:

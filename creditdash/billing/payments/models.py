@@ -12,7 +12,7 @@ from datetime import datetime
 from sqlalchemy import BigInteger, CheckConstraint, Column, Index, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from creditdash.timeutil import utcnow
+from creditdash.core.timeutil import utcnow
 
 PACKAGE_KINDS = ("standard", "custom")
 ORDER_STATUSES = (

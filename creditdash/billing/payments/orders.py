@@ -19,21 +19,21 @@ from datetime import date, datetime, timedelta
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 
-from creditdash import db
-from creditdash.accounts.audit import Actor, record
 from creditdash.accounts.customers import get_customer
 from creditdash.accounts.models import Customer
 from creditdash.billing import ledger
 from creditdash.billing.invoicing import profiles
 from creditdash.billing.invoicing import tax as taxes
 from creditdash.billing.invoicing.invoices import issue_invoice
-from creditdash.billing.money import MAX_MICROS, format_credits, format_minor
 from creditdash.billing.payments.models import CreditPackage, OrderEvent, PaymentOrder
 from creditdash.billing.payments.providers import checkout_provider_name
-from creditdash.errors import Conflict, NotFound, ValidationFailed
-from creditdash.ids import new_id
-from creditdash.settings import Settings, get_settings
-from creditdash.timeutil import utcnow
+from creditdash.core import db
+from creditdash.core.audit import Actor, record
+from creditdash.core.errors import Conflict, NotFound, ValidationFailed
+from creditdash.core.ids import new_id
+from creditdash.core.money import MAX_MICROS, format_credits, format_minor
+from creditdash.core.settings import Settings, get_settings
+from creditdash.core.timeutil import utcnow
 
 # Far below the ledger's per-transfer bound (MAX_MICROS) and Stripe's amount limit.
 MAX_ORDER_MICROS = MAX_MICROS // 10

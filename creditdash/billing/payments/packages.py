@@ -7,12 +7,12 @@ from dataclasses import dataclass
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from creditdash.accounts.audit import Actor, record
-from creditdash.billing.money import check_currency, format_credits, format_minor
 from creditdash.billing.payments.models import PACKAGE_KINDS, CreditPackage
-from creditdash.errors import NotFound, ValidationFailed
-from creditdash.ids import new_id
-from creditdash.timeutil import utcnow
+from creditdash.core.audit import Actor, record
+from creditdash.core.errors import NotFound, ValidationFailed
+from creditdash.core.ids import new_id
+from creditdash.core.money import check_currency, format_credits, format_minor
+from creditdash.core.timeutil import utcnow
 
 MAX_QUANTITY = 1000
 

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from creditdash.billing.payments.models import PaymentOrder
-from creditdash.errors import CreditdashError
-from creditdash.settings import Settings, get_settings
+from creditdash.core.errors import CreditdashError
+from creditdash.core.settings import Settings, get_settings
 
 if TYPE_CHECKING:
     import stripe

@@ -23,12 +23,9 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, or_, select, update
 from sqlmodel import Session, col
 
-from creditdash import db
-from creditdash.accounts.audit import Actor, record
 from creditdash.billing import ledger
 from creditdash.billing.invoicing.invoices import issue_credit_note
 from creditdash.billing.models import Transfer
-from creditdash.billing.money import format_credits, format_minor
 from creditdash.billing.payments import orders
 from creditdash.billing.payments.models import PaymentOrder, Refund
 from creditdash.billing.payments.providers import (
@@ -36,9 +33,12 @@ from creditdash.billing.payments.providers import (
     ProviderFailed,
     provider_named,
 )
-from creditdash.errors import Conflict, IdempotencyConflict, ValidationFailed
-from creditdash.settings import Settings, get_settings
-from creditdash.timeutil import utcnow
+from creditdash.core import db
+from creditdash.core.audit import Actor, record
+from creditdash.core.errors import Conflict, IdempotencyConflict, ValidationFailed
+from creditdash.core.money import format_credits, format_minor
+from creditdash.core.settings import Settings, get_settings
+from creditdash.core.timeutil import utcnow
 
 REFUND_CODE = "refund"
 REFUND_REVERSAL_CODE = "refund_reversal"

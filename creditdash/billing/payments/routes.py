@@ -19,8 +19,6 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from creditdash import db
-from creditdash.billing.money import format_credits, format_minor
 from creditdash.billing.payments import orders, refunds
 from creditdash.billing.payments.checkout import return_urls
 from creditdash.billing.payments.models import PaymentOrder
@@ -32,7 +30,9 @@ from creditdash.billing.payments.webhooks import (
     apply_event,
     verify_event,
 )
-from creditdash.settings import Settings, get_settings
+from creditdash.core import db
+from creditdash.core.money import format_credits, format_minor
+from creditdash.core.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 SANDBOX_WEBHOOK_PATH = "/webhooks/sandbox"

@@ -17,11 +17,11 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from creditdash.accounts.audit import Actor
-from creditdash.billing.money import format_minor
 from creditdash.billing.payments import orders, refunds
 from creditdash.billing.payments.models import PaymentEvent, PaymentOrder, Refund
-from creditdash.errors import CreditdashError
+from creditdash.core.audit import Actor
+from creditdash.core.errors import CreditdashError
+from creditdash.core.money import format_minor
 
 TOLERANCE_S = 300
 MAX_EVENT_BYTES = 512 * 1024

@@ -6,7 +6,7 @@ Create Date: 2026-12-05
 
 providers.extra_headers_json keeps its shape ({name: value}) but each value becomes a Fernet
 token under the key the provider api_key uses (HMAC-SHA256 of CREDITDASH_SECRET_KEY and
-"provider-key", as creditdash/crypto.py derives it; written out here so this migration keeps
+"provider-key", as creditdash/core/crypto.py derives it; written out here so this migration keeps
 doing what it did when crypto.py changes). Upgrading twice, or over values some code already
 encrypted, changes nothing: a value that decrypts under the key is left as it is. A value that
 looks like a Fernet token but does not decrypt stops the migration (the secret key changed)
@@ -37,7 +37,7 @@ _TOKEN = re.compile(r"\AgAAAAA[A-Za-z0-9_-]{92,}={0,2}\Z", re.ASCII)
 
 
 def _fernet() -> Fernet:
-    from creditdash.settings import get_settings
+    from creditdash.core.settings import get_settings
 
     secret = get_settings().resolved_secret_key()
     key = hmac.new(secret.encode("utf-8"), PURPOSE.encode("utf-8"), hashlib.sha256).digest()

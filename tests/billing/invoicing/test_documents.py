@@ -11,11 +11,11 @@ import httpx
 from click.testing import CliRunner
 from sqlalchemy import select
 
-from creditdash import db
 from creditdash.accounts import sessions
 from creditdash.accounts.models import Membership
 from creditdash.cli import main
-from creditdash.timeutil import utcnow
+from creditdash.core import db
+from creditdash.core.timeutil import utcnow
 from tests.billing.shop import Shop, session_event
 from tests.factories import funded_customer
 

@@ -12,14 +12,14 @@ from hypothesis import strategies as st
 from sqlalchemy import text
 from sqlalchemy.exc import DatabaseError
 
-from creditdash import db
-from creditdash.accounts.audit import CLI
 from creditdash.billing.invoicing import invoices, profiles
 from creditdash.billing.invoicing.models import Invoice, TaxRate
 from creditdash.billing.payments import refunds
 from creditdash.billing.payments.models import PaymentOrder
-from creditdash.errors import ValidationFailed
-from creditdash.timeutil import utcnow
+from creditdash.core import db
+from creditdash.core.audit import CLI
+from creditdash.core.errors import ValidationFailed
+from creditdash.core.timeutil import utcnow
 from tests.billing.shop import Shop, session_event
 
 

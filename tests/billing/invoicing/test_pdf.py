@@ -8,10 +8,10 @@ import json
 import pytest
 from pypdf import PdfReader
 
-from creditdash import db
-from creditdash.accounts.audit import CLI
 from creditdash.billing.invoicing import invoices, pdf, profiles
 from creditdash.billing.payments import refunds
+from creditdash.core import db
+from creditdash.core.audit import CLI
 from tests.billing.shop import Shop, session_event
 
 

@@ -5,11 +5,10 @@ from __future__ import annotations
 import pytest
 from sqlalchemy.engine import Engine
 
-from creditdash import db
-from creditdash.accounts import audit
-from creditdash.accounts.audit import CLI
 from creditdash.billing.invoicing import countries, profiles
-from creditdash.errors import ValidationFailed
+from creditdash.core import audit, db
+from creditdash.core.audit import CLI
+from creditdash.core.errors import ValidationFailed
 from tests.factories import funded_customer
 
 

@@ -9,15 +9,15 @@ from decimal import Decimal
 
 from click.testing import CliRunner
 
-from creditdash import db
 from creditdash.accounts.api_keys import create_api_key
-from creditdash.accounts.audit import CLI
 from creditdash.billing import adjustments, ledger, metering
 from creditdash.billing.invoicing import statements
 from creditdash.billing.models import UsageEntry
 from creditdash.billing.payments import refunds
 from creditdash.cli import main
-from creditdash.timeutil import utcnow
+from creditdash.core import db
+from creditdash.core.audit import CLI
+from creditdash.core.timeutil import utcnow
 from tests.billing.shop import Shop, session_event
 
 

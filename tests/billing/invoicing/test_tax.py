@@ -10,7 +10,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy.engine import Engine
 
-from creditdash import db
 from creditdash.billing.invoicing.tax import (
     EU_REVERSE_CHARGE,
     BuyerFacts,
@@ -18,7 +17,8 @@ from creditdash.billing.invoicing.tax import (
     decide,
     tax_amount,
 )
-from creditdash.errors import ValidationFailed
+from creditdash.core import db
+from creditdash.core.errors import ValidationFailed
 
 GERMAN = SellerFacts(country="DE", registrations=frozenset({"DE", "EU_OSS"}))
 GERMAN_NO_OSS = SellerFacts(country="DE", registrations=frozenset({"DE"}))

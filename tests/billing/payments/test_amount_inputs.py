@@ -6,11 +6,11 @@ from click.testing import CliRunner
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
-from creditdash import db
-from creditdash.accounts.models import AuditEntry
 from creditdash.billing.models import Transfer
 from creditdash.billing.payments.models import PaymentOrder, Refund
 from creditdash.cli import main
+from creditdash.core import db
+from creditdash.core.audit import AuditEntry
 from tests.billing.shop import Shop, session_event
 from tests.billing.test_money import EXOTIC
 from tests.factories import funded_customer

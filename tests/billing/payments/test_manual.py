@@ -7,10 +7,10 @@ import json
 import pytest
 from sqlalchemy import select
 
-from creditdash import db
-from creditdash.accounts.models import AuditEntry
 from creditdash.billing.payments import manual, orders
-from creditdash.errors import Conflict, Forbidden, ValidationFailed
+from creditdash.core import db
+from creditdash.core.audit import AuditEntry
+from creditdash.core.errors import Conflict, Forbidden, ValidationFailed
 from tests.billing.shop import Shop
 
 
@@ -58,7 +58,7 @@ def test_the_maker_cannot_approve_their_own_order(shop: Shop) -> None:
 
 
 def test_approval_needs_a_named_admin_and_a_reference(shop: Shop) -> None:
-    from creditdash.accounts.audit import CLI
+    from creditdash.core.audit import CLI
 
     order = shop.order("Custom", actor=shop.maker)
     with pytest.raises(Forbidden, match="named admin"):

@@ -8,13 +8,13 @@ from datetime import timedelta
 import pytest
 from click.testing import CliRunner
 
-from creditdash import db
-from creditdash.accounts.audit import CLI
 from creditdash.billing.payments import orders, packages
 from creditdash.billing.payments.packages import PackageSpec
 from creditdash.cli import main
-from creditdash.errors import NotFound, ValidationFailed
-from creditdash.timeutil import utcnow
+from creditdash.core import db
+from creditdash.core.audit import CLI
+from creditdash.core.errors import NotFound, ValidationFailed
+from creditdash.core.timeutil import utcnow
 from tests.billing.shop import Shop, session_event
 from tests.factories import funded_customer
 
@@ -102,7 +102,7 @@ def test_stale_orders_expire_and_a_late_payment_still_settles(shop: Shop) -> Non
 
 
 def test_cancelled_order_refuses_a_second_cancel(shop: Shop) -> None:
-    from creditdash.errors import Conflict
+    from creditdash.core.errors import Conflict
 
     order = shop.order()
     with db.session_scope() as session:

@@ -6,13 +6,13 @@ from datetime import timedelta
 
 import pytest
 
-from creditdash import db, settings
-from creditdash.accounts.audit import CLI
 from creditdash.billing import adjustments
 from creditdash.billing.payments import orders, refunds
 from creditdash.billing.payments.models import PaymentOrder
-from creditdash.errors import Conflict, IdempotencyConflict, ValidationFailed
-from creditdash.timeutil import utcnow
+from creditdash.core import db, settings
+from creditdash.core.audit import CLI
+from creditdash.core.errors import Conflict, IdempotencyConflict, ValidationFailed
+from creditdash.core.timeutil import utcnow
 from tests.billing.shop import Shop, session_event
 
 

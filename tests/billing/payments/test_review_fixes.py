@@ -15,15 +15,15 @@ import pytest
 import stripe
 from click.testing import CliRunner
 
-from creditdash import db, settings
-from creditdash.accounts.audit import CLI
 from creditdash.billing import adjustments
 from creditdash.billing.payments import checkout, manual, orders, packages, refunds, webhooks
 from creditdash.billing.payments.models import PaymentOrder, Refund
 from creditdash.billing.payments.providers import ProviderFailed
 from creditdash.cli import main
-from creditdash.errors import Forbidden, ValidationFailed
-from creditdash.timeutil import utcnow
+from creditdash.core import db, settings
+from creditdash.core.audit import CLI
+from creditdash.core.errors import Forbidden, ValidationFailed
+from creditdash.core.timeutil import utcnow
 from tests.billing.shop import (
     SANDBOX_SECRET,
     Shop,
@@ -296,7 +296,7 @@ def test_history_records_the_real_previous_status(shop: Shop) -> None:
 
 
 def test_checkout_is_not_reopened_for_closed_orders(shop: Shop) -> None:
-    from creditdash.errors import Conflict
+    from creditdash.core.errors import Conflict
 
     order = shop.order()
     with db.session_scope() as session:

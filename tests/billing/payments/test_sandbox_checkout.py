@@ -49,9 +49,9 @@ def test_unknown_sandbox_session_is_404(shop: Shop) -> None:
 
 
 def test_sandbox_page_escapes_what_it_shows(shop: Shop) -> None:
-    from creditdash import db
-    from creditdash.accounts.audit import CLI
     from creditdash.billing.payments.packages import PackageSpec, save_package
+    from creditdash.core import db
+    from creditdash.core.audit import CLI
 
     with db.session_scope() as session:
         spec = PackageSpec(

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from creditdash.accounts.audit import CLI
 from creditdash.billing.payments import refunds
 from creditdash.billing.payments.providers import ProviderFailed
-from creditdash.errors import ValidationFailed
+from creditdash.core.audit import CLI
+from creditdash.core.errors import ValidationFailed
 from tests.billing.shop import Shop, charge_refunded_event, session_event
 
 

@@ -81,7 +81,7 @@ def test_rotation_two_v1_signatures_any_match_is_accepted(stripe_shop: Shop) -> 
 def test_rotation_two_configured_secrets(
     stripe_shop: Shop, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from creditdash import settings
+    from creditdash.core import settings
 
     shop = stripe_shop
     monkeypatch.setenv("STRIPE_WEBHOOK_SECRET", f"{STRIPE_SECRET},{OLD_STRIPE_SECRET}")

@@ -18,10 +18,10 @@ from sqlalchemy import event, text
 from sqlalchemy.engine import CursorResult, Engine, Result, make_url
 from sqlmodel import Session, create_engine
 
-from creditdash.settings import get_settings
+from creditdash.core.settings import get_settings
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
-MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+MIGRATIONS_DIR = Path(__file__).parent.parent / "migrations"
 
 _engine: Engine | None = None
 _engine_lock = threading.Lock()

@@ -4,17 +4,37 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import or_, select
-from sqlmodel import Session, col
+from sqlalchemy import Column, Index, Text, or_, select
+from sqlmodel import Field, Session, SQLModel, col
 
-from creditdash.accounts.models import AuditEntry
-from creditdash.errors import ValidationFailed
+from creditdash.core.errors import ValidationFailed
+from creditdash.core.timeutil import utcnow
 
 MAX_PAGE_SIZE = 200
 MAX_PAGE = 10_000
 MAX_SEARCH = 100
+
+
+class AuditEntry(SQLModel, table=True):
+    """Who did what to which object, with the state before and after, and why."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_target", "target_type", "target_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(default_factory=utcnow, index=True)
+    actor_user_id: int | None = Field(default=None, foreign_key="users.id")
+    # "user:<email>", "cli" or "system": readable even after a user is gone.
+    actor_label: str = Field(max_length=340)
+    action: str = Field(max_length=80)
+    target_type: str = Field(max_length=40)
+    target_id: str = Field(max_length=80)
+    before_json: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    after_json: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    reason: str = Field(default="", max_length=500)
 
 
 @dataclass(frozen=True)

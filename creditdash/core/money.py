@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from creditdash.errors import ValidationFailed
+from creditdash.core.errors import ValidationFailed
 
 MICROS_PER_CREDIT = 1_000_000
 # Far above any real balance, far below BIGINT's 9.2e18: keeps sums of many amounts in range.

@@ -9,7 +9,7 @@ from functools import lru_cache
 
 from cryptography.fernet import Fernet, InvalidToken
 
-from creditdash.settings import get_settings
+from creditdash.core.settings import get_settings
 
 
 @lru_cache(maxsize=8)
