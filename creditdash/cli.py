@@ -325,7 +325,7 @@ def ledger_verify() -> None:
 @ledger_group.command("expire-holds")
 def ledger_expire_holds() -> None:
     """Expire holds past their deadline now (the app also does this periodically)."""
-    from creditdash.billing.holds import expire_once
+    from creditdash.jobs import expire_holds_once as expire_once
 
     with _refusals():
         count = expire_once()
@@ -909,7 +909,7 @@ def gateway(host: str, port: int, workers: int) -> None:
     sys.setswitchinterval(0.0005)
 
     uvicorn.run(
-        "creditdash.proxy.app:create_app",
+        "creditdash.server:create_app",
         factory=True,
         host=host,
         port=port,

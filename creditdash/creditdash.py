@@ -8,8 +8,7 @@ from typing import Any
 import reflex as rx
 from starlette.applications import Starlette
 
-from creditdash.accounts.cookie_routes import session_cookie_routes
-from creditdash.billing.holds import expire_holds_forever
+from creditdash import jobs
 from creditdash.pages.account import account_page, first_password_page
 from creditdash.pages.admin import admin_page
 from creditdash.pages.admin_ops import (
@@ -28,7 +27,8 @@ from creditdash.pages.signin import signin_page
 from creditdash.pages.signup import signup_page
 from creditdash.pages.usage import usage_page
 from creditdash.proxy.app import check_mounted_startup
-from creditdash.proxy.app import create_app as create_gateway
+from creditdash.routes import CHANGE_PASSWORD_PATH
+from creditdash.server import create_app as create_gateway
 from creditdash.state.account import AccountState, FirstPasswordState
 from creditdash.state.admin import AdminState
 from creditdash.state.admin_ops import (
@@ -43,9 +43,9 @@ from creditdash.state.billing import BillingState
 from creditdash.state.keys import KeysState
 from creditdash.state.overview import OverviewState
 from creditdash.state.pricing import PricingState
-from creditdash.state.session import CHANGE_PASSWORD_PATH
 from creditdash.state.signin import SignInState
 from creditdash.state.usage import UsageState
+from creditdash.web.auth import session_cookie_routes
 
 _mounted: list[Starlette] = []
 
@@ -74,7 +74,7 @@ async def close_gateway_clients() -> None:
 
 app = rx.App(api_transformer=mount_gateway)
 app.register_lifespan_task(check_mounted_startup)
-app.register_lifespan_task(expire_holds_forever)
+app.register_lifespan_task(jobs.run_forever)
 app.register_lifespan_task(close_gateway_clients)
 app.add_page(
     signin_page, route="/", title="Sign in · creditdash", on_load=SignInState.redirect_if_signed_in

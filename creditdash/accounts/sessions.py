@@ -26,7 +26,7 @@ from creditdash.core.errors import AuthenticationFailed, TooManyAttempts, Valida
 from creditdash.core.timeutil import utcnow
 
 MAX_TOKEN_CHARS = 200
-# The browser's cookie (HttpOnly, set by accounts/cookie_routes.py).
+# The browser's cookie (HttpOnly, set by web/auth.py).
 SESSION_COOKIE = "creditdash_session"
 
 

@@ -312,7 +312,7 @@ def expire(session: Session, *, hold_id: int) -> bool:
 def expire_stale_holds(session: Session, *, now: datetime | None = None, limit: int = 500) -> int:
     """Expire stale holds in the caller's transaction (tests and small batches).
 
-    The app's periodic job uses billing.holds.expire_once instead: one short transaction per
+    The app's periodic job uses jobs.expire_holds_once instead: one short transaction per
     hold, so it never holds many account rows locked at once.
     """
     return sum(expire(session, hold_id=h) for h in stale_hold_ids(session, now=now, limit=limit))

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -23,9 +22,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from creditdash.accounts.customers import customer_balance
-from creditdash.billing.invoicing.routes import document_routes
 from creditdash.billing.models import UsageRecord
-from creditdash.billing.payments.routes import payment_routes
 from creditdash.core import db
 from creditdash.core.money import format_credits
 from creditdash.core.settings import Settings, get_settings
@@ -222,28 +219,19 @@ def check_startup(settings: Settings | None = None) -> None:
         log.warning("database unreachable at start; serving 503 until it answers", exc_info=True)
 
 
-def create_app(*, standalone: bool = True, settings: Settings | None = None) -> Starlette:
-    """A fresh gateway app. standalone=True runs its own lifespan (hold expiry, client close);
-    mounted in Reflex, the Reflex app's lifespan tasks do that instead."""
-    gateway = Gateway(settings)
-
-    @asynccontextmanager
-    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
-        from creditdash.billing.holds import expire_holds_forever
-
-        await asyncio.to_thread(check_startup, settings)
-        expiry = asyncio.create_task(expire_holds_forever())
-        try:
-            yield
-        finally:
-            expiry.cancel()
-            await gateway.aclose()
-
+def build_app(
+    gateway: Gateway,
+    *,
+    extra_routes: list[Route],
+    lifespan: Callable[[Starlette], Any] | None,
+) -> GatewayApp:
+    """The gateway's ASGI app: its own routes (the proxied ones also on the fast dispatch) plus
+    the routes the composition root adds beside them (server.py)."""
     routes = gateway_routes(gateway)
     app = GatewayApp(
-        routes=routes + payment_routes(settings) + document_routes(),
+        routes=routes + extra_routes,
         exception_handlers={errors.GatewayError: on_gateway_error, Exception: on_unexpected},
-        lifespan=lifespan if standalone else None,
+        lifespan=lifespan,
     )
     app.fast_routes = {
         route.path: route.endpoint

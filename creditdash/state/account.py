@@ -9,11 +9,11 @@ import reflex as rx
 from reflex.event import EventSpec
 
 from creditdash.accounts import sessions, signup, users
-from creditdash.accounts.cookie_routes import SIGN_OUT_PATH
 from creditdash.core import db
 from creditdash.core.audit import Actor
 from creditdash.core.errors import CreditdashError
 from creditdash.core.settings import get_settings
+from creditdash.routes import SIGN_OUT_PATH
 from creditdash.state.portal import PortalState, Workspace
 from creditdash.state.session import SessionState, cookie_then, fresh_start
 

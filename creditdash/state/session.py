@@ -1,7 +1,7 @@
 """Who is signed in. Every handler that shows or changes data asks this state, on the server.
 
 The browser holds only a random session token, in an HttpOnly cookie that script cannot read
-(set and cleared by accounts/cookie_routes.py). The browser sends it with the websocket
+(set and cleared by web/auth.py). The browser sends it with the websocket
 handshake; Reflex keeps that request's headers on the server (router.headers, never sent to the
 page), and the user is looked up from the token's hash on each event, so sign-out and expiry
 take effect at once.
@@ -17,12 +17,11 @@ import reflex as rx
 from reflex.event import EventSpec
 
 from creditdash.accounts import sessions
-from creditdash.accounts.cookie_routes import SIGN_OUT_PATH, handoff_url
 from creditdash.core import db
+from creditdash.routes import SIGN_OUT_PATH, handoff_url
 
 SESSION_COOKIE = sessions.SESSION_COOKIE
 # Where a user signed in with a one-time password chooses their own.
-CHANGE_PASSWORD_PATH = "/change-password"  # noqa: S105 (a path)
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,8 @@ from reflex.event import EventSpec
 from creditdash.accounts import sessions
 from creditdash.core.errors import AuthenticationFailed
 from creditdash.core.settings import get_settings
-from creditdash.state.session import CHANGE_PASSWORD_PATH, SessionState, cookie_then
+from creditdash.routes import CHANGE_PASSWORD_PATH
+from creditdash.state.session import SessionState, cookie_then
 
 
 def _sign_in(email: str, password: str, address: str) -> sessions.SignedInResult:

@@ -25,7 +25,7 @@ from creditdash.billing.payments.models import PaymentEvent, PaymentOrder
 from creditdash.billing.payments.verify import verify_payments
 from creditdash.core import db, settings
 from creditdash.core.audit import CLI, Actor
-from creditdash.proxy.app import create_app
+from creditdash.server import create_app
 from tests.billing.payments.fake_stripe import API_KEY, FakeStripe
 from tests.conftest import free_port
 from tests.factories import funded_customer

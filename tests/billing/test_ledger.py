@@ -497,7 +497,7 @@ def test_same_key_with_another_memo_conflicts(engine: Engine) -> None:
 
 
 def test_periodic_expiry_resolves_each_stale_hold_in_its_own_transaction(engine: Engine) -> None:
-    from creditdash.billing.holds import expire_once
+    from creditdash.jobs import expire_holds_once as expire_once
 
     a = funded_customer(engine, credits_micros=CREDIT)
     b = funded_customer(engine, credits_micros=CREDIT)

@@ -15,7 +15,7 @@ from sqlmodel import col
 
 from creditdash.accounts.api_keys import create_api_key
 from creditdash.billing import ledger, metering, usage
-from creditdash.billing.invoicing import routes, statements
+from creditdash.billing.invoicing import statements
 from creditdash.billing.models import Transfer, UsageEntry
 from creditdash.billing.payments.verify import verify_payments
 from creditdash.core import db
@@ -23,6 +23,7 @@ from creditdash.core.money import parse_credits
 from creditdash.core.timeutil import utcnow
 from creditdash.state import admin_ops, overview
 from creditdash.state import usage as usage_state
+from creditdash.web import documents as routes
 from tests.factories import funded_customer
 
 CREDIT = 1_000_000

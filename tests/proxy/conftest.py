@@ -14,8 +14,8 @@ from starlette.applications import Starlette
 
 from creditdash.core import db, settings
 from creditdash.core.settings import Settings
-from creditdash.proxy.app import create_app
 from creditdash.proxy.catalog import import_catalog, parse_catalog
+from creditdash.server import create_app
 from tests.conftest import free_port
 from tests.factories import funded_customer
 from tests.proxy.fake_upstream import FakeUpstream, ServerThread

@@ -13,7 +13,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from creditdash.proxy import errors
-from creditdash.proxy.app import PROXIED_PATHS, GatewayApp, create_app
+from creditdash.proxy.app import PROXIED_PATHS, GatewayApp
+from creditdash.server import create_app
 
 
 def _outcome(app: GatewayApp, method: str, path: str) -> tuple[int, bytes, dict[str, str], str]:

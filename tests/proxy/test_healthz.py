@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy.engine import Engine
 
 from creditdash.core import db
-from creditdash.proxy.app import create_app
+from creditdash.server import create_app
 
 
 @pytest.mark.anyio

@@ -16,7 +16,6 @@ from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from creditdash.accounts import sessions, signup, users
-from creditdash.accounts.cookie_routes import session_cookie_routes
 from creditdash.accounts.throttle import get_throttle
 from creditdash.core import db, settings
 from creditdash.core.audit import Actor, AuditEntry
@@ -24,6 +23,7 @@ from creditdash.state.account import AccountState, FirstPasswordState
 from creditdash.state.keys import KeysState
 from creditdash.state.session import SESSION_COOKIE, SessionState
 from creditdash.state.signin import SignInState
+from creditdash.web.auth import session_cookie_routes
 from tests.state.browser import state
 
 GOOD = "correct horse battery"

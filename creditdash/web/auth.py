@@ -18,21 +18,13 @@ from starlette.routing import Route
 from creditdash.accounts import sessions
 from creditdash.core import db
 from creditdash.core.settings import get_settings
-
-SESSION_PATH = "/auth/session"
-SIGN_OUT_PATH = "/auth/sign-out"
-# Where a handoff may send the browser: never an address from the query string as such.
-NEXT_PAGES = frozenset({"/", "/home", "/admin", "/change-password"})
+from creditdash.routes import NEXT_PAGES, SESSION_PATH, SIGN_OUT_PATH
 
 
 def cookie_is_secure() -> bool:
     """Secure whenever customers reach the dashboard over https (a plain-http localhost
     development setup could not keep a Secure cookie)."""
     return get_settings().resolved_public_url().lower().startswith("https://")
-
-
-def handoff_url(code: str, next_page: str) -> str:
-    return f"{SESSION_PATH}?code={code}&next={next_page if next_page in NEXT_PAGES else '/'}"
 
 
 def _take(code: str) -> str | None:

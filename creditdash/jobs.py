@@ -1,0 +1,68 @@
+"""The clock: periodic housekeeping that no request triggers.
+
+Each pass expires holds that their request never resolved (a crashed worker, a lost
+connection), expires payment orders whose payment window passed, and applies price schedules
+that came due. Each job is one service call in short transactions; a failed pass is logged and
+the loop goes on. The Reflex app runs it as a lifespan task and `creditdash gateway` in its own
+lifespan (server.py); `creditdash ledger expire-holds` runs the first job once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from creditdash.billing import ledger
+from creditdash.billing.payments.orders import expire_stale_orders
+from creditdash.core import db
+from creditdash.core.settings import get_settings
+from creditdash.proxy.pricing_admin import apply_due_schedules
+
+log = logging.getLogger(__name__)
+
+
+def expire_holds_once(limit: int = 500) -> int:
+    """Expire stale holds, each in its own short transaction; one failure does not stop the rest."""
+    with db.session_scope(readonly=True) as session:
+        stale = ledger.stale_hold_ids(session, limit=limit)
+    expired = 0
+    for hold_id in stale:
+        try:
+            with db.session_scope() as session:
+                expired += ledger.expire(session, hold_id=hold_id)
+        except Exception:
+            log.exception("could not expire hold %s", hold_id)
+    return expired
+
+
+def expire_orders_once() -> int:
+    with db.session_scope() as session:
+        return expire_stale_orders(session)
+
+
+def apply_price_schedules_once() -> int:
+    with db.session_scope() as session:
+        return apply_due_schedules(session)
+
+
+JOBS: tuple[tuple[str, Callable[[], int]], ...] = (
+    ("hold expiry", expire_holds_once),
+    ("order expiry", expire_orders_once),
+    ("price schedule", apply_price_schedules_once),
+)
+
+
+async def run_forever(interval_s: float | None = None) -> None:
+    """Every interval, each job in turn, off the event loop."""
+    interval = interval_s or get_settings().hold_expiry_interval_s
+    while True:
+        await asyncio.sleep(interval)
+        for name, job in JOBS:
+            try:
+                done = await asyncio.to_thread(job)
+            except Exception:
+                log.exception("%s pass failed", name)
+                continue
+            if done and job is expire_holds_once:
+                log.warning("expired %d stale holds", done)
