@@ -243,7 +243,7 @@ def catalog_import(path: str) -> None:
     """Upsert providers, prices and routes from YAML; all or nothing. Prints the margins."""
     from pathlib import Path
 
-    from creditdash.proxy import catalog
+    from creditdash.catalog import importer as catalog
 
     with _refusals():
         spec = catalog.parse_catalog(Path(path).read_text(encoding="utf-8"))

@@ -13,10 +13,10 @@ from creditdash.accounts import api_keys, customers, users
 from creditdash.accounts.models import Customer, User
 from creditdash.billing.invoicing.profiles import seed_demo_seller
 from creditdash.billing.payments.packages import list_packages, seed_demo_packages
+from creditdash.catalog.importer import import_catalog, parse_catalog
+from creditdash.catalog.models import Provider
 from creditdash.core import db
 from creditdash.core.audit import CLI
-from creditdash.proxy.catalog import import_catalog, parse_catalog
-from creditdash.proxy.models import Provider
 
 DEMO_ADMIN_EMAIL = "admin@example.com"
 DEMO_ADMIN_PASSWORD = "creditdash-admin"  # noqa: S105 (documented demo login)

@@ -15,9 +15,9 @@ from collections.abc import Callable
 
 from creditdash.billing import ledger
 from creditdash.billing.payments.orders import expire_stale_orders
+from creditdash.catalog.pricing import apply_due_schedules
 from creditdash.core import db
 from creditdash.core.settings import get_settings
-from creditdash.proxy.pricing_admin import apply_due_schedules
 
 log = logging.getLogger(__name__)
 

@@ -26,8 +26,8 @@ from creditdash.billing.payments.models import (
     PaymentOrder,
     Refund,
 )
+from creditdash.catalog.models import PriceSchedule, Provider, PublicModel, Route
 from creditdash.core.audit import AuditEntry
-from creditdash.proxy.models import PriceSchedule, Provider, PublicModel, Route
 
 metadata = SQLModel.metadata
 

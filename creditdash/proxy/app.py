@@ -207,7 +207,7 @@ def check_startup(settings: Settings | None = None) -> None:
     health check and answer 500 to every completion. A database that cannot be reached yet is
     only logged (the health check reports it, and the gateway recovers when it comes back).
     """
-    from creditdash.proxy.catalog import load_snapshot
+    from creditdash.proxy.snapshot import load_snapshot
 
     (settings or get_settings()).resolved_secret_key()  # RuntimeError outside development
     try:

@@ -34,7 +34,9 @@ from starlette.responses import Response, StreamingResponse
 from creditdash.billing import ledger, metering
 from creditdash.billing.hotpath import HotLedger, PlacedHold
 from creditdash.billing.models import UsageEntry
-from creditdash.billing.pricing import TokenUsage, cost_micros, worst_case_micros
+from creditdash.catalog.models import SANDBOX_BASE_URL
+from creditdash.catalog.prices import TokenUsage, cost_micros, worst_case_micros
+from creditdash.catalog.urlguard import PinnedURL, pin_base_url
 from creditdash.core import db
 from creditdash.core.dbworkers import DbWorkers
 from creditdash.core.errors import InsufficientCredits, ValidationFailed
@@ -44,12 +46,10 @@ from creditdash.core.settings import HOLD_MARGIN_S, Settings, get_settings
 from creditdash.core.timeutil import utcnow
 from creditdash.proxy import errors, tokens
 from creditdash.proxy.auth import KeyCache, KeyInfo
-from creditdash.proxy.catalog import CatalogCache, ModelEntry, RouteTarget
 from creditdash.proxy.limits import KeyLimiter
-from creditdash.proxy.models import SANDBOX_BASE_URL
 from creditdash.proxy.sandbox import create_sandbox_app
+from creditdash.proxy.snapshot import CatalogCache, ModelEntry, RouteTarget
 from creditdash.proxy.upstream import ResponseLike, Target, UpstreamPool, UpstreamResponse
-from creditdash.proxy.urlguard import PinnedURL, pin_base_url
 
 log = logging.getLogger(__name__)
 

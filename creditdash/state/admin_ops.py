@@ -14,11 +14,11 @@ from reflex.event import EventSpec
 from sqlmodel import Session, col
 
 from creditdash.billing.payments import manual, orders, refunds
+from creditdash.catalog import pricing, providers
 from creditdash.core import audit, db
 from creditdash.core.audit import Actor
 from creditdash.core.errors import CreditdashError, ValidationFailed
 from creditdash.core.money import format_credits, format_minor
-from creditdash.proxy import pricing_admin, providers_admin
 from creditdash.state import forms
 from creditdash.state.admin import AdminBase, _apply
 
@@ -184,7 +184,7 @@ class FallbackRow(TypedDict):
 def _routes() -> tuple[list[RouteRow], list[FallbackRow]]:
     from sqlmodel import select as sql_select
 
-    from creditdash.proxy.models import PublicModel
+    from creditdash.catalog.models import PublicModel
 
     with db.session_scope(readonly=True) as session:
         routes = [
@@ -200,7 +200,7 @@ def _routes() -> tuple[list[RouteRow], list[FallbackRow]]:
                 cached=format_credits(r.cost.cached_input_micros_per_mtok),
                 fee=format_credits(r.cost.request_fee_micros),
             )
-            for r in pricing_admin.list_routes(session)
+            for r in pricing.list_routes(session)
         ]
         policies = [
             FallbackRow(
@@ -239,7 +239,7 @@ def _schedules() -> list[ScheduleRow]:
                 status=v.status,
                 created_by=v.created_by,
             )
-            for v in pricing_admin.list_schedules(session)
+            for v in pricing.list_schedules(session)
         ]
 
 
@@ -254,8 +254,8 @@ class MarginRow(TypedDict):
 
 def _models() -> tuple[list[ModelRow], list[MarginRow], list[dict[str, object]]]:
     with db.session_scope(readonly=True) as session:
-        models = pricing_admin.list_models(session)
-        lines = pricing_admin.margins(session)
+        models = pricing.list_models(session)
+        lines = pricing.margins(session)
     model_rows = [
         ModelRow(
             name=m.name,
@@ -317,7 +317,7 @@ class AdminModelsState(AdminBase):
             except ValueError:
                 raise ValidationFailed("the effective time is a date and time (UTC)") from None
             price = forms.price(form, "price")
-            return pricing_admin.schedule_price(
+            return pricing.schedule_price(
                 session,
                 model=model,
                 price=price,
@@ -336,11 +336,7 @@ class AdminModelsState(AdminBase):
         if not isinstance(actor, Actor):
             return actor
         await self._run(
-            _apply(
-                lambda s: pricing_admin.cancel_schedule(
-                    s, schedule_id=int(schedule_id), actor=actor
-                )
-            ),
+            _apply(lambda s: pricing.cancel_schedule(s, schedule_id=int(schedule_id), actor=actor)),
             "Schedule cancelled.",
         )
         await self._reload()
@@ -354,7 +350,7 @@ class AdminModelsState(AdminBase):
 
         def work(session: Session) -> object:
             cost = forms.price(form, "cost")
-            return pricing_admin.set_route(
+            return pricing.set_route(
                 session,
                 model=str(form.get("model") or ""),
                 provider=str(form.get("provider") or ""),
@@ -381,7 +377,7 @@ class AdminModelsState(AdminBase):
 
         def work(session: Session) -> object:
             timeout = str(form.get("attempt_timeout_s") or "").strip()
-            pricing_admin.set_fallback(
+            pricing.set_fallback(
                 session,
                 model=str(form.get("model") or ""),
                 fall_through=[
@@ -416,7 +412,7 @@ class AdminModelsState(AdminBase):
 
         def work(session: Session) -> object:
             price = forms.price(form, "price")
-            return pricing_admin.set_model_price(
+            return pricing.set_model_price(
                 session,
                 model=model,
                 price=price,
@@ -529,13 +525,13 @@ def _providers() -> list[ProviderRow]:
                 timeout_s=p.timeout_s,
                 enabled=p.enabled,
             )
-            for p in providers_admin.list_providers(session)
+            for p in providers.list_providers(session)
         ]
 
 
 def _check(name: str) -> str:
     with db.session_scope(readonly=True) as session:
-        result = providers_admin.check_connection(session, name=name)
+        result = providers.check_connection(session, name=name)
     verdict = "OK" if result.ok else "Failed"
     return f"{name}: {verdict}: {result.message} ({result.latency_ms} ms)"
 
@@ -558,7 +554,7 @@ class AdminProvidersState(AdminBase):
             return actor
 
         def work(session: Session) -> object:
-            return providers_admin.save_provider(
+            return providers.save_provider(
                 session,
                 name=str(form.get("name") or ""),
                 base_url=str(form.get("base_url") or ""),

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from creditdash.billing.pricing import Price
+from creditdash.catalog.prices import Price
 from creditdash.core.errors import ValidationFailed
 from creditdash.core.money import parse_credits, parse_minor
 

@@ -1,6 +1,6 @@
 import pytest
 
-from creditdash.billing.pricing import (
+from creditdash.catalog.prices import (
     Price,
     TokenUsage,
     cost_micros,

@@ -12,9 +12,9 @@ import pytest
 from sqlalchemy.engine import Engine
 from starlette.applications import Starlette
 
+from creditdash.catalog.importer import import_catalog, parse_catalog
 from creditdash.core import db, settings
 from creditdash.core.settings import Settings
-from creditdash.proxy.catalog import import_catalog, parse_catalog
 from creditdash.server import create_app
 from tests.conftest import free_port
 from tests.factories import funded_customer

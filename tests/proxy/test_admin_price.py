@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from creditdash.billing.models import UsageRecord
-from creditdash.billing.pricing import Price, TokenUsage, cost_micros
+from creditdash.catalog import pricing
+from creditdash.catalog.prices import Price, TokenUsage, cost_micros
 from creditdash.core import db
 from creditdash.core.audit import Actor
-from creditdash.proxy import pricing_admin
 from tests.proxy.conftest import GatewayRig
 
 MESSAGES = [{"role": "user", "content": "Hello"}]
@@ -33,9 +33,7 @@ def test_new_price_applies_to_the_next_request_only(rig: GatewayRig) -> None:
     first = _call(rig)
     assert _price(rig, first) == cost_micros(old, FAKE_USAGE)
     with db.session_scope(engine=rig.engine) as session:
-        pricing_admin.set_model_price(
-            session, model="chat", price=new, actor=Actor(label="admin-test")
-        )
+        pricing.set_model_price(session, model="chat", price=new, actor=Actor(label="admin-test"))
     # The snapshot refreshes within seconds; the test does not wait for the timer.
     rig.app.state.gateway.catalog.invalidate()
     second = _call(rig)

@@ -10,9 +10,9 @@ from click.testing import CliRunner
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
+from creditdash.catalog.models import Provider, PublicModel, Route
 from creditdash.cli import main
 from creditdash.core import db, settings
-from creditdash.proxy.models import Provider, PublicModel, Route
 
 GOOD = """
 providers:
@@ -186,7 +186,7 @@ def test_one_bad_entry_changes_nothing(
 
 def test_unquoted_whole_numbers_are_plain_decimal() -> None:
     """An unquoted 2 is 2 credits, and 010 is ten (not YAML 1.1's octal eight)."""
-    from creditdash.proxy.catalog import parse_catalog
+    from creditdash.catalog.importer import parse_catalog
 
     text = GOOD.replace('output_per_mtok: "2.40"', "output_per_mtok: 2", 1).replace(
         'input_per_mtok: "0.60"', "input_per_mtok: 010", 1
@@ -256,7 +256,7 @@ def test_fallback_policy_is_validated(
 
 
 def test_worst_route_per_model() -> None:
-    from creditdash.proxy.catalog import MarginLine, worst_routes
+    from creditdash.catalog.importer import MarginLine, worst_routes
 
     lines = [
         MarginLine("m", "a", "x", 1000, 200, 8000),
@@ -274,9 +274,9 @@ def test_extra_header_values_are_stored_encrypted_and_shown_by_name_only(
 ) -> None:
     from sqlalchemy import text
 
+    from creditdash.catalog import providers
     from creditdash.core.audit import Actor, AuditEntry
-    from creditdash.proxy import providers_admin
-    from creditdash.proxy.catalog import load_snapshot
+    from creditdash.proxy.snapshot import load_snapshot
 
     with_headers = GOOD.replace(
         "    timeout_s: 120\n",
@@ -291,11 +291,11 @@ def test_extra_header_values_are_stored_encrypted_and_shown_by_name_only(
     with db.session_scope(engine=sqlite_engine, readonly=True) as session:
         (entry,) = [m for m in load_snapshot(session).models.values() if m.name == "gpt-4o-mini"]
         assert entry.routes[0].extra_headers == {"api-key": HEADER_SECRET, "X-Org": "acme-org"}
-        (view,) = providers_admin.list_providers(session)
+        (view,) = providers.list_providers(session)
     assert view.headers_hint == "X-Org: ••••, api-key: ••••"
     # An admin edit (the form has no header fields) keeps the stored headers.
     with db.session_scope(engine=sqlite_engine) as session:
-        providers_admin.save_provider(
+        providers.save_provider(
             session,
             name="local",
             base_url="https://models.example.com/v1",

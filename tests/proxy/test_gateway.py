@@ -19,7 +19,7 @@ from creditdash.accounts.api_keys import revoke_api_key
 from creditdash.accounts.models import ApiKey
 from creditdash.billing import ledger
 from creditdash.billing.models import UsageRecord
-from creditdash.billing.pricing import Price, TokenUsage, cost_micros, worst_case_micros
+from creditdash.catalog.prices import Price, TokenUsage, cost_micros, worst_case_micros
 from creditdash.core import db
 from creditdash.proxy.tokens import hold_prompt_tokens
 from tests.proxy.conftest import MAX_BODY_BYTES, UPSTREAM_HEADER_KEY, UPSTREAM_KEY, GatewayRig
@@ -603,8 +603,8 @@ def test_connection_is_pinned_to_the_address_that_was_checked(
     The gateway must connect to the address it checked, never ask DNS again."""
     import socket
 
-    from creditdash.proxy import urlguard
-    from creditdash.proxy.catalog import import_catalog, parse_catalog
+    from creditdash.catalog import urlguard
+    from creditdash.catalog.importer import import_catalog, parse_catalog
 
     real = socket.getaddrinfo
     answers = {"count": 0}

@@ -23,7 +23,7 @@ from creditdash.billing import metering
 from creditdash.billing.hotpath import HotLedger
 from creditdash.billing.invoicing import statements
 from creditdash.billing.models import Transfer
-from creditdash.billing.pricing import worst_case_micros
+from creditdash.catalog.prices import worst_case_micros
 from creditdash.core import db
 from creditdash.core.settings import Settings
 from creditdash.core.timeutil import utcnow

@@ -9,15 +9,15 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
-from creditdash.billing.pricing import Price
+from creditdash.catalog import pricing
+from creditdash.catalog.importer import import_catalog, parse_catalog
+from creditdash.catalog.models import PublicModel
+from creditdash.catalog.prices import Price
 from creditdash.core import db
 from creditdash.core.audit import Actor
 from creditdash.core.errors import ValidationFailed
 from creditdash.core.timeutil import utcnow
 from creditdash.demo import DEMO_CATALOG
-from creditdash.proxy import pricing_admin
-from creditdash.proxy.catalog import import_catalog, parse_catalog
-from creditdash.proxy.models import PublicModel
 
 ADMIN = Actor(label="admin-test")
 
@@ -34,7 +34,7 @@ def test_a_scheduled_price_applies_once_when_due(engine: Engine) -> None:
         import_catalog(session, parse_catalog(DEMO_CATALOG))
     at = utcnow() + timedelta(hours=1)
     with db.session_scope() as session:
-        pricing_admin.schedule_price(
+        pricing.schedule_price(
             session,
             model="gpt-4o-mini",
             price=Price(900_000, 3_000_000, 450_000),
@@ -43,12 +43,12 @@ def test_a_scheduled_price_applies_once_when_due(engine: Engine) -> None:
         )
     assert _input_price() == 600_000  # nothing changes before its time
     with db.session_scope() as session:
-        assert pricing_admin.apply_due_schedules(session) == 0
-        assert pricing_admin.apply_due_schedules(session, now=at + timedelta(seconds=1)) == 1
+        assert pricing.apply_due_schedules(session) == 0
+        assert pricing.apply_due_schedules(session, now=at + timedelta(seconds=1)) == 1
     assert _input_price() == 900_000
     with db.session_scope() as session:
-        assert pricing_admin.apply_due_schedules(session, now=at + timedelta(minutes=5)) == 0
-        [view] = pricing_admin.list_schedules(session)
+        assert pricing.apply_due_schedules(session, now=at + timedelta(minutes=5)) == 0
+        [view] = pricing.list_schedules(session)
     assert view.status == "applied"
 
 
@@ -57,11 +57,11 @@ def test_schedules_are_reviewed_and_cancellable(engine: Engine) -> None:
         import_catalog(session, parse_catalog(DEMO_CATALOG))
     at = utcnow() + timedelta(days=1)
     with db.session_scope() as session, pytest.raises(ValidationFailed, match="loses money"):
-        pricing_admin.schedule_price(
+        pricing.schedule_price(
             session, model="gpt-4o-mini", price=Price(1, 1, 1), effective_at=at, actor=ADMIN
         )
     with db.session_scope() as session, pytest.raises(ValidationFailed, match="future"):
-        pricing_admin.schedule_price(
+        pricing.schedule_price(
             session,
             model="gpt-4o-mini",
             price=Price(900_000, 3_000_000, 450_000),
@@ -69,14 +69,14 @@ def test_schedules_are_reviewed_and_cancellable(engine: Engine) -> None:
             actor=ADMIN,
         )
     with db.session_scope() as session:
-        view = pricing_admin.schedule_price(
+        view = pricing.schedule_price(
             session,
             model="gpt-4o-mini",
             price=Price(900_000, 3_000_000, 450_000),
             effective_at=at,
             actor=ADMIN,
         )
-        pricing_admin.cancel_schedule(session, schedule_id=view.id, actor=ADMIN)
+        pricing.cancel_schedule(session, schedule_id=view.id, actor=ADMIN)
     with db.session_scope() as session:
-        assert pricing_admin.apply_due_schedules(session, now=at + timedelta(hours=1)) == 0
+        assert pricing.apply_due_schedules(session, now=at + timedelta(hours=1)) == 0
     assert _input_price() == 600_000

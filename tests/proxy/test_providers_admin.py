@@ -12,10 +12,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from creditdash.catalog import providers
 from creditdash.core import db, settings
 from creditdash.core.audit import Actor, AuditEntry
 from creditdash.core.errors import ValidationFailed
-from creditdash.proxy import providers_admin
 from tests.conftest import free_port
 from tests.proxy.fake_upstream import ServerThread
 
@@ -40,7 +40,7 @@ def models_server() -> Iterator[str]:
 
 def test_private_base_urls_are_refused_unless_allowed(sqlite_engine: Engine) -> None:
     with db.session_scope() as session, pytest.raises(ValidationFailed):
-        providers_admin.save_provider(
+        providers.save_provider(
             session,
             name="local",
             base_url="http://127.0.0.1:9/v1",
@@ -50,7 +50,7 @@ def test_private_base_urls_are_refused_unless_allowed(sqlite_engine: Engine) -> 
             actor=ADMIN,
         )
     with db.session_scope() as session, pytest.raises(ValidationFailed):
-        providers_admin.save_provider(
+        providers.save_provider(
             session,
             name="meta",
             base_url="http://169.254.169.254/latest",
@@ -60,7 +60,7 @@ def test_private_base_urls_are_refused_unless_allowed(sqlite_engine: Engine) -> 
             actor=ADMIN,
         )
     with db.session_scope(readonly=True) as session:
-        assert providers_admin.list_providers(session) == []
+        assert providers.list_providers(session) == []
 
 
 def test_key_is_write_only_and_connection_is_tested(
@@ -69,7 +69,7 @@ def test_key_is_write_only_and_connection_is_tested(
     monkeypatch.setenv("CREDITDASH_ALLOW_PRIVATE_UPSTREAMS", "1")
     settings.reset_settings()
     with db.session_scope() as session:
-        view = providers_admin.save_provider(
+        view = providers.save_provider(
             session,
             name="up",
             base_url=models_server,
@@ -81,7 +81,7 @@ def test_key_is_write_only_and_connection_is_tested(
     assert view.key_hint == "…6789"
     with db.session_scope() as session:
         # Saving again without a key keeps the stored one.
-        providers_admin.save_provider(
+        providers.save_provider(
             session,
             name="up",
             base_url=models_server,
@@ -90,7 +90,7 @@ def test_key_is_write_only_and_connection_is_tested(
             enabled=True,
             actor=ADMIN,
         )
-        result = providers_admin.check_connection(session, name="up")
+        result = providers.check_connection(session, name="up")
     assert result.ok and "2 models" in result.message
     with db.session_scope(readonly=True) as session:
         audit = " ".join(
@@ -99,7 +99,7 @@ def test_key_is_write_only_and_connection_is_tested(
         )
     assert KEY not in audit and "6789" in audit
     with db.session_scope() as session:
-        providers_admin.save_provider(
+        providers.save_provider(
             session,
             name="up",
             base_url=models_server,
@@ -108,7 +108,7 @@ def test_key_is_write_only_and_connection_is_tested(
             enabled=True,
             actor=ADMIN,
         )
-        failed = providers_admin.check_connection(session, name="up")
+        failed = providers.check_connection(session, name="up")
     assert not failed.ok and failed.message == "the upstream answered HTTP 401"
 
 
@@ -116,7 +116,7 @@ def test_connection_test_sends_the_extra_headers(
     sqlite_engine: Engine, models_server: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A provider that authenticates by header (api-key) passes the test with its header."""
-    from creditdash.proxy.catalog import import_catalog, parse_catalog
+    from creditdash.catalog.importer import import_catalog, parse_catalog
 
     monkeypatch.setenv("CREDITDASH_ALLOW_PRIVATE_UPSTREAMS", "1")
     settings.reset_settings()
@@ -127,7 +127,7 @@ def test_connection_test_sends_the_extra_headers(
     with db.session_scope() as session:
         import_catalog(session, parse_catalog(catalog))
     with db.session_scope(readonly=True) as session:
-        result = providers_admin.check_connection(session, name="byheader")
-        (view,) = providers_admin.list_providers(session)
+        result = providers.check_connection(session, name="byheader")
+        (view,) = providers.list_providers(session)
     assert result.ok and "2 models" in result.message
     assert view.headers_hint == "api-key: ••••" and HEADER_KEY not in repr(view)

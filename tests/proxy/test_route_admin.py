@@ -6,14 +6,14 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
-from creditdash.billing.pricing import Price
+from creditdash.catalog import pricing
+from creditdash.catalog.importer import import_catalog, parse_catalog
+from creditdash.catalog.models import PublicModel, Route
+from creditdash.catalog.prices import Price
 from creditdash.core import db
 from creditdash.core.audit import Actor
 from creditdash.core.errors import NotFound, ValidationFailed
 from creditdash.demo import DEMO_CATALOG
-from creditdash.proxy import pricing_admin
-from creditdash.proxy.catalog import import_catalog, parse_catalog
-from creditdash.proxy.models import PublicModel, Route
 
 ADMIN = Actor(label="admin-test")
 
@@ -26,7 +26,7 @@ def catalog(sqlite_engine: Engine) -> None:
 
 def _set(cost: Price, **kw: object) -> object:
     with db.session_scope() as session:
-        return pricing_admin.set_route(
+        return pricing.set_route(
             session,
             model="gpt-4o-mini",
             provider="sandbox",
@@ -55,17 +55,17 @@ def test_route_cost_edits_pass_the_margin_review(catalog: None) -> None:
         assert route is not None and route.negative_margin_acknowledged_at is not None
         lines = {
             (m.model, m.margin_bps is not None and m.margin_bps < 0)
-            for m in pricing_admin.margins(session)
+            for m in pricing.margins(session)
         }
     assert ("gpt-4o-mini", True) in lines
     _set(Price(100_000, 200_000, 50_000))
     with db.session_scope(readonly=True) as session:
-        views = [r for r in pricing_admin.list_routes(session) if r.model == "gpt-4o-mini"]
+        views = [r for r in pricing.list_routes(session) if r.model == "gpt-4o-mini"]
     assert [(v.priority, v.weight, v.cost.input_micros_per_mtok) for v in views] == [
         (2, 3, 100_000)
     ]
     with db.session_scope() as session, pytest.raises(NotFound):
-        pricing_admin.set_route(
+        pricing.set_route(
             session,
             model="gpt-4o-mini",
             provider="sandbox",
@@ -80,7 +80,7 @@ def test_route_cost_edits_pass_the_margin_review(catalog: None) -> None:
 
 def test_fallback_policy_is_validated(catalog: None) -> None:
     with db.session_scope() as session, pytest.raises(ValidationFailed, match="unknown failure"):
-        pricing_admin.set_fallback(
+        pricing.set_fallback(
             session,
             model="gpt-4o-mini",
             fall_through=["4xx"],
@@ -91,7 +91,7 @@ def test_fallback_policy_is_validated(catalog: None) -> None:
             actor=ADMIN,
         )
     with db.session_scope() as session, pytest.raises(ValidationFailed):
-        pricing_admin.set_fallback(
+        pricing.set_fallback(
             session,
             model="gpt-4o-mini",
             fall_through=["timeout"],
@@ -102,7 +102,7 @@ def test_fallback_policy_is_validated(catalog: None) -> None:
             actor=ADMIN,
         )
     with db.session_scope() as session:
-        pricing_admin.set_fallback(
+        pricing.set_fallback(
             session,
             model="gpt-4o-mini",
             fall_through=["5xx", "timeout"],

@@ -11,9 +11,9 @@ from sqlalchemy import select
 
 from creditdash.accounts.customers import set_allowed_models
 from creditdash.billing.models import UsageRecord
+from creditdash.catalog.importer import import_catalog, parse_catalog
 from creditdash.core import db
 from creditdash.core.audit import CLI
-from creditdash.proxy.catalog import import_catalog, parse_catalog
 from tests.conftest import free_port
 from tests.proxy.conftest import COST, PRICE, UPSTREAM_KEY, GatewayRig
 from tests.proxy.fake_upstream import FakeUpstream, ServerThread

@@ -11,9 +11,9 @@ from starlette.applications import Starlette
 
 from creditdash.accounts.api_keys import create_api_key
 from creditdash.billing import ledger
+from creditdash.catalog.importer import import_catalog, parse_catalog
 from creditdash.core import db
 from creditdash.demo import DEMO_CATALOG
-from creditdash.proxy.catalog import import_catalog, parse_catalog
 from creditdash.proxy.sandbox import count_tokens
 from tests.factories import funded_customer
 

@@ -28,8 +28,8 @@ from sqlmodel import col
 from creditdash.accounts.api_keys import create_api_key
 from creditdash.billing import ledger
 from creditdash.billing.models import UsageRecord
+from creditdash.catalog.importer import import_catalog, parse_catalog
 from creditdash.core import db, settings
-from creditdash.proxy.catalog import import_catalog, parse_catalog
 from tests.conftest import _configure, free_port, stop_process_group, wait_for_port
 from tests.factories import funded_customer
 from tests.proxy.conftest import catalog_yaml

@@ -8,10 +8,10 @@ import httpx
 import pytest
 from sqlalchemy.engine import Engine
 
+from creditdash.catalog.importer import import_catalog, parse_catalog
 from creditdash.core import db, settings
 from creditdash.proxy import app as app_module
 from creditdash.proxy.app import check_mounted_startup, check_startup
-from creditdash.proxy.catalog import import_catalog, parse_catalog
 from creditdash.server import create_app
 from tests.proxy.conftest import catalog_yaml
 

@@ -17,11 +17,11 @@ from creditdash.accounts.customers import customer_balance
 from creditdash.accounts.models import Membership
 from creditdash.billing.invoicing import profiles
 from creditdash.billing.payments import orders, packages
+from creditdash.catalog.importer import import_catalog, parse_catalog
+from creditdash.catalog.models import PublicModel
 from creditdash.core import db
 from creditdash.core.audit import Actor
 from creditdash.demo import DEMO_CATALOG
-from creditdash.proxy.catalog import import_catalog, parse_catalog
-from creditdash.proxy.models import PublicModel
 from creditdash.state.admin import AdminState
 from creditdash.state.admin_ops import AdminModelsState, AdminOrdersState
 from tests.factories import funded_customer

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from creditdash.billing.pricing import Price
+from creditdash.catalog.prices import Price
 from creditdash.core.errors import ValidationFailed
 from creditdash.state import forms
 

@@ -27,10 +27,10 @@ from creditdash.accounts.api_keys import create_api_key
 from creditdash.accounts.models import Membership
 from creditdash.billing.invoicing import profiles
 from creditdash.billing.payments import orders, packages
+from creditdash.catalog.importer import import_catalog, parse_catalog
 from creditdash.core import db
 from creditdash.core.audit import Actor
 from creditdash.demo import DEMO_CATALOG
-from creditdash.proxy.catalog import import_catalog, parse_catalog
 from creditdash.state.admin import AdminBase
 from creditdash.state.portal import PortalState
 from tests.factories import funded_customer

@@ -13,8 +13,8 @@ import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
+from creditdash.catalog.models import SANDBOX_BASE_URL
 from creditdash.core.errors import ValidationFailed
-from creditdash.proxy.models import SANDBOX_BASE_URL
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 

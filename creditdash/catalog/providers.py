@@ -16,19 +16,14 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlmodel import Session, col
 
+from creditdash.catalog.importer import ProviderSpec, upsert_provider
+from creditdash.catalog.models import Provider
+from creditdash.catalog.secrets import KEY_PURPOSE, decrypt_headers, header_names
+from creditdash.catalog.urlguard import pin_base_url
 from creditdash.core import crypto
 from creditdash.core.audit import Actor, record
 from creditdash.core.errors import NotFound, ValidationFailed
 from creditdash.core.settings import get_settings
-from creditdash.proxy.catalog import (
-    KEY_PURPOSE,
-    ProviderSpec,
-    _upsert_provider,
-    decrypt_headers,
-    header_names,
-)
-from creditdash.proxy.models import Provider
-from creditdash.proxy.urlguard import pin_base_url
 
 TEST_TIMEOUT_S = 10.0
 
@@ -88,7 +83,7 @@ def save_provider(
         select(Provider).where(col(Provider.name) == spec.name)
     ).scalar_one_or_none()
     before = None if existing is None else _audit_view(existing)
-    provider = _upsert_provider(
+    provider = upsert_provider(
         session,
         spec,
         existing,

@@ -11,6 +11,8 @@ from sqlmodel import Field, SQLModel
 from creditdash.core.timeutil import utcnow
 
 SANDBOX_BASE_URL = "http://creditdash-sandbox/v1"
+# The upstream failures a fallback policy can name (PublicModel.fallback_on).
+FAILURE_KINDS = ("connect_error", "timeout", "429", "5xx")
 
 
 def _micros() -> Column:  # type: ignore[type-arg,unused-ignore]

@@ -14,14 +14,14 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlmodel import Session, col
 
-from creditdash.billing.pricing import Price, cost_micros, margin_basis_points
+from creditdash.catalog.importer import REFERENCE_MIX, MarginLine
+from creditdash.catalog.models import PriceSchedule, Provider, PublicModel, Route
+from creditdash.catalog.prices import Price, cost_micros, margin_basis_points
 from creditdash.core import db
 from creditdash.core.audit import Actor, record
 from creditdash.core.errors import NotFound, ValidationFailed
 from creditdash.core.money import format_credits
 from creditdash.core.timeutil import utcnow
-from creditdash.proxy.catalog import REFERENCE_MIX, MarginLine
-from creditdash.proxy.models import PriceSchedule, Provider, PublicModel, Route
 
 
 @dataclass(frozen=True)
@@ -288,7 +288,8 @@ def set_fallback(
     """A model's fallback policy, validated exactly as in `catalog import`."""
     from pydantic import ValidationError
 
-    from creditdash.proxy.catalog import FAILURE_KINDS, CooldownSpec, FallbackSpec
+    from creditdash.catalog.importer import CooldownSpec, FallbackSpec
+    from creditdash.catalog.models import FAILURE_KINDS
 
     try:
         spec = FallbackSpec(
