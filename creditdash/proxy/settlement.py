@@ -205,10 +205,10 @@ class Settlement:
         (an estimate over the relayed text is not event-loop work)."""
         self._check_claimed()
 
-        def settle(connection: Any) -> None:
+        def finish_detached(connection: Any) -> None:
             self._finish_sync(connection, outcome_of())
 
-        self.detach(settle)
+        self.detach(finish_detached)
 
     def void_detached(self) -> bool:
         """Claim and, if won, release the hold of a request that ended without an answer to
