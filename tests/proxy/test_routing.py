@@ -44,8 +44,7 @@ def install(rig: GatewayRig, second: FakeUpstream, models: str) -> None:
         import_catalog(session, parse_catalog(catalog))
     gateway = rig.app.state.gateway
     gateway.catalog.invalidate()
-    gateway._route_failures.clear()
-    gateway._resting_until.clear()
+    gateway.routes.reset()
 
 
 def model(name: str, routes: list[tuple[str, str, int, int]], fallback: str = "") -> str:

@@ -1,0 +1,68 @@
+"""The in-flight request as a value: what is known about it, how each attempt went, how it ended.
+
+Nothing here touches the database, the network or the gateway: every other part of the request
+path (request, routing, forwarding, settlement, streaming) reads and fills in one `Call`, so
+they can be tested with a hand-built one.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from creditdash.catalog.prices import TokenUsage
+from creditdash.proxy.auth import KeyInfo
+from creditdash.proxy.snapshot import ModelEntry, RouteTarget
+
+
+@dataclass
+class Attempt:
+    provider: str
+    upstream_model: str
+    outcome: str  # ok | http_error | timeout | connect_error | refused
+    status: int | None
+    latency_ms: int
+
+
+@dataclass
+class Call:
+    """Everything known about one request while it is in flight (its money is in Settlement)."""
+
+    request_id: str
+    endpoint: str
+    key: KeyInfo
+    model: ModelEntry
+    body: dict[str, Any]
+    stream: bool
+    wants_usage: bool
+    started: float
+    deadline: float
+    # The output the upstream was allowed over all choices: max_tokens times n (and best_of,
+    # and prompts). Reported output beyond it is not charged (see usage.bounded_outcome).
+    output_cap: int = 0
+    attempts: list[Attempt] = field(default_factory=list)
+    route: RouteTarget | None = None
+    ttfb_ms: int | None = None
+
+
+@dataclass
+class Outcome:
+    """How a request ended, for its usage record."""
+
+    status: str
+    http_status: int
+    usage: TokenUsage
+    usage_source: str
+    billable: bool
+    # Output tokens the upstream reported beyond call.output_cap (not charged).
+    disputed_completion_tokens: int = 0
+
+
+def failed(http_status: int) -> Outcome:
+    """An ending that charges nothing: the hold is voided and the request recorded."""
+    return Outcome("upstream_error", http_status, TokenUsage(), "none", billable=False)
+
+
+def ms_since(started: float) -> int:
+    return int((time.perf_counter() - started) * 1000)

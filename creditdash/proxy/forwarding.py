@@ -1,0 +1,246 @@
+"""Opening the upstream: the attempts over a model's routes, up to the first usable answer.
+
+Each attempt re-runs the SSRF check (cached briefly) and pins the connection to the address that
+passed, then sends the request through the gateway's own pool (upstream.py) or, when httpx must
+carry it (the mounted sandbox, a proxy from the environment), through httpx's transport. Which
+failures fall through to the next route is RoutePlanner's and the model's policy's call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import httpx
+import orjson
+
+from creditdash.catalog.models import SANDBOX_BASE_URL
+from creditdash.catalog.urlguard import PinnedURL, pin_base_url
+from creditdash.core.errors import ValidationFailed
+from creditdash.core.settings import Settings
+from creditdash.proxy.call import Attempt, Call, ms_since
+from creditdash.proxy.routing import RoutePlanner, failure_kind
+from creditdash.proxy.sandbox import create_sandbox_app
+from creditdash.proxy.snapshot import RouteTarget
+from creditdash.proxy.upstream import ResponseLike, Target, UpstreamPool
+
+log = logging.getLogger(__name__)
+
+ENDPOINT_PATHS = {
+    "chat": "/chat/completions",
+    "completions": "/completions",
+    "embeddings": "/embeddings",
+}
+CONNECT_TIMEOUT_S = 10.0
+URL_RECHECK_S = 30.0
+# The same bounds the httpx client had.
+MAX_UPSTREAM_CONNECTIONS = 1000
+MAX_IDLE_UPSTREAM_CONNECTIONS = 200
+MAX_DIRECT_TARGETS = 1024
+
+
+class Forwarder:
+    """The gateway's way out: its httpx client, its own connection pool and their caches."""
+
+    def __init__(self, settings: Settings, routes: RoutePlanner) -> None:
+        self.settings = settings
+        self.routes = routes
+        self._client: httpx.AsyncClient | None = None
+        self._client_headers: dict[str, str] = {}
+        # Plain HTTP(S) upstreams go through the gateway's own client (upstream.py); httpx
+        # keeps what is mounted on it (the sandbox) and proxies configured in the environment.
+        self._pool: UpstreamPool | None = None
+        self._pool_loop: asyncio.AbstractEventLoop | None = None
+        self._targets: dict[PinnedURL, Target | None] = {}
+        self._url_checked: dict[str, tuple[float, PinnedURL]] = {}
+
+    def client(self) -> httpx.AsyncClient:
+        if self._client is None:
+            self._client = httpx.AsyncClient(
+                follow_redirects=False,
+                limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200),
+                mounts={
+                    SANDBOX_BASE_URL.rsplit("/", 1)[0]: httpx.ASGITransport(create_sandbox_app())
+                },
+            )
+            self._client_headers = dict(self._client.headers)
+            self._targets.clear()
+        return self._client
+
+    def pool(self) -> UpstreamPool:
+        """The upstream connection pool of the running event loop (connections belong to one
+        loop; a pool from another loop is left to its own closing)."""
+        loop = asyncio.get_running_loop()
+        if self._pool is None or self._pool_loop is not loop:
+            self._pool = UpstreamPool(
+                max_connections=MAX_UPSTREAM_CONNECTIONS, max_idle=MAX_IDLE_UPSTREAM_CONNECTIONS
+            )
+            self._pool_loop = loop
+        return self._pool
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.aclose()
+
+    def _direct_target(self, client: httpx.AsyncClient, pinned: PinnedURL) -> Target | None:
+        """The pinned URL parsed for the gateway's own client, or None when httpx must carry
+        the request (a mounted transport such as the sandbox, or a proxy from the environment)."""
+        try:
+            return self._targets[pinned]
+        except KeyError:
+            pass
+        url = httpx.URL(pinned.base_url)
+        direct: Target | None = None
+        if client._transport_for_url(url) is client._transport:  # httpx is pinned
+            direct = Target(
+                pinned.base_url, host_header=pinned.host_header, sni=pinned.tls_server_name
+            )
+        if len(self._targets) > MAX_DIRECT_TARGETS:  # pinned addresses change over time
+            self._targets.clear()
+        self._targets[pinned] = direct
+        return direct
+
+    async def open(self, call: Call) -> tuple[ResponseLike, RouteTarget] | None:
+        """The first answer worth passing on (a success or a 4xx the request caused), with its
+        route; None when every attempt failed or the request's budget ran out. Every attempt,
+        failed or not, is appended to call.attempts."""
+        client = self.client()
+        policy = call.model.policy
+        for route in self.routes.ordered(call.model)[: policy.max_attempts]:
+            remaining = call.deadline - time.perf_counter()
+            if remaining <= 0:
+                break
+            begun = time.perf_counter()
+            target = await self._checked_target(route)
+            if target is None:
+                call.attempts.append(_attempt(route, "refused", None, begun))
+                continue
+            timeout_s = min(float(route.timeout_s), remaining)
+            if policy.attempt_timeout_s:
+                timeout_s = min(timeout_s, float(policy.attempt_timeout_s))
+            headers = {**self._client_headers, **upstream_headers(route)}
+            if target.host_header:
+                headers["host"] = target.host_header
+            content = orjson.dumps(upstream_body(call, route))
+            direct = self._direct_target(client, target)
+            status: int | None = None
+            failure: str | None
+            response: ResponseLike
+            try:
+                if direct is not None:
+                    response = await self.pool().post(
+                        direct,
+                        ENDPOINT_PATHS[call.endpoint],
+                        headers.items(),
+                        content,
+                        connect_timeout=min(CONNECT_TIMEOUT_S, timeout_s),
+                        read_timeout=timeout_s,
+                        pool_timeout=timeout_s,
+                        # The whole exchange, body included, ends within the request's budget.
+                        total_timeout=max(0.0, call.deadline - time.perf_counter()),
+                    )
+                else:
+                    response = await _send(client, _httpx_request(call, target, headers, content,
+                                                                  timeout_s))  # fmt: skip
+            except httpx.TimeoutException:
+                failure = "timeout"
+            except httpx.HTTPError:
+                failure = "connect_error"
+            else:
+                status = response.status_code
+                failure = failure_kind(status)
+                if failure is None:
+                    call.attempts.append(
+                        _attempt(route, "ok" if status < 400 else "http_error", status, begun)
+                    )
+                    self.routes.succeeded(route)
+                    return response, route
+                await response.aclose()
+            outcome = failure if failure in ("timeout", "connect_error") else "http_error"
+            call.attempts.append(_attempt(route, outcome, status, begun))
+            self.routes.failed(route, call.model)
+            # A broken route (our key, our model name, a redirect) always tries the next one;
+            # upstream trouble does only where the model's fallback policy says so.
+            if failure != "route" and failure not in policy.fallback_on:
+                break
+        return None
+
+    async def _checked_target(self, route: RouteTarget) -> PinnedURL | None:
+        """The request-time SSRF check: the host is resolved again (in a thread, since DNS
+        blocks) and the connection is pinned to the address that passed, so a second DNS
+        answer cannot send it elsewhere. A verdict is reused for URL_RECHECK_S seconds."""
+        now = time.monotonic()
+        cached = self._url_checked.get(route.base_url)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        try:
+            target = await asyncio.to_thread(
+                pin_base_url,
+                route.base_url,
+                kind=route.provider_kind,
+                allow_private=self.settings.allow_private_upstreams,
+            )
+        except ValidationFailed:
+            log.warning("refused upstream %s for provider %s", route.base_url, route.provider_name)
+            return None
+        self._url_checked[route.base_url] = (now + URL_RECHECK_S, target)
+        return target
+
+
+def upstream_body(call: Call, route: RouteTarget) -> dict[str, Any]:
+    """The client's body for this route: its upstream model name, and on a stream always a
+    request for the usage chunk (metering needs it; streaming.py hides it if not asked for)."""
+    body = dict(call.body)
+    body["model"] = route.upstream_model
+    if call.stream:
+        options = body.get("stream_options")
+        body["stream_options"] = {**(options if isinstance(options, dict) else {}),
+                                  "include_usage": True}  # fmt: skip
+    return body
+
+
+def upstream_headers(route: RouteTarget) -> dict[str, str]:
+    headers = {**route.extra_headers, "content-type": "application/json"}
+    if route.api_key:
+        headers["authorization"] = f"Bearer {route.api_key}"
+    return headers
+
+
+def _attempt(route: RouteTarget, outcome: str, status: int | None, begun: float) -> Attempt:
+    return Attempt(route.provider_name, route.upstream_model, outcome, status, ms_since(begun))
+
+
+async def _send(client: httpx.AsyncClient, request: httpx.Request) -> httpx.Response:
+    """client.send(request, stream=True) without the layers the gateway never uses: auth,
+    redirects (never followed anyway), event hooks, and the client's cookie jar, which would
+    otherwise carry one upstream's cookies into every customer's later requests. The client's
+    default headers are merged by the caller; its transport (and any mounted one: the sandbox,
+    proxies from the environment) still carries the request, with the request's timeouts."""
+    transport = client._transport_for_url(request.url)  # httpx is pinned; see pyproject.toml
+    response = await transport.handle_async_request(request)
+    response.request = request
+    return response
+
+
+def _httpx_request(
+    call: Call, target: PinnedURL, headers: dict[str, str], content: bytes, timeout_s: float
+) -> httpx.Request:
+    extensions: dict[str, Any] = {
+        "timeout": {"connect": min(CONNECT_TIMEOUT_S, timeout_s), "read": timeout_s,
+                    "write": timeout_s, "pool": timeout_s},
+    }  # fmt: skip
+    if target.tls_server_name:
+        extensions["sni_hostname"] = target.tls_server_name
+    return httpx.Request(
+        "POST",
+        target.base_url + ENDPOINT_PATHS[call.endpoint],
+        content=content,
+        headers=headers,
+        extensions=extensions,
+    )

@@ -1,0 +1,387 @@
+"""The money side of one request: its hold, and the one settlement (or void) that resolves it.
+
+A request can end in several places: the answer arrives, the upstream fails, the stream breaks
+or times out, the client leaves mid-stream, the client leaves before the stream starts, or the
+gateway itself fails. Each of those endings calls `Settlement.claim()` first, on the event-loop
+thread; exactly one wins, and only the winner queues database work. The database's
+UNIQUE(pending_id) stays the backstop behind it. The work itself runs on a metering thread
+(dbworkers.py) in short transactions: the hot path of billing/hotpath.py where it fits, the
+ledger's own path (billing/metering.py) for everything unusual.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Coroutine, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from creditdash.billing import ledger, metering
+from creditdash.billing.hotpath import HotLedger, PlacedHold
+from creditdash.billing.models import UsageEntry
+from creditdash.catalog.prices import cost_micros
+from creditdash.core import db
+from creditdash.core.dbworkers import DbWorkers
+from creditdash.core.errors import InsufficientCredits
+from creditdash.core.timeutil import utcnow
+from creditdash.proxy import errors
+from creditdash.proxy.call import Call, Outcome, failed, ms_since
+
+log = logging.getLogger(__name__)
+
+KEY_TOUCH_INTERVAL_S = 60.0
+# Metering threads per process: SQLite takes one writer at a time; PostgreSQL runs two. Every
+# hold and settlement updates the usage revenue account's row, so concurrent ones queue on its
+# lock until the one before commits: more threads mostly add lock waits and re-checks of the
+# updated row (PostgreSQL's EvalPlanQual) to each statement, not throughput.
+DB_THREADS = {"sqlite": 1}
+DEFAULT_DB_THREADS = 2
+
+
+class MeteringStore:
+    """The database side of metering for one engine: its worker threads, the hot-path SQL for
+    its dialect, and the usage revenue account's id (platform accounts are never deleted)."""
+
+    def __init__(self, engine: Any) -> None:
+        self.engine = engine
+        dialect = engine.dialect
+        self.workers = DbWorkers(engine, DB_THREADS.get(dialect.name, DEFAULT_DB_THREADS))
+        self.hot = HotLedger(
+            dialect.name, dialect.loaded_dbapi.IntegrityError, db.writer_lock(engine)
+        )
+        self._revenue_account_id: int | None = None
+
+    def revenue_account_id(self) -> int:
+        if self._revenue_account_id is None:
+            with db.session_scope(engine=self.engine) as session:
+                self._revenue_account_id = ledger.platform_account_id(session, ledger.USAGE_REVENUE)
+        return self._revenue_account_id
+
+
+class DetachedTasks:
+    """Tasks no request's cancellation can reach, awaited when the gateway closes."""
+
+    def __init__(self) -> None:
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def spawn(self, work: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def drain(self) -> None:
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+@dataclass
+class _KeyHolds:
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    micros: int = 0  # what this process holds for the key right now
+    users: int = 0  # callers inside or waiting for the lock
+
+
+class SpendCaps:
+    """The credit this process holds for each spend-capped key, under one lock per key.
+
+    An entry lives only while its key has credit held or a caller at its lock: an absent entry
+    means exactly what an idle one does (nothing held), so the map is bounded by the requests
+    in flight, not by the number of keys ever seen, and no entry that counts is ever dropped.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._keys: dict[str, _KeyHolds] = {}
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def held(self, key_id: str) -> int:
+        entry = self._keys.get(key_id)
+        return entry.micros if entry is not None else 0
+
+    @contextmanager
+    def locked(self, key_id: str) -> Iterator[_KeyHolds]:
+        """The key's entry, with its lock held for the block."""
+        with self._lock:
+            entry = self._keys.get(key_id)
+            if entry is None:
+                entry = self._keys[key_id] = _KeyHolds()
+            entry.users += 1
+        try:
+            with entry.lock:
+                yield entry
+        finally:
+            with self._lock:
+                entry.users -= 1
+                if entry.users == 0 and entry.micros == 0:
+                    del self._keys[key_id]
+
+
+class KeyTouches:
+    """When this process last updated each key's last_used_at (at most once a minute)."""
+
+    def __init__(self) -> None:
+        self._touched: dict[str, float] = {}
+
+    def due(self, key_id: str) -> bool:
+        now = time.monotonic()
+        if now - self._touched.get(key_id, 0.0) < KEY_TOUCH_INTERVAL_S:
+            return False
+        self._touched[key_id] = now
+        return True
+
+
+class SettlementFailed(Exception):
+    """Settling failed; the hold was voided and the request recorded as settlement_failed."""
+
+
+@dataclass(frozen=True)
+class Ledgers:
+    """What every request's settlement in one process shares."""
+
+    hold_ttl: timedelta
+    caps: SpendCaps
+    touches: KeyTouches
+    tasks: DetachedTasks
+
+
+class Settlement:
+    """One request's hold, and the claim that lets exactly one ending resolve it.
+
+    State: unclaimed -> claimed, moved only by claim() on the event-loop thread, so no lock is
+    needed and no metering thread ever decides who settles. The winner then settles (finish,
+    settle, settle_detached) or voids (void_detached); a loser does nothing at all.
+    """
+
+    def __init__(self, call: Call, store: MeteringStore, shared: Ledgers) -> None:
+        self.call = call
+        # The store (engine, threads) the request's metering runs on, fixed at its reservation.
+        self.store = store
+        self._shared = shared
+        self._claimed = False
+        self.hold_id: int | None = None
+        # Set when the hold was placed on the hot path: what settling it needs, without a re-read.
+        self.hold: PlacedHold | None = None
+        self._capped_hold_micros = 0
+
+    # --------------------------------------------------------------------------- the claim
+
+    def claim(self) -> bool:
+        """True for the first ending that asks, False for every later one."""
+        if self._claimed:
+            return False
+        self._claimed = True
+        return True
+
+    @property
+    def claimed(self) -> bool:
+        return self._claimed
+
+    async def finish(self, outcome: Outcome) -> int:
+        """Claim, then settle (or void) and record the request; returns the price charged.
+
+        Only the first ending of a non-streamed request calls this, so losing the claim here is
+        a bug, not a race: it raises rather than settle twice."""
+        if not self.claim():
+            raise RuntimeError(f"{self.call.request_id} was already claimed")
+        return await self.settle(outcome)
+
+    async def settle(self, outcome: Outcome) -> int:
+        """The claim holder's settlement (the relay claims when it starts). If the request is
+        cancelled while this runs in its thread, the thread still completes it."""
+        self._check_claimed()
+        return await self.store.workers.run(self._finish_sync, outcome)
+
+    def settle_detached(self, outcome_of: Callable[[], Outcome]) -> None:
+        """The claim holder's settlement from a task no cancellation can reach: the client left
+        mid-stream and the generator is being cancelled. outcome_of runs on the metering thread
+        (an estimate over the relayed text is not event-loop work)."""
+        self._check_claimed()
+
+        def finish_detached(connection: Any) -> None:
+            self._finish_sync(connection, outcome_of())
+
+        self.detach(finish_detached)
+
+    def void_detached(self) -> bool:
+        """Claim and, if won, release the hold of a request that ended without an answer to
+        meter (the gateway failed, or the client left before the stream began). Returns whether
+        the claim was won: the winner also owns the rest of the cleanup."""
+        if not self.claim():
+            return False
+        self.detach(self._void_sync)
+        return True
+
+    def detach(self, work: Callable[..., Any], *args: Any) -> None:
+        """Run work(connection, *args) on a metering thread from a task no cancellation can
+        reach (a queued job runs to the end in any case)."""
+        self._shared.tasks.spawn(self.store.workers.run(work, *args))
+
+    def _check_claimed(self) -> None:
+        if not self._claimed:
+            raise RuntimeError(f"{self.call.request_id} settles without a claim")
+
+    # ----------------------------------------------------------------------------- the hold
+
+    async def reserve(self, amount: int) -> None:
+        """Hold the worst case; too little credit is a 402, a spend cap it would pass a 429."""
+        try:
+            self.hold_id = await self.store.workers.run(self._reserve_sync, amount)
+        except InsufficientCredits:
+            raise errors.insufficient_credits() from None
+
+    def _reserve_sync(self, connection: Any, amount: int) -> int | None:
+        key = self.call.key
+        cap = key.monthly_spend_cap_micros
+        if cap is None:
+            return self._hold(connection, amount)
+        # The spend cap is checked and the hold placed under one lock per key, counting what
+        # this process already holds for the key: concurrent requests cannot all slip under
+        # the cap. (Across gateway processes the cap is per process, like the rate limits.)
+        with self._shared.caps.locked(key.key_id) as held:
+            with db.session_scope(readonly=True) as session:
+                spent = metering.key_spend_since(
+                    session, api_key_id=key.key_id, since=metering.month_start()
+                )
+            if spent + held.micros + amount > cap:
+                raise errors.rate_limited(
+                    "This request could pass this key's monthly spend cap.", "spend_cap_reached"
+                )
+            hold_id = self._hold(connection, amount)
+            held.micros += amount
+            self._capped_hold_micros = amount
+            return hold_id
+
+    def _hold(self, connection: Any, amount: int) -> int | None:
+        call, store = self.call, self.store
+        if amount:
+            placed = store.hot.hold(
+                connection,
+                request_id=call.request_id,
+                account_id=call.key.account_id,
+                revenue_account_id=store.revenue_account_id(),
+                amount_micros=amount,
+                expires_at=utcnow() + self._shared.hold_ttl,
+            )
+            if placed is not None:
+                self.hold = placed
+                return placed.id
+        # A free request, or the hold did not simply fit: the ledger decides (402, replay).
+        with db.session_scope(engine=store.engine) as session:
+            return metering.reserve(
+                session,
+                request_id=call.request_id,
+                account_id=call.key.account_id,
+                amount_micros=amount,
+                ttl=self._shared.hold_ttl,
+            )
+
+    def _forget_capped_hold(self) -> None:
+        if self._capped_hold_micros:
+            with self._shared.caps.locked(self.call.key.key_id) as held:
+                held.micros = max(0, held.micros - self._capped_hold_micros)
+            self._capped_hold_micros = 0
+
+    # ----------------------------------------------------------------------- the settlement
+
+    def _finish_sync(self, connection: Any, outcome: Outcome) -> int:
+        """Settle (or void) the hold and write the usage record; returns the price charged."""
+        call = self.call
+        route = call.route
+        price = cost_micros(call.model.price, outcome.usage) if outcome.billable else 0
+        upstream_cost = cost_micros(route.cost, outcome.usage) if route and outcome.billable else 0
+        record = UsageEntry(
+            id=call.request_id,
+            customer_id=call.key.customer_id,
+            api_key_id=call.key.key_id,
+            endpoint=call.endpoint,
+            public_model=call.model.name,
+            provider=route.provider_name if route else "",
+            upstream_model=route.upstream_model if route else "",
+            stream=call.stream,
+            http_status=outcome.http_status,
+            status=outcome.status,
+            prompt_tokens=outcome.usage.prompt_tokens,
+            completion_tokens=outcome.usage.completion_tokens,
+            cached_tokens=outcome.usage.cached_tokens,
+            reasoning_tokens=outcome.usage.reasoning_tokens,
+            disputed_completion_tokens=outcome.disputed_completion_tokens,
+            usage_source=outcome.usage_source if outcome.billable else "none",
+            upstream_cost_micros=upstream_cost,
+            latency_ms=ms_since(call.started),
+            ttfb_ms=call.ttfb_ms,
+            attempts=len(call.attempts),
+            attempts_json=json.dumps([a.__dict__ for a in call.attempts]),
+        )
+        touch = self._shared.touches.due(call.key.key_id)
+        try:
+            return self._settle_in_transaction(connection, outcome, record, price, touch)
+        except Exception:
+            # Whatever went wrong, the hold is resolved and the request recorded: a settlement
+            # that fails must not leave the credit held until expiry, nor the request unseen.
+            log.exception("settling %s failed; voiding its hold", call.request_id)
+            self._void_after_failed_settlement(record)
+            raise SettlementFailed() from None
+        finally:
+            self._forget_capped_hold()
+
+    def _void_after_failed_settlement(self, record: UsageEntry) -> None:
+        record.status = "settlement_failed"
+        record.usage_source = "none"
+        record.upstream_cost_micros = 0
+        record.unbilled_micros = 0
+        try:
+            with db.session_scope(engine=self.store.engine) as session:
+                metering.cancel(
+                    session,
+                    hold_id=self.hold_id,
+                    account_id=self.call.key.account_id,
+                    record=record,
+                )
+        except Exception:
+            # The database is away, or the hold was resolved meanwhile: its expiry is the last
+            # resort for the credit, and the log line above names the request.
+            log.exception("could not void the hold of %s", self.call.request_id)
+
+    def _settle_in_transaction(
+        self, connection: Any, outcome: Outcome, record: UsageEntry, price: int, touch: bool
+    ) -> int:
+        call, store = self.call, self.store
+        if outcome.billable and self.hold is not None:
+            stored = store.hot.settle(
+                connection, hold=self.hold, price_micros=price, record=record, touch_key=touch
+            )
+            if stored is not None:
+                return stored.price_micros
+        # Voids, prices above the hold, holds that expired meanwhile: the ledger's own path.
+        with db.session_scope(engine=store.engine) as session:
+            if outcome.billable:
+                stored = metering.settle(
+                    session,
+                    hold_id=self.hold_id,
+                    account_id=call.key.account_id,
+                    price_micros=price,
+                    record=record,
+                    touch_key=touch,
+                    # A capped key is charged at most its hold, which the cap check admitted.
+                    overage=call.key.monthly_spend_cap_micros is None,
+                )
+            else:
+                stored = metering.cancel(
+                    session, hold_id=self.hold_id, account_id=call.key.account_id, record=record
+                )
+            return stored.price_micros
+
+    def _void_sync(self, connection: Any) -> None:
+        try:
+            self._finish_sync(connection, failed(500))
+        except Exception:
+            # Already settled, or the database is away: the hold's expiry is the last resort.
+            log.warning("could not void the hold of %s", self.call.request_id, exc_info=True)
