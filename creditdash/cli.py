@@ -1,4 +1,4 @@
-"""The `creditdash` command: operators and scripts (CONTRACT.md lists the stable part)."""
+"""The `creditdash` command: operators and scripts (docs/contract.md lists the stable part)."""
 
 from __future__ import annotations
 

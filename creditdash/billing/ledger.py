@@ -1,6 +1,6 @@
 """The double-entry ledger: accounts, transfers, holds.
 
-Rules (DESIGN.md "Ledger"):
+Rules (docs/design.md "Money and the ledger"):
 - Every balance change is a conditional UPDATE whose row count is checked; nothing is read,
   checked in Python and written back. The customer's spending limit lives in the WHERE clause
   (and again in a CHECK constraint), so concurrent holds can never overspend.

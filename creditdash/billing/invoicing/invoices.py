@@ -252,7 +252,7 @@ def list_invoices(
 
 
 def describe_invoice(invoice: Invoice) -> dict[str, object]:
-    """The list item CONTRACT.md shapes."""
+    """The list item docs/contract.md shapes."""
     return {
         "number": invoice.number,
         "order_id": invoice.order_id,

@@ -175,7 +175,7 @@ def describe_profile(profile: BillingProfile) -> dict[str, object]:
 
 
 def buyer_facts(profile: BillingProfile | None, seller: SellerProfile) -> BuyerFacts:
-    """Without a profile the buyer is a consumer in the seller's country (CONTRACT.md)."""
+    """Without a profile the buyer is a consumer in the seller's country (docs/contract.md)."""
     if profile is None:
         return BuyerFacts(country=seller.country)
     return BuyerFacts(

@@ -266,7 +266,7 @@ def order_history(session: Session, order_id: str) -> list[OrderEvent]:
 
 
 def describe_order(order: PaymentOrder) -> dict[str, object]:
-    """The order as CONTRACT.md shapes it; `credits` is everything the order grants."""
+    """The order as docs/contract.md shapes it; `credits` is everything the order grants."""
     return {
         "order_id": order.id,
         "status": order.status,
