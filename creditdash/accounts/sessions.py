@@ -11,13 +11,14 @@ from sqlalchemy import select, update
 from sqlmodel import Session, col
 
 from creditdash.accounts.models import SessionHandoff, User, WebSession
+from creditdash.accounts.passwords import verify_password
 from creditdash.accounts.throttle import SignInThrottle, get_throttle
 from creditdash.accounts.users import (
     ONE_TIME_PASSWORD_EXPIRED,
     OneTimePasswordExpired,
     authenticate,
-    change_password,
     normalize_email,
+    set_password,
 )
 from creditdash.core import db
 from creditdash.core.audit import Actor, record
@@ -239,3 +240,16 @@ def end_all_sessions(session: Session, *, user_id: int) -> int:
         .values(revoked_at=utcnow())
     )
     return int(rowcount(result))
+
+
+def change_password(
+    session: Session, *, user_id: int, current_password: str, new_password: str
+) -> None:
+    """Change a password; every session of the user ends (they sign in again)."""
+    user = session.get(User, user_id)
+    if user is None or not verify_password(current_password, user.password_hash):
+        raise AuthenticationFailed("The current password is incorrect.")
+    if verify_password(new_password, user.password_hash):
+        raise ValidationFailed("The new password must differ from the current one.")
+    set_password(session, user_id=user_id, new_password=new_password)
+    end_all_sessions(session, user_id=user_id)

@@ -108,18 +108,3 @@ def set_password(
     user.password_expires_at = utcnow() + expires_in if expires_in is not None else None
     session.add(user)
     session.flush()
-
-
-def change_password(
-    session: Session, *, user_id: int, current_password: str, new_password: str
-) -> None:
-    """Change a password; every session of the user ends (they sign in again)."""
-    from creditdash.accounts.sessions import end_all_sessions
-
-    user = session.get(User, user_id)
-    if user is None or not verify_password(current_password, user.password_hash):
-        raise AuthenticationFailed("The current password is incorrect.")
-    if verify_password(new_password, user.password_hash):
-        raise ValidationFailed("The new password must differ from the current one.")
-    set_password(session, user_id=user_id, new_password=new_password)
-    end_all_sessions(session, user_id=user_id)

@@ -14,8 +14,8 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlmodel import Session, col
 
-from creditdash.catalog.importer import REFERENCE_MIX, MarginLine
-from creditdash.catalog.models import PriceSchedule, Provider, PublicModel, Route
+from creditdash.catalog.importer import REFERENCE_MIX, CooldownSpec, FallbackSpec, MarginLine
+from creditdash.catalog.models import FAILURE_KINDS, PriceSchedule, Provider, PublicModel, Route
 from creditdash.catalog.prices import Price, cost_micros, margin_basis_points
 from creditdash.core import db
 from creditdash.core.audit import Actor, record
@@ -287,9 +287,6 @@ def set_fallback(
 ) -> None:
     """A model's fallback policy, validated exactly as in `catalog import`."""
     from pydantic import ValidationError
-
-    from creditdash.catalog.importer import CooldownSpec, FallbackSpec
-    from creditdash.catalog.models import FAILURE_KINDS
 
     try:
         spec = FallbackSpec(

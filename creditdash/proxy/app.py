@@ -28,6 +28,7 @@ from creditdash.core.money import format_credits
 from creditdash.core.settings import Settings, get_settings
 from creditdash.proxy import errors
 from creditdash.proxy.gateway import Gateway
+from creditdash.proxy.snapshot import load_snapshot
 
 log = logging.getLogger(__name__)
 
@@ -207,7 +208,6 @@ def check_startup(settings: Settings | None = None) -> None:
     health check and answer 500 to every completion. A database that cannot be reached yet is
     only logged (the health check reports it, and the gateway recovers when it comes back).
     """
-    from creditdash.proxy.snapshot import load_snapshot
 
     (settings or get_settings()).resolved_secret_key()  # RuntimeError outside development
     try:

@@ -8,7 +8,7 @@ from datetime import timedelta
 import reflex as rx
 from reflex.event import EventSpec
 
-from creditdash.accounts import sessions, signup, users
+from creditdash.accounts import sessions, signup
 from creditdash.core import db
 from creditdash.core.audit import Actor
 from creditdash.core.errors import CreditdashError
@@ -20,7 +20,9 @@ from creditdash.state.session import SessionState, cookie_then, fresh_start
 
 def _change(user_id: int, current: str, new: str) -> None:
     with db.session_scope() as session:
-        users.change_password(session, user_id=user_id, current_password=current, new_password=new)
+        sessions.change_password(
+            session, user_id=user_id, current_password=current, new_password=new
+        )
 
 
 def _invite(customer_id: str, actor: Actor, email: str, role: str) -> str | None:

@@ -153,11 +153,11 @@ def test_changing_password_needs_the_current_one_and_signs_out(sqlite_engine: En
         email="ana@example.com", password=GOOD_PASSWORD, ttl=timedelta(hours=1)
     ).token
     with pytest.raises(AuthenticationFailed), db.session_scope(engine=sqlite_engine) as session:
-        users.change_password(
+        sessions.change_password(
             session, user_id=user.id, current_password="nope nope", new_password="another good one"
         )
     with db.session_scope(engine=sqlite_engine) as session:
-        users.change_password(
+        sessions.change_password(
             session,
             user_id=user.id,
             current_password=GOOD_PASSWORD,

@@ -26,7 +26,7 @@ from creditdash.billing.invoicing.models import (
 from creditdash.billing.invoicing.profiles import describe_seller, get_seller
 from creditdash.billing.payments.models import PaymentOrder, Refund
 from creditdash.core.errors import NotFound
-from creditdash.core.money import format_minor
+from creditdash.core.money import format_credits, format_minor
 from creditdash.core.timeutil import utcnow
 
 NUMBER_DIGITS = 6
@@ -127,7 +127,6 @@ def issue_invoice(session: Session, order: PaymentOrder) -> IssuedInvoice:
 
 
 def _line_text(order: PaymentOrder) -> str:
-    from creditdash.core.money import format_credits
 
     credits = format_credits(order.credits_micros + order.bonus_micros).rstrip("0").rstrip(".")
     return f"{order.package_name} credit package: {credits} credits"

@@ -18,7 +18,7 @@ from stdnum.exceptions import ValidationError as StdnumError
 from creditdash.accounts.customers import get_customer
 from creditdash.billing.invoicing.countries import COUNTRY_CODES, COUNTRY_RULE, country_name
 from creditdash.billing.invoicing.models import BillingProfile, SellerProfile
-from creditdash.billing.invoicing.tax import EU_MEMBERS, BuyerFacts, SellerFacts
+from creditdash.billing.invoicing.tax import EU_MEMBERS, BuyerFacts, SellerFacts, rate_on
 from creditdash.core.audit import Actor, record
 from creditdash.core.errors import NotFound, ValidationFailed
 from creditdash.core.timeutil import utcnow
@@ -259,8 +259,6 @@ def save_seller(session: Session, *, data: SellerInput, actor: Actor) -> SellerP
         raise ValidationFailed(f"unknown tax registrations: {', '.join(unknown)}")
     checked = check_tax_id(country, data.tax_id)
     if country not in ("US", "CA"):
-        from creditdash.billing.invoicing.tax import rate_on
-
         # A seller must be able to sell at home: refuse a country with no rate on file.
         rate_on(session, country, utcnow().date())
     seller = session.get(SellerProfile, 1)

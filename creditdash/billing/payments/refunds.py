@@ -16,9 +16,11 @@ A crash between 1 and 3 leaves a pending refund; running the same refund id agai
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import func, or_, select, update
 from sqlmodel import Session, col
@@ -27,7 +29,7 @@ from creditdash.billing import ledger
 from creditdash.billing.invoicing.invoices import issue_credit_note
 from creditdash.billing.models import Transfer
 from creditdash.billing.payments import orders
-from creditdash.billing.payments.models import PaymentOrder, Refund
+from creditdash.billing.payments.models import PaymentEvent, PaymentOrder, Refund
 from creditdash.billing.payments.providers import (
     PaymentProvider,
     ProviderFailed,
@@ -315,8 +317,6 @@ def refund_order(
         if exc.definite:
             with db.session_scope() as session:
                 if undo_refund(session, refund_id, actor_label=actor.label, failure=exc.message):
-                    from creditdash.billing.payments.webhooks import reconcile_refunds
-
                     reconcile_refunds(session, orders.get_order(session, order_id))
             raise
         # The provider may or may not have returned the money: keep the refund pending (its
@@ -390,3 +390,92 @@ def undo_refund(session: Session, refund_id: str, *, actor_label: str, failure: 
         session, order, actor_label=actor_label, note_text=f"refund {refund_id} failed"
     )
     return True
+
+
+# ------------------------------------------------------------- catching up with the provider
+# Refunds made at the provider (its dashboard), refund events that arrive before their payment,
+# and money a failed refund of ours did return after all: applied here, through apply_refund,
+# for the webhooks (payments/webhooks.py) and for refund_order's failure path alike.
+
+# What applying an event did: outcome, the order it concerned, a detail line.
+Outcome = tuple[str, PaymentOrder | None, str]
+
+
+def catch_up_refund(
+    session: Session, order: PaymentOrder, charge: dict[str, Any], event: PaymentEvent
+) -> Outcome:
+    """A refund made at the provider (its dashboard, or ours already recorded): apply the part
+    of amount_refunded this order does not know about yet."""
+    total = int(charge["amount_refunded"])
+    if str(charge.get("currency") or "").upper() != order.currency:
+        return "amount_mismatch", order, "refund currency differs from the order"
+    # Under the order's row lock, so two refund events cannot both count the same money.
+    orders.lock(session, order)
+    missing = min(total, order.gross_minor) - order.refunded_minor
+    if missing <= 0:
+        return "already_applied", order, "refund already recorded"
+    refund_id = f"{order.provider}:{charge.get('id')}:{total}"
+    if order.status not in orders.REFUNDABLE or session.get(Refund, refund_id) is not None:
+        return "ignored", order, f"order is {order.status}"
+    apply_refund(
+        session,
+        order,
+        refund_id=refund_id,
+        amount_minor=missing,
+        actor=Actor(label=f"{order.provider}:{event.event_id}"),
+        reason="refunded at the payment provider",
+        status="succeeded",
+        provider_refund_id=refund_id,
+    )
+    return "refunded", order, format_minor(missing, order.currency) + " " + order.currency
+
+
+def reconcile_refunds(session: Session, order: PaymentOrder) -> None:
+    """Apply what the provider's latest refund event says beyond what the order records: after
+    one of our refunds failed, money the provider did return (its dashboard) shows up here."""
+    if not order.provider_payment_id:
+        return
+    latest = (
+        session.execute(
+            select(PaymentEvent)
+            .where(
+                col(PaymentEvent.provider) == order.provider,
+                col(PaymentEvent.provider_payment_id) == order.provider_payment_id,
+                col(PaymentEvent.event_type) == "charge.refunded",
+            )
+            .order_by(col(PaymentEvent.id).desc())
+        )
+        .scalars()
+        .all()
+    )
+    if not latest:
+        return
+    newest = max(
+        latest, key=lambda e: json.loads(e.payload_json)["data"]["object"]["amount_refunded"]
+    )
+    charge = json.loads(newest.payload_json)["data"]["object"]
+    catch_up_refund(session, order, charge, newest)
+
+
+def apply_early_refunds(session: Session, provider: str, order: PaymentOrder) -> None:
+    """Refund events that arrived before the payment event are applied once it is settled."""
+    if not order.provider_payment_id:
+        return
+    early = (
+        session.execute(
+            select(PaymentEvent)
+            .where(
+                col(PaymentEvent.provider) == provider,
+                col(PaymentEvent.provider_payment_id) == order.provider_payment_id,
+                col(PaymentEvent.outcome) == "unknown_order",
+            )
+            .order_by(col(PaymentEvent.id))
+        )
+        .scalars()
+        .all()
+    )
+    for waiting in early:
+        charge = json.loads(waiting.payload_json)["data"]["object"]
+        outcome, _, detail = catch_up_refund(session, order, charge, waiting)
+        waiting.outcome, waiting.order_id, waiting.detail = outcome, order.id, detail[:500]
+        session.add(waiting)

@@ -19,7 +19,6 @@ from sqlmodel import Session, col, select
 
 from creditdash.billing.payments import orders, refunds
 from creditdash.billing.payments.models import PaymentEvent, PaymentOrder, Refund
-from creditdash.core.audit import Actor
 from creditdash.core.errors import CreditdashError
 from creditdash.core.money import format_minor
 
@@ -189,7 +188,7 @@ def _paid(session: Session, provider: str, event: PaymentEvent, obj: dict[str, A
     if not settled:
         orders.note(session, order, f"{provider}:{event.event_id}", "payment already settled")
         return "already_settled", order, "the order was already settled; nothing credited"
-    _apply_early_refunds(session, provider, order)
+    refunds.apply_early_refunds(session, provider, order)
     return "credited", order, format_minor(order.gross_minor, order.currency) + " " + order.currency
 
 
@@ -241,59 +240,7 @@ def _refunded(session: Session, provider: str, event: PaymentEvent, obj: dict[st
     if order is None:
         # Possibly ahead of the event that settles the order: applied when that one arrives.
         return "unknown_order", None, f"no settled order for {payment_id} yet"
-    return _catch_up_refund(session, order, obj, event)
-
-
-def _catch_up_refund(
-    session: Session, order: PaymentOrder, charge: dict[str, Any], event: PaymentEvent
-) -> Outcome:
-    """A refund made at the provider (its dashboard, or ours already recorded): apply the part
-    of amount_refunded this order does not know about yet."""
-    total = int(charge["amount_refunded"])
-    if str(charge.get("currency") or "").upper() != order.currency:
-        return "amount_mismatch", order, "refund currency differs from the order"
-    # Under the order's row lock, so two refund events cannot both count the same money.
-    orders.lock(session, order)
-    missing = min(total, order.gross_minor) - order.refunded_minor
-    if missing <= 0:
-        return "already_applied", order, "refund already recorded"
-    refund_id = f"{order.provider}:{charge.get('id')}:{total}"
-    if order.status not in orders.REFUNDABLE or session.get(Refund, refund_id) is not None:
-        return "ignored", order, f"order is {order.status}"
-    refunds.apply_refund(
-        session,
-        order,
-        refund_id=refund_id,
-        amount_minor=missing,
-        actor=Actor(label=f"{order.provider}:{event.event_id}"),
-        reason="refunded at the payment provider",
-        status="succeeded",
-        provider_refund_id=refund_id,
-    )
-    return "refunded", order, format_minor(missing, order.currency) + " " + order.currency
-
-
-def reconcile_refunds(session: Session, order: PaymentOrder) -> None:
-    """Apply what the provider's latest refund event says beyond what the order records: after
-    one of our refunds failed, money the provider did return (its dashboard) shows up here."""
-    if not order.provider_payment_id:
-        return
-    latest = session.exec(
-        select(PaymentEvent)
-        .where(
-            col(PaymentEvent.provider) == order.provider,
-            col(PaymentEvent.provider_payment_id) == order.provider_payment_id,
-            col(PaymentEvent.event_type) == "charge.refunded",
-        )
-        .order_by(col(PaymentEvent.id).desc())
-    ).all()
-    if not latest:
-        return
-    newest = max(
-        latest, key=lambda e: json.loads(e.payload_json)["data"]["object"]["amount_refunded"]
-    )
-    charge = json.loads(newest.payload_json)["data"]["object"]
-    _catch_up_refund(session, order, charge, newest)
+    return refunds.catch_up_refund(session, order, obj, event)
 
 
 def _refund_failed(
@@ -316,28 +263,8 @@ def _refund_failed(
     ):
         return "ignored", order, "refund already failed"
     session.refresh(order)
-    reconcile_refunds(session, order)
+    refunds.reconcile_refunds(session, order)
     return "refund_failed", order, f"refund {refund.id} undone"
-
-
-def _apply_early_refunds(session: Session, provider: str, order: PaymentOrder) -> None:
-    """Refund events that arrived before the payment event are applied once it is settled."""
-    if not order.provider_payment_id:
-        return
-    early = session.exec(
-        select(PaymentEvent)
-        .where(
-            col(PaymentEvent.provider) == provider,
-            col(PaymentEvent.provider_payment_id) == order.provider_payment_id,
-            col(PaymentEvent.outcome) == "unknown_order",
-        )
-        .order_by(col(PaymentEvent.id))
-    ).all()
-    for waiting in early:
-        charge = json.loads(waiting.payload_json)["data"]["object"]
-        outcome, _, detail = _catch_up_refund(session, order, charge, waiting)
-        waiting.outcome, waiting.order_id, waiting.detail = outcome, order.id, detail[:500]
-        session.add(waiting)
 
 
 def _ignore(session: Session, provider: str, event: PaymentEvent, obj: dict[str, Any]) -> Outcome:
