@@ -3,12 +3,12 @@ handler refuses anything else through the service, with its message and nothing 
 
 from __future__ import annotations
 
-from creditdash.pages.billing import country_select
 from sqlalchemy.engine import Engine
 
 from creditdash.billing.invoicing import profiles
 from creditdash.billing.invoicing.countries import COUNTRY_CHOICES
 from creditdash.core import db
+from creditdash.pages.portal.billing import country_select
 from creditdash.state.portal.billing import BillingState
 from tests.factories import funded_customer
 from tests.state.portal.test_portal_tenancy import _member_token, _run, _state
