@@ -9,42 +9,38 @@ import reflex as rx
 from starlette.applications import Starlette
 
 from creditdash import jobs
-from creditdash.pages.account import account_page, first_password_page
-from creditdash.pages.admin import admin_page
-from creditdash.pages.admin_ops import (
-    admin_audit_page,
-    admin_models_page,
-    admin_orders_page,
-    admin_providers_page,
-    admin_requests_page,
-    admin_sales_page,
-)
-from creditdash.pages.billing import billing_page
-from creditdash.pages.home import home_page
-from creditdash.pages.keys import keys_page
-from creditdash.pages.pricing import pricing_page
-from creditdash.pages.signin import signin_page
-from creditdash.pages.signup import signup_page
-from creditdash.pages.usage import usage_page
+from creditdash.pages.admin.audit import admin_audit_page
+from creditdash.pages.admin.customers import admin_page
+from creditdash.pages.admin.orders import admin_orders_page
+from creditdash.pages.admin.prices import admin_models_page
+from creditdash.pages.admin.providers import admin_providers_page
+from creditdash.pages.admin.requests import admin_requests_page
+from creditdash.pages.admin.sales import admin_sales_page
+from creditdash.pages.portal.account import account_page, first_password_page
+from creditdash.pages.portal.billing import billing_page
+from creditdash.pages.portal.keys import keys_page
+from creditdash.pages.portal.overview import home_page
+from creditdash.pages.portal.pricing import pricing_page
+from creditdash.pages.portal.signin import signin_page
+from creditdash.pages.portal.signup import signup_page
+from creditdash.pages.portal.usage import usage_page
 from creditdash.proxy.app import check_mounted_startup
 from creditdash.routes import CHANGE_PASSWORD_PATH
 from creditdash.server import create_app as create_gateway
-from creditdash.state.account import AccountState, FirstPasswordState
-from creditdash.state.admin import AdminState
-from creditdash.state.admin_ops import (
-    AdminAuditState,
-    AdminModelsState,
-    AdminOrdersState,
-    AdminProvidersState,
-    AdminRequestsState,
-    AdminSalesState,
-)
-from creditdash.state.billing import BillingState
-from creditdash.state.keys import KeysState
-from creditdash.state.overview import OverviewState
-from creditdash.state.pricing import PricingState
-from creditdash.state.signin import SignInState
-from creditdash.state.usage import UsageState
+from creditdash.state.admin.audit import AdminAuditState
+from creditdash.state.admin.customers import AdminState
+from creditdash.state.admin.orders import AdminOrdersState
+from creditdash.state.admin.prices import AdminModelsState
+from creditdash.state.admin.providers import AdminProvidersState
+from creditdash.state.admin.requests import AdminRequestsState
+from creditdash.state.admin.sales import AdminSalesState
+from creditdash.state.portal.account import AccountState, FirstPasswordState
+from creditdash.state.portal.billing import BillingState
+from creditdash.state.portal.keys import KeysState
+from creditdash.state.portal.overview import OverviewState
+from creditdash.state.portal.pricing import PricingState
+from creditdash.state.portal.signin import SignInState
+from creditdash.state.portal.usage import UsageState
 from creditdash.web.auth import session_cookie_routes
 
 _mounted: list[Starlette] = []

@@ -274,6 +274,34 @@ def set_route(
     return line
 
 
+@dataclass(frozen=True)
+class FallbackView:
+    """A model's fallback policy as stored (fall_through is the comma-separated kinds)."""
+
+    model: str
+    fall_through: str
+    max_attempts: int
+    attempt_timeout_s: int | None
+    cooldown_failures: int
+    cooldown_s: int
+
+
+def list_fallbacks(session: Session) -> list[FallbackView]:
+    """Every model's fallback policy, by model name (the admin prices page lists them)."""
+    models = session.execute(select(PublicModel).order_by(col(PublicModel.name))).scalars()
+    return [
+        FallbackView(
+            m.name,
+            m.fallback_on,
+            m.max_attempts,
+            m.attempt_timeout_s,
+            m.cooldown_failures,
+            m.cooldown_s,
+        )
+        for m in models
+    ]
+
+
 def set_fallback(
     session: Session,
     *,

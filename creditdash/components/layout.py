@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import reflex as rx
 
-from creditdash.state.portal import PortalState
-from creditdash.state.session import SessionState
+from creditdash.state.base import PortalState, SessionState
 
 NAV = [
     ("Overview", "/home"),

@@ -21,8 +21,9 @@ from creditdash.billing.payments.verify import verify_payments
 from creditdash.core import db
 from creditdash.core.money import parse_credits
 from creditdash.core.timeutil import utcnow
-from creditdash.state import admin_ops, overview
-from creditdash.state import usage as usage_state
+from creditdash.state.admin import requests as admin_requests
+from creditdash.state.portal import overview
+from creditdash.state.portal import usage as usage_state
 from creditdash.web import documents as routes
 from tests.factories import funded_customer
 
@@ -166,13 +167,13 @@ def test_every_report_matches_the_ledger_when_some_requests_are_unbilled(engine:
     assert sum(parse_credits(p["spend"], field="spend") for p in series) == charged
 
     # The admin requests page: the table (with its unbilled column), the chart, the CSV.
-    table, total, chart = admin_ops._requests("", "", "", 1)
+    table, total, chart = admin_requests._requests("", "", "", 1)
     assert total == 2 * len(_REQUESTS)
     assert sum(parse_credits(r["cost"], field="cost") for r in table) == everyone
     assert sum(parse_credits(r["unbilled"], field="unbilled") for r in table) == 2 * unbilled
     [point] = chart
     assert point["revenue"] == everyone / 1e6 and point["unbilled"] == 2 * unbilled / 1e6
-    mine, _t, _c = admin_ops._requests(settled.customer_id, "", "", 1)
+    mine, _t, _c = admin_requests._requests(settled.customer_id, "", "", 1)
     assert sum(parse_credits(r["cost"], field="cost") for r in mine) == charged
     admin_csv = routes._all_requests(None, statements.Period.of_days(today, today))
     assert sum(_csv_column(admin_csv, "cost")) == everyone

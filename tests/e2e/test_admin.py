@@ -56,7 +56,7 @@ def test_admin_approves_a_bank_transfer_once(page, app_url: str) -> None:  # typ
     reference = re.search(r"CD-[A-Z0-9]{5}-[A-Z0-9]{5}", page.content()).group(0)
     before = _credits(app_url)
     # The customer cannot reach the admin pages; the handlers refuse them on the server too
-    # (tests/state/test_admin_guard.py calls them directly).
+    # (tests/state/admin/test_admin_guard.py calls them directly).
     page.goto("/admin/orders")
     page.wait_for_url(re.compile(r".*/home/?$"))
 

@@ -31,8 +31,7 @@ from creditdash.catalog.importer import import_catalog, parse_catalog
 from creditdash.core import db
 from creditdash.core.audit import Actor
 from creditdash.demo import DEMO_CATALOG
-from creditdash.state.admin import AdminBase
-from creditdash.state.portal import PortalState
+from creditdash.state.base import AdminBase, PortalState
 from tests.factories import funded_customer
 from tests.state.browser import connection
 
@@ -47,7 +46,7 @@ UI_ONLY = {
     "UsageState.hide",  # closes the request dialog
 }
 # The session's own handlers, inherited by every state: signing out needs no guard, and picking
-# a workspace is itself checked against the memberships (tests/state/test_portal_tenancy.py).
+# a workspace is itself checked against the memberships (tests/state/portal/test_portal_tenancy.py).
 INHERITED = {"sign_out", "pick_workspace", "redirect_if_signed_in"}
 
 

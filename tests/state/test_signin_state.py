@@ -19,10 +19,10 @@ from creditdash.accounts import sessions, signup, users
 from creditdash.accounts.throttle import get_throttle
 from creditdash.core import db, settings
 from creditdash.core.audit import Actor, AuditEntry
-from creditdash.state.account import AccountState, FirstPasswordState
-from creditdash.state.keys import KeysState
-from creditdash.state.session import SESSION_COOKIE, SessionState
-from creditdash.state.signin import SignInState
+from creditdash.state.base import SESSION_COOKIE, SessionState
+from creditdash.state.portal.account import AccountState, FirstPasswordState
+from creditdash.state.portal.keys import KeysState
+from creditdash.state.portal.signin import SignInState
 from creditdash.web.auth import session_cookie_routes
 from tests.state.browser import state
 

@@ -1,0 +1,83 @@
+"""Sign-up: a workspace and its owner."""
+
+from __future__ import annotations
+
+import reflex as rx
+
+from creditdash.components.layout import brand, error_callout, field
+from creditdash.state.portal.signup import SignUpState
+
+
+def signup_page() -> rx.Component:
+    return rx.center(
+        rx.card(
+            rx.vstack(
+                brand(),
+                rx.text("Create your workspace", size="3", color_scheme="gray"),
+                rx.form(
+                    rx.vstack(
+                        field("Your name", rx.input(name="name", width="100%", id="su-name")),
+                        field(
+                            "Workspace (company or team)",
+                            rx.input(
+                                name="workspace", required=True, width="100%", id="su-workspace"
+                            ),
+                        ),
+                        field(
+                            "Email",
+                            rx.input(
+                                name="email",
+                                type="email",
+                                required=True,
+                                width="100%",
+                                auto_complete="username",
+                                id="su-email",
+                            ),
+                        ),
+                        field(
+                            "Password (12+ characters)",
+                            rx.input(
+                                name="password",
+                                type="password",
+                                required=True,
+                                width="100%",
+                                auto_complete="new-password",
+                                id="su-password",
+                            ),
+                        ),
+                        field(
+                            "Repeat the password",
+                            rx.input(
+                                name="confirm_password",
+                                type="password",
+                                required=True,
+                                width="100%",
+                                auto_complete="new-password",
+                                id="su-confirm",
+                            ),
+                        ),
+                        error_callout(SignUpState.error),
+                        rx.button(
+                            "Create workspace", type="submit", width="100%", size="3", id="sign-up"
+                        ),
+                        rx.text(
+                            "Already have an account? ", rx.link("Sign in", href="/"), size="2"
+                        ),
+                        spacing="3",
+                        width="100%",
+                    ),
+                    on_submit=SignUpState.sign_up,
+                    reset_on_submit=False,
+                    width="100%",
+                ),
+                spacing="4",
+                width="100%",
+            ),
+            width="100%",
+            max_width="26em",
+            padding="2em",
+        ),
+        min_height="100vh",
+        padding="1em",
+        background=rx.color("gray", 2),
+    )

@@ -1,0 +1,138 @@
+"""Payment orders awaiting an admin: approve or reject a bank transfer, refund a paid order.
+
+Every handler is an @admin_event: the admin role is checked on the server first (state/base.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from typing import TypedDict
+
+import reflex as rx
+from reflex.event import EventSpec
+
+from creditdash.billing.payments import manual, orders, refunds
+from creditdash.core import db
+from creditdash.core.audit import Actor
+from creditdash.core.money import format_minor
+from creditdash.state import forms
+from creditdash.state.base import AdminBase, admin_event, with_session
+
+ORDER_FILTERS = [
+    "awaiting_payment",
+    "paid",
+    "partially_refunded",
+    "refunded",
+    "cancelled",
+    "expired",
+    "all",
+]
+
+
+class AdminOrderRow(TypedDict):
+    id: str
+    customer_id: str
+    created: str
+    package: str
+    gross: str
+    currency: str
+    status: str
+    method: str
+    reference: str
+    maker: str
+    refundable: bool
+
+
+def _orders(status: str) -> list[AdminOrderRow]:
+    with db.session_scope(readonly=True) as session:
+        found = orders.list_orders(session, status=None if status == "all" else status, limit=200)
+        return [
+            AdminOrderRow(
+                id=o.id,
+                customer_id=o.customer_id,
+                created=o.created_at.strftime("%Y-%m-%d %H:%M"),
+                package=f"{o.package_name} x{o.quantity}",
+                gross=format_minor(o.gross_minor, o.currency),
+                currency=o.currency,
+                status=o.status,
+                method=o.method,
+                reference=o.transfer_reference or o.payment_reference or "",
+                maker=o.created_by_label,
+                refundable=o.status in orders.REFUNDABLE,
+            )
+            for o in found
+        ]
+
+
+class AdminOrdersState(AdminBase):
+    rows: list[AdminOrderRow] = []
+    status_filter: str = "awaiting_payment"
+    # A fresh refund id per opened refund form: a double submit refunds once.
+    refund_key: str = ""
+
+    async def _reload(self) -> None:
+        self.rows = await asyncio.to_thread(_orders, self.status_filter)
+
+    @rx.event
+    @admin_event
+    async def load(self, actor: Actor) -> EventSpec | None:
+        self.refund_key = "ui-" + secrets.token_hex(8)
+        await self._reload()
+        return None
+
+    @rx.event
+    @admin_event
+    async def set_filter(self, actor: Actor, value: str) -> EventSpec | None:
+        if value in ORDER_FILTERS:
+            self.status_filter = value
+        await self._reload()
+        return None
+
+    @rx.event
+    @admin_event
+    async def approve(self, actor: Actor, form: dict[str, str]) -> EventSpec | None:
+        order_id, reference = str(form.get("order_id") or ""), str(form.get("reference") or "")
+        await self._run(
+            with_session(
+                lambda s: manual.approve(
+                    s, order_id=order_id, actor=actor, payment_reference=reference
+                )
+            ),
+            f"Order {order_id} approved and credited.",
+        )
+        await self._reload()
+        return None
+
+    @rx.event
+    @admin_event
+    async def reject(self, actor: Actor, form: dict[str, str]) -> EventSpec | None:
+        order_id, reason = str(form.get("order_id") or ""), str(form.get("reason") or "")
+        await self._run(
+            with_session(lambda s: manual.reject(s, order_id=order_id, actor=actor, reason=reason)),
+            f"Order {order_id} rejected.",
+        )
+        await self._reload()
+        return None
+
+    @rx.event
+    @admin_event
+    async def refund(self, actor: Actor, form: dict[str, str]) -> EventSpec | None:
+        order_id = str(form.get("order_id") or "")
+        currency = next((r["currency"] for r in self.rows if r["id"] == order_id), "EUR")
+        refund_id = f"{self.refund_key}-{order_id}"
+
+        def work() -> object:
+            amount = forms.money(form, "amount", currency, field="amount")
+            return refunds.refund_order(
+                order_id,
+                amount_minor=amount,
+                refund_id=refund_id,
+                actor=actor,
+                reason=str(form.get("reason") or ""),
+            )
+
+        await self._run(work, f"Refund {refund_id} done.")
+        self.refund_key = "ui-" + secrets.token_hex(8)
+        await self._reload()
+        return None

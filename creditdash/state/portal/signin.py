@@ -1,0 +1,50 @@
+"""The sign-in form."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import reflex as rx
+from reflex.event import EventSpec
+
+from creditdash.accounts import sessions
+from creditdash.core.errors import AuthenticationFailed
+from creditdash.core.settings import get_settings
+from creditdash.routes import CHANGE_PASSWORD_PATH
+from creditdash.state.base import SessionState, cookie_then
+
+
+def _sign_in(email: str, password: str, address: str) -> sessions.SignedInResult:
+    ttl = timedelta(seconds=get_settings().session_ttl_s)
+    return sessions.sign_in(email=email, password=password, ttl=ttl, address=address)
+
+
+class SignInState(SessionState):
+    error: str = ""
+    submitting: bool = False
+
+    @rx.event
+    async def redirect_if_signed_in(self) -> EventSpec | None:
+        who = await self._signed_in()
+        if who is None:
+            return rx.redirect(CHANGE_PASSWORD_PATH) if await self._pending() else None
+        return rx.redirect("/admin" if who.is_platform_admin else "/home")
+
+    @rx.event
+    async def sign_in(self, form_data: dict[str, str]) -> EventSpec | None:
+        self.error = ""
+        email = str(form_data.get("email", ""))
+        password = str(form_data.get("password", ""))
+        # The socket's peer address (X-Forwarded-For only through Reflex's trusted_proxy_hops).
+        address = self.router.session.client_ip
+        try:
+            signed = await asyncio.to_thread(_sign_in, email, password, address)
+        except AuthenticationFailed as exc:
+            self.error = exc.message
+            return None
+        if signed.must_change_password:
+            return await cookie_then(signed.token, CHANGE_PASSWORD_PATH)
+        return await cookie_then(
+            signed.token, "/admin" if signed.user.is_platform_admin else "/home"
+        )
