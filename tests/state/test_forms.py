@@ -27,7 +27,7 @@ def test_checkboxes_and_prices() -> None:
 
 
 def test_money_fields_take_plain_ascii_digits_only() -> None:
-    from tests.billing.test_money import EXOTIC
+    from tests.core.test_money import EXOTIC
 
     for bad in [b for b in EXOTIC if b.strip()]:  # a blank field reads as its default
         with pytest.raises(ValidationFailed, match="amount must be a decimal number"):

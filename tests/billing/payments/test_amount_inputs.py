@@ -12,7 +12,7 @@ from creditdash.cli import main
 from creditdash.core import db
 from creditdash.core.audit import AuditEntry
 from tests.billing.shop import Shop, session_event
-from tests.billing.test_money import EXOTIC
+from tests.core.test_money import EXOTIC
 from tests.factories import funded_customer
 
 
