@@ -1,4 +1,6 @@
-"""A metered, proxied request, from key to settlement (docs/design.md "A proxied request, file by file").
+"""A metered, proxied request, from key to settlement.
+
+The walk through it is docs/design.md "A proxied request, file by file".
 
 1. Authenticate the key (cached briefly). 2. Resolve the public model and its routes.
 3. Hold the worst case; too little credit is a 402 before anything goes upstream.
