@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlmodel import Session
 
 from creditdash.billing import ledger
+from creditdash.billing.codes import TransferCode
 from creditdash.billing.models import TransferRow
 from creditdash.core.audit import Actor, record
 from creditdash.core.errors import ValidationFailed
@@ -62,7 +63,7 @@ def _adjust(
         debit_account_id=adjustments if direction > 0 else customer,
         credit_account_id=customer if direction > 0 else adjustments,
         amount_micros=amount_micros,
-        code="grant" if direction > 0 else "debit_adjustment",
+        code=TransferCode.GRANT if direction > 0 else TransferCode.DEBIT_ADJUSTMENT,
         memo=reason,
         actor_user_id=actor.user_id,
     )

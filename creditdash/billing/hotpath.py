@@ -44,11 +44,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from creditdash.billing import ledger
-from creditdash.billing.metering import USAGE_CODE
+from creditdash.billing.codes import TransferCode, hold_key, resolve_key
 from creditdash.billing.models import UsageEntry, UsageRecord
 from creditdash.core.money import MAX_MICROS
 from creditdash.core.timeutil import utcnow
+
+# The drivers get the code as the plain str it always was: a str subclass would cost sqlite3 an
+# adapter lookup for every statement.
+_USAGE = TransferCode.USAGE.value
 
 # Written with qmark placeholders (sqlite3); PostgreSQL's psycopg gets them as %s.
 _DEBIT_PENDING = (
@@ -294,8 +297,8 @@ class HotLedger:
                     return None
             cursor.execute(
                 self._insert_transfer,
-                (f"req:{request_id}", "pending", account_id, revenue_account_id, amount_micros,
-                 None, USAGE_CODE, request_id, self._time(expires_at), self._time(now)),
+                (hold_key(request_id), "pending", account_id, revenue_account_id, amount_micros,
+                 None, _USAGE, request_id, self._time(expires_at), self._time(now)),
             )  # fmt: skip
             rows = cursor.fetchall()
             connection.commit()
@@ -321,11 +324,11 @@ class HotLedger:
         now: datetime,
     ) -> int | None:
         params = {
-            "key": f"req:{request_id}",
+            "key": hold_key(request_id),
             "debit": account_id,
             "credit": revenue_account_id,
             "amount": amount_micros,
-            "code": USAGE_CODE,
+            "code": _USAGE,
             "reference": request_id,
             "expires": expires_at,
             "now": now,
@@ -400,13 +403,13 @@ class HotLedger:
         record.hold_id = hold.id
         params = dict(zip(_USAGE_PARAMS, _usage_values(record), strict=True))
         params.update(
-            key=f"{ledger.RESERVED_KEY_PREFIX}resolve:{hold.id}",
+            key=resolve_key(hold.id),
             debit=hold.debit_account_id,
             credit=hold.credit_account_id,
             price=price_micros,
             held=hold.amount_micros,
             hold=hold.id,
-            code=USAGE_CODE,
+            code=_USAGE,
             reference=hold.reference,
             now=now,
             api_key=record.api_key_id,
@@ -440,8 +443,8 @@ class HotLedger:
             # Claim the hold first: UNIQUE(pending_id) lets only one resolution exist.
             cursor.execute(
                 self._insert_transfer,
-                (f"{ledger.RESERVED_KEY_PREFIX}resolve:{hold.id}", "post", hold.debit_account_id,
-                 hold.credit_account_id, price_micros, hold.id, USAGE_CODE, hold.reference, None,
+                (resolve_key(hold.id), "post", hold.debit_account_id,
+                 hold.credit_account_id, price_micros, hold.id, _USAGE, hold.reference, None,
                  self._time(now)),
             )  # fmt: skip
             cursor.fetchall()

@@ -22,6 +22,7 @@ from sqlalchemy import and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
+from creditdash.billing.codes import RESERVED_KEY_PREFIX, resolve_key
 from creditdash.billing.models import LedgerAccount, Transfer, TransferRow
 from creditdash.core.db import rowcount
 from creditdash.core.errors import (
@@ -43,9 +44,6 @@ ADJUSTMENTS = "platform:adjustments"
 PLATFORM_ACCOUNTS = (PAYMENTS_CLEARING, USAGE_REVENUE, PROMOTIONS, REFUNDS, ADJUSTMENTS)
 
 MAX_KEY_CHARS = 200
-# Keys the ledger makes itself (hold resolutions); callers may not use this prefix, so no
-# caller's key can ever occupy a resolution's slot.
-RESERVED_KEY_PREFIX = "ledger:"
 
 # Core tables: the ledger's statements are written against columns, not ORM attributes.
 _accounts = LedgerAccount.__table__  # type: ignore[attr-defined]
@@ -440,7 +438,7 @@ def _resolve(session: Session, *, hold_id: int, kind: str, amount_micros: int) -
             f"cannot post {amount_micros} micros against a hold of {held.amount_micros}"
         )
     new = TransferRow(
-        idempotency_key=f"{RESERVED_KEY_PREFIX}resolve:{hold_id}",
+        idempotency_key=resolve_key(hold_id),
         kind=kind,
         debit_account_id=held.debit_account_id,
         credit_account_id=held.credit_account_id,

@@ -15,12 +15,14 @@ from sqlmodel import Session, col
 
 from creditdash.accounts.models import ApiKey
 from creditdash.billing import ledger
+from creditdash.billing.codes import TransferCode, hold_key, overage_key
 from creditdash.billing.models import UsageEntry, UsageRecord
 from creditdash.core.errors import AlreadyResolved, InsufficientCredits
 from creditdash.core.timeutil import utcnow
 
-USAGE_CODE = "usage"
-OVERAGE_CODE = "usage_overage"
+# The names callers knew these codes by before billing/codes.py: the same members.
+USAGE_CODE = TransferCode.USAGE
+OVERAGE_CODE = TransferCode.USAGE_OVERAGE
 
 
 def reserve(
@@ -31,11 +33,11 @@ def reserve(
         return None
     held = ledger.hold(
         session,
-        idempotency_key=f"req:{request_id}",
+        idempotency_key=hold_key(request_id),
         debit_account_id=account_id,
         credit_account_id=ledger.platform_account_id(session, ledger.USAGE_REVENUE),
         amount_micros=amount_micros,
-        code=USAGE_CODE,
+        code=TransferCode.USAGE,
         reference=request_id,
         expires_at=utcnow() + ttl,
     )
@@ -78,11 +80,11 @@ def settle(
         try:
             ledger.transfer(
                 session,
-                idempotency_key=f"req:{record.id}:overage",
+                idempotency_key=overage_key(record.id),
                 debit_account_id=account_id,
                 credit_account_id=ledger.platform_account_id(session, ledger.USAGE_REVENUE),
                 amount_micros=excess,
-                code=OVERAGE_CODE,
+                code=TransferCode.USAGE_OVERAGE,
                 reference=record.id,
             )
             charged += excess

@@ -17,6 +17,7 @@ from sqlalchemy import and_, case, func, or_, select
 from sqlmodel import Session, col
 
 from creditdash.billing import ledger
+from creditdash.billing.codes import TransferCode
 from creditdash.billing.models import Transfer, UsageRecord
 from creditdash.billing.usage import charged_micros
 from creditdash.core.errors import ValidationFailed
@@ -44,15 +45,16 @@ REQUEST_LOG_HEADER = (
     "attempts",
 )
 OPERATOR_COLUMNS = ("customer_id", "unbilled", "disputed_completion_tokens")
+# The statement's row type for each transfer code (an unknown code is its own type).
 _TYPES = {
-    "topup": "topup",
-    "topup_bonus": "bonus",
-    "usage": "usage",
-    "usage_overage": "usage",
-    "refund": "refund",
-    "refund_reversal": "refund_reversal",
-    "grant": "grant",
-    "debit_adjustment": "adjustment",
+    TransferCode.TOPUP: "topup",
+    TransferCode.TOPUP_BONUS: "bonus",
+    TransferCode.USAGE: "usage",
+    TransferCode.USAGE_OVERAGE: "usage",
+    TransferCode.REFUND: "refund",
+    TransferCode.REFUND_REVERSAL: "refund_reversal",
+    TransferCode.GRANT: "grant",
+    TransferCode.DEBIT_ADJUSTMENT: "adjustment",
 }
 _MOVES = ("single", "post")
 
@@ -169,7 +171,7 @@ def _describe(transfer: Transfer, usage: UsageRecord | None) -> tuple[str, str]:
             f"{usage.public_model}: {usage.prompt_tokens} prompt + "
             f"{usage.completion_tokens} completion tokens"
         )
-    if transfer.code == "usage_overage":
+    if transfer.code == TransferCode.USAGE_OVERAGE:
         return transfer.reference or "", "usage beyond the hold"
     return transfer.reference or transfer.idempotency_key, transfer.memo or transfer.code
 

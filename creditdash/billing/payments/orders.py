@@ -22,6 +22,7 @@ from sqlmodel import Session, col, select
 from creditdash.accounts.customers import get_customer
 from creditdash.accounts.models import Customer
 from creditdash.billing import ledger
+from creditdash.billing.codes import TransferCode, order_bonus_key, order_credit_key
 from creditdash.billing.invoicing import profiles
 from creditdash.billing.invoicing import tax as taxes
 from creditdash.billing.invoicing.invoices import issue_invoice
@@ -38,8 +39,6 @@ from creditdash.core.timeutil import utcnow
 # Far below the ledger's per-transfer bound (MAX_MICROS) and Stripe's amount limit.
 MAX_ORDER_MICROS = MAX_MICROS // 10
 MAX_ORDER_MINOR = 99_999_999
-TOPUP_CODE = "topup"
-BONUS_CODE = "topup_bonus"
 # Statuses a paying event may settle from. A payment the provider really took wins over our
 # own expiry or a cancellation: the money arrived, so the credits are due.
 SETTLE_FROM_EVENT = ("awaiting_payment", "expired", "cancelled")
@@ -391,22 +390,22 @@ def settle(
     customer = ledger.customer_account_id(session, order.customer_id)
     ledger.transfer(
         session,
-        idempotency_key=f"order:{order.id}:credit",
+        idempotency_key=order_credit_key(order.id),
         debit_account_id=ledger.platform_account_id(session, ledger.PAYMENTS_CLEARING),
         credit_account_id=customer,
         amount_micros=order.credits_micros,
-        code=TOPUP_CODE,
+        code=TransferCode.TOPUP,
         reference=order.id,
         memo=f"{order.package_name} x{order.quantity}",
     )
     if order.bonus_micros:
         ledger.transfer(
             session,
-            idempotency_key=f"order:{order.id}:bonus",
+            idempotency_key=order_bonus_key(order.id),
             debit_account_id=ledger.platform_account_id(session, ledger.PROMOTIONS),
             credit_account_id=customer,
             amount_micros=order.bonus_micros,
-            code=BONUS_CODE,
+            code=TransferCode.TOPUP_BONUS,
             reference=order.id,
             memo=f"bonus for {order.package_name} x{order.quantity}",
         )

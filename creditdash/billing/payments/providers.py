@@ -10,6 +10,7 @@ import secrets
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from creditdash.billing.codes import checkout_key, refund_key
 from creditdash.billing.payments.models import PaymentOrder
 from creditdash.core.errors import CreditdashError
 from creditdash.core.settings import Settings, get_settings
@@ -108,7 +109,7 @@ class StripeProvider:
         try:
             session = self._client.v1.checkout.sessions.create(
                 params=params,  # type: ignore[arg-type]
-                options={"idempotency_key": f"checkout:{order.id}"},
+                options={"idempotency_key": checkout_key(order.id)},
             )
         except stripe.StripeError as exc:
             message = _stripe_message(exc)
@@ -129,7 +130,7 @@ class StripeProvider:
                     "amount": amount_minor,
                     "metadata": {"order_id": order.id, "refund_id": refund_id},
                 },
-                options={"idempotency_key": f"refund:{refund_id}"},
+                options={"idempotency_key": refund_key(refund_id)},
             )
         except _definite_refusals() as exc:
             message = _stripe_message(exc)

@@ -26,6 +26,13 @@ from sqlalchemy import func, or_, select, update
 from sqlmodel import Session, col
 
 from creditdash.billing import ledger
+from creditdash.billing.codes import (
+    TransferCode,
+    order_bonus_key,
+    order_credit_key,
+    refund_key,
+    refund_reversal_key,
+)
 from creditdash.billing.invoicing.invoices import issue_credit_note
 from creditdash.billing.models import Transfer
 from creditdash.billing.payments import orders
@@ -42,8 +49,6 @@ from creditdash.core.money import format_credits, format_minor
 from creditdash.core.settings import Settings, get_settings
 from creditdash.core.timeutil import utcnow
 
-REFUND_CODE = "refund"
-REFUND_REVERSAL_CODE = "refund_reversal"
 _REFUND_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,120}$")
 
 
@@ -122,13 +127,13 @@ def unused_credits(session: Session, order: PaymentOrder) -> int:
     t = Transfer
     settled_at = session.execute(
         select(func.max(col(t.id))).where(
-            col(t.idempotency_key).in_((f"order:{order.id}:credit", f"order:{order.id}:bonus"))
+            col(t.idempotency_key).in_((order_credit_key(order.id), order_bonus_key(order.id)))
         )
     ).scalar()
     if settled_at is None:
         return 0
     later_orders = select(col(t.reference)).where(
-        col(t.code) == orders.TOPUP_CODE, col(t.id) > settled_at
+        col(t.code) == TransferCode.TOPUP, col(t.id) > settled_at
     )
     credited_after = session.execute(
         select(func.coalesce(func.sum(col(t.amount_micros)), 0)).where(
@@ -136,13 +141,13 @@ def unused_credits(session: Session, order: PaymentOrder) -> int:
             col(t.kind) == "single",
             col(t.id) > settled_at,
             # This order's own failed-refund reversals restore its credits, not a later lot.
-            or_(col(t.code) != REFUND_REVERSAL_CODE, col(t.reference) != order.id),
+            or_(col(t.code) != TransferCode.REFUND_REVERSAL, col(t.reference) != order.id),
         )
     ).scalar_one()
     taken_from_later = session.execute(
         select(func.coalesce(func.sum(col(t.amount_micros)), 0)).where(
             col(t.debit_account_id) == account,
-            col(t.code) == REFUND_CODE,
+            col(t.code) == TransferCode.REFUND,
             col(t.reference).in_(later_orders),
         )
     ).scalar_one()
@@ -205,11 +210,11 @@ def apply_refund(
     if taken:
         ledger.transfer(
             session,
-            idempotency_key=f"refund:{refund_id}",
+            idempotency_key=refund_key(refund_id),
             debit_account_id=account,
             credit_account_id=ledger.platform_account_id(session, ledger.REFUNDS),
             amount_micros=taken,
-            code=REFUND_CODE,
+            code=TransferCode.REFUND,
             reference=order.id,
             memo=f"refund {refund_id}",
             actor_user_id=actor.user_id,
@@ -374,11 +379,11 @@ def undo_refund(session: Session, refund_id: str, *, actor_label: str, failure: 
     if refund.credits_micros:
         ledger.transfer(
             session,
-            idempotency_key=f"refund:{refund_id}:reversal",
+            idempotency_key=refund_reversal_key(refund_id),
             debit_account_id=ledger.platform_account_id(session, ledger.REFUNDS),
             credit_account_id=ledger.customer_account_id(session, order.customer_id),
             amount_micros=refund.credits_micros,
-            code=REFUND_REVERSAL_CODE,
+            code=TransferCode.REFUND_REVERSAL,
             reference=order.id,
             memo=f"refund {refund_id} failed at the provider",
         )

@@ -15,13 +15,24 @@ from collections import defaultdict
 from sqlalchemy import func, select
 from sqlmodel import Session, col
 
+from creditdash.billing.codes import (
+    TransferCode,
+    order_bonus_key,
+    order_credit_key,
+    refund_key,
+    refund_reversal_key,
+)
 from creditdash.billing.invoicing.models import Invoice, InvoiceLine, InvoiceTaxLine
 from creditdash.billing.models import Transfer
 from creditdash.billing.payments.models import PaymentOrder, Refund
-from creditdash.billing.payments.orders import BONUS_CODE, TOPUP_CODE
-from creditdash.billing.payments.refunds import REFUND_CODE, REFUND_REVERSAL_CODE
 
 SETTLED = ("paid", "partially_refunded", "refunded")
+_PAYMENT_CODES = (
+    TransferCode.TOPUP,
+    TransferCode.TOPUP_BONUS,
+    TransferCode.REFUND,
+    TransferCode.REFUND_REVERSAL,
+)
 
 
 def verify_payments(session: Session) -> list[str]:
@@ -30,7 +41,7 @@ def verify_payments(session: Session) -> list[str]:
     rows = session.execute(
         select(
             col(Transfer.code), col(Transfer.idempotency_key), col(Transfer.amount_micros)
-        ).where(col(Transfer.code).in_((TOPUP_CODE, BONUS_CODE, REFUND_CODE, REFUND_REVERSAL_CODE)))
+        ).where(col(Transfer.code).in_(_PAYMENT_CODES))
     )
     for code, key, amount in rows:
         moved[(code, key)] += int(amount)
@@ -92,8 +103,8 @@ def _check_invoice_totals(session: Session) -> list[str]:
 def _check_settlement(
     order: PaymentOrder, moved: dict[tuple[str, str], int], counts: dict[tuple[str, str], int]
 ) -> list[str]:
-    credit = moved.get((TOPUP_CODE, f"order:{order.id}:credit"), 0)
-    bonus = moved.get((BONUS_CODE, f"order:{order.id}:bonus"), 0)
+    credit = moved.get((TransferCode.TOPUP, order_credit_key(order.id)), 0)
+    bonus = moved.get((TransferCode.TOPUP_BONUS, order_bonus_key(order.id)), 0)
     if order.status in SETTLED:
         if credit != order.credits_micros or bonus != order.bonus_micros:
             return [
@@ -116,8 +127,8 @@ def _check_refunds(
             f"{sum(r.amount_minor for r in live)}"
         )
     for refund in refunds:
-        taken = moved.get((REFUND_CODE, f"refund:{refund.id}"), 0)
-        given_back = moved.get((REFUND_REVERSAL_CODE, f"refund:{refund.id}:reversal"), 0)
+        taken = moved.get((TransferCode.REFUND, refund_key(refund.id)), 0)
+        given_back = moved.get((TransferCode.REFUND_REVERSAL, refund_reversal_key(refund.id)), 0)
         expected_back = refund.credits_micros if refund.status == "failed" else 0
         if taken != refund.credits_micros or given_back != expected_back:
             problems.append(

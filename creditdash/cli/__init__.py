@@ -1,0 +1,52 @@
+"""The `creditdash` command: operators and scripts (docs/contract.md lists the stable part).
+
+One module per command group; this one only builds the top-level group from them. What the
+groups share (refusals, the transaction, output) is in common.py.
+"""
+
+from __future__ import annotations
+
+import click
+
+from creditdash.cli import (
+    catalog,
+    customers,
+    db,
+    demo,
+    gateway,
+    invoices,
+    keys,
+    ledger,
+    orders,
+    packages,
+    seller,
+    statements,
+    tax,
+    users,
+)
+
+
+@click.group()
+def main() -> None:
+    """creditdash: usage credits, checkout, invoices and a metered AI gateway."""
+
+
+for _group in (
+    db.group,
+    customers.group,
+    keys.group,
+    catalog.group,
+    users.group,
+    ledger.group,
+    seller.group,
+    tax.group,
+    invoices.group,
+    statements.group,
+    packages.group,
+    orders.group,
+):
+    main.add_command(_group)
+main.add_command(demo.demo)
+main.add_command(gateway.gateway)
+
+__all__ = ["main"]
