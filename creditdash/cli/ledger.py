@@ -7,8 +7,7 @@ import sys
 import click
 
 from creditdash import jobs
-from creditdash.billing import ledger
-from creditdash.billing.payments import verify
+from creditdash.billing import health
 from creditdash.cli.common import refusals
 from creditdash.core import db
 
@@ -22,7 +21,7 @@ def group() -> None:
 def ledger_verify() -> None:
     """Check every ledger invariant; exit 0 only if all hold."""
     with refusals(), db.session_scope(readonly=True, snapshot=True) as session:
-        problems = ledger.verify(session) + verify.verify_payments(session)
+        problems = health.check(session)
     if problems:
         for problem in problems:
             click.echo(f"violated: {problem}", err=True)

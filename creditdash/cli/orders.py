@@ -9,10 +9,10 @@ import click
 from sqlmodel import Session
 
 from creditdash.accounts import users
-from creditdash.billing.payments import checkout, orders, packages, refunds
 
 # Aliased: orders create has a --manual flag, and its parameter would hide the module.
 from creditdash.billing.payments import manual as bank_transfers
+from creditdash.billing.payments import orders, packages, placing, refunds
 from creditdash.cli.common import emit, in_transaction, raise_refusal, refusals
 from creditdash.core.audit import CLI, Actor
 from creditdash.core.money import format_credits, format_minor, parse_credits, parse_minor
@@ -61,29 +61,28 @@ def orders_create(
 ) -> None:
     """Open an order awaiting payment; checkout orders get their payment page URL."""
 
-    def work(session: Session) -> tuple[str, str]:
-        package = packages.find_package(session, package_name)
-        actor = _admin_actor(session, admin_email) if admin_email else CLI
-        order = orders.create_order(
+    def work(session: Session) -> placing.Placement:
+        # The contract amount is read in the package's currency, so the package comes first.
+        currency = packages.find_package(session, package_name).currency
+        return placing.place_order(
             session,
             customer_id=customer_id,
-            package=package,
+            package_name=package_name,
             quantity=quantity,
-            actor=actor,
+            actor=_admin_actor(session, admin_email) if admin_email else CLI,
             manual=manual,
-            contract_net_minor=parse_minor(amount_text, package.currency, field="--amount")
+            contract_net_minor=parse_minor(amount_text, currency, field="--amount")
             if amount_text is not None
             else None,
             contract_credits_micros=parse_credits(credits_text, field="--credits")
             if credits_text is not None
             else None,
         )
-        return order.id, order.method
 
-    order_id, method = in_transaction(work)
-    if method == "checkout":
-        with refusals():
-            checkout.open_checkout(order_id)
+    placement = in_transaction(work)
+    with refusals():
+        placing.open_payment(placement)
+    order_id = placement.order_id
     _show(order_id, as_json)
 
 

@@ -14,7 +14,7 @@ import reflex as rx
 from reflex.event import EventSpec
 
 from creditdash.accounts import customers
-from creditdash.billing import adjustments, balances, health
+from creditdash.billing import adjustments, balances, codes, health
 from creditdash.core import db
 from creditdash.core.audit import Actor
 from creditdash.core.db import Session
@@ -112,7 +112,7 @@ class AdminState(AdminBase):
                 amount_micros=micros,
                 reason=reason,
                 actor=actor,
-                idempotency_key=f"admin-adjust:{key}",
+                idempotency_key=codes.admin_adjustment_key(key),
             )
 
         await self._run(with_session(work), "Balance adjusted.")
