@@ -6,15 +6,19 @@ Every handler is an @admin_event: the admin role is checked on the server first 
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from typing import TypedDict
+from urllib.parse import urlencode
 
 import plotly.graph_objects as go
 import reflex as rx
 from reflex.event import EventSpec
 
+from creditdash.billing import usage
 from creditdash.core import db
 from creditdash.core.audit import Actor
 from creditdash.core.money import format_credits
+from creditdash.core.timeutil import utcnow
 from creditdash.state.base import AdminBase, admin_event
 
 
@@ -37,10 +41,6 @@ class AdminRequestRow(TypedDict):
 def _requests(
     customer: str, model: str, status: str, page: int
 ) -> tuple[list[AdminRequestRow], int, list[dict[str, object]]]:
-    from datetime import timedelta
-
-    from creditdash.billing import usage
-    from creditdash.core.timeutil import utcnow
 
     with db.session_scope(readonly=True) as session:
         rows, total = usage.list_requests(
@@ -142,10 +142,6 @@ class AdminRequestsState(AdminBase):
 
     @rx.var
     def export_url(self) -> str:
-        from datetime import timedelta
-        from urllib.parse import urlencode
-
-        from creditdash.core.timeutil import utcnow
 
         today = utcnow().date()
         query = {"from": (today - timedelta(days=30)).isoformat(), "to": today.isoformat()}

@@ -11,6 +11,9 @@ from typing import TypedDict
 import reflex as rx
 from reflex.event import EventSpec
 
+from creditdash.billing.invoicing import invoices
+from creditdash.billing.payments import packages
+from creditdash.billing.payments.packages import PackageSpec, save_package
 from creditdash.core import db
 from creditdash.core.audit import Actor
 from creditdash.core.db import Session
@@ -44,8 +47,6 @@ class AdminInvoiceRow(TypedDict):
 
 
 def _catalog_of_sales() -> tuple[list[PackageRow], list[AdminInvoiceRow]]:
-    from creditdash.billing.invoicing import invoices
-    from creditdash.billing.payments import packages
 
     with db.session_scope(readonly=True) as session:
         package_rows = [
@@ -95,7 +96,6 @@ class AdminSalesState(AdminBase):
     @rx.event
     @admin_event
     async def save_package(self, actor: Actor, form: dict[str, str]) -> EventSpec | None:
-        from creditdash.billing.payments.packages import PackageSpec, save_package
 
         currency = str(form.get("currency") or "EUR")
 
