@@ -73,7 +73,15 @@ class DetachedTasks:
     def spawn(self, work: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.get_running_loop().create_task(work)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        # The work logs its own failures (a settlement that fails says which request, and its
+        # hold is voided); retrieving the exception keeps asyncio from reporting it again,
+        # without a traceback, whenever the task is collected.
+        if not task.cancelled() and task.exception() is not None:
+            log.debug("detached metering work ended with %r", task.exception())
 
     async def drain(self) -> None:
         if self._tasks:
