@@ -119,7 +119,12 @@ class UsageRecord(SQLModel, table=True):
     id: str = Field(primary_key=True, max_length=40)
     customer_id: str = Field(foreign_key="customers.id", max_length=40)
     api_key_id: str = Field(foreign_key="api_keys.id", max_length=40)
+    # The API the client called (chat, completions, embeddings, responses, messages) and the
+    # one the upstream was sent (the same unless the gateway translated; "" when no route ran).
     endpoint: str = Field(max_length=40)
+    upstream_endpoint: str = Field(
+        default="", max_length=40, sa_column_kwargs={"server_default": ""}
+    )
     public_model: str = Field(max_length=120)
     provider: str = Field(default="", max_length=80)
     upstream_model: str = Field(default="", max_length=200)
@@ -132,6 +137,10 @@ class UsageRecord(SQLModel, table=True):
     completion_tokens: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
     cached_tokens: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
     reasoning_tokens: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    # Input tokens written to the provider's prompt cache (part of prompt_tokens, like cached).
+    cache_write_tokens: int = Field(
+        default=0, sa_column=Column(BigInteger, nullable=False, server_default="0")
+    )
     # provider: the upstream's usage object; estimated: counted by us; none: nothing was billed.
     usage_source: str = Field(max_length=16)
     upstream_cost_micros: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
@@ -188,6 +197,7 @@ class UsageEntry:
     public_model: str
     status: str
     usage_source: str
+    upstream_endpoint: str = ""
     provider: str = ""
     upstream_model: str = ""
     stream: bool = False
@@ -196,6 +206,7 @@ class UsageEntry:
     completion_tokens: int = 0
     cached_tokens: int = 0
     reasoning_tokens: int = 0
+    cache_write_tokens: int = 0
     upstream_cost_micros: int = 0
     price_micros: int = 0
     unbilled_micros: int = 0

@@ -14,7 +14,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from sqlalchemy import select
 from sqlmodel import Session, col
 
-from creditdash.catalog.models import FAILURE_KINDS, SANDBOX_BASE_URL, Provider, PublicModel, Route
+from creditdash.catalog.models import (
+    FAILURE_KINDS,
+    PROVIDER_KINDS,
+    SANDBOX_BASE_URL,
+    SANDBOX_KINDS,
+    Provider,
+    PublicModel,
+    Route,
+)
 from creditdash.catalog.prices import Price, TokenUsage, cost_micros, margin_basis_points
 from creditdash.catalog.secrets import KEY_PURPOSE, encrypt_headers
 from creditdash.catalog.urlguard import check_base_url
@@ -77,12 +85,14 @@ class ProviderSpec(BaseModel):
     timeout_s: int = Field(default=300, gt=0, le=3600)
     headers: dict[str, str] = Field(default_factory=dict)
     enabled: bool = True
+    # An OpenAI-kind upstream that serves /v1/responses itself.
+    responses: bool = False
 
     @field_validator("kind")
     @classmethod
     def _kind(cls, value: str) -> str:
-        if value not in ("openai", "sandbox"):
-            raise ValueError("kind must be openai or sandbox")
+        if value not in PROVIDER_KINDS:
+            raise ValueError(f"kind must be one of {', '.join(PROVIDER_KINDS)}")
         return value
 
 
@@ -239,13 +249,15 @@ def upsert_provider(
 ) -> Provider:
     """Create or update a provider from a spec; keep_headers leaves the stored extra headers
     alone (the admin form does not edit them), otherwise the spec's replace them."""
-    base_url = item.base_url if item.kind != "sandbox" else SANDBOX_BASE_URL
+    base_url = item.base_url if item.kind not in SANDBOX_KINDS else SANDBOX_BASE_URL
     try:
         base_url = check_base_url(base_url, kind=item.kind, allow_private=allow_private)
     except ValidationFailed as exc:
         raise ValidationFailed(f"provider {item.name}: {exc.message}") from None
     provider = existing or Provider(name=item.name, base_url=base_url)
     provider.kind = item.kind
+    if not (keep_headers and existing is not None):  # the admin form does not edit it either
+        provider.serves_responses = item.responses and item.kind == "openai"
     provider.base_url = base_url
     provider.timeout_s = item.timeout_s
     if not keep_headers or existing is None:

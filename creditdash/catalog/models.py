@@ -5,12 +5,16 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, CheckConstraint, Column, Text, UniqueConstraint
+from sqlalchemy import BigInteger, CheckConstraint, Column, Text, UniqueConstraint, false
 from sqlmodel import Field, SQLModel
 
 from creditdash.core.timeutil import utcnow
 
 SANDBOX_BASE_URL = "http://creditdash-sandbox/v1"
+# Provider kinds, and the wire protocol each one's upstream speaks (proxy/wires/).
+PROVIDER_KINDS = ("openai", "anthropic", "sandbox", "anthropic-sandbox")
+SANDBOX_KINDS = ("sandbox", "anthropic-sandbox")
+ANTHROPIC_KINDS = ("anthropic", "anthropic-sandbox")
 # The upstream failures a fallback policy can name (PublicModel.fallback_on).
 FAILURE_KINDS = ("connect_error", "timeout", "429", "5xx")
 
@@ -19,17 +23,29 @@ def _micros() -> Column:  # type: ignore[type-arg,unused-ignore]
     return Column(BigInteger, nullable=False, default=0, server_default="0")
 
 
+def _nullable_micros() -> Column:  # type: ignore[type-arg,unused-ignore]
+    return Column(BigInteger, nullable=True)
+
+
 class Provider(SQLModel, table=True):
     __tablename__ = "providers"
     __table_args__ = (
-        CheckConstraint("kind IN ('openai', 'sandbox')", name="ck_providers_kind"),
+        CheckConstraint(
+            "kind IN ('openai', 'anthropic', 'sandbox', 'anthropic-sandbox')",
+            name="ck_providers_kind",
+        ),
         CheckConstraint("timeout_s > 0 AND timeout_s <= 3600", name="ck_providers_timeout"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(max_length=80, unique=True)
-    # "openai": any OpenAI-compatible HTTP API. "sandbox": the built-in responder, in-process.
-    kind: str = Field(default="openai", max_length=16)
+    # "openai": any OpenAI-compatible HTTP API. "anthropic": Anthropic's Messages API (x-api-key,
+    # anthropic-version). "sandbox" / "anthropic-sandbox": the built-in responder, in-process,
+    # speaking the one or the other.
+    kind: str = Field(default="openai", max_length=24)
+    # An OpenAI-kind upstream that serves /v1/responses itself: Responses requests pass through
+    # instead of being translated onto chat completions.
+    serves_responses: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
     base_url: str = Field(max_length=500)
     # Fernet token (crypto.encrypt, purpose "provider-key"); never leaves the server.
     api_key_encrypted: str = Field(default="", sa_column=Column(Text, nullable=False))
@@ -51,6 +67,10 @@ class PublicModel(SQLModel, table=True):
             "AND cached_input_price_micros_per_mtok >= 0 AND request_fee_micros >= 0",
             name="ck_public_models_prices",
         ),
+        CheckConstraint(
+            "cache_write_price_micros_per_mtok IS NULL OR cache_write_price_micros_per_mtok >= 0",
+            name="ck_public_models_cache_write",
+        ),
         CheckConstraint("max_output_tokens > 0", name="ck_public_models_max_output"),
         CheckConstraint(
             "max_media_parts >= 0 AND media_part_tokens >= 0", name="ck_public_models_media"
@@ -64,6 +84,10 @@ class PublicModel(SQLModel, table=True):
     output_price_micros_per_mtok: int = Field(default=0, sa_column=_micros())
     cached_input_price_micros_per_mtok: int = Field(default=0, sa_column=_micros())
     request_fee_micros: int = Field(default=0, sa_column=_micros())
+    # Input written to the provider's prompt cache; None: charged as input.
+    cache_write_price_micros_per_mtok: int | None = Field(
+        default=None, sa_column=_nullable_micros()
+    )
     # The most output a request may ask for; larger max_tokens are clamped to it, and a
     # request without max_tokens is held for this much output.
     max_output_tokens: int = Field(default=4096)
@@ -97,6 +121,10 @@ class Route(SQLModel, table=True):
             "AND cached_input_cost_micros_per_mtok >= 0 AND request_cost_micros >= 0",
             name="ck_routes_costs",
         ),
+        CheckConstraint(
+            "cache_write_cost_micros_per_mtok IS NULL OR cache_write_cost_micros_per_mtok >= 0",
+            name="ck_routes_cache_write",
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -112,6 +140,7 @@ class Route(SQLModel, table=True):
     output_cost_micros_per_mtok: int = Field(default=0, sa_column=_micros())
     cached_input_cost_micros_per_mtok: int = Field(default=0, sa_column=_micros())
     request_cost_micros: int = Field(default=0, sa_column=_micros())
+    cache_write_cost_micros_per_mtok: int | None = Field(default=None, sa_column=_nullable_micros())
     created_at: datetime = Field(default_factory=utcnow)
 
 
@@ -130,6 +159,10 @@ class PriceSchedule(SQLModel, table=True):
             name="ck_price_schedules_prices",
         ),
         CheckConstraint(
+            "cache_write_price_micros_per_mtok IS NULL OR cache_write_price_micros_per_mtok >= 0",
+            name="ck_price_schedules_cache_write",
+        ),
+        CheckConstraint(
             "status IN ('pending', 'applied', 'cancelled')", name="ck_price_schedules_status"
         ),
     )
@@ -141,6 +174,9 @@ class PriceSchedule(SQLModel, table=True):
     output_price_micros_per_mtok: int = Field(sa_column=_micros())
     cached_input_price_micros_per_mtok: int = Field(sa_column=_micros())
     request_fee_micros: int = Field(default=0, sa_column=_micros())
+    cache_write_price_micros_per_mtok: int | None = Field(
+        default=None, sa_column=_nullable_micros()
+    )
     status: str = Field(default="pending", max_length=16)
     created_by_label: str = Field(max_length=200)
     created_at: datetime = Field(default_factory=utcnow)

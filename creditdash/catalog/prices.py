@@ -1,8 +1,12 @@
 """What a request costs: token counts times per-1M-token prices, in integer micros.
 
 Rounding rule (the only one for requests): the exact cost is
-    (uncached_prompt * input + cached * cached_input + completion * output) / 1_000_000
+    (uncached_prompt * input + cache_read * cached_input + cache_write * cache_write
+     + completion * output) / 1_000_000
 micros, rounded half-up to a whole micro once per request, plus the per-request fee.
+prompt_tokens counts every input token, cached or not (OpenAI's convention; Anthropic's
+input_tokens is only the uncached part, and its adapter adds the cache counts back); of them,
+cached_tokens were read from the provider's prompt cache and cache_write_tokens written to it.
 Reasoning tokens are billed as output: OpenAI-style usage already counts them inside
 completion_tokens, so they are recorded separately but not added twice.
 """
@@ -22,6 +26,15 @@ class Price:
     output_micros_per_mtok: int
     cached_input_micros_per_mtok: int
     request_fee_micros: int = 0
+    # Writing to a provider's prompt cache (Anthropic charges 1.25x input for it); None means
+    # the input price.
+    cache_write_micros_per_mtok: int | None = None
+
+    @property
+    def cache_write_micros(self) -> int:
+        if self.cache_write_micros_per_mtok is None:
+            return self.input_micros_per_mtok
+        return self.cache_write_micros_per_mtok
 
 
 @dataclass(frozen=True)
@@ -30,9 +43,16 @@ class TokenUsage:
     completion_tokens: int = 0
     cached_tokens: int = 0
     reasoning_tokens: int = 0
+    cache_write_tokens: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("prompt_tokens", "completion_tokens", "cached_tokens", "reasoning_tokens"):
+        for name in (
+            "prompt_tokens",
+            "completion_tokens",
+            "cached_tokens",
+            "reasoning_tokens",
+            "cache_write_tokens",
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name} must be a non-negative integer")
@@ -40,10 +60,12 @@ class TokenUsage:
 
 def cost_micros(price: Price, usage: TokenUsage) -> int:
     cached = min(usage.cached_tokens, usage.prompt_tokens)
-    uncached = usage.prompt_tokens - cached
+    written = min(usage.cache_write_tokens, usage.prompt_tokens - cached)
+    uncached = usage.prompt_tokens - cached - written
     numerator = (
         uncached * price.input_micros_per_mtok
         + cached * price.cached_input_micros_per_mtok
+        + written * price.cache_write_micros
         + usage.completion_tokens * price.output_micros_per_mtok
     )
     # Half-up: add half the divisor before the floor division (numerator is never negative).
@@ -52,7 +74,9 @@ def cost_micros(price: Price, usage: TokenUsage) -> int:
 
 def worst_case_micros(price: Price, *, prompt_tokens: int, max_output_tokens: int) -> int:
     """The hold for a request: every prompt token at the dearer input price, all output used."""
-    dearest_input = max(price.input_micros_per_mtok, price.cached_input_micros_per_mtok)
+    dearest_input = max(
+        price.input_micros_per_mtok, price.cached_input_micros_per_mtok, price.cache_write_micros
+    )
     return cost_micros(
         Price(dearest_input, price.output_micros_per_mtok, 0, price.request_fee_micros),
         TokenUsage(prompt_tokens=prompt_tokens, completion_tokens=max_output_tokens),

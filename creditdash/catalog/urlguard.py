@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
-from creditdash.catalog.models import SANDBOX_BASE_URL
+from creditdash.catalog.models import SANDBOX_BASE_URL, SANDBOX_KINDS
 from creditdash.core.errors import ValidationFailed
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -86,7 +86,7 @@ class PinnedURL:
 def pin_base_url(base_url: str, *, kind: str, allow_private: bool) -> PinnedURL:
     """Check a base URL and pin it to one of the addresses its host resolved to."""
     checked = check_base_url(base_url, kind=kind, allow_private=allow_private)
-    if kind == "sandbox":
+    if kind in SANDBOX_KINDS:
         return PinnedURL(checked)
     parts = urlsplit(checked)
     host = parts.hostname or ""
@@ -108,7 +108,7 @@ def pin_base_url(base_url: str, *, kind: str, allow_private: bool) -> PinnedURL:
 
 def check_base_url(base_url: str, *, kind: str, allow_private: bool) -> str:
     """The normalized base URL, or ValidationFailed saying why it may not be called."""
-    if kind == "sandbox":
+    if kind in SANDBOX_KINDS:
         if base_url.rstrip("/") != SANDBOX_BASE_URL:
             raise ValidationFailed(f"the sandbox provider's base URL is {SANDBOX_BASE_URL}")
         return SANDBOX_BASE_URL

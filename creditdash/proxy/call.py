@@ -8,12 +8,28 @@ they can be tested with a hand-built one.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from creditdash.catalog.prices import TokenUsage
 from creditdash.proxy.auth import KeyInfo
 from creditdash.proxy.snapshot import ModelEntry, RouteTarget
+
+
+@dataclass(frozen=True)
+class NativeRequest:
+    """The client's request in its own API, for a route that speaks that API (wires/base.py).
+
+    endpoint: the API ("responses", "messages"), matched against UpstreamWire.native_endpoints.
+    body: the client's body, its output cap already clamped as the hold assumed.
+    view: view(call, response) wraps the upstream's native answer in the chat view the core
+    meters, keeping the native payloads there for the client's wire to render.
+    """
+
+    endpoint: str
+    body: dict[str, Any]
+    view: Callable[[Call, Any], Any]
 
 
 @dataclass
@@ -30,6 +46,8 @@ class Call:
     """Everything known about one request while it is in flight (its money is in Settlement)."""
 
     request_id: str
+    # The core's (hub) endpoint: chat, completions or embeddings. The client's own API is
+    # wire.name when the client spoke another one (wires/).
     endpoint: str
     key: KeyInfo
     model: ModelEntry
@@ -44,6 +62,19 @@ class Call:
     attempts: list[Attempt] = field(default_factory=list)
     route: RouteTarget | None = None
     ttfb_ms: int | None = None
+    # How the client is answered: a wires.base.ClientWire (typed as Any here, since the wires
+    # import this module); None is OpenAI's wire as is. And the client's own request, when a
+    # route can take it natively.
+    wire: Any = None
+    native: NativeRequest | None = None
+    # The API the answering route was sent (chat, messages, responses, ...).
+    upstream_endpoint: str = ""
+
+    @property
+    def client_endpoint(self) -> str:
+        """The API the client called, as its usage record names it."""
+        name = getattr(self.wire, "name", "")
+        return name if isinstance(name, str) and name else self.endpoint
 
 
 @dataclass

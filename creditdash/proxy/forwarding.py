@@ -1,8 +1,10 @@
 """Opening the upstream: the attempts over a model's routes, up to the first usable answer.
 
-Each attempt re-runs the SSRF check (cached briefly) and pins the connection to the address that
-passed, then sends the request through the gateway's own pool (upstream.py) or, when httpx must
-carry it (the mounted sandbox, a proxy from the environment), through httpx's transport. Which
+Each attempt asks the route's upstream wire (wires/) which API it calls, what it sends and how
+its answer reads as the chat wire the core meters. It re-runs the SSRF check (cached briefly)
+and pins the connection to the address that passed, then sends the request through the
+gateway's own pool (upstream.py) or, when httpx must carry it (the mounted sandbox, a proxy
+from the environment), through httpx's transport. Which
 failures fall through to the next route is RoutePlanner's and the model's policy's call.
 """
 
@@ -14,7 +16,6 @@ import time
 from typing import Any
 
 import httpx
-import orjson
 
 from creditdash.catalog.models import SANDBOX_BASE_URL
 from creditdash.catalog.urlguard import PinnedURL, pin_base_url
@@ -25,14 +26,10 @@ from creditdash.proxy.routing import RoutePlanner, failure_kind
 from creditdash.proxy.sandbox import create_sandbox_app
 from creditdash.proxy.snapshot import RouteTarget
 from creditdash.proxy.upstream import ResponseLike, Target, UpstreamPool
+from creditdash.proxy.wires import upstream_wire
 
 log = logging.getLogger(__name__)
 
-ENDPOINT_PATHS = {
-    "chat": "/chat/completions",
-    "completions": "/completions",
-    "embeddings": "/embeddings",
-}
 CONNECT_TIMEOUT_S = 10.0
 URL_RECHECK_S = 30.0
 # The same bounds the httpx client had.
@@ -117,6 +114,13 @@ class Forwarder:
             if remaining <= 0:
                 break
             begun = time.perf_counter()
+            wire = upstream_wire(route.provider_kind)
+            endpoint = wire.endpoint(call, route) if wire is not None else None
+            if wire is None or endpoint is None:
+                # This route's upstream cannot serve this API (embeddings on a Messages-only
+                # provider, say): the next route may.
+                call.attempts.append(_attempt(route, "refused", None, begun))
+                continue
             target = await self._checked_target(route)
             if target is None:
                 call.attempts.append(_attempt(route, "refused", None, begun))
@@ -124,10 +128,11 @@ class Forwarder:
             timeout_s = min(float(route.timeout_s), remaining)
             if policy.attempt_timeout_s:
                 timeout_s = min(timeout_s, float(policy.attempt_timeout_s))
-            headers = {**self._client_headers, **upstream_headers(route)}
+            headers = {**self._client_headers, **wire.headers(route)}
             if target.host_header:
                 headers["host"] = target.host_header
-            content = orjson.dumps(upstream_body(call, route))
+            content = wire.body(call, route)
+            path = wire.path(endpoint)
             direct = self._direct_target(client, target)
             status: int | None = None
             failure: str | None
@@ -136,7 +141,7 @@ class Forwarder:
                 if direct is not None:
                     response = await self.pool().post(
                         direct,
-                        ENDPOINT_PATHS[call.endpoint],
+                        path,
                         headers.items(),
                         content,
                         connect_timeout=min(CONNECT_TIMEOUT_S, timeout_s),
@@ -146,7 +151,7 @@ class Forwarder:
                         total_timeout=max(0.0, call.deadline - time.perf_counter()),
                     )
                 else:
-                    response = await _send(client, _httpx_request(call, target, headers, content,
+                    response = await _send(client, _httpx_request(path, target, headers, content,
                                                                   timeout_s))  # fmt: skip
             except httpx.TimeoutException:
                 failure = "timeout"
@@ -160,7 +165,8 @@ class Forwarder:
                         _attempt(route, "ok" if status < 400 else "http_error", status, begun)
                     )
                     self.routes.succeeded(route)
-                    return response, route
+                    call.upstream_endpoint = endpoint
+                    return wire.view(call, route, response), route
                 await response.aclose()
             outcome = failure if failure in ("timeout", "connect_error") else "http_error"
             call.attempts.append(_attempt(route, outcome, status, begun))
@@ -193,25 +199,6 @@ class Forwarder:
         return target
 
 
-def upstream_body(call: Call, route: RouteTarget) -> dict[str, Any]:
-    """The client's body for this route: its upstream model name, and on a stream always a
-    request for the usage chunk (metering needs it; streaming.py hides it if not asked for)."""
-    body = dict(call.body)
-    body["model"] = route.upstream_model
-    if call.stream:
-        options = body.get("stream_options")
-        body["stream_options"] = {**(options if isinstance(options, dict) else {}),
-                                  "include_usage": True}  # fmt: skip
-    return body
-
-
-def upstream_headers(route: RouteTarget) -> dict[str, str]:
-    headers = {**route.extra_headers, "content-type": "application/json"}
-    if route.api_key:
-        headers["authorization"] = f"Bearer {route.api_key}"
-    return headers
-
-
 def _attempt(route: RouteTarget, outcome: str, status: int | None, begun: float) -> Attempt:
     return Attempt(route.provider_name, route.upstream_model, outcome, status, ms_since(begun))
 
@@ -229,7 +216,7 @@ async def _send(client: httpx.AsyncClient, request: httpx.Request) -> httpx.Resp
 
 
 def _httpx_request(
-    call: Call, target: PinnedURL, headers: dict[str, str], content: bytes, timeout_s: float
+    path: str, target: PinnedURL, headers: dict[str, str], content: bytes, timeout_s: float
 ) -> httpx.Request:
     extensions: dict[str, Any] = {
         "timeout": {"connect": min(CONNECT_TIMEOUT_S, timeout_s), "read": timeout_s,
@@ -239,7 +226,7 @@ def _httpx_request(
         extensions["sni_hostname"] = target.tls_server_name
     return httpx.Request(
         "POST",
-        target.base_url + ENDPOINT_PATHS[call.endpoint],
+        target.base_url + path,
         content=content,
         headers=headers,
         extensions=extensions,

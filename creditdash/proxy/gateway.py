@@ -9,7 +9,9 @@
 
 This module only composes the steps: reading the body is request.py, the route order routing.py,
 the attempts forwarding.py, the hold and its one settlement settlement.py, a streamed answer
-streaming.py, and turning usage into charged counts usage.py. Database work runs in worker
+streaming.py, and turning usage into charged counts usage.py. Clients and upstreams of other
+APIs are adapters at the edges (wires/): serve() takes a chat body a client wire translated,
+and forwarding asks each route's upstream wire how to call it. Database work runs in worker
 threads in short transactions; the event loop never blocks on it.
 """
 
@@ -33,7 +35,7 @@ from creditdash.core.ids import new_id
 from creditdash.core.settings import HOLD_MARGIN_S, Settings, get_settings
 from creditdash.proxy import errors, tokens
 from creditdash.proxy.auth import KeyCache, KeyInfo
-from creditdash.proxy.call import Call, failed, ms_since
+from creditdash.proxy.call import Call, NativeRequest, failed, ms_since
 from creditdash.proxy.forwarding import Forwarder
 from creditdash.proxy.limits import KeyLimiter
 from creditdash.proxy.request import (
@@ -58,13 +60,8 @@ from creditdash.proxy.settlement import (
 from creditdash.proxy.snapshot import CatalogCache, ModelEntry, RouteTarget
 from creditdash.proxy.streaming import MeteredStream
 from creditdash.proxy.upstream import ResponseLike, UpstreamPool, UpstreamResponse
-from creditdash.proxy.usage import (
-    bounded_outcome,
-    cost_placeholder,
-    usage_for_client,
-    usage_of,
-    with_cost,
-)
+from creditdash.proxy.usage import bounded_outcome, usage_of
+from creditdash.proxy.wires.base import OPENAI, ClientWire
 
 
 class Gateway:
@@ -122,10 +119,27 @@ class Gateway:
     # ------------------------------------------------------------------------------- request
 
     async def handle(self, request: Request, endpoint: str) -> Response:
+        """An OpenAI-wire request (chat, completions, embeddings), answered as it is."""
         started = time.perf_counter()
         key = await self.authenticate(request)
         body_bytes = await read_limited(request, self.settings.max_body_bytes)
-        body = parse_object(body_bytes)
+        return await self.serve(key, endpoint, parse_object(body_bytes), body_bytes, started)
+
+    async def serve(
+        self,
+        key: KeyInfo,
+        endpoint: str,
+        body: dict[str, Any],
+        body_bytes: bytes,
+        started: float,
+        wire: ClientWire = OPENAI,
+        native: NativeRequest | None = None,
+    ) -> Response:
+        """Meter and answer one request in the core's protocol: body is a chat, completions or
+        embeddings body (a client wire translated it when the client spoke another API, and
+        passes its own request as native for routes that speak it); body_bytes is what the
+        client sent, which bounds the prompt's size for the hold. Refusals before anything ran
+        raise GatewayError, which the caller renders in its client's shape."""
         name = model_name(body)
         snapshot = await self.catalog.get()
         model = snapshot.models.get(name)
@@ -142,7 +156,8 @@ class Gateway:
             )
         handed_over = False
         try:
-            call = self._new_call(endpoint, key, model, body, started)
+            call = self._new_call(endpoint, key, model, body, started, wire)
+            call.native = native
             settlement = await self._reserve(call, body_bytes)
             try:
                 response = await self._forward(settlement)
@@ -159,7 +174,13 @@ class Gateway:
                 self.limiter.leave(key.key_id)
 
     def _new_call(
-        self, endpoint: str, key: KeyInfo, model: ModelEntry, body: dict[str, Any], started: float
+        self,
+        endpoint: str,
+        key: KeyInfo,
+        model: ModelEntry,
+        body: dict[str, Any],
+        started: float,
+        wire: ClientWire,
     ) -> Call:
         stream, wants_usage = stream_flags(endpoint, body)
         return Call(
@@ -169,9 +190,10 @@ class Gateway:
             model=model,
             body=body,
             stream=stream,
-            wants_usage=wants_usage,
+            wants_usage=wants_usage or wire.wants_usage,
             started=started,
             deadline=started + self.request_budget_s,
+            wire=wire,
         )
 
     async def _reserve(self, call: Call, body_bytes: bytes) -> Settlement:
@@ -199,7 +221,7 @@ class Gateway:
             timed_out = bool(call.attempts) and call.attempts[-1].outcome == "timeout"
             error = errors.upstream_timeout() if timed_out else errors.upstream_failed()
             await settlement.finish(failed(error.status))
-            return errors.error_response(error, call.request_id)
+            return _wire(call).error_response(error, call.request_id)
         response, route = opened
         call.route = route
         if response.status_code >= 400:
@@ -220,11 +242,10 @@ class Gateway:
         finally:
             await response.aclose()
         await settlement.finish(failed(response.status_code))
-        return Response(
+        return _wire(settlement.call).upstream_error(
+            response.status_code,
             errors.redact(raw, (route.api_key, *route.extra_headers.values())),
-            status_code=response.status_code,
-            media_type="application/json",
-            headers={"x-request-id": settlement.call.request_id},
+            settlement.call.request_id,
         )
 
     async def _complete(self, settlement: Settlement, response: ResponseLike) -> Response:
@@ -234,10 +255,10 @@ class Gateway:
             raw = await response.aread()
         except httpx.TimeoutException:
             await settlement.finish(failed(504))
-            return errors.error_response(errors.upstream_timeout(), call.request_id)
+            return _wire(call).error_response(errors.upstream_timeout(), call.request_id)
         except httpx.HTTPError:
             await settlement.finish(failed(502))
-            return errors.error_response(errors.upstream_failed(), call.request_id)
+            return _wire(call).error_response(errors.upstream_failed(), call.request_id)
         finally:
             await response.aclose()
         call.ttfb_ms = ms_since(call.started)
@@ -247,18 +268,16 @@ class Gateway:
             data = None
         if not isinstance(data, dict):
             await settlement.finish(failed(502))
-            return errors.error_response(errors.upstream_failed(), call.request_id)
+            return _wire(call).error_response(errors.upstream_failed(), call.request_id)
         usage, source = usage_of(call, data.get("usage"), lambda: tokens.choices_text(data))
         outcome = bounded_outcome(call, "ok", 200, usage, source, billable=True)
         try:
             price = await settlement.finish(outcome)
         except SettlementFailed:
             # Not metered, so not delivered: the hold is voided and the request recorded.
-            return errors.error_response(errors.metering_failed(), call.request_id)
-        placeholder = cost_placeholder()
-        data["usage"] = usage_for_client(data.get("usage"), outcome, placeholder)
+            return _wire(call).error_response(errors.metering_failed(), call.request_id)
         return Response(
-            with_cost(orjson.dumps(data), placeholder, price),
+            _wire(call).render_complete(call, data, outcome, price),
             media_type="application/json",
             headers={"x-request-id": call.request_id},
         )
@@ -270,3 +289,7 @@ class Gateway:
             response.close()  # nothing to await: back to the pool, or closed
             return
         self._tasks.spawn(response.aclose())
+
+
+def _wire(call: Call) -> ClientWire:
+    return call.wire if isinstance(call.wire, ClientWire) else OPENAI

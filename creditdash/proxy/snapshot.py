@@ -35,6 +35,8 @@ class RouteTarget:
     priority: int
     weight: int
     cost: Price
+    # An OpenAI-kind upstream with its own /v1/responses (Responses requests pass through).
+    serves_responses: bool = False
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,7 @@ def load_snapshot(session: Session) -> Snapshot:
                 model.output_price_micros_per_mtok,
                 model.cached_input_price_micros_per_mtok,
                 model.request_fee_micros,
+                model.cache_write_price_micros_per_mtok,
             ),
             max_output_tokens=model.max_output_tokens,
             routes=tuple(targets),
@@ -127,7 +130,9 @@ def _target(route: Route, provider: Provider) -> RouteTarget:
             route.output_cost_micros_per_mtok,
             route.cached_input_cost_micros_per_mtok,
             route.request_cost_micros,
+            route.cache_write_cost_micros_per_mtok,
         ),
+        serves_responses=provider.serves_responses,
     )
 
 

@@ -6,7 +6,8 @@ running out, and the client leaving (its finally block). MeteredStream covers th
 the relay cannot see: the client leaving before Starlette ever starts the relay. Neither needs
 the Gateway: they get the Settlement and a callback that releases the key's slot and the
 upstream connection. The chunk handling (what a usage chunk looks like, what is relayed as is)
-is the OpenAI wire's, kept in the small functions at the end.
+is the OpenAI wire's, kept in the small functions at the end; a client of another API gets
+the relay's events through its wire's render_stream (wires/base.py).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from creditdash.proxy.usage import (
     usage_of,
     with_cost,
 )
+from creditdash.proxy.wires.base import OPENAI, ClientWire
 
 MAX_SSE_LINE_BYTES = 4 * 1024 * 1024
 
@@ -47,8 +49,9 @@ class MeteredStream(StreamingResponse):
         self, settlement: Settlement, upstream: ResponseLike, release: Callable[[], None]
     ) -> None:
         call = settlement.call
+        wire = call.wire if isinstance(call.wire, ClientWire) else OPENAI
         super().__init__(
-            relay(settlement, upstream, release),
+            wire.render_stream(call, relay(settlement, upstream, release)),
             media_type="text/event-stream",
             # x-accel-buffering: a buffering proxy in front (nginx) passes each event on at
             # once instead of collecting the answer first.

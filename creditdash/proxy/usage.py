@@ -53,6 +53,7 @@ def bounded_outcome(
             completion_tokens=cap,
             cached_tokens=usage.cached_tokens,
             reasoning_tokens=min(usage.reasoning_tokens, cap),
+            cache_write_tokens=usage.cache_write_tokens,
         )
     return Outcome(status, http_status, usage, source, billable, disputed)
 
@@ -64,7 +65,13 @@ def _count(value: Any) -> int | None:
 
 
 def parse_usage(usage: dict[str, Any]) -> TokenUsage | None:
-    """The upstream's counts (chat or Responses-style names), or None if any is invalid."""
+    """The upstream's counts (chat or Responses-style names), or None if any is invalid.
+
+    This is the gateway's one usage shape (the hub every protocol adapter translates to and
+    from, docs/contract.md "Usage"): prompt_tokens counts all input, cached or not;
+    prompt_tokens_details.cached_tokens were read from the prompt cache and
+    prompt_tokens_details.cache_write_tokens written to it (not an OpenAI field: the Anthropic
+    adapters fill it in); completion_tokens includes reasoning_tokens."""
     prompt = _count(usage.get("prompt_tokens", usage.get("input_tokens")))
     completion = _count(usage.get("completion_tokens", usage.get("output_tokens", 0)))
     if prompt is None or completion is None:
@@ -74,14 +81,17 @@ def parse_usage(usage: dict[str, Any]) -> TokenUsage | None:
         usage.get("completion_tokens_details") or usage.get("output_tokens_details") or {}
     )
     cached = _detail(prompt_details, "cached_tokens")
+    written = _detail(prompt_details, "cache_write_tokens")
     reasoning = _detail(completion_details, "reasoning_tokens")
-    if cached is None or reasoning is None:
+    if cached is None or written is None or reasoning is None:
         return None
+    cached = min(cached, prompt)
     return TokenUsage(
         prompt_tokens=prompt,
         completion_tokens=completion,
-        cached_tokens=min(cached, prompt),
+        cached_tokens=cached,
         reasoning_tokens=reasoning,
+        cache_write_tokens=min(written, prompt - cached),
     )
 
 

@@ -23,6 +23,30 @@ def test_cached_prompt_tokens_use_the_cached_price() -> None:
     assert cost_micros(PRICE, usage) == 480
 
 
+def test_cache_writes_use_the_cache_write_price_or_else_input() -> None:
+    # Anthropic-like: cache writes at 1.25x input (0.75), reads at 0.1x.
+    price = Price(600_000, 2_400_000, 60_000, cache_write_micros_per_mtok=750_000)
+    usage = TokenUsage(prompt_tokens=1000, cached_tokens=300, cache_write_tokens=200)
+    # 500 uncached * 0.6 + 300 read * 0.06 + 200 written * 0.75 = 300 + 18 + 150
+    assert cost_micros(price, usage) == 468
+    # Without a cache-write price the written tokens cost input.
+    assert cost_micros(Price(600_000, 2_400_000, 60_000), usage) == 300 + 18 + 120
+
+
+def test_cache_counts_never_exceed_the_prompt() -> None:
+    price = Price(1_000_000, 0, 0, cache_write_micros_per_mtok=2_000_000)
+    # A write count beyond what is left after the reads is clamped: 10 prompt, 8 read, 2 written.
+    usage = TokenUsage(prompt_tokens=10, cached_tokens=8, cache_write_tokens=50)
+    assert cost_micros(price, usage) == 4
+
+
+def test_worst_case_holds_the_dearest_input_price() -> None:
+    price = Price(600_000, 0, 60_000, cache_write_micros_per_mtok=750_000)
+    hold = worst_case_micros(price, prompt_tokens=1000, max_output_tokens=0)
+    assert hold == 750
+    assert cost_micros(price, TokenUsage(prompt_tokens=1000, cache_write_tokens=1000)) <= hold
+
+
 def test_rounding_is_half_up_once_per_request() -> None:
     # 1 prompt token at 0.6 micros -> 0.6 -> 1 micro; 0.4 -> 0; exactly 0.5 -> 1.
     assert cost_micros(PRICE, TokenUsage(prompt_tokens=1)) == 1
@@ -58,6 +82,8 @@ def test_worst_case_covers_any_real_outcome() -> None:
 def test_token_counts_must_be_non_negative_integers(bad: object) -> None:
     with pytest.raises(ValueError):
         TokenUsage(prompt_tokens=bad)  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        TokenUsage(cache_write_tokens=bad)  # type: ignore[arg-type]
 
 
 def test_margin() -> None:
