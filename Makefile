@@ -19,12 +19,23 @@ export PATH := $(BIN):$(PATH)
 
 .PHONY: install run test lint typecheck pytest test-deps lock clean
 
-install: $(VENV)/.installed test-deps
+# The agent CLIs the protocol tests drive (claude -p, codex exec), pinned, from the npm registry
+# into a cache inside the checkout.
+AGENT_CLIS := .agent-clis
+CLAUDE_CODE_VERSION := 2.1.332
+CODEX_VERSION := 0.171.0
+
+install: $(VENV)/.installed test-deps $(AGENT_CLIS)/.installed
 
 $(VENV)/.installed: pyproject.toml requirements.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.lock
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
+	@touch $@
+
+$(AGENT_CLIS)/.installed: Makefile
+	npm install --prefix $(AGENT_CLIS) --no-audit --no-fund --loglevel=error \
+		@anthropic-ai/claude-code@$(CLAUDE_CODE_VERSION) @openai/codex@$(CODEX_VERSION)
 	@touch $@
 
 run: install
@@ -65,4 +76,4 @@ lock: install
 	  cat requirements.lock.new; } > requirements.lock && rm requirements.lock.new
 
 clean:
-	rm -rf $(VENV) .web .states .reflex-home .bun-cache .mypy_cache .ruff_cache .pytest_cache .import_linter_cache
+	rm -rf $(VENV) $(AGENT_CLIS) .web .states .reflex-home .bun-cache .mypy_cache .ruff_cache .pytest_cache .import_linter_cache
