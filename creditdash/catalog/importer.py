@@ -58,6 +58,8 @@ class PriceSpec(BaseModel):
     input_per_mtok: Any
     output_per_mtok: Any
     cached_input_per_mtok: Any | None = None
+    # Input written to a provider's prompt cache; absent: charged (or costed) as input.
+    cache_write_per_mtok: Any | None = None
     per_request: Any | None = None
 
     def to_price(self, what: str = "price") -> Price:
@@ -72,6 +74,9 @@ class PriceSpec(BaseModel):
             _credits_per_mtok(self.per_request, f"{what}.per_request")
             if self.per_request is not None
             else 0,
+            _credits_per_mtok(self.cache_write_per_mtok, f"{what}.cache_write_per_mtok")
+            if self.cache_write_per_mtok is not None
+            else None,
         )
 
 
@@ -285,6 +290,7 @@ def _upsert_model(
     model.input_price_micros_per_mtok = price.input_micros_per_mtok
     model.output_price_micros_per_mtok = price.output_micros_per_mtok
     model.cached_input_price_micros_per_mtok = price.cached_input_micros_per_mtok
+    model.cache_write_price_micros_per_mtok = price.cache_write_micros_per_mtok
     model.request_fee_micros = price.request_fee_micros
     model.max_output_tokens = spec.max_output_tokens
     model.max_media_parts = spec.max_media_parts
@@ -328,6 +334,7 @@ def _upsert_model(
         route.input_cost_micros_per_mtok = cost.input_micros_per_mtok
         route.output_cost_micros_per_mtok = cost.output_micros_per_mtok
         route.cached_input_cost_micros_per_mtok = cost.cached_input_micros_per_mtok
+        route.cache_write_cost_micros_per_mtok = cost.cache_write_micros_per_mtok
         route.request_cost_micros = cost.request_fee_micros
         line = MarginLine(
             model=spec.name,

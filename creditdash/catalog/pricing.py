@@ -32,6 +32,7 @@ class ModelPrice:
     cached_input_micros_per_mtok: int
     request_fee_micros: int
     enabled: bool
+    cache_write_micros_per_mtok: int | None = None
 
 
 def _price_of(model: PublicModel) -> Price:
@@ -40,6 +41,7 @@ def _price_of(model: PublicModel) -> Price:
         model.output_price_micros_per_mtok,
         model.cached_input_price_micros_per_mtok,
         model.request_fee_micros,
+        model.cache_write_price_micros_per_mtok,
     )
 
 
@@ -49,6 +51,7 @@ def _cost_of(route: Route) -> Price:
         route.output_cost_micros_per_mtok,
         route.cached_input_cost_micros_per_mtok,
         route.request_cost_micros,
+        route.cache_write_cost_micros_per_mtok,
     )
 
 
@@ -62,6 +65,7 @@ def list_models(session: Session) -> list[ModelPrice]:
             m.cached_input_price_micros_per_mtok,
             m.request_fee_micros,
             m.enabled,
+            m.cache_write_price_micros_per_mtok,
         )
         for m in models
     ]
@@ -101,6 +105,7 @@ def set_model_price(
         ("input price", price.input_micros_per_mtok),
         ("output price", price.output_micros_per_mtok),
         ("cached input price", price.cached_input_micros_per_mtok),
+        ("cache write price", price.cache_write_micros),
         ("request fee", price.request_fee_micros),
     ):
         if value < 0:
@@ -143,6 +148,7 @@ def set_model_price(
     found.output_price_micros_per_mtok = price.output_micros_per_mtok
     found.cached_input_price_micros_per_mtok = price.cached_input_micros_per_mtok
     found.request_fee_micros = price.request_fee_micros
+    found.cache_write_price_micros_per_mtok = price.cache_write_micros_per_mtok
     session.add(found)
     session.flush()
     record(
@@ -158,12 +164,15 @@ def set_model_price(
 
 
 def _describe(price: Price) -> dict[str, object]:
-    return {
+    described: dict[str, object] = {
         "input_per_mtok": format_credits(price.input_micros_per_mtok),
         "output_per_mtok": format_credits(price.output_micros_per_mtok),
         "cached_input_per_mtok": format_credits(price.cached_input_micros_per_mtok),
         "per_request": format_credits(price.request_fee_micros),
     }
+    if price.cache_write_micros_per_mtok is not None:
+        described["cache_write_per_mtok"] = format_credits(price.cache_write_micros_per_mtok)
+    return described
 
 
 @dataclass(frozen=True)
@@ -211,6 +220,7 @@ def set_route(
             cost.input_micros_per_mtok,
             cost.output_micros_per_mtok,
             cost.cached_input_micros_per_mtok,
+            cost.cache_write_micros,
             cost.request_fee_micros,
         )
         < 0
@@ -254,6 +264,7 @@ def set_route(
     route.output_cost_micros_per_mtok = cost.output_micros_per_mtok
     route.cached_input_cost_micros_per_mtok = cost.cached_input_micros_per_mtok
     route.request_cost_micros = cost.request_fee_micros
+    route.cache_write_cost_micros_per_mtok = cost.cache_write_micros_per_mtok
     session.add(route)
     session.flush()
     record(
@@ -406,6 +417,7 @@ def schedule_price(
         output_price_micros_per_mtok=price.output_micros_per_mtok,
         cached_input_price_micros_per_mtok=price.cached_input_micros_per_mtok,
         request_fee_micros=price.request_fee_micros,
+        cache_write_price_micros_per_mtok=price.cache_write_micros_per_mtok,
         created_by_label=actor.label[:200],
     )
     session.add(schedule)
@@ -443,6 +455,7 @@ def list_schedules(session: Session, *, limit: int = 100) -> list[ScheduleView]:
                 s.output_price_micros_per_mtok,
                 s.cached_input_price_micros_per_mtok,
                 s.request_fee_micros,
+                s.cache_write_price_micros_per_mtok,
             ),
             s.status,
             s.created_by_label,
@@ -499,6 +512,7 @@ def apply_due_schedules(session: Session, *, now: datetime | None = None) -> int
                 schedule.output_price_micros_per_mtok,
                 schedule.cached_input_price_micros_per_mtok,
                 schedule.request_fee_micros,
+                schedule.cache_write_price_micros_per_mtok,
             ),
             actor=Actor(label=f"schedule:{schedule.id}"),
             acknowledge_loss=True,

@@ -46,12 +46,14 @@ def money(form: Mapping[str, object], name: str, currency: str, *, field: str) -
 
 
 def price(form: Mapping[str, object], what: str = "price") -> Price:
-    """Credits per 1M tokens from the input, output, cached and fee fields."""
+    """Credits per 1M tokens from the input, output, cached, cache-write and fee fields (a
+    blank cache-write field: prompt-cache writes cost input)."""
     return Price(
         credits(form, "input", field=f"input {what}", default="0"),
         credits(form, "output", field=f"output {what}", default="0"),
         credits(form, "cached", field=f"cached input {what}", default="0"),
         credits(form, "fee", field=f"per-request {what}", default="0"),
+        optional_credits(form, "cache_write", field=f"cache-write {what}"),
     )
 
 

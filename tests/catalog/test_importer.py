@@ -312,3 +312,52 @@ def test_extra_header_values_are_stored_encrypted_and_shown_by_name_only(
             for e in session.execute(select(AuditEntry)).scalars()
         )
     assert HEADER_SECRET not in audit and "acme-org" not in audit and "api-key" in audit
+
+
+ANTHROPIC = """
+providers:
+  - name: claude
+    kind: anthropic
+    base_url: https://models.example.com/v1
+    api_key: sk-ant-example-1234
+  - name: responder
+    base_url: https://models.example.com/v1
+    responses: true
+models:
+  - name: claude-house
+    price: {input_per_mtok: "3", output_per_mtok: "15", cached_input_per_mtok: "0.30",
+            cache_write_per_mtok: "3.75"}
+    routes:
+      - provider: claude
+        upstream_model: claude-upstream
+        cost: {input_per_mtok: "2", output_per_mtok: "10", cache_write_per_mtok: "2.5"}
+  - name: plain
+    price: {input_per_mtok: "1", output_per_mtok: "1"}
+    routes:
+      - {provider: responder, upstream_model: plain-upstream, cost: {input_per_mtok: "0.5", output_per_mtok: "0.5"}}
+"""
+
+
+def test_anthropic_kind_responses_flag_and_cache_write_prices(
+    sqlite_engine: Engine, tmp_path: Path, resolvable: None
+) -> None:
+    code, output = import_text(tmp_path, ANTHROPIC)
+    assert code == 0, output
+    with db.session_scope(engine=sqlite_engine, readonly=True) as session:
+        providers = {p.name: p for p in session.execute(select(Provider)).scalars()}
+        assert providers["claude"].kind == "anthropic"
+        assert not providers["claude"].serves_responses
+        assert providers["responder"].serves_responses
+        models = {m.name: m for m in session.execute(select(PublicModel)).scalars()}
+        assert models["claude-house"].cache_write_price_micros_per_mtok == 3_750_000
+        # Not given: NULL, which prices cache writes as input.
+        assert models["plain"].cache_write_price_micros_per_mtok is None
+        routes = {r.upstream_model: r for r in session.execute(select(Route)).scalars()}
+        assert routes["claude-upstream"].cache_write_cost_micros_per_mtok == 2_500_000
+
+
+def test_an_unknown_provider_kind_is_refused(sqlite_engine: Engine, tmp_path: Path) -> None:
+    code, output = import_text(tmp_path, ANTHROPIC.replace("kind: anthropic", "kind: gemini"))
+    assert code != 0
+    assert "kind must be one of" in output
+    assert counts(sqlite_engine) == (0, 0, 0)

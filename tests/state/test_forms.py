@@ -24,6 +24,11 @@ def test_checkboxes_and_prices() -> None:
     assert forms.price(form) == Price(600_000, 2_400_000, 0, 1)
     with pytest.raises(ValidationFailed, match="output cost"):
         forms.price({"output": "0.0000001"}, "cost")
+    # A blank cache-write field: writes cost input; a value is its own price.
+    assert forms.price({**form, "cache_write": " "}).cache_write_micros_per_mtok is None
+    assert forms.price({**form, "cache_write": "0.75"}).cache_write_micros_per_mtok == 750_000
+    with pytest.raises(ValidationFailed, match="cache-write price"):
+        forms.price({**form, "cache_write": "-1"})
 
 
 def test_money_fields_take_plain_ascii_digits_only() -> None:

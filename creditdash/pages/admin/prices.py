@@ -27,6 +27,13 @@ def _model_row(row: ModelRow) -> rx.Component:
                     rx.input(name="input", default_value=row["input"], size="1", width="7em"),
                     rx.input(name="output", default_value=row["output"], size="1", width="7em"),
                     rx.input(name="cached", default_value=row["cached"], size="1", width="7em"),
+                    rx.input(
+                        name="cache_write",
+                        default_value=row["cache_write"],
+                        placeholder="= input",
+                        size="1",
+                        width="7em",
+                    ),
                     rx.input(name="fee", default_value=row["fee"], size="1", width="6em"),
                     rx.checkbox("accept a loss", name="acknowledge", size="1"),
                     rx.button("Save", type="submit", size="1"),
@@ -90,6 +97,12 @@ def _route_row(row: RouteRow) -> rx.Component:
                     rx.input(name="input", default_value=row["input"], **small),
                     rx.input(name="output", default_value=row["output"], **small),
                     rx.input(name="cached", default_value=row["cached"], **small),
+                    rx.input(
+                        name="cache_write",
+                        default_value=row["cache_write"],
+                        placeholder="= input",
+                        **small,
+                    ),
                     rx.input(name="fee", default_value=row["fee"], **small),
                     rx.checkbox("on", name="enabled", default_checked=row["enabled"], size="1"),
                     rx.checkbox("accept a loss", name="acknowledge", size="1"),
@@ -186,8 +199,9 @@ def admin_models_page() -> rx.Component:
         admin_nav(),
         rx.heading("Prices and margins", size="7"),
         rx.text(
-            "Customer prices in credits per 1M tokens (input, output, cached input) and per "
-            "request. A change applies to requests priced after it; past usage keeps the "
+            "Customer prices in credits per 1M tokens (input, output, cached input, prompt-cache "
+            "write; a blank cache write costs input) and per request. A change applies to "
+            "requests priced after it; past usage keeps the "
             "price it ran at.",
             size="2",
             color_scheme="gray",
@@ -195,7 +209,7 @@ def admin_models_page() -> rx.Component:
         error_callout(AdminModelsState.admin_error),
         notice_callout(AdminModelsState.admin_notice),
         table(
-            ("Model", "Input · output · cached · per request"),
+            ("Model", "Input · output · cached · cache write · per request"),
             rx.foreach(AdminModelsState.models, _model_row),
             variant="surface",
         ),
@@ -209,6 +223,7 @@ def admin_models_page() -> rx.Component:
                     rx.input(name="input", placeholder="input", size="2", width="7em"),
                     rx.input(name="output", placeholder="output", size="2", width="7em"),
                     rx.input(name="cached", placeholder="cached", size="2", width="7em"),
+                    rx.input(name="cache_write", placeholder="cache write", size="2", width="7em"),
                     rx.input(name="fee", placeholder="per request", size="2", width="7em"),
                     rx.checkbox("accept a loss", name="acknowledge", size="1"),
                     rx.button("Schedule", type="submit"),
@@ -238,7 +253,11 @@ def admin_models_page() -> rx.Component:
         ),
         rx.heading("Routes: order, share and upstream cost", size="5"),
         table(
-            ("Model", "Route", "Priority · weight · cost in · out · cached · per request"),
+            (
+                "Model",
+                "Route",
+                "Priority · weight · cost in · out · cached · cache write · per request",
+            ),
             rx.foreach(AdminModelsState.routes, _route_row),
             variant="surface",
         ),

@@ -27,6 +27,7 @@ class ModelRow(TypedDict):
     input: str
     output: str
     cached: str
+    cache_write: str  # "" when cache writes cost input
     fee: str
 
 
@@ -40,7 +41,12 @@ class RouteRow(TypedDict):
     input: str
     output: str
     cached: str
+    cache_write: str
     fee: str
+
+
+def _optional(micros: int | None) -> str:
+    return "" if micros is None else format_credits(micros)
 
 
 class FallbackRow(TypedDict):
@@ -65,6 +71,7 @@ def _routes() -> tuple[list[RouteRow], list[FallbackRow]]:
                 input=format_credits(r.cost.input_micros_per_mtok),
                 output=format_credits(r.cost.output_micros_per_mtok),
                 cached=format_credits(r.cost.cached_input_micros_per_mtok),
+                cache_write=_optional(r.cost.cache_write_micros_per_mtok),
                 fee=format_credits(r.cost.request_fee_micros),
             )
             for r in pricing.list_routes(session)
@@ -129,6 +136,7 @@ def _models() -> tuple[list[ModelRow], list[MarginRow], list[dict[str, object]]]
             input=format_credits(m.input_micros_per_mtok),
             output=format_credits(m.output_micros_per_mtok),
             cached=format_credits(m.cached_input_micros_per_mtok),
+            cache_write=_optional(m.cache_write_micros_per_mtok),
             fee=format_credits(m.request_fee_micros),
         )
         for m in models
