@@ -15,6 +15,8 @@ SANDBOX_BASE_URL = "http://creditdash-sandbox/v1"
 PROVIDER_KINDS = ("openai", "anthropic", "sandbox", "anthropic-sandbox")
 SANDBOX_KINDS = ("sandbox", "anthropic-sandbox")
 ANTHROPIC_KINDS = ("anthropic", "anthropic-sandbox")
+# The Messages API version the gateway speaks to Anthropic-kind upstreams.
+ANTHROPIC_VERSION = "2023-06-01"
 # The upstream failures a fallback policy can name (PublicModel.fallback_on).
 FAILURE_KINDS = ("connect_error", "timeout", "429", "5xx")
 

@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlmodel import Session, col
 
 from creditdash.catalog.importer import ProviderSpec, upsert_provider
-from creditdash.catalog.models import Provider
+from creditdash.catalog.models import ANTHROPIC_KINDS, ANTHROPIC_VERSION, SANDBOX_KINDS, Provider
 from creditdash.catalog.secrets import KEY_PURPOSE, decrypt_headers, header_names
 from creditdash.catalog.urlguard import pin_base_url
 from creditdash.core import crypto
@@ -139,7 +139,7 @@ def check_connection(session: Session, *, name: str) -> ConnectionResult:
     ).scalar_one_or_none()
     if provider is None:
         raise NotFound(f"no provider named {name!r}")
-    if provider.kind == "sandbox":
+    if provider.kind in SANDBOX_KINDS:
         return ConnectionResult(True, "the built-in sandbox answers in process", 0)
     pinned = pin_base_url(
         provider.base_url, kind=provider.kind, allow_private=get_settings().allow_private_upstreams
@@ -148,9 +148,14 @@ def check_connection(session: Session, *, name: str) -> ConnectionResult:
     headers = {**decrypt_headers(provider.extra_headers_json), "accept": "application/json"}
     if pinned.host_header:
         headers["host"] = pinned.host_header
+    if provider.kind in ANTHROPIC_KINDS:
+        headers["anthropic-version"] = ANTHROPIC_VERSION
     if provider.api_key_encrypted:
         key = crypto.decrypt(provider.api_key_encrypted, purpose=KEY_PURPOSE)
-        headers["authorization"] = f"Bearer {key}"
+        if provider.kind in ANTHROPIC_KINDS:
+            headers["x-api-key"] = key
+        else:
+            headers["authorization"] = f"Bearer {key}"
     extensions = {"sni_hostname": pinned.tls_server_name} if pinned.tls_server_name else {}
     started = time.monotonic()
     try:

@@ -334,7 +334,9 @@ models:
   - name: plain
     price: {input_per_mtok: "1", output_per_mtok: "1"}
     routes:
-      - {provider: responder, upstream_model: plain-upstream, cost: {input_per_mtok: "0.5", output_per_mtok: "0.5"}}
+      - provider: responder
+        upstream_model: plain-upstream
+        cost: {input_per_mtok: "0.5", output_per_mtok: "0.5"}
 """
 
 

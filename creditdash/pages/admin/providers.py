@@ -20,9 +20,16 @@ def _provider_form(row: ProviderRow | None = None) -> rx.Component:
         if row is not None
         else rx.input(name="name", placeholder="name", required=True, size="1", width="9em")
     )
+    # The wire an upstream speaks is chosen when it is added and kept on every later save.
+    kind = (
+        rx.input(type="hidden", name="kind", value=row["kind"])
+        if row is not None
+        else rx.select(["openai", "anthropic"], name="kind", default_value="openai", size="1")
+    )
     return rx.form(
         rx.flex(
             name,
+            kind,
             rx.input(
                 name="base_url",
                 placeholder="https://api.example.com/v1",
@@ -81,7 +88,7 @@ def _provider_row(row: ProviderRow) -> rx.Component:
         ),
         rx.table.cell(
             rx.cond(
-                row["kind"] == "sandbox",
+                row["kind"].contains("sandbox"),
                 rx.text("built in", size="1", color_scheme="gray"),
                 _provider_form(row),
             )
@@ -102,7 +109,9 @@ def admin_providers_page() -> rx.Component:
         admin_nav(),
         rx.heading("Providers", size="7"),
         rx.text(
-            "Upstream APIs and their keys. Keys are stored encrypted and never shown again; "
+            "Upstream APIs and their keys: OpenAI-compatible ones, or Anthropic's Messages API "
+            "(base URL with /v1, e.g. https://api.anthropic.com/v1). Keys are stored "
+            "encrypted and never shown again; "
             "base URLs on private networks need CREDITDASH_ALLOW_PRIVATE_UPSTREAMS. Models "
             "and routes come from `creditdash catalog import`.",
             size="2",

@@ -75,6 +75,7 @@ class AdminProvidersState(AdminBase):
                 timeout_s=forms.whole(form, "timeout_s", "300"),
                 enabled=forms.checked(form, "enabled"),
                 actor=actor,
+                kind=forms.text(form, "kind", "openai"),
             )
 
         await self._run(with_session(work), f"Provider {form.get('name')} saved.")
