@@ -1,0 +1,35 @@
+"""The pure Messages <-> chat translations."""
+
+from __future__ import annotations
+
+from creditdash.proxy.wires import anthropic_translate as t
+
+
+def test_stop_reasons_map_both_ways() -> None:
+    reasons = ("end_turn", "stop_sequence", "max_tokens", "tool_use")
+    assert [t.finish_reason(r) for r in reasons] == ["stop", "stop", "length", "tool_calls"]
+    assert t.finish_reason(None) == "stop"
+    assert [t.stop_reason(f) for f in ("stop", "length", "tool_calls", None)] == [
+        "end_turn", "max_tokens", "tool_use", "end_turn"
+    ]  # fmt: skip
+
+
+def test_error_types_by_status() -> None:
+    assert t.error_type(400) == "invalid_request_error"
+    assert t.error_type(401) == "authentication_error"
+    assert t.error_type(402) == "billing_error"
+    assert t.error_type(404) == "not_found_error"
+    assert t.error_type(429) == "rate_limit_error"
+    assert t.error_type(529) == "overloaded_error"
+    assert t.error_type(502) == "api_error"
+    assert t.error_type(422) == "invalid_request_error"
+
+
+def test_usage_round_trips_with_cache_counts() -> None:
+    anthropic = {"input_tokens": 100, "cache_read_input_tokens": 400,
+                 "cache_creation_input_tokens": 50, "output_tokens": 30}  # fmt: skip
+    hub = t.hub_usage(anthropic)
+    assert hub["prompt_tokens"] == 550
+    assert hub["prompt_tokens_details"] == {"cached_tokens": 400, "cache_write_tokens": 50}
+    assert hub["completion_tokens"] == 30
+    assert t.messages_usage(hub) == anthropic
