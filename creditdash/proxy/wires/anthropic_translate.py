@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
 # Anthropic stop_reason -> chat finish_reason.
 _FINISH = {
     "end_turn": "stop",
@@ -80,3 +82,85 @@ def messages_usage(usage: dict[str, Any]) -> dict[str, int]:
         "cache_creation_input_tokens": written,
         "output_tokens": _int(usage.get("completion_tokens")),
     }
+
+
+def _text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return ""
+
+
+def _blocks(content: Any) -> list[dict[str, Any]]:
+    """Chat content (a string or parts) as Messages content blocks."""
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}] if content else []
+    blocks: list[dict[str, Any]] = []
+    for part in content if isinstance(content, list) else []:
+        if not isinstance(part, dict):
+            continue
+        if part.get("type") == "text":
+            blocks.append({"type": "text", "text": part.get("text", "")})
+        elif part.get("type") == "image_url":
+            url = (part.get("image_url") or {}).get("url", "")
+            if url.startswith("data:") and ";base64," in url:
+                media, data = url[5:].split(";base64,", 1)
+                source = {"type": "base64", "media_type": media, "data": data}
+            else:
+                source = {"type": "url", "url": url}
+            blocks.append({"type": "image", "source": source})
+    return blocks
+
+
+def chat_to_messages_request(body: dict[str, Any]) -> dict[str, Any]:
+    """A chat body as a Messages body: system messages joined into `system`, tool results
+    as tool_result blocks in a user turn, consecutive turns of one role merged."""
+    system: list[str] = []
+    turns: list[dict[str, Any]] = []
+    for message in body.get("messages") or []:
+        role = message.get("role")
+        if role in ("system", "developer"):
+            system.append(_text(message.get("content")))
+            continue
+        if role == "tool":
+            role, blocks = "user", [{"type": "tool_result",
+                                     "tool_use_id": message.get("tool_call_id", ""),
+                                     "content": _text(message.get("content"))}]  # fmt: skip
+        else:
+            blocks = _blocks(message.get("content"))
+            for call in message.get("tool_calls") or []:
+                function = call.get("function") or {}
+                try:
+                    arguments = orjson.loads(function.get("arguments") or "{}")
+                except orjson.JSONDecodeError:
+                    arguments = {}
+                blocks.append({"type": "tool_use", "id": call.get("id", ""),
+                               "name": function.get("name", ""), "input": arguments})  # fmt: skip
+        if turns and turns[-1]["role"] == role:
+            turns[-1]["content"] += blocks
+        else:
+            turns.append({"role": role, "content": blocks})
+    cap = body.get("max_completion_tokens") or body.get("max_tokens")
+    out: dict[str, Any] = {"model": body.get("model"), "messages": turns, "max_tokens": cap}
+    if system:
+        out["system"] = "\n\n".join(system)
+    for name in ("temperature", "top_p", "stream"):
+        if body.get(name) is not None:
+            out[name] = body[name]
+    stop = body.get("stop")
+    if stop:
+        out["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
+    tools = [t.get("function") or {} for t in body.get("tools") or [] if isinstance(t, dict)]
+    if tools:
+        out["tools"] = [{"name": f.get("name", ""), "description": f.get("description", ""),
+                         "input_schema": f.get("parameters") or {"type": "object"}}
+                        for f in tools]  # fmt: skip
+    choice = body.get("tool_choice")
+    if choice == "required":
+        out["tool_choice"] = {"type": "any"}
+    elif choice in ("auto", "none"):
+        out["tool_choice"] = {"type": choice}
+    elif isinstance(choice, dict):
+        out["tool_choice"] = {"type": "tool", "name": (choice.get("function") or {}).get("name")}
+    return out

@@ -33,3 +33,32 @@ def test_usage_round_trips_with_cache_counts() -> None:
     assert hub["prompt_tokens_details"] == {"cached_tokens": 400, "cache_write_tokens": 50}
     assert hub["completion_tokens"] == 30
     assert t.messages_usage(hub) == anthropic
+
+
+def test_chat_request_becomes_a_messages_request() -> None:
+    body = {
+        "model": "m", "max_tokens": 50, "stop": "END", "tool_choice": "required",
+        "messages": [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": [{"type": "text", "text": "hi"}, {"type": "image_url",
+             "image_url": {"url": "data:image/png;base64,AAAA"}}]},
+            {"role": "assistant", "content": None, "tool_calls": [{"id": "c1", "type": "function",
+             "function": {"name": "f", "arguments": '{"x": 1}'}}]},
+            {"role": "tool", "tool_call_id": "c1", "content": "42"},
+            {"role": "user", "content": "thanks"},
+        ],
+        "tools": [{"type": "function",
+                   "function": {"name": "f", "parameters": {"type": "object"}}}],
+    }  # fmt: skip
+    out = t.chat_to_messages_request(body)
+    assert out["system"] == "Be brief." and out["max_tokens"] == 50
+    assert out["stop_sequences"] == ["END"] and out["tool_choice"] == {"type": "any"}
+    assert [turn["role"] for turn in out["messages"]] == ["user", "assistant", "user"]
+    assert out["messages"][0]["content"][1]["source"] == {
+        "type": "base64", "media_type": "image/png", "data": "AAAA"
+    }  # fmt: skip
+    assert out["messages"][1]["content"] == [{"type": "tool_use", "id": "c1", "name": "f",
+                                              "input": {"x": 1}}]  # fmt: skip
+    assert out["messages"][2]["content"][0]["type"] == "tool_result"
+    assert out["messages"][2]["content"][1] == {"type": "text", "text": "thanks"}
+    assert out["tools"][0]["input_schema"] == {"type": "object"}
