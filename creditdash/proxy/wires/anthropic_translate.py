@@ -164,3 +164,33 @@ def chat_to_messages_request(body: dict[str, Any]) -> dict[str, Any]:
     elif isinstance(choice, dict):
         out["tool_choice"] = {"type": "tool", "name": (choice.get("function") or {}).get("name")}
     return out
+
+
+def messages_to_chat_completion(message: dict[str, Any]) -> dict[str, Any]:
+    """A complete Messages answer as a chat completion: text joined, tool_use blocks as tool
+    calls, stop_reason as finish_reason, usage in the hub shape."""
+    text: list[str] = []
+    calls: list[dict[str, Any]] = []
+    for block in message.get("content") or []:
+        if not isinstance(block, dict):
+            continue
+        if block.get("type") == "text":
+            text.append(str(block.get("text", "")))
+        elif block.get("type") == "tool_use":
+            arguments = orjson.dumps(block.get("input") or {}).decode()
+            calls.append({"id": block.get("id", ""), "type": "function",
+                          "function": {"name": block.get("name", ""),
+                                       "arguments": arguments}})  # fmt: skip
+    reply: dict[str, Any] = {"role": "assistant", "content": "".join(text) if text else None}
+    if calls:
+        reply["tool_calls"] = calls
+    usage = message.get("usage")
+    return {
+        "id": message.get("id", ""),
+        "object": "chat.completion",
+        "created": 0,
+        "model": message.get("model", ""),
+        "choices": [{"index": 0, "message": reply,
+                     "finish_reason": finish_reason(message.get("stop_reason"))}],
+        "usage": hub_usage(usage if isinstance(usage, dict) else {}),
+    }  # fmt: skip

@@ -62,3 +62,17 @@ def test_chat_request_becomes_a_messages_request() -> None:
     assert out["messages"][2]["content"][0]["type"] == "tool_result"
     assert out["messages"][2]["content"][1] == {"type": "text", "text": "thanks"}
     assert out["tools"][0]["input_schema"] == {"type": "object"}
+
+
+def test_a_messages_answer_becomes_a_chat_completion() -> None:
+    answer = {"id": "msg_1", "model": "m", "stop_reason": "tool_use",
+              "content": [{"type": "text", "text": "Let me check."},
+                          {"type": "tool_use", "id": "t1", "name": "f", "input": {"x": 1}}],
+              "usage": {"input_tokens": 10, "cache_read_input_tokens": 5,
+                        "output_tokens": 3}}  # fmt: skip
+    chat = t.messages_to_chat_completion(answer)
+    choice = chat["choices"][0]
+    assert choice["finish_reason"] == "tool_calls"
+    assert choice["message"]["content"] == "Let me check."
+    assert choice["message"]["tool_calls"][0]["function"] == {"name": "f", "arguments": '{"x":1}'}
+    assert chat["usage"]["prompt_tokens"] == 15 and chat["usage"]["completion_tokens"] == 3
