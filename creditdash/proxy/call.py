@@ -25,11 +25,14 @@ class NativeRequest:
     body: the client's body, its output cap already clamped as the hold assumed.
     view: view(call, response) wraps the upstream's native answer in the chat view the core
     meters, keeping the native payloads there for the client's wire to render.
+    cap_field: the body's output cap in that API ("max_output_tokens", "max_tokens"); the
+    upstream wire writes there the cap the hold covers (the chat body's, clamped).
     """
 
     endpoint: str
     body: dict[str, Any]
     view: Callable[[Call, Any], Any]
+    cap_field: str = "max_tokens"
 
 
 @dataclass

@@ -125,7 +125,7 @@ class UpstreamWire:
         request for the usage chunk (metering needs it; streaming.py hides it if not asked)."""
         native = self.native(call, route)
         if native is not None:
-            return orjson.dumps({**native.body, "model": route.upstream_model})
+            return orjson.dumps(native_body(call, native, route))
         body = dict(call.body)
         body["model"] = route.upstream_model
         if call.stream:
@@ -144,3 +144,13 @@ class UpstreamWire:
 
 
 OPENAI_UPSTREAM = UpstreamWire()
+
+
+def native_body(call: Call, native: NativeRequest, route: RouteTarget) -> dict[str, Any]:
+    """The client's own body as a route of its API is sent it: the route's model name, and in
+    the API's cap field the output cap the hold covers (the chat body's, clamped)."""
+    body = {**native.body, "model": route.upstream_model}
+    cap = call.body.get("max_completion_tokens", call.body.get("max_tokens"))
+    if isinstance(cap, int) and call.endpoint != "embeddings":
+        body[native.cap_field] = cap
+    return body
