@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 from sqlalchemy.engine import Engine
 
-from creditdash.accounts.customers import create_customer
 from creditdash.billing import ledger
+from creditdash.billing.onboarding import create_customer
 from creditdash.core import db
 from creditdash.core.audit import CLI
 

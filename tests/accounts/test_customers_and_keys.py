@@ -10,7 +10,7 @@ from sqlalchemy.engine import Engine
 
 from creditdash.accounts import api_keys, customers
 from creditdash.accounts.models import ApiKey, Customer, Membership, User
-from creditdash.billing import ledger
+from creditdash.billing import balances, ledger, onboarding
 from creditdash.core import db
 from creditdash.core.audit import CLI, AuditEntry
 from creditdash.core.errors import Conflict, NotFound, ValidationFailed
@@ -26,7 +26,7 @@ def counts(engine: Engine) -> tuple[int, ...]:
 
 def test_create_customer_with_opening_credit(sqlite_engine: Engine) -> None:
     with db.session_scope(engine=sqlite_engine) as session:
-        customer = customers.create_customer(
+        customer = onboarding.create_customer(
             session,
             name="Müller GmbH",
             email="Billing@Mueller.example.com",
@@ -34,7 +34,7 @@ def test_create_customer_with_opening_credit(sqlite_engine: Engine) -> None:
             opening_credits_micros=12_345_678,
         )
     with db.session_scope(engine=sqlite_engine, readonly=True) as session:
-        assert customers.customer_balance(session, customer.id).as_json() == {
+        assert balances.customer_balance(session, customer.id).as_json() == {
             "balance": "12.345678",
             "held": "0.000000",
             "available": "12.345678",
@@ -70,7 +70,7 @@ def test_bad_customer_input_writes_nothing(
 ) -> None:
     before = counts(sqlite_engine)
     with pytest.raises(error), db.session_scope(engine=sqlite_engine) as session:
-        customers.create_customer(
+        onboarding.create_customer(
             session, name=name, email=email, actor=CLI, opening_credits_micros=credits
         )
     assert counts(sqlite_engine) == before
@@ -78,16 +78,16 @@ def test_bad_customer_input_writes_nothing(
 
 def test_duplicate_customer_email_regardless_of_case(sqlite_engine: Engine) -> None:
     with db.session_scope(engine=sqlite_engine) as session:
-        customers.create_customer(session, name="Acme", email="ops@acme.example.com", actor=CLI)
+        onboarding.create_customer(session, name="Acme", email="ops@acme.example.com", actor=CLI)
     before = counts(sqlite_engine)
     with pytest.raises(Conflict), db.session_scope(engine=sqlite_engine) as session:
-        customers.create_customer(session, name="Acme 2", email="OPS@acme.example.com", actor=CLI)
+        onboarding.create_customer(session, name="Acme 2", email="OPS@acme.example.com", actor=CLI)
     assert counts(sqlite_engine) == before
 
 
 def test_api_key_is_shown_once_and_stored_hashed(sqlite_engine: Engine) -> None:
     with db.session_scope(engine=sqlite_engine) as session:
-        customer = customers.create_customer(
+        customer = onboarding.create_customer(
             session, name="Acme", email="k@acme.example.com", actor=CLI
         )
         key, raw = api_keys.create_api_key(session, customer_id=customer.id, name="prod")
@@ -105,8 +105,8 @@ def test_api_key_is_shown_once_and_stored_hashed(sqlite_engine: Engine) -> None:
 
 def test_revoked_key_stops_and_other_customers_cannot_revoke(sqlite_engine: Engine) -> None:
     with db.session_scope(engine=sqlite_engine) as session:
-        a = customers.create_customer(session, name="A", email="a@a.example.com", actor=CLI)
-        b = customers.create_customer(session, name="B", email="b@b.example.com", actor=CLI)
+        a = onboarding.create_customer(session, name="A", email="a@a.example.com", actor=CLI)
+        b = onboarding.create_customer(session, name="B", email="b@b.example.com", actor=CLI)
         key, raw = api_keys.create_api_key(session, customer_id=a.id, name="k")
     with pytest.raises(NotFound), db.session_scope(engine=sqlite_engine) as session:
         api_keys.revoke_api_key(session, customer_id=b.id, key_id=key.id)
@@ -120,7 +120,7 @@ def test_revoked_key_stops_and_other_customers_cannot_revoke(sqlite_engine: Engi
 
 def test_suspended_customer_keys_stop(sqlite_engine: Engine) -> None:
     with db.session_scope(engine=sqlite_engine) as session:
-        customer = customers.create_customer(session, name="A", email="s@a.example.com", actor=CLI)
+        customer = onboarding.create_customer(session, name="A", email="s@a.example.com", actor=CLI)
         _key, raw = api_keys.create_api_key(session, customer_id=customer.id, name="k")
     with db.session_scope(engine=sqlite_engine) as session:
         stored = session.get(Customer, customer.id)
@@ -133,7 +133,7 @@ def test_suspended_customer_keys_stop(sqlite_engine: Engine) -> None:
 @pytest.mark.parametrize("name", ["", "   ", "x" * 101])
 def test_bad_key_name_is_refused(sqlite_engine: Engine, name: str) -> None:
     with db.session_scope(engine=sqlite_engine) as session:
-        customer = customers.create_customer(session, name="A", email="n@a.example.com", actor=CLI)
+        customer = onboarding.create_customer(session, name="A", email="n@a.example.com", actor=CLI)
     with pytest.raises(ValidationFailed), db.session_scope(engine=sqlite_engine) as session:
         api_keys.create_api_key(session, customer_id=customer.id, name=name)
 
@@ -143,7 +143,7 @@ def test_debit_adjustment_is_audited_and_cannot_pass_the_limit(sqlite_engine: En
     from creditdash.core.errors import InsufficientCredits
 
     with db.session_scope(engine=sqlite_engine) as session:
-        customer = customers.create_customer(
+        customer = onboarding.create_customer(
             session, name="D", email="d@d.example.com", actor=CLI, opening_credits_micros=5_000_000
         )
     with db.session_scope(engine=sqlite_engine) as session:
@@ -157,7 +157,7 @@ def test_debit_adjustment_is_audited_and_cannot_pass_the_limit(sqlite_engine: En
             reason="too much", actor=CLI, idempotency_key="d-2",
         )  # fmt: skip
     with db.session_scope(engine=sqlite_engine, readonly=True) as session:
-        assert customers.customer_balance(session, customer.id).posted_micros == 3_000_000
+        assert balances.customer_balance(session, customer.id).posted_micros == 3_000_000
         entry = session.execute(
             select(AuditEntry).where(AuditEntry.action == "credits.debit")
         ).scalar_one()

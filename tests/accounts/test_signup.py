@@ -8,9 +8,11 @@ import pytest
 from sqlalchemy.engine import Engine
 
 from creditdash.accounts import sessions, signup, users
-from creditdash.accounts.customers import customer_balance, customers_of_user
+from creditdash.accounts.customers import customers_of_user
 from creditdash.accounts.throttle import MemoryBackend, SignInThrottle
 from creditdash.accounts.users import OneTimePasswordExpired
+from creditdash.billing import onboarding
+from creditdash.billing.balances import customer_balance
 from creditdash.core import db, settings
 from creditdash.core.audit import Actor
 from creditdash.core.errors import AuthenticationFailed, Conflict, Forbidden, ValidationFailed
@@ -19,7 +21,7 @@ from creditdash.core.timeutil import utcnow
 
 def _sign_up(email: str = "founder@example.com") -> tuple[int, str]:
     with db.session_scope() as session:
-        user, customer = signup.sign_up(
+        user, customer = onboarding.sign_up(
             session,
             email=email,
             password="a-long-password-1",
@@ -42,14 +44,14 @@ def test_sign_up_makes_an_owner_with_an_empty_balance(sqlite_engine: Engine) -> 
 def test_sign_up_refuses_a_taken_email_and_weak_passwords(sqlite_engine: Engine) -> None:
     _sign_up()
     with db.session_scope() as session, pytest.raises(Conflict, match="exists already"):
-        signup.sign_up(
+        onboarding.sign_up(
             session,
             email="Founder@Example.com",
             password="another-password-2",
             workspace_name="Other",
         )
     with db.session_scope() as session, pytest.raises(ValidationFailed):
-        signup.sign_up(session, email="new@example.com", password="short", workspace_name="X")
+        onboarding.sign_up(session, email="new@example.com", password="short", workspace_name="X")
     with db.session_scope(readonly=True) as session:
         assert users.get_user_by_email(session, "new@example.com") is None
 

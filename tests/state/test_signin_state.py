@@ -163,7 +163,7 @@ def test_a_handoff_from_another_site_is_refused(client: TestClient) -> None:
 def test_an_invited_user_must_choose_a_password_before_anything(client: TestClient) -> None:
     with db.session_scope() as session:
         owner = users.create_user(session, email="owner@example.com", password=GOOD)
-        from creditdash.accounts.customers import create_customer
+        from creditdash.billing.onboarding import create_customer
 
         customer = create_customer(
             session,
