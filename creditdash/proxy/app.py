@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from creditdash.accounts.customers import customer_balance
+from creditdash.billing.balances import customer_balance
 from creditdash.billing.models import UsageRecord
 from creditdash.core import db
 from creditdash.core.money import format_credits
