@@ -31,7 +31,8 @@ _COST = re.compile(rb'"cost":(-?[0-9][0-9.eE+-]*)')
 def messages_to_chat(body: dict[str, Any], *, require_max_tokens: bool = True) -> dict[str, Any]:
     """A Messages request as the chat body the core meters.
 
-    system (a string or text blocks; cache_control ignored) becomes the first system message;
+    system (a string or text blocks; cache_control ignored) becomes the first system message,
+    and a system-role message in the conversation a system message where it stands;
     tool_result blocks become tool messages placed before the rest of their user turn; tool_use
     blocks become the assistant's tool_calls; images (base64 or url) become image_url parts.
     Thinking and redacted_thinking blocks of earlier turns are dropped: a chat upstream cannot
@@ -40,8 +41,9 @@ def messages_to_chat(body: dict[str, Any], *, require_max_tokens: bool = True) -
     `thinking` is accepted and dropped rather than mapped to reasoning_effort: a chat upstream
     that is not a reasoning model refuses reasoning_effort, and the budget (a token count) has
     no faithful mapping to its three levels. Output stays bounded by max_tokens either way.
-    top_k and metadata are dropped too. max_tokens is required, as Anthropic requires it (a 400
-    invalid_request_error), except for count_tokens, which has none.
+    top_k, metadata and Anthropic's platform controls (context_management, output_config,
+    service_tier, container, mcp_servers) are dropped too. max_tokens is required, as
+    Anthropic requires it (a 400 invalid_request_error), except for count_tokens.
     """
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
@@ -54,14 +56,18 @@ def messages_to_chat(body: dict[str, Any], *, require_max_tokens: bool = True) -
     if system:
         chat.append({"role": "system", "content": system})
     for message in messages:
-        if not isinstance(message, dict) or message.get("role") not in ("user", "assistant"):
-            raise errors.bad_request(
-                "Each message needs a role of 'user' or 'assistant'.", "invalid_messages"
-            )
-        if message["role"] == "user":
+        role = message.get("role") if isinstance(message, dict) else None
+        if role == "user":
             chat += _user_turn(message.get("content"))
-        else:
+        elif role == "assistant":
             chat.append(_assistant_turn(message.get("content")))
+        elif role == "system":  # instructions in the conversation (Claude Code sends them)
+            chat.append({"role": "system", "content": _system_text(message.get("content"))})
+        else:
+            raise errors.bad_request(
+                "Each message needs a role of 'user', 'assistant' or 'system'.",
+                "invalid_messages",
+            )
     out: dict[str, Any] = {"model": body.get("model"), "messages": chat}
     if cap is not None:
         out["max_tokens"] = cap

@@ -167,6 +167,7 @@ def test_tools_round_trip(rig: GatewayRig) -> None:
     sent = rig.upstream.seen[-1].body
     assert sent["tool_choice"] == "required"
     assert sent["tools"][0]["function"]["parameters"] == WEATHER["input_schema"]
+    answered = {"type": "tool_result", "tool_use_id": call.id, "content": "18 C, sunny"}
     second = sdk.messages.create(
         model="tools",
         max_tokens=50,
@@ -174,9 +175,8 @@ def test_tools_round_trip(rig: GatewayRig) -> None:
         messages=[
             {"role": "user", "content": "Weather in Paris?"},
             {"role": "assistant", "content": [c.model_dump() for c in first.content]},
-            {"role": "user", "content": [
-                {"type": "tool_result", "tool_use_id": call.id, "content": "18 C, sunny"}]},
-        ],  # fmt: skip
+            {"role": "user", "content": [answered]},  # type: ignore[list-item]
+        ],
     )
     assert second.content[0].text == TEXT  # type: ignore[union-attr]
     sent = rig.upstream.seen[-1].body
@@ -227,7 +227,10 @@ def test_images_and_stop_sequences_reach_the_upstream(rig: GatewayRig) -> None:
 def test_count_tokens_is_free_and_calls_no_upstream(rig: GatewayRig) -> None:
     before, seen = balance(rig), len(rig.upstream.seen)
     counted = client(rig).messages.count_tokens(
-        model="chat", messages=HELLO, system="Be brief.", tools=[WEATHER]  # type: ignore[list-item]
+        model="chat",
+        messages=HELLO,
+        system="Be brief.",
+        tools=[WEATHER],  # type: ignore[list-item]
     )
     assert counted.input_tokens > 0
     assert len(rig.upstream.seen) == seen and records(rig) == []
@@ -305,9 +308,12 @@ def test_a_failed_stream_ends_with_an_error_event(rig: GatewayRig, model: str) -
     # What was produced before the failure is charged, once, and matches the records.
     assert before.posted_micros - balance(rig).posted_micros == charged(rig)
     assert_ledger_ok(rig)
-    with pytest.raises(anthropic.APIError):
-        with client(rig).messages.stream(model=model, max_tokens=50, messages=HELLO) as stream:
-            stream.until_done()
+    sdk = client(rig)
+    with (
+        pytest.raises(anthropic.APIError),
+        sdk.messages.stream(model=model, max_tokens=50, messages=HELLO) as stream,
+    ):
+        stream.until_done()
 
 
 def test_cost_is_exact_decimal_text(rig: GatewayRig) -> None:
