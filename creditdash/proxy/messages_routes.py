@@ -8,7 +8,6 @@ max_tokens, too little credit), is in Anthropic's shape through the messages wir
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -46,9 +45,7 @@ def anthropic_errors(handler: Handler) -> Handler:
             return await handler(request)
         except errors.GatewayError as exc:
             return MESSAGES.error_response(exc, None)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
+        except Exception as exc:  # the app's handler would answer in OpenAI's shape
             log.error("messages request failed", exc_info=exc)
             failure = errors.GatewayError(500, "Internal gateway error.", "api_error", None)
             return MESSAGES.error_response(failure, None)
@@ -65,7 +62,7 @@ def messages_routes(gateway: Gateway) -> list[Route]:
         key = await gateway.authenticate(request, api_key_header=True)
         body_bytes = await read_limited(request, gateway.settings.max_body_bytes)
         body = parse_object(body_bytes)
-        model_name(body)  # a missing model is refused before the rest is read
+        model_name(body)  # a missing model is the first thing refused, as on the chat path
         chat = messages_to_chat(body)
         native = NativeRequest(endpoint="messages", body=body, view=_as_is, cap_field="max_tokens")
         return await gateway.serve(

@@ -66,8 +66,8 @@ class MessagesWire(ClientWire):
         return with_cost(orjson.dumps(message), placeholder, price)
 
     def render_stream(self, call: Call, events: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-        return _messages_events(StreamTranslator(message_id(call.request_id), call.model.name),
-                                events)  # fmt: skip
+        translator = StreamTranslator(message_id(call.request_id), call.model.name)
+        return _messages_events(translator, events)
 
 
 async def _messages_events(

@@ -71,7 +71,11 @@ def test_create_answers_in_messages_shape_and_charges_exactly(rig: GatewayRig) -
         system=[{"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral"}}],
         messages=HELLO,
         metadata={"user_id": "someone"},
-        extra_body={"top_k": 5, "temperature": 0.5},
+        extra_body={
+            "top_k": 5,
+            "temperature": 0.5,
+            "thinking": {"type": "enabled", "budget_tokens": 1024},
+        },
     )
     message = raw.parse()
     assert message.type == "message" and message.role == "assistant"
@@ -91,7 +95,7 @@ def test_create_answers_in_messages_shape_and_charges_exactly(rig: GatewayRig) -
     assert sent["messages"][0] == {"role": "system", "content": "Be brief."}
     assert sent["messages"][1] == {"role": "user", "content": "Say hello"}
     assert sent["max_tokens"] == 50 and sent["temperature"] == 0.5
-    assert "top_k" not in sent and "metadata" not in sent
+    assert "top_k" not in sent and "metadata" not in sent and "thinking" not in sent
     assert_ledger_ok(rig)
 
 
@@ -243,6 +247,15 @@ def test_models_list_in_anthropic_shape(rig: GatewayRig) -> None:
     page = client(rig).models.list()
     ids = [m.id for m in page.data]
     assert "chat" in ids and page.data[0].type == "model"
+    anthropic_headers = {"x-api-key": rig.key, "anthropic-version": "2023-06-01"}
+    raw = httpx.get(rig.base_url + "/v1/models", headers=anthropic_headers).json()
+    assert raw["has_more"] is False and (raw["first_id"], raw["last_id"]) == (ids[0], ids[-1])
+    first = raw["data"][0]
+    assert set(first) == {"type", "id", "display_name", "created_at"}
+    assert first["created_at"].endswith("Z")
+    wrong = {**anthropic_headers, "x-api-key": "sk-cd-wrong"}
+    refused = httpx.get(rig.base_url + "/v1/models", headers=wrong)
+    assert anthropic_error(refused) == (401, "authentication_error")
     # Without anthropic-version the OpenAI shape is unchanged.
     assert rig.client().models.list().data[0].object == "model"
 
