@@ -73,3 +73,33 @@ def test_claude_says_hi_through_the_gateway(
     spent = before.posted_micros - balance(rig).posted_micros
     assert spent == sum(r.price_micros for r in made) > 0
     assert_ledger_ok(rig)
+
+
+@pytest.mark.skipif(not CLAUDE.exists(), reason=f"the claude CLI is not installed at {CLAUDE}")
+def test_claude_tool_round_trip_through_the_gateway(
+    rig: GatewayRig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The tool-call model calls Claude Code's first tool; Claude Code answers with a
+    tool_result, which reaches the upstream as a tool message, and the model then answers."""
+    monkeypatch.setattr(rig.app.state.gateway.settings, "max_body_bytes", 4 * 1024 * 1024)
+    env = offline_env(rig, tmp_path)
+    env.update(ANTHROPIC_MODEL="tools", ANTHROPIC_SMALL_FAST_MODEL="tools")
+    before = balance(rig)
+    done = subprocess.run(
+        [str(CLAUDE), "-p", "what is the weather in Paris?"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 0, (done.stdout, done.stderr)
+    assert "Hello from the fake upstream." in done.stdout
+    last = rig.upstream.seen[-1].body["messages"]
+    assert last[-1]["role"] == "tool" and last[-1]["tool_call_id"] == "call_fake_1"
+    assert last[-2]["tool_calls"][0]["id"] == "call_fake_1"
+    made = records(rig)
+    assert len(made) >= 2
+    assert before.posted_micros - balance(rig).posted_micros == sum(r.price_micros for r in made)
+    assert_ledger_ok(rig)
