@@ -90,6 +90,7 @@ def test_create_answers_in_messages_shape_and_charges_exactly(rig: GatewayRig) -
     assert before.posted_micros - balance(rig).posted_micros == expected == charged(rig)
     stored = record(rig, raw.headers["x-request-id"])
     assert (stored.endpoint, stored.stream, stored.status) == ("messages", False, "ok")
+    assert stored.upstream_endpoint == "chat"  # translated: the route speaks chat only
     # What reached the upstream: a chat body, system first, top_k and metadata dropped.
     sent = rig.upstream.seen[-1].body
     assert sent["messages"][0] == {"role": "system", "content": "Be brief."}
