@@ -28,6 +28,7 @@ from creditdash.core.money import format_credits
 from creditdash.core.settings import Settings, get_settings
 from creditdash.proxy import errors
 from creditdash.proxy.gateway import Gateway
+from creditdash.proxy.responses_routes import responses_routes
 from creditdash.proxy.snapshot import load_snapshot
 
 log = logging.getLogger(__name__)
@@ -145,6 +146,7 @@ def gateway_routes(gateway: Gateway) -> list[Route]:
         Route("/v1/credits", credits, methods=["GET"]),
         Route("/v1/generation", generation, methods=["GET"]),
     ]
+    routes += responses_routes(gateway)
     return routes
 
 

@@ -47,6 +47,7 @@ MODELS = {
     "overflow": ("fake", "overflow"),
     "nodone": ("fake", "no-done"),
     "largeprompt": ("fake", "large-prompt"),
+    "tools": ("fake", "tool-call"),
 }
 
 

@@ -100,6 +100,8 @@ class FakeUpstream:
                 {"object": "list", "model": model, "usage": {"prompt_tokens": 8, "total_tokens": 8},
                  "data": [{"object": "embedding", "index": 0, "embedding": [0.1, 0.2]}]}
             )  # fmt: skip
+        if model == "tool-call":
+            return _tool_call_answer(body)
         if body.get("stream"):
             return StreamingResponse(self._stream(model, body), media_type="text/event-stream")
         usage: dict[str, Any] | None = USAGE
@@ -147,6 +149,55 @@ class FakeUpstream:
         if model == "no-done":  # closes cleanly, without the end marker
             return
         yield b"data: [DONE]\n\n"
+
+
+TOOL_ARGUMENT = "Paris"
+
+
+def _tool_call_answer(body: dict[str, Any]) -> Response:
+    """Model "tool-call": with tools and no tool result yet, a call of the first tool (each
+    required string argument set to TOOL_ARGUMENT); once a tool result came back, a text
+    answer quoting it. Streamed when asked, with usage when asked."""
+    messages = body.get("messages") or []
+    last = messages[-1] if messages else {}
+    tools = body.get("tools") or []
+    base = {"id": "fake-t", "created": 0, "model": "tool-call"}
+    if tools and last.get("role") != "tool":
+        function = tools[0]["function"]
+        schema = function.get("parameters") or {}
+        arguments = json.dumps({name: TOOL_ARGUMENT for name in schema.get("required", [])})
+        call = {"id": "call_fake_1", "type": "function",
+                "function": {"name": function["name"], "arguments": arguments}}  # fmt: skip
+        message: dict[str, Any] = {"role": "assistant", "content": None, "tool_calls": [call]}
+        finish = "tool_calls"
+    else:
+        message = {"role": "assistant", "content": f"The tool said: {last.get('content')}."}
+        finish = "stop"
+    if not body.get("stream"):
+        choice = {"index": 0, "message": message, "finish_reason": finish}
+        return JSONResponse({**base, "object": "chat.completion", "choices": [choice],
+                             "usage": USAGE})  # fmt: skip
+    chunks: list[dict[str, Any]] = []
+    if message.get("tool_calls"):
+        call = message["tool_calls"][0]
+        half = len(call["function"]["arguments"]) // 2
+        first = {"index": 0, "id": call["id"], "type": "function",
+                 "function": {"name": call["function"]["name"], "arguments": ""}}  # fmt: skip
+        chunks.append({"tool_calls": [first]})
+        for piece in (call["function"]["arguments"][:half], call["function"]["arguments"][half:]):
+            chunks.append({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]})
+    else:
+        words = message["content"].split(" ")
+        chunks += [{"content": (" " if i else "") + word} for i, word in enumerate(words)]
+    events = [{**base, "object": "chat.completion.chunk",
+               "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
+              for delta in chunks]  # fmt: skip
+    events.append({**base, "object": "chat.completion.chunk",
+                   "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]})  # fmt: skip
+    if (body.get("stream_options") or {}).get("include_usage"):
+        events.append({**base, "object": "chat.completion.chunk", "choices": [], "usage": USAGE})
+    text = "".join(f"data: {json.dumps(event)}\n\n" for event in events) + "data: [DONE]\n\n"
+    return Response(text, media_type="text/event-stream")
 
 
 class ServerThread:
