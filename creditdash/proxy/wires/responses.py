@@ -48,9 +48,7 @@ class ResponsesWire(ClientWire):
         self.finished = (call.request_id, body, response["output"])
         return body
 
-    async def render_stream(
-        self, call: Call, events: AsyncIterator[bytes]
-    ) -> AsyncIterator[bytes]:
+    async def render_stream(self, call: Call, events: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         """The Responses events of the relay's chat stream. The relay is closed when this is
         closed (its finally block settles a client that left)."""
         stream = ResponseEvents(dict(self.shell, output=[]))

@@ -33,9 +33,29 @@ def builtin_tools(body: dict[str, Any]) -> list[str]:
     kinds = []
     for tool in tools:
         kind = tool.get("type") if isinstance(tool, dict) else None
-        if kind != "function":
+        if kind == "namespace":  # a named group of function tools
+            kinds += builtin_tools({"tools": tool.get("tools") or []})
+        elif kind != "function":
             kinds.append(str(kind))
     return kinds
+
+
+def _functions(tools: Any) -> list[tuple[str | None, dict[str, Any]]]:
+    """The function tools, namespaces flattened: (namespace or None, tool)."""
+    found: list[tuple[str | None, dict[str, Any]]] = []
+    for tool in tools if isinstance(tools, list) else []:
+        if not isinstance(tool, dict):
+            continue
+        if tool.get("type") == "namespace":
+            found += [(tool.get("name"), inner) for _, inner in _functions(tool.get("tools"))]
+        elif tool.get("type") == "function":
+            found.append((None, tool))
+    return found
+
+
+def namespaces(tools: Any) -> dict[str, str]:
+    """Function name -> the namespace it was declared in, for the calls the model makes."""
+    return {str(tool.get("name")): ns for ns, tool in _functions(tools) if ns is not None}
 
 
 def input_items(body: dict[str, Any]) -> list[dict[str, Any]]:
@@ -117,7 +137,7 @@ def _text_of(content: Any) -> str:
 
 def chat_tools(tools: Any) -> list[dict[str, Any]]:
     out = []
-    for tool in tools if isinstance(tools, list) else []:
+    for _, tool in _functions(tools):
         function = {"name": tool.get("name"), "parameters": tool.get("parameters") or {}}
         for name in ("description", "strict"):
             if tool.get(name) is not None:
@@ -208,23 +228,29 @@ def message_item(text: str, status: str = "completed") -> dict[str, Any]:
 
 
 def function_call_item(
-    call_id: str, name: str, arguments: str, status: str = "completed"
+    call_id: str, name: str, arguments: str, status: str = "completed", namespace: Any = None
 ) -> dict[str, Any]:
-    return {"id": new_id("fc"), "type": "function_call", "status": status, "call_id": call_id,
+    item = {"id": new_id("fc"), "type": "function_call", "status": status, "call_id": call_id,
             "name": name, "arguments": arguments}  # fmt: skip
+    if isinstance(namespace, str):
+        item["namespace"] = namespace
+    return item
 
 
-def output_items(message: dict[str, Any]) -> list[dict[str, Any]]:
-    """A chat completion's assistant message as Responses output items."""
+def output_items(message: dict[str, Any], tools: Any = None) -> list[dict[str, Any]]:
+    """A chat completion's assistant message as Responses output items (tools: the request's,
+    whose namespaces the calls are named in)."""
+    grouped = namespaces(tools)
     items = []
     text = _text_of(message.get("content"))
     if text:
         items.append(message_item(text))
     for call in message.get("tool_calls") or []:
         function = call.get("function") or {}
-        items.append(function_call_item(str(call.get("id") or new_id("call")),
-                                        str(function.get("name") or ""),
-                                        str(function.get("arguments") or ""), ))  # fmt: skip
+        name = str(function.get("name") or "")
+        items.append(function_call_item(str(call.get("id") or new_id("call")), name,
+                                        str(function.get("arguments") or ""),
+                                        namespace=grouped.get(name)))  # fmt: skip
     return items
 
 
@@ -278,7 +304,7 @@ def response_object(
     choices = completion.get("choices") or [{}]
     choice = choices[0] if isinstance(choices[0], dict) else {}
     response = dict(shell)
-    response["output"] = output_items(choice.get("message") or {})
+    response["output"] = output_items(choice.get("message") or {}, shell.get("tools"))
     response["usage"] = response_usage(usage, cost)
     return finish(response, choice.get("finish_reason"))
 
@@ -302,6 +328,7 @@ class ResponseEvents:
         self._calls: dict[int, dict[str, Any]] = {}  # chat tool-call index -> its item
         self._open: list[dict[str, Any]] = []
         self.finish_reason: Any = None
+        self._namespaces = namespaces(shell.get("tools"))
 
     def _event(self, kind: str, **fields: Any) -> dict[str, Any]:
         event = {"type": kind, "sequence_number": self._next, **fields}
@@ -362,9 +389,10 @@ class ResponseEvents:
         function = call.get("function") or {}
         item = self._calls.get(position)
         if item is None:
-            item = function_call_item(str(call.get("id") or new_id("call")),
-                                      str(function.get("name") or ""), "",
-                                      status="in_progress")  # fmt: skip
+            name = str(function.get("name") or "")
+            item = function_call_item(str(call.get("id") or new_id("call")), name, "",
+                                      status="in_progress",
+                                      namespace=self._namespaces.get(name))  # fmt: skip
             _, out = self._add(item)
             self._calls[position] = item
         arguments = function.get("arguments")
