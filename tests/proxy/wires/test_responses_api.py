@@ -4,12 +4,16 @@ openai SDK and raw HTTP against the rig, over real loopback TCP."""
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import openai
 import pytest
 
 from creditdash.catalog.prices import TokenUsage, cost_micros
+from creditdash.proxy.wires.responses import ResponsesWire
+from creditdash.proxy.wires.responses_translate import response_shell
 from tests.proxy.conftest import GatewayRig
 from tests.proxy.fake_upstream import TOOL_ARGUMENT
 from tests.proxy.test_gateway import (
@@ -380,3 +384,41 @@ def test_bad_requests_get_openai_errors(rig: GatewayRig) -> None:
         assert unauthorized.status_code == 401
         assert unauthorized.json()["error"]["type"] == "authentication_error"
     assert records(rig) == []
+
+
+def test_a_client_leaving_mid_stream_is_settled_once(rig: GatewayRig) -> None:
+    with rig.http().stream(
+        "POST", "/v1/responses", json={"model": "slow", "input": "Hi", "stream": True}
+    ) as response:
+        request_id = response.headers["x-request-id"]
+        for i, _line in enumerate(response.iter_lines()):
+            if i > 20:
+                break
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not records(rig):
+        time.sleep(0.1)
+    stored = record(rig, request_id)
+    assert stored.status == "client_disconnected"
+    assert stored.price_micros > 0
+    assert balance(rig).held_micros == 0
+    assert 10_000_000 - balance(rig).posted_micros == stored.price_micros
+    assert_ledger_ok(rig)
+
+
+@pytest.mark.anyio
+async def test_closing_the_rendered_stream_closes_the_relay() -> None:
+    closed: list[bool] = []
+
+    async def relay() -> AsyncIterator[bytes]:
+        try:
+            yield b'data: {"choices": [{"index": 0, "delta": {"content": "Hi"}}]}\n\n'
+            yield b'data: {"choices": [{"index": 0, "delta": {"content": " there"}}]}\n\n'
+        finally:
+            closed.append(True)
+
+    wire = ResponsesWire(response_shell("resp_1", "m", {}))
+    rendered = wire.render_stream(None, relay())  # type: ignore[arg-type]
+    assert b"response.created" in await anext(rendered)
+    assert b"response.output_text.delta" in await anext(rendered)
+    await rendered.aclose()  # type: ignore[attr-defined]
+    assert closed == [True]
