@@ -69,7 +69,7 @@ class ResponsesWire(ClientWire):
                         return
                     chunk = orjson.loads(payload)
                     if isinstance(chunk.get("error"), dict):
-                        out += stream.close()
+                        out += stream.close("incomplete")
                         yield _sse([*out, stream.failed(chunk["error"])])
                         return
                     if isinstance(chunk.get("usage"), dict):

@@ -406,8 +406,8 @@ class ResponseEvents:
     def _index(self, item: dict[str, Any]) -> int:
         return next(i for i, x in enumerate(self.response["output"]) if x is item)
 
-    def close(self) -> list[dict[str, Any]]:
-        """Close every open item (the answer ended, well or not)."""
+    def close(self, status: str = "completed") -> list[dict[str, Any]]:
+        """Close every open item: completed, or incomplete when the stream failed."""
         out: list[dict[str, Any]] = []
         for item in self._open:
             index = self._index(item)
@@ -423,7 +423,7 @@ class ResponseEvents:
                 out.append(self._event("response.function_call_arguments.done",
                                        item_id=item["id"], output_index=index,
                                        arguments=item["arguments"]))  # fmt: skip
-            item["status"] = "completed"
+            item["status"] = status
             out.append(self._event("response.output_item.done", output_index=index,
                                    item={**item}))  # fmt: skip
         self._open = []

@@ -228,6 +228,9 @@ def test_a_cut_stream_ends_with_response_failed_and_charges_what_was_produced(
     text = "".join(e["delta"] for e in events if e["type"] == "response.output_text.delta")
     assert text == "Hello from the fake upstream."
     assert [e["sequence_number"] for e in events] == list(range(len(events)))
+    closed = [e["item"] for e in events if e["type"] == "response.output_item.done"]
+    assert [item["status"] for item in closed] == ["incomplete"]
+    assert events[-1]["response"]["output"][0]["status"] == "incomplete"
     stored = record(rig, request_id)
     assert stored.status == "upstream_incomplete"
     # The relay's rule: what was delivered is charged, from the upstream's own count.
