@@ -22,8 +22,10 @@ from starlette.routing import Route
 from creditdash.core.ids import new_id
 from creditdash.proxy import errors, stored_responses
 from creditdash.proxy.auth import KeyInfo
+from creditdash.proxy.call import NativeRequest
 from creditdash.proxy.gateway import Gateway
 from creditdash.proxy.request import model_name, parse_object, read_limited
+from creditdash.proxy.wires import responses_native
 from creditdash.proxy.wires.base import OPENAI
 from creditdash.proxy.wires.responses import ResponsesWire
 from creditdash.proxy.wires.responses_translate import (
@@ -64,15 +66,27 @@ async def _history(key: KeyInfo, body: dict[str, Any]) -> list[dict[str, Any]]:
     return found.conversation
 
 
-def _refuse_builtin_tools(body: dict[str, Any]) -> None:
+def _refuse_builtin_tools(body: dict[str, Any], native: bool) -> None:
+    """Built-in tools need a route that serves the Responses API itself (native)."""
     kinds = builtin_tools(body)
-    if kinds:
+    if kinds and not native:
         shown = ", ".join(sorted(set(kinds)))
         raise errors.bad_request(
             f"Built-in tools ({shown}) are not available on this model: its routes serve "
             "chat completions only, which run function tools alone.",
             "unsupported_tool",
         )
+
+
+def _native_request(body: dict[str, Any], conversation: list[dict[str, Any]]) -> NativeRequest:
+    """The client's request for a route that serves /v1/responses: the whole conversation
+    as its input (the upstream knows none of our response ids), stored by us, not there."""
+    native = {k: v for k, v in body.items() if k != "previous_response_id"}
+    native.update(input=conversation, store=False)
+    return NativeRequest(
+        endpoint="responses", body=native, view=responses_native.view,
+        cap_field="max_output_tokens",
+    )  # fmt: skip
 
 
 def responses_routes(gateway: Gateway) -> list[Route]:
@@ -89,7 +103,9 @@ def responses_routes(gateway: Gateway) -> list[Route]:
         key: KeyInfo, body: dict[str, Any], body_bytes: bytes, started: float
     ) -> Response:
         model = model_name(body)
-        _refuse_builtin_tools(body)
+        entry = (await gateway.catalog.get()).models.get(model)
+        native = entry is not None and any(r.serves_responses for r in entry.routes)
+        _refuse_builtin_tools(body, native)
         store = body.get("store", True)
         if not isinstance(store, bool):
             raise errors.bad_request("'store' must be true or false.")
@@ -112,8 +128,11 @@ def responses_routes(gateway: Gateway) -> list[Route]:
         wire = ResponsesWire(shell, save if store else None)
         # The history is part of the prompt: the hold covers its bytes too.
         held_bytes = body_bytes + orjson.dumps(history) if history else body_bytes
+        passed = _native_request(body, conversation) if native else None
         try:
-            answer = await gateway.serve(key, "chat", chat, held_bytes, started, wire=wire)
+            answer = await gateway.serve(
+                key, "chat", chat, held_bytes, started, wire=wire, native=passed
+            )
         except errors.GatewayError as error:
             return wire.error_response(error, None)
         if store and wire.finished is not None:

@@ -43,7 +43,12 @@ class ResponsesWire(ClientWire):
     ) -> bytes:
         placeholder = cost_placeholder()
         usage = usage_for_client(data.get("usage"), outcome, placeholder)
-        response = response_object(self.shell, data, usage, placeholder)
+        native = data.get("native")
+        if isinstance(native, dict):  # the route answered in the Responses API itself
+            response = self._own(native)
+            response["usage"] = usage
+        else:
+            response = response_object(self.shell, data, usage, placeholder)
         body = with_cost(orjson.dumps(response), placeholder, price)
         self.finished = (call.request_id, body, response["output"])
         return body
@@ -51,6 +56,10 @@ class ResponsesWire(ClientWire):
     async def render_stream(self, call: Call, events: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         """The Responses events of the relay's chat stream. The relay is closed when this is
         closed (its finally block settles a client that left)."""
+        if call.upstream_endpoint == "responses":
+            async for piece in self._native_stream(call, events):
+                yield piece
+            return
         stream = ResponseEvents(dict(self.shell, output=[]))
         usage: dict[str, Any] = {}
         cost_micros: int | None = None
@@ -82,6 +91,69 @@ class ResponsesWire(ClientWire):
             if close is not None:
                 await close()
 
+    def _own(self, native: dict[str, Any]) -> dict[str, Any]:
+        """A native response object under this response's id and public model name."""
+        return {**native, "id": self.shell["id"], "model": self.shell["model"],
+                "previous_response_id": self.shell.get("previous_response_id"),
+                "store": self.shell.get("store", True)}  # fmt: skip
+
+    async def _native_stream(
+        self, call: Call, events: AsyncIterator[bytes]
+    ) -> AsyncIterator[bytes]:
+        """The upstream's own Responses events (responses_native.py keeps them in the chat
+        view), renumbered, under this response's id and model, the ending one with the cost."""
+        sequence = 0
+        rest = b""
+        try:
+            async for block in events:
+                *lines, rest = (rest + block).split(b"\n")
+                out = b""
+                for line in lines:
+                    payload = line[5:].strip() if line.startswith(b"data:") else b""
+                    if not payload or payload == b"[DONE]":
+                        continue
+                    chunk = orjson.loads(payload)
+                    if isinstance(chunk.get("error"), dict):
+                        failed = ResponseEvents(dict(self.shell, output=[]), sequence)
+                        out += _sse([failed.failed(chunk["error"])])
+                        yield out
+                        return
+                    event = chunk.get("native")
+                    if not isinstance(event, dict):
+                        continue
+                    event = {**event, "sequence_number": sequence}
+                    sequence += 1
+                    out += await self._native_event(call, event, chunk, payload)
+                if out:
+                    yield out
+        finally:
+            close = getattr(events, "aclose", None)
+            if close is not None:
+                await close()
+
+    async def _native_event(
+        self, call: Call, event: dict[str, Any], chunk: dict[str, Any], payload: bytes
+    ) -> bytes:
+        response = event.get("response")
+        if not isinstance(response, dict):
+            return _sse([event])
+        event["response"] = self._own(response)
+        if event.get("type") not in ("response.completed", "response.incomplete"):
+            return _sse([event])
+        placeholder = cost_placeholder()
+        price = 0
+        if isinstance(chunk.get("usage"), dict):
+            usage, micros = _charged_usage(payload)
+            event["response"]["usage"] = {**usage, "cost": placeholder}
+            price = micros or 0
+        if self._save is not None:
+            stored = with_cost(orjson.dumps(event["response"]), placeholder, price)
+            try:
+                await self._save(call.request_id, stored, event["response"].get("output") or [])
+            except Exception:  # the answer was metered and is delivered even if not stored
+                log.exception("could not store response %s", self.shell.get("id"))
+        return _frame(event["type"], with_cost(orjson.dumps(event), placeholder, price))
+
     async def _ending(
         self, call: Call, stream: ResponseEvents, usage: dict[str, Any], cost_micros: int | None
     ) -> bytes:
@@ -102,8 +174,9 @@ class ResponsesWire(ClientWire):
 
 def _charged_usage(payload: bytes) -> tuple[dict[str, Any], int | None]:
     """The usage chunk's usage and its cost in micros, read exactly (no float)."""
-    usage = json.loads(payload, parse_float=Decimal).get("usage") or {}
-    cost = usage.pop("cost", None)
+    usage = dict(orjson.loads(payload).get("usage") or {})
+    usage.pop("cost", None)
+    cost = (json.loads(payload, parse_float=Decimal).get("usage") or {}).get("cost")
     try:
         micros = int(Decimal(cost) * MICROS_PER_CREDIT) if cost is not None else None
     except (InvalidOperation, TypeError):

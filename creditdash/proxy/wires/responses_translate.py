@@ -321,9 +321,9 @@ class ResponseEvents:
     failed).
     """
 
-    def __init__(self, shell: dict[str, Any]) -> None:
+    def __init__(self, shell: dict[str, Any], first_sequence: int = 0) -> None:
         self.response = shell
-        self._next = 0
+        self._next = first_sequence
         self._text: dict[str, Any] | None = None  # the open message item
         self._calls: dict[int, dict[str, Any]] = {}  # chat tool-call index -> its item
         self._open: list[dict[str, Any]] = []

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator
+from types import SimpleNamespace
 from typing import Any
 
 import openai
@@ -420,7 +421,8 @@ async def test_closing_the_rendered_stream_closes_the_relay() -> None:
             closed.append(True)
 
     wire = ResponsesWire(response_shell("resp_1", "m", {}))
-    rendered = wire.render_stream(None, relay())  # type: ignore[arg-type]
+    call = SimpleNamespace(upstream_endpoint="chat", request_id="req_1")
+    rendered = wire.render_stream(call, relay())  # type: ignore[arg-type]
     assert b"response.created" in await anext(rendered)
     assert b"response.output_text.delta" in await anext(rendered)
     await rendered.aclose()  # type: ignore[attr-defined]
