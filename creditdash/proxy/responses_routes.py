@@ -104,7 +104,9 @@ def responses_routes(gateway: Gateway) -> list[Route]:
     ) -> Response:
         model = model_name(body)
         entry = (await gateway.catalog.get()).models.get(model)
-        native = entry is not None and any(r.serves_responses for r in entry.routes)
+        if entry is None or not entry.routes or not key.may_use(model):
+            raise errors.model_not_found(model)
+        native = any(r.serves_responses for r in entry.routes)
         _refuse_builtin_tools(body, native)
         store = body.get("store", True)
         if not isinstance(store, bool):
