@@ -28,6 +28,7 @@ from creditdash.billing.payments.models import (
 )
 from creditdash.catalog.models import PriceSchedule, Provider, PublicModel, Route
 from creditdash.core.audit import AuditEntry
+from creditdash.proxy.stored_responses import StoredResponse
 
 metadata = SQLModel.metadata
 
@@ -52,6 +53,7 @@ __all__ = [
     "Refund",
     "Route",
     "SellerProfile",
+    "StoredResponse",
     "TaxRate",
     "Transfer",
     "UsageRecord",

@@ -35,6 +35,7 @@ from creditdash.proxy.messages_routes import (
     messages_routes,
     wants_anthropic_shape,
 )
+from creditdash.proxy.responses_routes import responses_routes
 from creditdash.proxy.snapshot import ModelEntry, load_snapshot
 
 log = logging.getLogger(__name__)
@@ -164,6 +165,7 @@ def gateway_routes(gateway: Gateway) -> list[Route]:
         Route("/v1/generation", generation, methods=["GET"]),
     ]
     routes += messages_routes(gateway)
+    routes += responses_routes(gateway)
     return routes
 
 

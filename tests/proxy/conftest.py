@@ -48,6 +48,7 @@ MODELS = {
     "nodone": ("fake", "no-done"),
     "largeprompt": ("fake", "large-prompt"),
     "tools": ("fake", "tool-call"),
+    "tools-fixed": ("fake", "tool-call-fixed"),
 }
 
 

@@ -41,16 +41,6 @@ MISREPORTED = {
     "large-prompt": LARGE_PROMPT_USAGE,
 }
 
-# What the "tool-call" model passes to the request's first tool.
-TOOL_ARGUMENTS = {"city": "Paris", "unit": "celsius"}
-
-
-def _wants_tool_call(body: dict[str, Any]) -> bool:
-    """The tool-call model calls a tool when it has one and has not just had a tool's result
-    (then it answers in text, as the echo model does)."""
-    messages = body.get("messages") or [{}]
-    return bool(body.get("tools")) and messages[-1].get("role") != "tool"
-
 
 @dataclass
 class Seen:
@@ -110,8 +100,8 @@ class FakeUpstream:
                 {"object": "list", "model": model, "usage": {"prompt_tokens": 8, "total_tokens": 8},
                  "data": [{"object": "embedding", "index": 0, "embedding": [0.1, 0.2]}]}
             )  # fmt: skip
-        if model == "tool-call" and _wants_tool_call(body):
-            return await self._tool_call(body)
+        if model in ("tool-call", "tool-call-fixed"):
+            return _tool_call_answer(body, fixed=model == "tool-call-fixed")
         if body.get("stream"):
             return StreamingResponse(self._stream(model, body), media_type="text/event-stream")
         usage: dict[str, Any] | None = USAGE
@@ -134,38 +124,6 @@ class FakeUpstream:
         if usage is not None:
             payload["usage"] = usage
         return JSONResponse(payload)
-
-    async def _tool_call(self, body: dict[str, Any]) -> Response:
-        """A call of the request's first tool with TOOL_ARGUMENTS, whole or streamed in pieces."""
-        name = body["tools"][0]["function"]["name"]
-        arguments = json.dumps(TOOL_ARGUMENTS)
-        base = {"id": "fake-t", "created": 0, "model": "tool-call"}
-        if not body.get("stream"):
-            call = {"id": "call_fake_1", "type": "function",
-                    "function": {"name": name, "arguments": arguments}}  # fmt: skip
-            message = {"role": "assistant", "content": None, "tool_calls": [call]}
-            return JSONResponse({**base, "object": "chat.completion", "usage": USAGE,
-                                 "choices": [{"index": 0, "message": message,
-                                              "finish_reason": "tool_calls"}]})  # fmt: skip
-
-        async def events() -> AsyncIterator[bytes]:
-            half = len(arguments) // 2
-            deltas = [
-                {"tool_calls": [{"index": 0, "id": "call_fake_1", "type": "function",
-                                 "function": {"name": name, "arguments": ""}}]},
-                {"tool_calls": [{"index": 0, "function": {"arguments": arguments[:half]}}]},
-                {"tool_calls": [{"index": 0, "function": {"arguments": arguments[half:]}}]},
-            ]  # fmt: skip
-            chunk = {**base, "object": "chat.completion.chunk"}
-            for delta in deltas:
-                choice = {"index": 0, "delta": delta, "finish_reason": None}
-                yield f"data: {json.dumps({**chunk, 'choices': [choice]})}\n\n".encode()
-            done = {"index": 0, "delta": {}, "finish_reason": "tool_calls"}
-            yield f"data: {json.dumps({**chunk, 'choices': [done]})}\n\n".encode()
-            yield f"data: {json.dumps({**chunk, 'choices': [], 'usage': USAGE})}\n\n".encode()
-            yield b"data: [DONE]\n\n"
-
-        return StreamingResponse(events(), media_type="text/event-stream")
 
     async def _stream(self, model: str, body: dict[str, Any]) -> AsyncIterator[bytes]:
         include = bool((body.get("stream_options") or {}).get("include_usage"))
@@ -191,6 +149,62 @@ class FakeUpstream:
         if model == "no-done":  # closes cleanly, without the end marker
             return
         yield b"data: [DONE]\n\n"
+
+
+TOOL_ARGUMENT = "Paris"
+TOOL_ARGUMENTS = {"city": TOOL_ARGUMENT}  # for a tool whose one required argument is "city"
+
+
+def _tool_call_answer(body: dict[str, Any], *, fixed: bool = False) -> Response:
+    """Model "tool-call": with tools and no tool result yet, a call of the first tool (each
+    required string argument set to TOOL_ARGUMENT); once a tool result came back, a text
+    answer quoting it. Streamed when asked, with usage when asked. "tool-call-fixed" always
+    passes TOOL_ARGUMENTS, whatever the tool's schema (an agent then reports a bad call back
+    as the tool's result instead of running it)."""
+    messages = body.get("messages") or []
+    last = messages[-1] if messages else {}
+    tools = body.get("tools") or []
+    base = {"id": "fake-t", "created": 0, "model": "tool-call"}
+    if tools and last.get("role") != "tool":
+        function = tools[0]["function"]
+        schema = function.get("parameters") or {}
+        arguments = json.dumps(
+            TOOL_ARGUMENTS
+            if fixed
+            else {name: TOOL_ARGUMENT for name in schema.get("required", [])}
+        )
+        call = {"id": "call_fake_1", "type": "function",
+                "function": {"name": function["name"], "arguments": arguments}}  # fmt: skip
+        message: dict[str, Any] = {"role": "assistant", "content": None, "tool_calls": [call]}
+        finish = "tool_calls"
+    else:
+        message = {"role": "assistant", "content": f"The tool said: {last.get('content')}."}
+        finish = "stop"
+    if not body.get("stream"):
+        choice = {"index": 0, "message": message, "finish_reason": finish}
+        return JSONResponse({**base, "object": "chat.completion", "choices": [choice],
+                             "usage": USAGE})  # fmt: skip
+    chunks: list[dict[str, Any]] = []
+    if message.get("tool_calls"):
+        call = message["tool_calls"][0]
+        half = len(call["function"]["arguments"]) // 2
+        first = {"index": 0, "id": call["id"], "type": "function",
+                 "function": {"name": call["function"]["name"], "arguments": ""}}  # fmt: skip
+        chunks.append({"tool_calls": [first]})
+        for piece in (call["function"]["arguments"][:half], call["function"]["arguments"][half:]):
+            chunks.append({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]})
+    else:
+        words = message["content"].split(" ")
+        chunks += [{"content": (" " if i else "") + word} for i, word in enumerate(words)]
+    events = [{**base, "object": "chat.completion.chunk",
+               "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
+              for delta in chunks]  # fmt: skip
+    events.append({**base, "object": "chat.completion.chunk",
+                   "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]})  # fmt: skip
+    if (body.get("stream_options") or {}).get("include_usage"):
+        events.append({**base, "object": "chat.completion.chunk", "choices": [], "usage": USAGE})
+    text = "".join(f"data: {json.dumps(event)}\n\n" for event in events) + "data: [DONE]\n\n"
+    return Response(text, media_type="text/event-stream")
 
 
 class ServerThread:

@@ -83,7 +83,7 @@ def test_claude_tool_round_trip_through_the_gateway(
     tool_result, which reaches the upstream as a tool message, and the model then answers."""
     monkeypatch.setattr(rig.app.state.gateway.settings, "max_body_bytes", 4 * 1024 * 1024)
     env = offline_env(rig, tmp_path)
-    env.update(ANTHROPIC_MODEL="tools", ANTHROPIC_SMALL_FAST_MODEL="tools")
+    env.update(ANTHROPIC_MODEL="tools-fixed", ANTHROPIC_SMALL_FAST_MODEL="tools-fixed")
     before = balance(rig)
     done = subprocess.run(
         [str(CLAUDE), "-p", "what is the weather in Paris?"],
@@ -95,7 +95,7 @@ def test_claude_tool_round_trip_through_the_gateway(
         stdin=subprocess.DEVNULL,
     )
     assert done.returncode == 0, (done.stdout, done.stderr)
-    assert "Hello from the fake upstream." in done.stdout
+    assert "The tool said:" in done.stdout
     last = rig.upstream.seen[-1].body["messages"]
     assert last[-1]["role"] == "tool" and last[-1]["tool_call_id"] == "call_fake_1"
     assert last[-2]["tool_calls"][0]["id"] == "call_fake_1"

@@ -183,7 +183,7 @@ def test_tools_round_trip(rig: GatewayRig) -> None:
             {"role": "user", "content": [answered]},  # type: ignore[list-item]
         ],
     )
-    assert second.content[0].text == TEXT  # type: ignore[union-attr]
+    assert second.content[0].text == "The tool said: 18 C, sunny."  # type: ignore[union-attr]
     sent = rig.upstream.seen[-1].body
     assistant, result = sent["messages"][-2:]
     assert assistant["tool_calls"][0]["id"] == call.id
