@@ -135,11 +135,20 @@ class ChatStreamView(_View):
             if len(rest) > MAX_EVENT_BYTES:
                 yield _error_event({"type": "api_error", "message": "An event was too long."})
                 return
-            out = b"".join(chunks.feed(line) for line in lines)
+            out: list[bytes] = []
+            for line in lines:
+                event = chunks.feed(line)
+                if chunks.finished:
+                    # The last event leaves on its own: the relay stops at an error event, and
+                    # what came before it in the same read must still reach the client.
+                    if out:
+                        yield b"".join(out)
+                    yield event
+                    return
+                if event:
+                    out.append(event)
             if out:
-                yield out
-            if chunks.finished:
-                return
+                yield b"".join(out)
 
 
 def _error_event(error: dict[str, Any]) -> bytes:
