@@ -1,6 +1,7 @@
 """Chat clients on Anthropic-kind routes: the official openai SDK against the gateway on loopback,
 in front of the fake Messages upstream (tests/proxy/fake_anthropic.py). What reached the fake,
-what the client got, and what was charged, to the micro."""
+what the client got, and what was charged, to the micro. Then the built-in sandbox's Messages
+API (the official anthropic SDK) and the demo's demo-claude model on it."""
 
 from __future__ import annotations
 
@@ -8,16 +9,21 @@ import json
 from decimal import Decimal
 from typing import Any
 
+import anthropic
+import httpx2
 import openai
 import pytest
 from sqlalchemy import select
 
 from creditdash.billing import ledger
 from creditdash.billing.models import UsageRecord
+from creditdash.catalog.importer import import_catalog, parse_catalog
 from creditdash.catalog.models import ANTHROPIC_VERSION
 from creditdash.catalog.prices import Price, TokenUsage, cost_micros
 from creditdash.core import db
+from creditdash.demo import DEMO_CATALOG
 from creditdash.proxy import tokens
+from creditdash.proxy.sandbox import count_tokens, create_sandbox_app
 from tests.proxy.conftest import ANTHROPIC_KEY, GatewayRig
 from tests.proxy.fake_anthropic import TEXT, TOOL_ID, TOOL_INPUT
 
@@ -340,4 +346,79 @@ def test_upstream_400_reaches_a_chat_client_in_openais_shape_redacted(rig: Gatew
     with pytest.raises(openai.BadRequestError):
         rig.client().chat.completions.create(model="claude-invalid", messages=MESSAGES)
     assert posted(rig) == before
+    assert_books_balance(rig, before)
+
+
+# ------------------------------------------------------------------- the built-in sandbox
+
+DEMO_CLAUDE_PRICE = Price(800_000, 4_000_000, 80_000, cache_write_micros_per_mtok=1_000_000)
+SYSTEM: Any = [{"type": "text", "text": "You are the creditdash test suite's helper.",
+                "cache_control": {"type": "ephemeral"}}]  # fmt: skip
+
+
+def sandbox_sdk() -> anthropic.AsyncAnthropic:
+    # The SDK's own HTTP client package (httpx2), carrying requests into the app in-process.
+    transport = httpx2.ASGITransport(app=create_sandbox_app())
+    return anthropic.AsyncAnthropic(
+        api_key="unused", base_url="http://creditdash-sandbox",
+        http_client=httpx2.AsyncClient(transport=transport), max_retries=0,
+    )  # fmt: skip
+
+
+@pytest.mark.anyio
+async def test_the_sandbox_answers_messages_with_cache_usage() -> None:
+    client = sandbox_sdk()
+    ask: Any = {"model": "sandbox-claude", "max_tokens": 9, "system": SYSTEM,
+                "messages": [{"role": "user", "content": "Hello, sandbox!"}]}  # fmt: skip
+    first = await client.messages.create(**ask)
+    again = await client.messages.create(**ask)
+    assert first.type == "message" and first.role == "assistant"
+    text = first.content[0].text  # type: ignore[union-attr]
+    assert text and text == again.content[0].text  # type: ignore[union-attr]
+    assert first.stop_reason == "max_tokens" and first.usage.output_tokens == 9
+    assert count_tokens(text) == 9
+    prefix = count_tokens(SYSTEM[0]["text"])
+    # The prefix up to the breakpoint is written to the cache once, then read from it.
+    assert first.usage.cache_creation_input_tokens == prefix
+    assert (first.usage.cache_read_input_tokens, again.usage.cache_creation_input_tokens) == (0, 0)
+    assert again.usage.cache_read_input_tokens == prefix
+    assert first.usage.input_tokens == again.usage.input_tokens > 0
+
+    async with client.messages.stream(**ask) as stream:
+        streamed = [t async for t in stream.text_stream]
+        final = await stream.get_final_message()
+    assert "".join(streamed) == text and final.stop_reason == "max_tokens"
+    assert final.usage.output_tokens == 9 and final.usage.cache_read_input_tokens == prefix
+    with pytest.raises(anthropic.BadRequestError) as refused:
+        await client.messages.create(model="sandbox-claude", max_tokens=5, messages=[])
+    assert refused.value.status_code == 400
+    await client.close()
+
+
+def test_demo_claude_on_the_sandbox_serves_chat_clients(rig: GatewayRig) -> None:
+    with db.session_scope(engine=rig.engine) as session:
+        import_catalog(session, parse_catalog(DEMO_CATALOG))
+    rig.app.state.gateway.catalog.invalidate()
+    before = posted(rig)
+    ask: Any = {"model": "demo-claude", "max_tokens": 12,
+                "messages": [{"role": "system", "content": "Be brief."},
+                             {"role": "user", "content": "Hello, sandbox!"}]}  # fmt: skip
+    client = rig.client()
+    raw = client.chat.completions.with_raw_response.create(**ask)
+    completion = raw.parse()
+    text = completion.choices[0].message.content or ""
+    assert count_tokens(text) == 12 and completion.choices[0].finish_reason == "length"
+    usage = completion.usage
+    assert usage is not None and usage.completion_tokens == 12
+    charged = TokenUsage(prompt_tokens=usage.prompt_tokens, completion_tokens=12)
+    assert micros(usage.model_extra["cost"]) == cost_micros(DEMO_CLAUDE_PRICE, charged)  # type: ignore[index]
+    found = generation(rig, raw.headers["x-request-id"])
+    assert (found["provider"], found["upstream_model"]) == ("sandbox-anthropic", "sandbox-claude")
+    assert found["upstream_endpoint"] == "messages"
+
+    chunks = list(client.chat.completions.create(
+        stream=True, stream_options={"include_usage": True}, **ask))  # fmt: skip
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == text
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 12
+    assert before - posted(rig) == 2 * cost_micros(DEMO_CLAUDE_PRICE, charged)
     assert_books_balance(rig, before)
