@@ -14,14 +14,16 @@ import httpx2
 import openai
 import pytest
 from sqlalchemy import select
+from sqlalchemy.engine import Engine
+from sqlmodel import col
 
 from creditdash.billing import ledger
 from creditdash.billing.models import UsageRecord
-from creditdash.catalog.importer import import_catalog, parse_catalog
-from creditdash.catalog.models import ANTHROPIC_VERSION
+from creditdash.catalog.importer import CatalogSpec, import_catalog, parse_catalog
+from creditdash.catalog.models import ANTHROPIC_VERSION, Provider, PublicModel
 from creditdash.catalog.prices import Price, TokenUsage, cost_micros
 from creditdash.core import db
-from creditdash.demo import DEMO_CATALOG
+from creditdash.demo import DEMO_CATALOG, seed_demo
 from creditdash.proxy import tokens
 from creditdash.proxy.sandbox import count_tokens, create_sandbox_app
 from tests.proxy.conftest import ANTHROPIC_KEY, GatewayRig
@@ -42,12 +44,6 @@ WEATHER_TOOL: Any = {
         "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
     },
 }
-
-
-@pytest.fixture(autouse=True)
-def _fresh_routes(rig: GatewayRig) -> None:
-    # Route failures count per process; an overloaded route must not rest from earlier tests.
-    rig.app.state.gateway.routes.reset()
 
 
 def posted(rig: GatewayRig) -> int:
@@ -308,6 +304,8 @@ def test_completions_and_embeddings_on_an_anthropic_model_are_refused_free(
 
 
 def test_overloaded_529_falls_through_to_the_next_route_of_another_kind(rig: GatewayRig) -> None:
+    # Route failures count per process; the overloaded route must not rest from earlier tests.
+    rig.app.state.gateway.routes.reset()
     before = posted(rig)
     overloaded = rig.anthropic.count("claude-overloaded")
     raw = rig.client().chat.completions.with_raw_response.create(
@@ -422,3 +420,29 @@ def test_demo_claude_on_the_sandbox_serves_chat_clients(rig: GatewayRig) -> None
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 12
     assert before - posted(rig) == 2 * cost_micros(DEMO_CLAUDE_PRICE, charged)
     assert_books_balance(rig, before)
+
+
+def test_demo_adds_the_anthropic_sandbox_to_an_install_seeded_before_it(
+    sqlite_engine: Engine,
+) -> None:
+    # An install seeded before: the sandbox provider and its models only, one price changed.
+    spec = parse_catalog(DEMO_CATALOG)
+    older = CatalogSpec(
+        providers=[p for p in spec.providers if p.name == "sandbox"],
+        models=[m for m in spec.models if m.name != "demo-claude"],
+    )
+    with db.session_scope(engine=sqlite_engine) as session:
+        import_catalog(session, older)
+        changed = session.execute(
+            select(PublicModel).where(col(PublicModel.name) == "gpt-4o-mini")
+        ).scalar_one()
+        changed.input_price_micros_per_mtok = 999
+    assert any("demo-claude" in line for line in seed_demo())
+    assert any("prices unchanged" in line for line in seed_demo())
+    with db.session_scope(engine=sqlite_engine, readonly=True) as session:
+        kinds = dict(session.execute(select(Provider.name, Provider.kind)).all())
+        assert kinds == {"sandbox": "sandbox", "sandbox-anthropic": "anthropic-sandbox"}
+        prices = dict(
+            session.execute(select(PublicModel.name, PublicModel.input_price_micros_per_mtok)).all()
+        )
+    assert prices["gpt-4o-mini"] == 999 and prices["demo-claude"] == 800_000
