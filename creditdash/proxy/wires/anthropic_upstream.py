@@ -105,17 +105,17 @@ class ChatErrorView(_View):
 
 
 class ChatCompletionView(_View):
-    """A whole Messages answer as a chat completion. A body that is not a Messages answer is
-    passed on as it is (the core then refuses it as it would any other)."""
+    """A whole Messages answer as a chat completion. A 2xx body that is not a Messages answer
+    reads as empty, which the core answers as an upstream failure and charges nothing for."""
 
     async def aread(self) -> bytes:
         raw = await self._response.aread()
         try:
             message = orjson.loads(raw)
         except orjson.JSONDecodeError:
-            return raw
+            return b""
         if not isinstance(message, dict) or message.get("type") != "message":
-            return raw
+            return b""
         completion = translate.messages_to_chat_completion(message)
         completion["created"] = int(time.time())
         return orjson.dumps(completion)

@@ -230,3 +230,10 @@ async def test_error_bodies_reach_chat_clients_in_openais_shape() -> None:
                                              "type": "invalid_request_error",
                                              "code": "request_too_large"}}  # fmt: skip
     await viewed.aclose()
+
+
+@pytest.mark.anyio
+async def test_a_whole_answer_that_is_not_a_message_reads_as_empty() -> None:
+    for body in (b"<html>oops</html>", b'{"usage": {"input_tokens": 9}}'):
+        viewed = ANTHROPIC_UPSTREAM.view(call(), route(), Canned(200, body))
+        assert await viewed.aread() == b""  # the core answers 502 and charges nothing
