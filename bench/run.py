@@ -104,6 +104,9 @@ class Cell:
     server_cores: float
     db_cores: float
     driver_cores: float
+    # CPU the server and its database spent per answered request, warm-up included in both: a
+    # cost that time-sharing with other work on the machine barely moves, unlike req/s.
+    cpu_us_per_request: float = 0.0
 
 
 @dataclass
@@ -268,12 +271,14 @@ def measure(
                 server_cores=used[0] / elapsed,
                 db_cores=used[1] / elapsed,
                 driver_cores=used[2] / elapsed,
+                cpu_us_per_request=(used[0] + used[1]) * 1e6 / max(1, result["answered_2xx"]),
             )
             cells.append(cell)
             print(f"{target.name:>24} {mode:>6} c={concurrency:<3} {cell.rps:9.0f} req/s "
                   f"p50 {cell.p50_ms:7.2f} p99 {cell.p99_ms:7.2f} ms "
                   f"ttfb p50 {cell.ttfb_p50_ms:6.2f} ms errors {cell.errors} "
-                  f"cpu {cell.server_cores:.2f}+{cell.db_cores:.2f}", flush=True)  # fmt: skip
+                  f"cpu {cell.server_cores:.2f}+{cell.db_cores:.2f} "
+                  f"({cell.cpu_us_per_request:.0f} us/req)", flush=True)  # fmt: skip
     sampler.stopped.set()
     sampler.join()
     target.max_rss_mib = sampler.max_bytes / 2**20
@@ -513,8 +518,8 @@ def render(cells: list[Cell], targets: list[Target], args: argparse.Namespace) -
             f"## {'Non-streaming' if mode == 'json' else 'Streaming'}",
             "",
             "| target | C | req/s | vs direct | vs LiteLLM | p50 / p90 / p99 ms | TTFB p50 / p99 ms "
-            "| added p50 / p99 ms | CPU server / db / driver |",
-            "|---|---|---|---|---|---|---|---|---|",
+            "| added p50 / p99 ms | CPU server / db / driver | server+db CPU µs/req |",
+            "|---|---|---|---|---|---|---|---|---|---|",
         ]
         for concurrency in args.concurrency:
             direct = by_key.get(("direct", mode, concurrency))
@@ -534,7 +539,8 @@ def render(cells: list[Cell], targets: list[Target], args: argparse.Namespace) -
                     f"| {_ratio(cell, rival) if kinds[cell.target] == 'creditdash' else '-'} "
                     f"| {cell.p50_ms:.2f} / {cell.p90_ms:.2f} / {cell.p99_ms:.2f} "
                     f"| {cell.ttfb_p50_ms:.2f} / {cell.ttfb_p99_ms:.2f} | {added} "
-                    f"| {cell.server_cores:.2f} / {cell.db_cores:.2f} / {cell.driver_cores:.2f} |"
+                    f"| {cell.server_cores:.2f} / {cell.db_cores:.2f} / {cell.driver_cores:.2f} "
+                    f"| {cell.cpu_us_per_request:,.0f} |"
                 )
         lines.append("")
     lines += ["## Memory and exactness", ""]

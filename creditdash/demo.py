@@ -9,8 +9,9 @@ from __future__ import annotations
 from sqlalchemy import func, select
 from sqlmodel import Session, col
 
-from creditdash.accounts import api_keys, customers, users
+from creditdash.accounts import api_keys, users
 from creditdash.accounts.models import Customer, User
+from creditdash.billing import onboarding
 from creditdash.billing.invoicing.profiles import seed_demo_seller
 from creditdash.billing.payments.packages import list_packages, seed_demo_packages
 from creditdash.catalog.importer import CatalogSpec, import_catalog, parse_catalog
@@ -47,7 +48,7 @@ def seed_demo(*, only_if_empty: bool = False) -> list[str]:
             select(Customer).where(col(Customer.email) == DEMO_CUSTOMER_EMAIL)
         ).scalar_one_or_none()
         if existing is None:
-            customer = customers.create_customer(
+            customer = onboarding.create_customer(
                 session,
                 name=DEMO_CUSTOMER_NAME,
                 email=DEMO_CUSTOMER_EMAIL,

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 from sqlalchemy.engine import Engine
 
-from creditdash.accounts.customers import create_customer
 from creditdash.billing import ledger
+from creditdash.billing.onboarding import create_customer, sign_up
 from creditdash.core import db
 from creditdash.core.audit import CLI
 
@@ -36,3 +36,17 @@ def funded_customer(engine: Engine, *, credits_micros: int, name: str = "Acme") 
         account_id = ledger.customer_account_id(session, customer.id)
         revenue_id = ledger.platform_account_id(session, ledger.USAGE_REVENUE)
         return Funded(customer.id, account_id, revenue_id)
+
+
+def signed_up(email: str = "founder@example.com") -> tuple[int, str]:
+    """A self-service sign-up (user id, customer id), as the sign-up page makes one."""
+    with db.session_scope() as session:
+        user, customer = sign_up(
+            session,
+            email=email,
+            password="a-long-password-1",
+            workspace_name="Acme Labs",
+            display_name="Ada",
+        )
+        assert user.id is not None
+        return user.id, customer.id

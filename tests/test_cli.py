@@ -9,8 +9,8 @@ from click.testing import CliRunner, Result
 from sqlalchemy import func, select, text
 from sqlalchemy.engine import Engine
 
-from creditdash.accounts import customers
 from creditdash.accounts.models import ApiKey, Customer, Membership, User
+from creditdash.billing import balances
 from creditdash.billing.models import LedgerAccount, Transfer
 from creditdash.cli import main
 from creditdash.core import db
@@ -103,7 +103,7 @@ def test_demo_is_safe_to_run_again(sqlite_engine: Engine) -> None:
             .all()
         )
         assert len(demo) == 1
-        assert customers.customer_balance(session, demo[0].id).posted_micros == 25_000_000
+        assert balances.customer_balance(session, demo[0].id).posted_micros == 25_000_000
     assert run("ledger", "verify").exit_code == 0
 
 

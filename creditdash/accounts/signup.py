@@ -1,4 +1,7 @@
-"""Self-service sign-up, and inviting teammates into a workspace."""
+"""Inviting teammates into a workspace, and a user's role in one.
+
+Self-service sign-up makes a workspace with its ledger account, so it is in billing/onboarding.py.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
-from creditdash.accounts.customers import create_customer
-from creditdash.accounts.models import Customer, Membership, User
+from creditdash.accounts.models import Membership
 from creditdash.accounts.users import (
     create_user,
     get_user_by_email,
@@ -22,28 +24,6 @@ from creditdash.core.errors import Conflict, Forbidden, ValidationFailed
 from creditdash.core.settings import get_settings
 
 INVITABLE_ROLES = ("admin", "member")
-
-
-def sign_up(
-    session: Session, *, email: str, password: str, workspace_name: str, display_name: str = ""
-) -> tuple[User, Customer]:
-    """A new user who owns a new workspace with a zero balance."""
-    normalized = normalize_email(email)
-    if get_user_by_email(session, normalized) is not None:
-        raise Conflict("An account with this email exists already; sign in instead.")
-    customer = create_customer(
-        session,
-        name=workspace_name,
-        email=normalized,
-        actor=Actor(label=f"signup:{normalized}"),
-        owner_password=password,
-    )
-    user = get_user_by_email(session, normalized)
-    assert user is not None
-    user.display_name = (display_name or "").strip()[:200]
-    session.add(user)
-    session.flush()
-    return user, customer
 
 
 def role_in(session: Session, *, user_id: int, customer_id: str) -> str | None:

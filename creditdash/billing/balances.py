@@ -1,9 +1,10 @@
-"""Customers with their balances, for lists: a bounded number of queries however many rows.
+"""Customers' balances: one customer's (balance, held, available), its credit limit, and the
+balances of a whole list of customers.
 
-customers.customer_balance() is right for one customer (it checks the customer exists and reads
-its account), but calling it per row turned the admin home into one query per customer, twice
-over. Here the customers come from the same search as customers.list_customers() and all their
-ledger accounts from one more query.
+customer_balance() is right for one customer (it checks the customer exists and reads its
+account), but calling it per row turned the admin home into one query per customer, twice over.
+customers_with_balances() takes the customers from the same search as
+customers.list_customers() and all their ledger accounts from one more query.
 """
 
 from __future__ import annotations
@@ -15,7 +16,57 @@ from sqlmodel import Session, col
 
 from creditdash.accounts import customers
 from creditdash.accounts.models import Customer
+from creditdash.billing import ledger
 from creditdash.billing.models import LedgerAccount
+from creditdash.core.audit import Actor, record
+from creditdash.core.errors import ValidationFailed
+from creditdash.core.money import format_credits
+
+
+@dataclass(frozen=True)
+class CustomerBalance:
+    posted_micros: int
+    held_micros: int
+    available_micros: int
+
+    def as_json(self) -> dict[str, str]:
+        return {
+            "balance": format_credits(self.posted_micros),
+            "held": format_credits(self.held_micros),
+            "available": format_credits(self.available_micros),
+        }
+
+
+def customer_balance(session: Session, customer_id: str) -> CustomerBalance:
+    customers.get_customer(session, customer_id)
+    balance = ledger.get_balance(session, ledger.customer_account_id(session, customer_id))
+    return CustomerBalance(
+        posted_micros=balance.posted_micros,
+        held_micros=balance.held_micros,
+        available_micros=balance.available_micros,
+    )
+
+
+def set_credit_limit(
+    session: Session, *, customer_id: str, credit_limit_micros: int, actor: Actor, reason: str
+) -> None:
+    """How far below zero the workspace may spend (0: prepaid only); audited."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise ValidationFailed("a reason is required")
+    account_id = ledger.customer_account_id(session, customer_id)
+    before = ledger.get_balance(session, account_id).credit_limit_micros
+    ledger.set_credit_limit(session, account_id=account_id, credit_limit_micros=credit_limit_micros)
+    record(
+        session,
+        actor=actor,
+        action="customer.credit_limit",
+        target_type="customer",
+        target_id=customer_id,
+        before={"credit_limit": format_credits(before)},
+        after={"credit_limit": format_credits(credit_limit_micros)},
+        reason=reason,
+    )
 
 
 @dataclass(frozen=True)

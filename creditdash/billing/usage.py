@@ -152,6 +152,26 @@ def list_requests(
     return list(rows), int(total)
 
 
+# The API names usage records carry (docs/contract.md, "Usage"), as the request log shows them.
+PROTOCOL_NAMES = {
+    "chat": "Chat Completions",
+    "completions": "Completions",
+    "embeddings": "Embeddings",
+    "responses": "Responses",
+    "messages": "Anthropic Messages",
+}
+
+
+def protocol_label(record: UsageRecord) -> str:
+    """The API the client called, and the upstream's when the gateway translated between them:
+    "Anthropic Messages" when it passed through, "Responses → Chat Completions" when not."""
+    client = PROTOCOL_NAMES.get(record.endpoint, record.endpoint)
+    upstream = record.upstream_endpoint
+    if not upstream or upstream == record.endpoint:
+        return client
+    return f"{client} → {PROTOCOL_NAMES.get(upstream, upstream)}"
+
+
 def charged_micros(record: UsageRecord) -> int:
     """What the customer was charged for one request: equal to its usage debits on the ledger."""
     return record.price_micros

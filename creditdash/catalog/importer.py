@@ -23,7 +23,14 @@ from creditdash.catalog.models import (
     PublicModel,
     Route,
 )
-from creditdash.catalog.prices import Price, TokenUsage, cost_micros, margin_basis_points
+from creditdash.catalog.prices import (
+    REFERENCE_MIX,
+    Loss,
+    Price,
+    cost_micros,
+    losing_mix,
+    margin_basis_points,
+)
 from creditdash.catalog.secrets import KEY_PURPOSE, encrypt_headers
 from creditdash.catalog.urlguard import check_base_url
 from creditdash.core import crypto
@@ -34,7 +41,6 @@ from creditdash.core.settings import get_settings
 from creditdash.core.timeutil import utcnow
 
 # The token mix margins are quoted for: 1,000 prompt tokens (none cached) and 500 completion.
-REFERENCE_MIX = TokenUsage(prompt_tokens=1000, completion_tokens=500)
 
 
 def _credits_per_mtok(value: Any, field: str) -> int:
@@ -165,13 +171,20 @@ class MarginLine:
     model: str
     provider: str
     upstream_model: str
+    # On the reference mix (prices.REFERENCE_MIX).
     price_micros: int
     cost_micros: int
     margin_bps: int | None
+    # The first review mix the route loses money on (prices.REVIEW_MIXES), if any.
+    loss: Loss | None = None
+
+    @property
+    def losing(self) -> bool:
+        return self.loss is not None
 
     def describe(self) -> str:
         margin = "n/a" if self.margin_bps is None else f"{Decimal(self.margin_bps) / 100:.2f}%"
-        flag = "  NEGATIVE" if self.margin_bps is not None and self.margin_bps < 0 else ""
+        flag = "  NEGATIVE" if self.losing else ""
         return (
             f"{self.model:<28} via {self.provider}/{self.upstream_model:<24} "
             f"price {format_credits(self.price_micros)} cost {format_credits(self.cost_micros)} "
@@ -345,6 +358,7 @@ def _upsert_model(
             margin_bps=margin_basis_points(
                 cost_micros(price, REFERENCE_MIX), cost_micros(cost, REFERENCE_MIX)
             ),
+            loss=losing_mix(price, cost),
         )
         _review_margin(session, route, route_spec, line, actor)
         session.add(route)
@@ -356,15 +370,16 @@ def _review_margin(
     session: Session, route: Route, spec: RouteSpec, line: MarginLine, actor: Actor
 ) -> None:
     """Margin review before opening traffic: a loss-making route needs an acknowledgement."""
-    losing = line.cost_micros > line.price_micros
-    if not losing or not spec.enabled:
+    loss = line.loss
+    if loss is None or not spec.enabled:
         route.negative_margin_acknowledged_at = None
         return
     if not spec.acknowledge_negative_margin:
         raise ValidationFailed(
             f"model {line.model}: route {line.provider}/{line.upstream_model} costs more than "
-            f"its price ({line.describe().split('price ', 1)[1]}); set "
-            "acknowledge_negative_margin: true on the route to enable it anyway"
+            f"its price for {loss.mix} (price {format_credits(loss.price_micros)} cost "
+            f"{format_credits(loss.cost_micros)}); set acknowledge_negative_margin: true on "
+            "the route to enable it anyway"
         )
     if route.negative_margin_acknowledged_at is None:
         route.negative_margin_acknowledged_at = utcnow()
@@ -378,6 +393,7 @@ def _review_margin(
                 "price": format_credits(line.price_micros),
                 "cost": format_credits(line.cost_micros),
                 "margin_bps": line.margin_bps,
+                "losing_on": loss.mix,
             },
             reason="catalog import",
         )

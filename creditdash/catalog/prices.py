@@ -83,6 +83,42 @@ def worst_case_micros(price: Price, *, prompt_tokens: int, max_output_tokens: in
     )
 
 
+# The traffic a route's margin is shown for: 1,000 prompt and 500 completion tokens.
+REFERENCE_MIX = TokenUsage(prompt_tokens=1000, completion_tokens=500)
+# The traffic it is reviewed on before it opens: the reference mix, and the same mix with most
+# of the prompt read from or written to a cache, so a route whose cache prices cost more than
+# the model charges for them is caught although the plain mix makes money.
+REVIEW_MIXES = (
+    ("1,000 prompt + 500 completion tokens", REFERENCE_MIX),
+    (
+        "1,000 prompt tokens (900 read from cache) + 500 completion tokens",
+        TokenUsage(prompt_tokens=1000, completion_tokens=500, cached_tokens=900),
+    ),
+    (
+        "1,000 prompt tokens (900 written to cache) + 500 completion tokens",
+        TokenUsage(prompt_tokens=1000, completion_tokens=500, cache_write_tokens=900),
+    ),
+)
+
+
+@dataclass(frozen=True)
+class Loss:
+    """A review mix on which a route costs more than its model charges."""
+
+    mix: str
+    price_micros: int
+    cost_micros: int
+
+
+def losing_mix(price: Price, cost: Price) -> Loss | None:
+    """The first review mix on which cost exceeds price, or None when the route pays on all."""
+    for label, mix in REVIEW_MIXES:
+        charged, paid = cost_micros(price, mix), cost_micros(cost, mix)
+        if paid > charged:
+            return Loss(label, charged, paid)
+    return None
+
+
 def margin_basis_points(price_micros: int, cost_micros_: int) -> int | None:
     """(price - cost) / price in basis points, rounded toward zero; None when the price is 0."""
     if price_micros == 0:

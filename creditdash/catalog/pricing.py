@@ -14,9 +14,15 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlmodel import Session, col
 
-from creditdash.catalog.importer import REFERENCE_MIX, CooldownSpec, FallbackSpec, MarginLine
+from creditdash.catalog.importer import CooldownSpec, FallbackSpec, MarginLine
 from creditdash.catalog.models import FAILURE_KINDS, PriceSchedule, Provider, PublicModel, Route
-from creditdash.catalog.prices import Price, cost_micros, margin_basis_points
+from creditdash.catalog.prices import (
+    REFERENCE_MIX,
+    Price,
+    cost_micros,
+    losing_mix,
+    margin_basis_points,
+)
 from creditdash.core import db
 from creditdash.core.audit import Actor, record
 from creditdash.core.errors import NotFound, ValidationFailed
@@ -55,6 +61,20 @@ def _cost_of(route: Route) -> Price:
     )
 
 
+def _line(model: str, provider: str, upstream_model: str, price: Price, cost: Price) -> MarginLine:
+    """A route's margin on the reference mix, and the review mix it loses money on, if any."""
+    charged, paid = cost_micros(price, REFERENCE_MIX), cost_micros(cost, REFERENCE_MIX)
+    return MarginLine(
+        model,
+        provider,
+        upstream_model,
+        charged,
+        paid,
+        margin_basis_points(charged, paid),
+        losing_mix(price, cost),
+    )
+
+
 def list_models(session: Session) -> list[ModelPrice]:
     models = session.execute(select(PublicModel).order_by(col(PublicModel.name))).scalars()
     return [
@@ -81,18 +101,8 @@ def margins(session: Session) -> list[MarginLine]:
     ).all()
     lines = []
     for model, route, provider in rows:
-        price = cost_micros(_price_of(model), REFERENCE_MIX)
-        cost = cost_micros(_cost_of(route), REFERENCE_MIX)
-        lines.append(
-            MarginLine(
-                model.name,
-                provider.name,
-                route.upstream_model,
-                price,
-                cost,
-                margin_basis_points(price, cost),
-            )
-        )
+        lines.append(_line(model.name, provider.name, route.upstream_model, _price_of(model),
+                           _cost_of(route)))  # fmt: skip
     return lines
 
 
@@ -121,25 +131,17 @@ def set_model_price(
         .join(Provider, col(Provider.id) == col(Route.provider_id))
         .where(col(Route.model_id) == found.id)
     ).all()
-    new_price = cost_micros(price, REFERENCE_MIX)
     lines = []
     for route, provider in routes:
-        cost = cost_micros(_cost_of(route), REFERENCE_MIX)
-        line = MarginLine(
-            found.name,
-            provider.name,
-            route.upstream_model,
-            new_price,
-            cost,
-            margin_basis_points(new_price, cost),
-        )
+        line = _line(found.name, provider.name, route.upstream_model, price, _cost_of(route))
         lines.append(line)
-        if route.enabled and cost > new_price:
+        if route.enabled and line.loss is not None:
             if not acknowledge_loss:
                 raise ValidationFailed(
                     f"at this price {provider.name}/{route.upstream_model} loses money "
-                    f"(price {format_credits(new_price)} vs cost {format_credits(cost)} for "
-                    "1,000 prompt + 500 completion tokens); acknowledge the loss to save it"
+                    f"(price {format_credits(line.loss.price_micros)} vs cost "
+                    f"{format_credits(line.loss.cost_micros)} for {line.loss.mix}); "
+                    "acknowledge the loss to save it"
                 )
             if route.negative_margin_acknowledged_at is None:
                 route.negative_margin_acknowledged_at = utcnow()
@@ -239,19 +241,17 @@ def set_route(
     if found is None:
         raise NotFound(f"no route {provider}/{upstream_model} for {model}")
     public, route = found
-    price = cost_micros(_price_of(public), REFERENCE_MIX)
-    new_cost = cost_micros(cost, REFERENCE_MIX)
-    line = MarginLine(
-        model, provider, upstream_model, price, new_cost, margin_basis_points(price, new_cost)
-    )
-    if enabled and new_cost > price:
+    line = _line(model, provider, upstream_model, _price_of(public), cost)
+    if enabled and line.loss is not None:
         if not acknowledge_loss:
             raise ValidationFailed(
                 f"{provider}/{upstream_model} would cost more than {model}'s price "
-                f"({format_credits(new_cost)} vs {format_credits(price)}); acknowledge the loss"
+                f"({format_credits(line.loss.cost_micros)} vs "
+                f"{format_credits(line.loss.price_micros)} for {line.loss.mix}); "
+                "acknowledge the loss"
             )
         route.negative_margin_acknowledged_at = route.negative_margin_acknowledged_at or utcnow()
-    elif new_cost <= price:
+    elif line.loss is None:
         route.negative_margin_acknowledged_at = None
     before = {
         "priority": route.priority,

@@ -6,7 +6,7 @@ import click
 from sqlmodel import Session
 
 from creditdash.accounts import api_keys, customers
-from creditdash.billing import adjustments
+from creditdash.billing import adjustments, balances, onboarding
 from creditdash.billing.invoicing import profiles
 from creditdash.cli.common import emit, in_transaction
 from creditdash.core.audit import CLI
@@ -29,7 +29,7 @@ def customers_create(email: str, name: str, credits_text: str | None, as_json: b
 
     def work(session: Session) -> tuple[str, str]:
         opening = parse_credits(credits_text, field="--credits") if credits_text is not None else 0
-        customer = customers.create_customer(
+        customer = onboarding.create_customer(
             session, name=name, email=email, actor=CLI, opening_credits_micros=opening
         )
         _key, raw_key = api_keys.create_api_key(session, customer_id=customer.id, name="default")
@@ -49,7 +49,7 @@ def customers_create(email: str, name: str, credits_text: str | None, as_json: b
 def customers_balance(customer_id: str, as_json: bool) -> None:
     """Balance, held and available credits."""
     balance = in_transaction(
-        lambda s: customers.customer_balance(s, customer_id), readonly=True
+        lambda s: balances.customer_balance(s, customer_id), readonly=True
     ).as_json()
     emit(balance, as_json, "\n".join(f"{k}: {v}" for k, v in balance.items()))
 

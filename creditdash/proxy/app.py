@@ -21,14 +21,21 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from creditdash.accounts.customers import customer_balance
+from creditdash.billing.balances import customer_balance
 from creditdash.billing.models import UsageRecord
 from creditdash.core import db
 from creditdash.core.money import format_credits
 from creditdash.core.settings import Settings, get_settings
 from creditdash.proxy import errors
+from creditdash.proxy.auth import KeyInfo
 from creditdash.proxy.gateway import Gateway
-from creditdash.proxy.snapshot import load_snapshot
+from creditdash.proxy.messages_routes import (
+    anthropic_errors,
+    anthropic_model_list,
+    messages_routes,
+    wants_anthropic_shape,
+)
+from creditdash.proxy.snapshot import ModelEntry, load_snapshot
 
 log = logging.getLogger(__name__)
 
@@ -111,14 +118,25 @@ def gateway_routes(gateway: Gateway) -> list[Route]:
         return await gateway.handle(request, "embeddings")
 
     async def models(request: Request) -> Response:
+        # An Anthropic client (it sends anthropic-version) may authenticate with x-api-key and
+        # gets Anthropic's list shape, and its errors in Anthropic's shape.
+        if wants_anthropic_shape(request):
+            return await anthropic_models(request)
         key = await gateway.authenticate(request)
-        snapshot = await gateway.catalog.get()
         data = [
             {"id": m.name, "object": "model", "created": m.created, "owned_by": "creditdash"}
-            for name, m in sorted(snapshot.models.items())
-            if m.routes and key.may_use(name)
+            for m in await usable_models(key)
         ]
         return _json({"object": "list", "data": data})
+
+    async def usable_models(key: KeyInfo) -> list[ModelEntry]:
+        snapshot = await gateway.catalog.get()
+        return [m for name, m in sorted(snapshot.models.items()) if m.routes and key.may_use(name)]
+
+    @anthropic_errors
+    async def anthropic_models(request: Request) -> Response:
+        key = await gateway.authenticate(request, api_key_header=True)
+        return _json(anthropic_model_list(await usable_models(key)))
 
     async def credits(request: Request) -> Response:
         key = await gateway.authenticate(request)
@@ -145,6 +163,7 @@ def gateway_routes(gateway: Gateway) -> list[Route]:
         Route("/v1/credits", credits, methods=["GET"]),
         Route("/v1/generation", generation, methods=["GET"]),
     ]
+    routes += messages_routes(gateway)
     return routes
 
 

@@ -89,9 +89,14 @@ class KeyCache:
         self._entries: OrderedDict[str, tuple[float, KeyInfo | None]] = OrderedDict()
 
     async def authenticate(self, authorization: str | None) -> KeyInfo | None:
+        """The key of an `Authorization: Bearer <key>` header value."""
         if not authorization or authorization[:7].lower() != "bearer ":
             return None
-        raw = authorization[7:].strip()
+        return await self.authenticate_key(authorization[7:])
+
+    async def authenticate_key(self, raw: str) -> KeyInfo | None:
+        """The key itself, as an `x-api-key` header carries it (Anthropic's clients)."""
+        raw = raw.strip()
         if not raw or len(raw) > 200:
             return None
         digest = hash_key(raw)

@@ -110,8 +110,14 @@ class Gateway:
                         threading.Thread(target=old.workers.close, daemon=True).start()
         return store
 
-    async def authenticate(self, request: Request) -> KeyInfo:
-        key = await self.keys.authenticate(request.headers.get("authorization"))
+    async def authenticate(self, request: Request, *, api_key_header: bool = False) -> KeyInfo:
+        """The caller's key, from `Authorization: Bearer`; with api_key_header (the Anthropic
+        paths) an `x-api-key` header is taken first."""
+        api_key = request.headers.get("x-api-key") if api_key_header else None
+        if api_key is not None:
+            key = await self.keys.authenticate_key(api_key)
+        else:
+            key = await self.keys.authenticate(request.headers.get("authorization"))
         if key is None:
             raise errors.unauthorized()
         return key

@@ -147,7 +147,14 @@ async def relay(
                     if payload == b"[DONE]":
                         lines.done = True
                         break
-                    chunk = _parse_chunk(payload)
+                    try:
+                        chunk = _parse_chunk(payload)
+                    except _StreamProblem:
+                        # What came before the bad event in this read is delivered first: the
+                        # estimate charges the relayed text, so the client must have it all.
+                        if out:
+                            yield b"".join(out)
+                        raise
                     if usage_chunk is not None:  # it was not the last: pass it on as is
                         out += _intermediate(call, usage_chunk)
                         usage_chunk = None

@@ -1,4 +1,4 @@
-"""Sign-up and invitations."""
+"""Invitations: who may invite, and the one-time passwords they hand out."""
 
 from __future__ import annotations
 
@@ -8,54 +8,18 @@ import pytest
 from sqlalchemy.engine import Engine
 
 from creditdash.accounts import sessions, signup, users
-from creditdash.accounts.customers import customer_balance, customers_of_user
+from creditdash.accounts.customers import customers_of_user
 from creditdash.accounts.throttle import MemoryBackend, SignInThrottle
 from creditdash.accounts.users import OneTimePasswordExpired
 from creditdash.core import db, settings
 from creditdash.core.audit import Actor
-from creditdash.core.errors import AuthenticationFailed, Conflict, Forbidden, ValidationFailed
+from creditdash.core.errors import AuthenticationFailed, Conflict, Forbidden
 from creditdash.core.timeutil import utcnow
-
-
-def _sign_up(email: str = "founder@example.com") -> tuple[int, str]:
-    with db.session_scope() as session:
-        user, customer = signup.sign_up(
-            session,
-            email=email,
-            password="a-long-password-1",
-            workspace_name="Acme Labs",
-            display_name="Ada",
-        )
-        assert user.id is not None
-        return user.id, customer.id
-
-
-def test_sign_up_makes_an_owner_with_an_empty_balance(sqlite_engine: Engine) -> None:
-    user_id, customer_id = _sign_up()
-    with db.session_scope(readonly=True) as session:
-        [(customer, role)] = customers_of_user(session, user_id)
-        assert (customer.id, customer.name, role) == (customer_id, "Acme Labs", "owner")
-        assert customer_balance(session, customer_id).posted_micros == 0
-        users.authenticate(session, email="FOUNDER@example.com", password="a-long-password-1")
-
-
-def test_sign_up_refuses_a_taken_email_and_weak_passwords(sqlite_engine: Engine) -> None:
-    _sign_up()
-    with db.session_scope() as session, pytest.raises(Conflict, match="exists already"):
-        signup.sign_up(
-            session,
-            email="Founder@Example.com",
-            password="another-password-2",
-            workspace_name="Other",
-        )
-    with db.session_scope() as session, pytest.raises(ValidationFailed):
-        signup.sign_up(session, email="new@example.com", password="short", workspace_name="X")
-    with db.session_scope(readonly=True) as session:
-        assert users.get_user_by_email(session, "new@example.com") is None
+from tests.factories import signed_up
 
 
 def test_owner_invites_and_members_cannot(sqlite_engine: Engine) -> None:
-    owner_id, customer_id = _sign_up()
+    owner_id, customer_id = signed_up()
     owner = Actor.user(owner_id, "founder@example.com")
     with db.session_scope() as session:
         temporary = signup.invite(
@@ -72,7 +36,7 @@ def test_owner_invites_and_members_cannot(sqlite_engine: Engine) -> None:
     with db.session_scope() as session, pytest.raises(Conflict, match="already"):
         signup.invite(session, customer_id=customer_id, inviter=owner, email="mate@example.com")
     # Someone with no role in the workspace cannot invite into it either.
-    other_id, _other = _sign_up("stranger@example.com")
+    other_id, _other = signed_up("stranger@example.com")
     with db.session_scope() as session, pytest.raises(Forbidden):
         signup.invite(
             session,
@@ -83,8 +47,8 @@ def test_owner_invites_and_members_cannot(sqlite_engine: Engine) -> None:
 
 
 def test_inviting_an_existing_account_is_refused_and_changes_nothing(sqlite_engine: Engine) -> None:
-    owner_id, customer_id = _sign_up()
-    _other_id, _other = _sign_up("colleague@example.com")
+    owner_id, customer_id = signed_up()
+    _other_id, _other = signed_up("colleague@example.com")
     owner = Actor.user(owner_id, "founder@example.com")
     with db.session_scope() as session, pytest.raises(Conflict, match="already has an account"):
         signup.invite(
@@ -101,7 +65,7 @@ def test_inviting_an_existing_account_is_refused_and_changes_nothing(sqlite_engi
 
 
 def _invited(email: str = "mate@example.com") -> str:
-    owner_id, customer_id = _sign_up()
+    owner_id, customer_id = signed_up()
     with db.session_scope() as session:
         temporary = signup.invite(
             session,

@@ -17,8 +17,8 @@ from sqlalchemy.engine import Engine
 from starlette.applications import Starlette
 
 from creditdash.accounts import users
-from creditdash.accounts.customers import customer_balance
 from creditdash.billing import ledger
+from creditdash.billing.balances import customer_balance
 from creditdash.billing.invoicing import profiles
 from creditdash.billing.payments import checkout, orders, packages
 from creditdash.billing.payments.models import PaymentEvent, PaymentOrder

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
-from creditdash.accounts.customers import customer_balance, list_customers
+from creditdash.accounts.customers import list_customers
 from creditdash.billing import balances, ledger
 from creditdash.core import db
 from tests.factories import funded_customer
@@ -62,7 +62,7 @@ def test_the_rows_match_one_balance_per_customer(engine: Engine) -> None:
         everyone = balances.customers_with_balances(session)
         assert [r.customer.id for r in everyone] == [c.id for c in list_customers(session)]
         for row in everyone:
-            one = customer_balance(session, row.customer.id)
+            one = balances.customer_balance(session, row.customer.id)
             assert (row.posted_micros, row.held_micros, row.available_micros) == (
                 one.posted_micros,
                 one.held_micros,

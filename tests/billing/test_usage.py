@@ -9,7 +9,7 @@ from sqlalchemy.engine import Engine
 
 from creditdash.accounts.api_keys import create_api_key
 from creditdash.billing import metering, usage
-from creditdash.billing.models import UsageEntry
+from creditdash.billing.models import UsageEntry, UsageRecord
 from creditdash.core import db
 from creditdash.core.errors import NotFound, ValidationFailed
 from creditdash.core.timeutil import utcnow
@@ -106,3 +106,30 @@ def test_daily_margin_across_customers(engine: Engine) -> None:
     assert day.requests == everyone == 5
     assert day.revenue_micros == sum(100 + n for n in range(3)) + sum(100 + n for n in range(2))
     assert day.margin_micros == day.revenue_micros - day.cost_micros
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "upstream", "label"),
+    [
+        ("chat", "chat", "Chat Completions"),
+        ("chat", "", "Chat Completions"),
+        ("messages", "messages", "Anthropic Messages"),
+        ("responses", "chat", "Responses → Chat Completions"),
+        ("chat", "messages", "Chat Completions → Anthropic Messages"),
+        ("rerank", "chat", "rerank → Chat Completions"),
+    ],
+)
+def test_protocol_label_names_the_client_api_and_a_translation(
+    endpoint: str, upstream: str, label: str
+) -> None:
+    record = UsageRecord(
+        id="req_x",
+        customer_id="cus_x",
+        api_key_id="key_x",
+        endpoint=endpoint,
+        upstream_endpoint=upstream,
+        public_model="m",
+        status="ok",
+        usage_source="provider",
+    )
+    assert usage.protocol_label(record) == label

@@ -363,3 +363,37 @@ def test_an_unknown_provider_kind_is_refused(sqlite_engine: Engine, tmp_path: Pa
     assert code != 0
     assert "kind must be one of" in output
     assert counts(sqlite_engine) == (0, 0, 0)
+
+
+CACHE_LOSS = """
+providers:
+  - name: local
+    base_url: https://models.example.com/v1
+    api_key: sk-upstream-example-1234
+models:
+  - name: cachey
+    # Pays on plain traffic, but the route's cache writes cost more than they are sold for.
+    price: {input_per_mtok: "3", output_per_mtok: "15", cache_write_per_mtok: "3"}
+    routes:
+      - provider: local
+        upstream_model: cachey-upstream
+        cost: {input_per_mtok: "1", output_per_mtok: "5", cache_write_per_mtok: "9"}
+"""
+
+
+def test_the_margin_review_catches_a_loss_on_cache_traffic_alone(
+    sqlite_engine: Engine, tmp_path: Path, resolvable: None
+) -> None:
+    code, output = import_text(tmp_path, CACHE_LOSS)
+    assert code == 1, output
+    # 100 x 3 + 900 x 3 + 500 x 15 = 10,500 micros charged; 100 + 900 x 9 + 500 x 5 = 10,700 paid.
+    assert "900 written to cache" in output and "0.0105" in output and "0.0107" in output
+    assert counts(sqlite_engine) == (0, 0, 0)
+    acknowledged = CACHE_LOSS.replace(
+        'cache_write_per_mtok: "9"}',
+        'cache_write_per_mtok: "9"}\n        acknowledge_negative_margin: true',
+    )
+    code, output = import_text(tmp_path, acknowledged)
+    assert code == 0, output
+    # The reference mix itself makes money; the listing flags the route all the same.
+    assert "NEGATIVE" in output

@@ -123,3 +123,13 @@ def test_fallback_policy_is_validated(catalog: None) -> None:
         model.cooldown_failures,
         model.cooldown_s,
     ) == ("timeout,5xx", 2, 20, 5, 60)
+
+
+def test_a_route_cost_losing_only_on_cache_reads_needs_the_acknowledgement(catalog: None) -> None:
+    # Cheap plain traffic, but cache reads dearer than the model sells them for.
+    with pytest.raises(ValidationFailed, match="900 read from cache"):
+        _set(Price(100_000, 200_000, 5_000_000))
+    _set(Price(100_000, 200_000, 5_000_000), acknowledge_loss=True)
+    with db.session_scope(readonly=True) as session:
+        line = next(m for m in pricing.margins(session) if m.upstream_model == "sandbox-chat")
+    assert line.losing and line.margin_bps is not None and line.margin_bps > 0

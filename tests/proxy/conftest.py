@@ -49,6 +49,7 @@ MODELS = {
     "overflow": ("fake", "overflow"),
     "nodone": ("fake", "no-done"),
     "largeprompt": ("fake", "large-prompt"),
+    "tools": ("fake", "tool-call"),
 }
 # The Anthropic-kind upstream: its own key, and a price with a dearer cache write.
 ANTHROPIC_KEY = "sk-ant-upstream-SECRET-fedcba9876543210"

@@ -41,6 +41,16 @@ MISREPORTED = {
     "large-prompt": LARGE_PROMPT_USAGE,
 }
 
+# What the "tool-call" model passes to the request's first tool.
+TOOL_ARGUMENTS = {"city": "Paris", "unit": "celsius"}
+
+
+def _wants_tool_call(body: dict[str, Any]) -> bool:
+    """The tool-call model calls a tool when it has one and has not just had a tool's result
+    (then it answers in text, as the echo model does)."""
+    messages = body.get("messages") or [{}]
+    return bool(body.get("tools")) and messages[-1].get("role") != "tool"
+
 
 @dataclass
 class Seen:
@@ -100,6 +110,8 @@ class FakeUpstream:
                 {"object": "list", "model": model, "usage": {"prompt_tokens": 8, "total_tokens": 8},
                  "data": [{"object": "embedding", "index": 0, "embedding": [0.1, 0.2]}]}
             )  # fmt: skip
+        if model == "tool-call" and _wants_tool_call(body):
+            return await self._tool_call(body)
         if body.get("stream"):
             return StreamingResponse(self._stream(model, body), media_type="text/event-stream")
         usage: dict[str, Any] | None = USAGE
@@ -122,6 +134,38 @@ class FakeUpstream:
         if usage is not None:
             payload["usage"] = usage
         return JSONResponse(payload)
+
+    async def _tool_call(self, body: dict[str, Any]) -> Response:
+        """A call of the request's first tool with TOOL_ARGUMENTS, whole or streamed in pieces."""
+        name = body["tools"][0]["function"]["name"]
+        arguments = json.dumps(TOOL_ARGUMENTS)
+        base = {"id": "fake-t", "created": 0, "model": "tool-call"}
+        if not body.get("stream"):
+            call = {"id": "call_fake_1", "type": "function",
+                    "function": {"name": name, "arguments": arguments}}  # fmt: skip
+            message = {"role": "assistant", "content": None, "tool_calls": [call]}
+            return JSONResponse({**base, "object": "chat.completion", "usage": USAGE,
+                                 "choices": [{"index": 0, "message": message,
+                                              "finish_reason": "tool_calls"}]})  # fmt: skip
+
+        async def events() -> AsyncIterator[bytes]:
+            half = len(arguments) // 2
+            deltas = [
+                {"tool_calls": [{"index": 0, "id": "call_fake_1", "type": "function",
+                                 "function": {"name": name, "arguments": ""}}]},
+                {"tool_calls": [{"index": 0, "function": {"arguments": arguments[:half]}}]},
+                {"tool_calls": [{"index": 0, "function": {"arguments": arguments[half:]}}]},
+            ]  # fmt: skip
+            chunk = {**base, "object": "chat.completion.chunk"}
+            for delta in deltas:
+                choice = {"index": 0, "delta": delta, "finish_reason": None}
+                yield f"data: {json.dumps({**chunk, 'choices': [choice]})}\n\n".encode()
+            done = {"index": 0, "delta": {}, "finish_reason": "tool_calls"}
+            yield f"data: {json.dumps({**chunk, 'choices': [done]})}\n\n".encode()
+            yield f"data: {json.dumps({**chunk, 'choices': [], 'usage': USAGE})}\n\n".encode()
+            yield b"data: [DONE]\n\n"
+
+        return StreamingResponse(events(), media_type="text/event-stream")
 
     async def _stream(self, model: str, body: dict[str, Any]) -> AsyncIterator[bytes]:
         include = bool((body.get("stream_options") or {}).get("include_usage"))

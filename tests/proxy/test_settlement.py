@@ -214,3 +214,22 @@ def test_spend_cap_entries_live_only_while_credit_is_held() -> None:
     with caps.locked("key_2"):
         pass  # a request refused at the cap leaves nothing behind
     assert len(caps) == 0
+
+
+def test_text_in_the_same_read_as_an_error_event_is_delivered_before_the_error() -> None:
+    """Charged from an estimate of the relayed text, so the client gets all of that text."""
+
+    async def main() -> None:
+        settlement, workers = _settlement(stream=True)
+        released: list[int] = []
+        text = b'data: {"choices": [{"delta": {"content": "partial answer"}}]}\n\n'
+        error = b'data: {"error": {"message": "overloaded", "type": "server_error"}}\n\n'
+        body = relay(settlement, _Upstream(text + text + error), lambda: released.append(1))
+        pieces = [piece async for piece in body]
+        assert pieces[0] == text + text
+        assert b"upstream_failed" in pieces[-1] and len(pieces) == 2
+        await asyncio.sleep(0)
+        assert workers.jobs == ["_finish_sync"]
+        assert released == [1]
+
+    _run(main)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import openai
 import pytest
 
-from creditdash.accounts.customers import customer_balance, set_status
+from creditdash.accounts.customers import set_status
+from creditdash.billing.balances import customer_balance
 from creditdash.core import db
 from creditdash.core.audit import Actor
 from tests.proxy.conftest import GatewayRig

@@ -17,6 +17,7 @@ from starlette.testclient import TestClient
 
 from creditdash.accounts import sessions, signup, users
 from creditdash.accounts.throttle import get_throttle
+from creditdash.billing.onboarding import create_customer
 from creditdash.core import db, settings
 from creditdash.core.audit import Actor, AuditEntry
 from creditdash.state.base import SESSION_COOKIE, SessionState
@@ -163,8 +164,6 @@ def test_a_handoff_from_another_site_is_refused(client: TestClient) -> None:
 def test_an_invited_user_must_choose_a_password_before_anything(client: TestClient) -> None:
     with db.session_scope() as session:
         owner = users.create_user(session, email="owner@example.com", password=GOOD)
-        from creditdash.accounts.customers import create_customer
-
         customer = create_customer(
             session,
             name="Acme",

@@ -5,11 +5,16 @@ lock makes concurrent issuers queue, and a rolled-back issue rolls its number ba
 numbers have no gaps and no duplicates. Everything on an invoice is copied from snapshots
 (the order's tax and buyer snapshot, the seller profile at issue time), so later edits to
 profiles or rates never change it.
+
+What a document is drawn from reaches it as a Sale or a RefundPaid, which payments builds from
+its order and refund rows: invoicing reads no payment table, and payments (which settles orders
+and refunds and has them documented here) is the one of the two that imports the other.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from sqlalchemy import update
@@ -24,12 +29,44 @@ from creditdash.billing.invoicing.models import (
     InvoiceTaxLine,
 )
 from creditdash.billing.invoicing.profiles import describe_seller, get_seller
-from creditdash.billing.payments.models import PaymentOrder, Refund
 from creditdash.core.errors import NotFound
 from creditdash.core.money import format_credits, format_minor
 from creditdash.core.timeutil import utcnow
 
 NUMBER_DIGITS = 6
+
+
+@dataclass(frozen=True)
+class Sale:
+    """A paid order as its invoice copies it."""
+
+    order_id: str
+    customer_id: str
+    package_name: str
+    quantity: int
+    # Purchased and bonus credits of the whole order.
+    credits_micros: int
+    currency: str
+    net_minor: int
+    tax_minor: int
+    gross_minor: int
+    tax_scheme: str
+    # The order's snapshots, taken when it was placed ("{}" if it has none).
+    tax_snapshot_json: str
+    buyer_json: str
+    # What identifies the payment to the buyer (the settling payment, transfer or checkout).
+    payment_reference: str
+
+
+@dataclass(frozen=True)
+class RefundPaid:
+    """A succeeded refund of a paid order, as its credit note copies it."""
+
+    refund_id: str
+    order_id: str
+    customer_id: str
+    amount_minor: int
+    payment_reference: str
 
 
 @dataclass(frozen=True)
@@ -57,16 +94,6 @@ def _next_number(session: Session, prefix: str, year: int) -> tuple[str, int, st
     return series, int(sequence), f"{series}-{int(sequence):0{NUMBER_DIGITS}d}"
 
 
-def _payment_reference(order: PaymentOrder) -> str:
-    return (
-        order.payment_reference
-        or order.provider_payment_id
-        or order.transfer_reference
-        or order.checkout_session_id
-        or order.id
-    )
-
-
 def _store(
     session: Session,
     invoice: Invoice,
@@ -84,52 +111,53 @@ def _store(
     return IssuedInvoice(invoice, [line], [tax_line])
 
 
-def issue_invoice(session: Session, order: PaymentOrder) -> IssuedInvoice:
+def issue_invoice(session: Session, sale: Sale) -> IssuedInvoice:
     """The invoice for a paid order; called in the transaction that settles the order."""
     existing = session.exec(
-        select(Invoice).where(col(Invoice.order_id) == order.id, col(Invoice.kind) == "invoice")
+        select(Invoice).where(
+            col(Invoice.order_id) == sale.order_id, col(Invoice.kind) == "invoice"
+        )
     ).first()
     if existing is not None:
         return load(session, existing)
     seller = get_seller(session)
-    tax = json.loads(order.tax_snapshot_json or "{}")
+    tax = json.loads(sale.tax_snapshot_json)
     series, sequence, number = _next_number(session, seller.invoice_prefix, utcnow().year)
     # Taken after the counter's lock, so numbers and issue times run in the same order.
     now = utcnow()
-    unit_minor = order.net_minor // order.quantity if order.net_minor % order.quantity == 0 else 0
+    unit_minor = sale.net_minor // sale.quantity if sale.net_minor % sale.quantity == 0 else 0
     invoice = Invoice(
         number=number,
         series=series,
         sequence=sequence,
         kind="invoice",
-        order_id=order.id,
-        customer_id=order.customer_id,
+        order_id=sale.order_id,
+        customer_id=sale.customer_id,
         issued_at=now,
-        currency=order.currency,
-        net_minor=order.net_minor,
-        tax_minor=order.tax_minor,
-        gross_minor=order.gross_minor,
-        tax_scheme=order.tax_scheme,
+        currency=sale.currency,
+        net_minor=sale.net_minor,
+        tax_minor=sale.tax_minor,
+        gross_minor=sale.gross_minor,
+        tax_scheme=sale.tax_scheme,
         seller_json=json.dumps(describe_seller(seller), sort_keys=True),
-        buyer_json=order.billing_profile_json or "{}",
-        tax_json=order.tax_snapshot_json or "{}",
-        payment_reference=_payment_reference(order),
+        buyer_json=sale.buyer_json,
+        tax_json=sale.tax_snapshot_json,
+        payment_reference=sale.payment_reference,
     )
     line = InvoiceLine(
         invoice_id=0,
         position=1,
-        description=_line_text(order),
-        quantity=order.quantity if unit_minor else 1,
-        unit_minor=unit_minor or order.net_minor,
-        net_minor=order.net_minor,
+        description=_line_text(sale),
+        quantity=sale.quantity if unit_minor else 1,
+        unit_minor=unit_minor or sale.net_minor,
+        net_minor=sale.net_minor,
     )
-    return _store(session, invoice, line, _tax_line(tax, order.net_minor, order.tax_minor))
+    return _store(session, invoice, line, _tax_line(tax, sale.net_minor, sale.tax_minor))
 
 
-def _line_text(order: PaymentOrder) -> str:
-
-    credits = format_credits(order.credits_micros + order.bonus_micros).rstrip("0").rstrip(".")
-    return f"{order.package_name} credit package: {credits} credits"
+def _line_text(sale: Sale) -> str:
+    credits = format_credits(sale.credits_micros).rstrip("0").rstrip(".")
+    return f"{sale.package_name} credit package: {credits} credits"
 
 
 def _tax_line(tax: dict[str, object], taxable_minor: int, amount_minor: int) -> InvoiceTaxLine:
@@ -145,31 +173,35 @@ def _tax_line(tax: dict[str, object], taxable_minor: int, amount_minor: int) -> 
     )
 
 
-def issue_credit_note(session: Session, order: PaymentOrder, refund: Refund) -> IssuedInvoice:
+def issue_credit_note(
+    session: Session, refund: RefundPaid, *, failed_refund_ids: Collection[str]
+) -> IssuedInvoice:
     """A credit note for a succeeded refund, naming the order's invoice; once per refund.
 
     The refunded gross splits into net and tax cumulatively over the order's refunds
     (tax_back = floor(invoice tax * refunded / gross)), so credit notes for a full refund add
-    up to the invoice exactly.
+    up to the invoice exactly. failed_refund_ids are the order's refunds that failed after
+    their note was issued: those notes stay issued but no longer count as money returned.
     """
-    existing = session.exec(select(Invoice).where(col(Invoice.refund_id) == refund.id)).first()
+    existing = session.exec(
+        select(Invoice).where(col(Invoice.refund_id) == refund.refund_id)
+    ).first()
     if existing is not None:
         return load(session, existing)
     original = session.exec(
-        select(Invoice).where(col(Invoice.order_id) == order.id, col(Invoice.kind) == "invoice")
+        select(Invoice).where(
+            col(Invoice.order_id) == refund.order_id, col(Invoice.kind) == "invoice"
+        )
     ).first()
     if original is None:
-        raise NotFound(f"order {order.id} has no invoice to credit")
+        raise NotFound(f"order {refund.order_id} has no invoice to credit")
     assert original.id is not None
-    # Notes of refunds that later failed stay issued but no longer count as money returned.
     before = session.exec(
-        select(Invoice)
-        .join(Refund, col(Refund.id) == col(Invoice.refund_id))
-        .where(
+        select(Invoice).where(
             col(Invoice.credits_invoice_id) == original.id,
             col(Invoice.kind) == "credit_note",
-            col(Refund.status) != "failed",
-            col(Invoice.refund_id) != refund.id,
+            col(Invoice.refund_id).not_in(list(failed_refund_ids)),
+            col(Invoice.refund_id) != refund.refund_id,
         )
     ).all()
     gross_before = sum(note.gross_minor for note in before)
@@ -186,10 +218,10 @@ def issue_credit_note(session: Session, order: PaymentOrder, refund: Refund) -> 
         series=series,
         sequence=sequence,
         kind="credit_note",
-        order_id=order.id,
-        customer_id=order.customer_id,
+        order_id=refund.order_id,
+        customer_id=refund.customer_id,
         credits_invoice_id=original.id,
-        refund_id=refund.id,
+        refund_id=refund.refund_id,
         issued_at=now,
         currency=original.currency,
         net_minor=net_minor,
@@ -199,8 +231,8 @@ def issue_credit_note(session: Session, order: PaymentOrder, refund: Refund) -> 
         seller_json=json.dumps(describe_seller(seller), sort_keys=True),
         buyer_json=original.buyer_json,
         tax_json=original.tax_json,
-        payment_reference=refund.provider_refund_id or refund.id,
-        notes=f"Credit note for invoice {original.number} (refund {refund.id}).",
+        payment_reference=refund.payment_reference,
+        notes=f"Credit note for invoice {original.number} (refund {refund.refund_id}).",
     )
     line = InvoiceLine(
         invoice_id=0,

@@ -25,7 +25,7 @@ from creditdash.billing import ledger
 from creditdash.billing.codes import TransferCode, order_bonus_key, order_credit_key
 from creditdash.billing.invoicing import profiles
 from creditdash.billing.invoicing import tax as taxes
-from creditdash.billing.invoicing.invoices import issue_invoice
+from creditdash.billing.invoicing.invoices import Sale, issue_invoice
 from creditdash.billing.payments.models import CreditPackage, OrderEvent, PaymentOrder
 from creditdash.billing.payments.providers import checkout_provider_name
 from creditdash.core import db
@@ -409,8 +409,39 @@ def settle(
             reference=order.id,
             memo=f"bonus for {order.package_name} x{order.quantity}",
         )
-    issue_invoice(session, order)
+    issue_invoice(session, sale_of(order))
     return True
+
+
+def sale_of(order: PaymentOrder) -> Sale:
+    """The order as its invoice copies it."""
+    return Sale(
+        order_id=order.id,
+        customer_id=order.customer_id,
+        package_name=order.package_name,
+        quantity=order.quantity,
+        credits_micros=order.credits_micros + order.bonus_micros,
+        currency=order.currency,
+        net_minor=order.net_minor,
+        tax_minor=order.tax_minor,
+        gross_minor=order.gross_minor,
+        tax_scheme=order.tax_scheme,
+        tax_snapshot_json=order.tax_snapshot_json or "{}",
+        buyer_json=order.billing_profile_json or "{}",
+        payment_reference=_payment_reference(order),
+    )
+
+
+def _payment_reference(order: PaymentOrder) -> str:
+    """What names the order's payment to the buyer: the admin's record of a manual payment, the
+    provider's payment, the bank transfer reference, the checkout session, else the order."""
+    return (
+        order.payment_reference
+        or order.provider_payment_id
+        or order.transfer_reference
+        or order.checkout_session_id
+        or order.id
+    )
 
 
 def follow_refunds(

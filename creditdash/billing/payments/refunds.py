@@ -33,7 +33,7 @@ from creditdash.billing.codes import (
     refund_key,
     refund_reversal_key,
 )
-from creditdash.billing.invoicing.invoices import issue_credit_note
+from creditdash.billing.invoicing.invoices import RefundPaid, issue_credit_note
 from creditdash.billing.models import Transfer
 from creditdash.billing.payments import orders
 from creditdash.billing.payments.models import PaymentEvent, PaymentOrder, Refund
@@ -241,7 +241,7 @@ def apply_refund(
     session.add(refund)
     session.flush()
     if status == "succeeded":
-        issue_credit_note(session, order, refund)
+        _issue_credit_note(session, order, refund)
     record(
         session,
         actor=actor,
@@ -351,9 +351,30 @@ def _finish(refund_id: str, provider_refund_id: str) -> Refund:
             # Under the order's lock, so concurrent refunds split the tax over their notes
             # from each other's committed notes.
             orders.lock(session, order)
-            issue_credit_note(session, order, refund)
+            _issue_credit_note(session, order, refund)
         session.expunge(refund)
     return refund
+
+
+def _issue_credit_note(session: Session, order: PaymentOrder, refund: Refund) -> None:
+    """The credit note of a succeeded refund. The caller holds the order's row, so the order's
+    failed refunds (whose notes no longer count as money returned) cannot change meanwhile."""
+    failed = session.execute(
+        select(col(Refund.id)).where(
+            col(Refund.order_id) == order.id, col(Refund.status) == "failed"
+        )
+    ).scalars()
+    issue_credit_note(
+        session,
+        RefundPaid(
+            refund_id=refund.id,
+            order_id=order.id,
+            customer_id=order.customer_id,
+            amount_minor=refund.amount_minor,
+            payment_reference=refund.provider_refund_id or refund.id,
+        ),
+        failed_refund_ids=frozenset(failed),
+    )
 
 
 def undo_refund(session: Session, refund_id: str, *, actor_label: str, failure: str) -> bool:

@@ -25,6 +25,8 @@ import sqlalchemy as sa
 from alembic import op
 from cryptography.fernet import Fernet, InvalidToken
 
+from creditdash.core.settings import get_settings
+
 revision = "0009"
 down_revision = "0008"
 branch_labels = None
@@ -37,8 +39,6 @@ _TOKEN = re.compile(r"\AgAAAAA[A-Za-z0-9_-]{92,}={0,2}\Z", re.ASCII)
 
 
 def _fernet() -> Fernet:
-    from creditdash.core.settings import get_settings
-
     secret = get_settings().resolved_secret_key()
     key = hmac.new(secret.encode("utf-8"), PURPOSE.encode("utf-8"), hashlib.sha256).digest()
     return Fernet(base64.urlsafe_b64encode(key))

@@ -19,6 +19,7 @@ def _request_row(row: AdminRequestRow) -> rx.Component:
         rx.table.cell(rx.code(row["id"], size="1")),
         rx.table.cell(rx.text(row["customer_id"], size="1")),
         rx.table.cell(row["model"]),
+        rx.table.cell(rx.text(row["protocol"], size="1")),
         rx.table.cell(rx.text(row["provider"], size="1")),
         rx.table.cell(rx.badge(row["status"])),
         rx.table.cell(
@@ -80,6 +81,7 @@ def admin_requests_page() -> rx.Component:
                 "Request",
                 "Customer",
                 "Model",
+                "API",
                 "Provider",
                 "Status",
                 "Tokens",

@@ -85,6 +85,7 @@ def request_row(row: RequestRow) -> rx.Component:
             )
         ),
         rx.table.cell(row["model"]),
+        rx.table.cell(rx.text(row["protocol"], size="1")),
         rx.table.cell(
             rx.badge(row["status"], color_scheme=rx.cond(row["status"] == "ok", "green", "red"))
         ),
@@ -99,6 +100,7 @@ def detail_dialog() -> rx.Component:
     facts = [
         ("Time", d["at"]),
         ("Model", d["model"]),
+        ("API", d["protocol"]),
         ("Provider", d["provider"]),
         ("Upstream model", d["upstream_model"]),
         ("Status", d["status"]),
@@ -106,6 +108,7 @@ def detail_dialog() -> rx.Component:
         ("Prompt tokens", d["prompt_tokens"].to_string()),
         ("Completion tokens", d["completion_tokens"].to_string()),
         ("Cached tokens", d["cached_tokens"].to_string()),
+        ("Cache-write tokens", d["cache_write_tokens"].to_string()),
         ("Reasoning tokens", d["reasoning_tokens"].to_string()),
         ("Usage source", d["usage_source"]),
         ("Cost (credits)", d["cost"]),
@@ -162,6 +165,7 @@ def usage_page() -> rx.Component:
                                         "Time (UTC)",
                                         "Request",
                                         "Model",
+                                        "API",
                                         "Status",
                                         "Tokens in + out",
                                         "Cost",

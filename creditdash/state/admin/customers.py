@@ -163,7 +163,7 @@ class AdminState(AdminBase):
 
         def work(session: Session) -> object:
             micros = forms.credits(form, "limit", field="credit limit", default="0")
-            customers.set_credit_limit(
+            balances.set_credit_limit(
                 session,
                 customer_id=customer_id,
                 credit_limit_micros=micros,

@@ -148,7 +148,7 @@ def _models() -> tuple[list[ModelRow], list[MarginRow], list[dict[str, object]]]
             price=format_credits(ln.price_micros),
             cost=format_credits(ln.cost_micros),
             margin="n/a" if ln.margin_bps is None else f"{ln.margin_bps / 100:.2f}%",
-            negative=ln.margin_bps is not None and ln.margin_bps < 0,
+            negative=ln.losing,
         )
         for ln in lines
     ]

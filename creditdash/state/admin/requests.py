@@ -27,6 +27,8 @@ class AdminRequestRow(TypedDict):
     at: str
     customer_id: str
     model: str
+    # The client's API, and the upstream's when translated (usage.protocol_label).
+    protocol: str
     provider: str
     status: str
     tokens: str
@@ -58,6 +60,7 @@ def _requests(
             at=r.created_at.strftime("%Y-%m-%d %H:%M:%S"),
             customer_id=r.customer_id,
             model=r.public_model,
+            protocol=usage.protocol_label(r),
             provider=r.provider,
             status=r.status,
             tokens=f"{r.prompt_tokens} + {r.completion_tokens}",

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TypedDict
 
-from creditdash.accounts.customers import customer_balance
+from creditdash.billing.balances import customer_balance
 from creditdash.billing.invoicing import invoices, profiles
 from creditdash.billing.payments import orders, packages
 from creditdash.core import db

@@ -12,8 +12,7 @@ import plotly.graph_objects as go
 import reflex as rx
 from reflex.event import EventSpec
 
-from creditdash.accounts import customers
-from creditdash.billing import usage
+from creditdash.billing import balances, usage
 from creditdash.core import db
 from creditdash.core.money import format_credits
 from creditdash.core.timeutil import utcnow
@@ -44,7 +43,7 @@ class Snapshot:
 
 def _snapshot(customer_id: str) -> Snapshot:
     with db.session_scope(readonly=True) as session:
-        balance = customers.customer_balance(session, customer_id)
+        balance = balances.customer_balance(session, customer_id)
         totals = usage.spend_totals(session, customer_id=customer_id)
     return Snapshot(
         balance=format_credits(balance.posted_micros),

@@ -8,7 +8,8 @@ from datetime import timedelta
 import reflex as rx
 from reflex.event import EventSpec
 
-from creditdash.accounts import sessions, signup
+from creditdash.accounts import sessions
+from creditdash.billing import onboarding
 from creditdash.core import db
 from creditdash.core.errors import CreditdashError
 from creditdash.core.settings import get_settings
@@ -18,7 +19,7 @@ from creditdash.state.base import SessionState, cookie_then
 def _sign_up(form: dict[str, str]) -> str:
     ttl = timedelta(seconds=get_settings().session_ttl_s)
     with db.session_scope() as session:
-        user, _customer = signup.sign_up(
+        user, _customer = onboarding.sign_up(
             session,
             email=form.get("email", ""),
             password=form.get("password", ""),

@@ -27,6 +27,8 @@ class RequestRow(TypedDict):
     id: str
     at: str
     model: str
+    # The API the request used (usage.protocol_label).
+    protocol: str
     key: str
     status: str
     http_status: int
@@ -39,6 +41,7 @@ class RequestDetail(TypedDict):
     id: str
     at: str
     model: str
+    protocol: str
     provider: str
     upstream_model: str
     stream: bool
@@ -48,6 +51,7 @@ class RequestDetail(TypedDict):
     completion_tokens: int
     cached_tokens: int
     reasoning_tokens: int
+    cache_write_tokens: int
     usage_source: str
     cost: str
     latency_ms: int
@@ -66,6 +70,7 @@ def _row(r: UsageRecord) -> RequestRow:
         id=r.id,
         at=r.created_at.strftime("%Y-%m-%d %H:%M:%S"),
         model=r.public_model,
+        protocol=usage.protocol_label(r),
         key=r.api_key_id,
         status=r.status,
         http_status=r.http_status,
@@ -108,6 +113,7 @@ def _detail(customer_id: str, request_id: str) -> RequestDetail:
             id=r.id,
             at=r.created_at.isoformat(),
             model=r.public_model,
+            protocol=usage.protocol_label(r),
             provider=r.provider,
             upstream_model=r.upstream_model,
             stream=r.stream,
@@ -117,6 +123,7 @@ def _detail(customer_id: str, request_id: str) -> RequestDetail:
             completion_tokens=r.completion_tokens,
             cached_tokens=r.cached_tokens,
             reasoning_tokens=r.reasoning_tokens,
+            cache_write_tokens=r.cache_write_tokens,
             usage_source=r.usage_source,
             cost=format_credits(usage.charged_micros(r)),
             latency_ms=r.latency_ms,

@@ -13,8 +13,8 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from creditdash.accounts import sessions, users
-from creditdash.accounts.customers import customer_balance
 from creditdash.accounts.models import Membership
+from creditdash.billing.balances import customer_balance
 from creditdash.billing.invoicing import profiles
 from creditdash.billing.payments import orders, packages
 from creditdash.catalog.importer import import_catalog, parse_catalog
