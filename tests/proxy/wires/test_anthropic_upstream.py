@@ -6,6 +6,7 @@ API (the official anthropic SDK) and the demo's demo-claude model on it."""
 from __future__ import annotations
 
 import json
+import time
 from decimal import Decimal
 from typing import Any
 
@@ -446,3 +447,70 @@ def test_demo_adds_the_anthropic_sandbox_to_an_install_seeded_before_it(
             session.execute(select(PublicModel.name, PublicModel.input_price_micros_per_mtok)).all()
         )
     assert prices["gpt-4o-mini"] == 999 and prices["demo-claude"] == 800_000
+
+
+# ------------------------------------------------- Messages clients on Anthropic routes
+
+
+def test_a_messages_client_passes_through_natively_and_is_charged_for_cache(
+    rig: GatewayRig,
+) -> None:
+    before = posted(rig)
+    client = anthropic.Anthropic(api_key=rig.key, base_url=rig.base_url, max_retries=0)
+    system: Any = [{"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral"}}]
+    turns: Any = [{"role": "user", "content": "Say hello"}]
+    raw = client.messages.with_raw_response.create(
+        model="claude-cache", max_tokens=4000, system=system, messages=turns
+    )
+    message = raw.parse()
+    assert message.content[0].text == "".join(TEXT)  # type: ignore[union-attr]
+    assert message.usage.cache_read_input_tokens == 400
+    assert message.usage.cache_creation_input_tokens == 100
+    assert (message.usage.input_tokens, message.usage.output_tokens) == (600, 300)
+    seen = rig.anthropic.last("claude-cache")
+    # The client's own body, with the route's model and the held cap (4000 clamped to 400).
+    assert seen.body == {"model": "claude-cache", "max_tokens": 400, "system": system,
+                         "messages": turns}  # fmt: skip
+    assert seen.headers["x-api-key"] == ANTHROPIC_KEY
+    found = generation(rig, raw.headers["x-request-id"])
+    assert (found["cached_tokens"], found["cache_write_tokens"]) == (400, 100)
+    assert found["upstream_endpoint"] == "messages"
+    assert micros(found["cost"]) == 1525 == before - posted(rig)
+
+    with client.messages.stream(model="claude-tools", max_tokens=50, messages=turns) as stream:
+        final = stream.get_final_message()
+    assert final.stop_reason == "tool_use"
+    assert [b.type for b in final.content] == ["text", "tool_use"]
+    assert final.content[1].input == TOOL_INPUT  # type: ignore[union-attr]
+    assert rig.anthropic.last("claude-tools").body["stream"] is True
+    assert_books_balance(rig, before)
+
+
+def test_demo_claude_serves_messages_clients_with_cache_writes_then_reads(
+    rig: GatewayRig,
+) -> None:
+    with db.session_scope(engine=rig.engine) as session:
+        import_catalog(session, parse_catalog(DEMO_CATALOG))
+    rig.app.state.gateway.catalog.invalidate()
+    before = posted(rig)
+    client = anthropic.Anthropic(api_key=rig.key, base_url=rig.base_url, max_retries=0)
+    # A system prompt no earlier test sent: the sandbox's cache has not seen it.
+    text = f"Answer as the helper of run {time.time_ns()}."
+    system: Any = [{"type": "text", "text": text, "cache_control": {"type": "ephemeral"}}]
+    ask: Any = {"model": "demo-claude", "max_tokens": 8, "system": system,
+                "messages": [{"role": "user", "content": "Hello"}]}  # fmt: skip
+    first = client.messages.create(**ask)
+    second = client.messages.create(**ask)
+    prefix = count_tokens(text)
+    assert (first.usage.cache_creation_input_tokens, first.usage.cache_read_input_tokens) == (
+        prefix, 0)  # fmt: skip
+    assert (second.usage.cache_creation_input_tokens, second.usage.cache_read_input_tokens) == (
+        0, prefix)  # fmt: skip
+    uncached = first.usage.input_tokens
+    expected = [
+        cost_micros(DEMO_CLAUDE_PRICE, TokenUsage(uncached + prefix, 8, cache_write_tokens=prefix)),
+        cost_micros(DEMO_CLAUDE_PRICE, TokenUsage(uncached + prefix, 8, cached_tokens=prefix)),
+    ]
+    assert sorted(r.price_micros for r in records(rig)) == sorted(expected)
+    assert before - posted(rig) == sum(expected)
+    assert_books_balance(rig, before)
