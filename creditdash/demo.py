@@ -14,7 +14,7 @@ from creditdash.accounts.models import Customer, User
 from creditdash.billing import onboarding
 from creditdash.billing.invoicing.profiles import seed_demo_seller
 from creditdash.billing.payments.packages import list_packages, seed_demo_packages
-from creditdash.catalog.importer import import_catalog, parse_catalog
+from creditdash.catalog.importer import CatalogSpec, import_catalog, parse_catalog
 from creditdash.catalog.models import Provider
 from creditdash.core import db
 from creditdash.core.audit import CLI
@@ -74,13 +74,29 @@ def seed_demo(*, only_if_empty: bool = False) -> list[str]:
         return report
 
 
-# The demo's models run on the built-in sandbox upstream, priced like a small hosted model.
+# The demo's models run on the built-in sandbox upstream, priced like small hosted models:
+# OpenAI-style ones on the sandbox provider, and demo-claude on its Anthropic twin (Messages
+# natively, chat through translation; its price reads and writes a prompt cache).
+DEMO_ANTHROPIC_PROVIDER = "sandbox-anthropic"
+DEMO_ANTHROPIC_MODEL = "demo-claude"
 DEMO_CATALOG = """
 providers:
   - name: sandbox
     kind: sandbox
     base_url: http://creditdash-sandbox/v1
+  - name: sandbox-anthropic
+    kind: anthropic-sandbox
+    base_url: http://creditdash-sandbox/v1
 models:
+  - name: demo-claude
+    price: {input_per_mtok: "0.80", output_per_mtok: "4.00", cached_input_per_mtok: "0.08",
+            cache_write_per_mtok: "1.00"}
+    max_output_tokens: 1024
+    routes:
+      - provider: sandbox-anthropic
+        upstream_model: sandbox-claude
+        cost: {input_per_mtok: "0.20", output_per_mtok: "1.00", cached_input_per_mtok: "0.02",
+               cache_write_per_mtok: "0.25"}
   - name: gpt-4o-mini
     price: {input_per_mtok: "0.60", output_per_mtok: "2.40", cached_input_per_mtok: "0.30"}
     max_output_tokens: 1024
@@ -104,10 +120,24 @@ models:
 """
 
 
+def _has_provider(session: Session, name: str) -> bool:
+    return (
+        session.execute(select(col(Provider.id)).where(col(Provider.name) == name)).first()
+        is not None
+    )
+
+
 def _seed_sandbox_catalog(session: Session) -> list[str]:
-    """The sandbox provider and its models, once: a re-run never overwrites operators' prices."""
-    if session.execute(select(col(Provider.id)).where(col(Provider.name) == "sandbox")).first():
-        return ["catalog:  sandbox provider exists; prices unchanged"]
-    margins = import_catalog(session, parse_catalog(DEMO_CATALOG))
+    """The sandbox providers and their models, once: a re-run never overwrites operators'
+    prices. An install seeded before the Anthropic sandbox existed gets just that part."""
+    spec = parse_catalog(DEMO_CATALOG)
+    if _has_provider(session, "sandbox"):
+        if _has_provider(session, DEMO_ANTHROPIC_PROVIDER):
+            return ["catalog:  sandbox providers exist; prices unchanged"]
+        spec = CatalogSpec(
+            providers=[p for p in spec.providers if p.name == DEMO_ANTHROPIC_PROVIDER],
+            models=[m for m in spec.models if m.name == DEMO_ANTHROPIC_MODEL],
+        )
+    margins = import_catalog(session, spec)
     names = sorted({line.model for line in margins})
-    return [f"catalog:  sandbox upstream with models {', '.join(names)}"]
+    return [f"catalog:  sandbox upstreams with models {', '.join(names)}"]

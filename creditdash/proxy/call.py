@@ -39,7 +39,9 @@ class NativeRequest:
 class Attempt:
     provider: str
     upstream_model: str
-    outcome: str  # ok | http_error | timeout | connect_error | refused
+    # ok | http_error | timeout | connect_error | refused (the URL check) | unsupported (the
+    # route's wire cannot serve the call's API)
+    outcome: str
     status: int | None
     latency_ms: int
 

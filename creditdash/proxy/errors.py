@@ -43,6 +43,14 @@ def model_not_found(name: str) -> GatewayError:
     )  # fmt: skip
 
 
+def unsupported_endpoint(name: str, endpoint: str) -> GatewayError:
+    shown = name if len(name) <= 120 else name[:120] + "..."
+    return GatewayError(
+        400, f"The model '{shown}' cannot serve {endpoint} requests: its upstreams speak "
+        "another API.", "invalid_request_error", "unsupported_endpoint",
+    )  # fmt: skip
+
+
 def too_large(limit: int) -> GatewayError:
     return GatewayError(
         413, f"Request body exceeds {limit} bytes.", "invalid_request_error", "request_too_large"

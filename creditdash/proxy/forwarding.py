@@ -119,7 +119,7 @@ class Forwarder:
             if wire is None or endpoint is None:
                 # This route's upstream cannot serve this API (embeddings on a Messages-only
                 # provider, say): the next route may.
-                call.attempts.append(_attempt(route, "refused", None, begun))
+                call.attempts.append(_attempt(route, "unsupported", None, begun))
                 continue
             target = await self._checked_target(route)
             if target is None:

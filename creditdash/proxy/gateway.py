@@ -226,6 +226,9 @@ class Gateway:
         if opened is None:
             timed_out = bool(call.attempts) and call.attempts[-1].outcome == "timeout"
             error = errors.upstream_timeout() if timed_out else errors.upstream_failed()
+            if call.attempts and all(a.outcome == "unsupported" for a in call.attempts):
+                # No route speaks an API that can serve this call: the request is at fault.
+                error = errors.unsupported_endpoint(call.model.name, call.client_endpoint)
             await settlement.finish(failed(error.status))
             return _wire(call).error_response(error, call.request_id)
         response, route = opened

@@ -1,4 +1,5 @@
-"""The gateway served for real on loopback, in front of a fake upstream on loopback."""
+"""The gateway served for real on loopback, in front of fake upstreams on loopback (an OpenAI
+one, fake_upstream.py, and an Anthropic Messages one, fake_anthropic.py)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from creditdash.core.settings import Settings
 from creditdash.server import create_app
 from tests.conftest import free_port
 from tests.factories import funded_customer
+from tests.proxy.fake_anthropic import FakeAnthropic
 from tests.proxy.fake_upstream import FakeUpstream, ServerThread
 
 UPSTREAM_KEY = "sk-upstream-SECRET-0123456789abcdef"
@@ -50,9 +52,25 @@ MODELS = {
     "tools": ("fake", "tool-call"),
     "tools-fixed": ("fake", "tool-call-fixed"),
 }
+# The Anthropic-kind upstream: its own key, and a price with a dearer cache write.
+ANTHROPIC_KEY = "sk-ant-upstream-SECRET-fedcba9876543210"
+CLAUDE_PRICE = (
+    '{input_per_mtok: "1.00", output_per_mtok: "2.00", cached_input_per_mtok: "0.50", '
+    'cache_write_per_mtok: "1.25"}'
+)
+CLAUDE_MODELS = {
+    # public name: upstream model on the fake Anthropic provider (fake_anthropic.py)
+    "claude": "claude-text",
+    "claude-tools": "claude-tools",
+    "claude-cache": "claude-cache",
+    "claude-overloaded": "claude-overloaded",
+    "claude-invalid": "claude-invalid",
+    "claude-error-mid": "claude-error-mid",
+    "claude-cut": "claude-cut",
+}
 
 
-def catalog_yaml(port: int) -> str:
+def catalog_yaml(port: int, anthropic_port: int | None = None) -> str:
     lines = [
         "providers:",
         "  - name: fake",
@@ -64,8 +82,17 @@ def catalog_yaml(port: int) -> str:
         f"    base_url: http://127.0.0.1:{port}/v1",
         f"    api_key: {UPSTREAM_KEY}",
         "    timeout_s: 1",
-        "models:",
     ]
+    if anthropic_port is not None:
+        lines += [
+            "  - name: fake-claude",
+            "    kind: anthropic",
+            f"    base_url: http://127.0.0.1:{anthropic_port}/v1",
+            f"    api_key: {ANTHROPIC_KEY}",
+            "    timeout_s: 5",
+            "    headers: {x-org: creditdash-tests}",
+        ]
+    lines.append("models:")
     for name, (provider, upstream) in MODELS.items():
         lines += [
             f"  - name: {name}",
@@ -75,12 +102,46 @@ def catalog_yaml(port: int) -> str:
             "    routes:",
             f"      - {{provider: {provider}, upstream_model: {upstream}, cost: {COST}}}",
         ]
+    if anthropic_port is not None:
+        lines += _claude_models()
     return "\n".join(lines) + "\n"
+
+
+def _claude_models() -> list[str]:
+    lines: list[str] = []
+    for name, upstream in CLAUDE_MODELS.items():
+        lines += [
+            f"  - name: {name}",
+            f"    price: {CLAUDE_PRICE}",
+            f"    max_output_tokens: {400 if name == 'claude-cache' else 100}",
+            "    routes:",
+            f"      - {{provider: fake-claude, upstream_model: {upstream}, cost: {COST}}}",
+        ]
+    # Fallback across kinds: the overloaded Anthropic route first, then the OpenAI one.
+    return [
+        *lines,
+        "  - name: claude-fallback",
+        f"    price: {CLAUDE_PRICE}",
+        "    max_output_tokens: 100",
+        "    routes:",
+        "      - {provider: fake-claude, upstream_model: claude-overloaded, priority: 1,"
+        f" cost: {COST}}}",
+        f"      - {{provider: fake, upstream_model: echo, priority: 2, cost: {COST}}}",
+    ]
 
 
 @pytest.fixture(scope="session")
 def fake_upstream() -> Iterator[FakeUpstream]:
     fake = FakeUpstream(port=free_port())
+    server = ServerThread(fake.app(), fake.port)
+    server.start()
+    yield fake
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def fake_anthropic() -> Iterator[FakeAnthropic]:
+    fake = FakeAnthropic(port=free_port())
     server = ServerThread(fake.app(), fake.port)
     server.start()
     yield fake
@@ -104,6 +165,7 @@ class GatewayRig:
     app: Starlette
     base_url: str
     upstream: FakeUpstream
+    anthropic: FakeAnthropic
     engine: Engine
     customer_id: str
     account_id: int
@@ -136,18 +198,20 @@ class GatewayRig:
 def _rig(
     engine: Engine,
     fake_upstream: FakeUpstream,
+    fake_anthropic: FakeAnthropic,
     gateway_server: tuple[Starlette, str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> GatewayRig:
     monkeypatch.setenv("CREDITDASH_ALLOW_PRIVATE_UPSTREAMS", "1")
     settings.reset_settings()
+    catalog = catalog_yaml(fake_upstream.port, fake_anthropic.port)
     with db.session_scope(engine=engine) as session:
-        import_catalog(session, parse_catalog(catalog_yaml(fake_upstream.port)))
+        import_catalog(session, parse_catalog(catalog))
     app, base_url = gateway_server
     gateway = app.state.gateway
     gateway.catalog.invalidate()
     gateway.keys.clear()
-    rig = GatewayRig(app, base_url, fake_upstream, engine, "", 0, "")
+    rig = GatewayRig(app, base_url, fake_upstream, fake_anthropic, engine, "", 0, "")
     rig.customer_id, rig.account_id, rig.key = rig.new_customer(10_000_000)
     return rig
 
@@ -156,18 +220,20 @@ def _rig(
 def rig(
     sqlite_engine: Engine,
     fake_upstream: FakeUpstream,
+    fake_anthropic: FakeAnthropic,
     gateway_server: tuple[Starlette, str],
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> GatewayRig:
-    return _rig(sqlite_engine, fake_upstream, gateway_server, monkeypatch)
+    return _rig(sqlite_engine, fake_upstream, fake_anthropic, gateway_server, monkeypatch)
 
 
 @pytest.fixture
 def rig_any_backend(
     engine: Engine,
     fake_upstream: FakeUpstream,
+    fake_anthropic: FakeAnthropic,
     gateway_server: tuple[Starlette, str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> GatewayRig:
-    return _rig(engine, fake_upstream, gateway_server, monkeypatch)
+    return _rig(engine, fake_upstream, fake_anthropic, gateway_server, monkeypatch)

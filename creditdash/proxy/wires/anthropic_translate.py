@@ -1,5 +1,6 @@
-"""Pure translations between Anthropic's Messages API and the hub's chat shape (a first part:
-stop reasons, usage and error types; requests and streams are still to come)."""
+"""Pure translations between Anthropic's Messages API and the hub's chat shape: stop reasons,
+usage, error types and bodies, chat requests as Messages requests, and Messages answers as chat
+completions (the event stream is translated in anthropic_upstream.py, which holds its state)."""
 
 from __future__ import annotations
 
@@ -113,9 +114,10 @@ def _blocks(content: Any) -> list[dict[str, Any]]:
     return blocks
 
 
-def chat_to_messages_request(body: dict[str, Any]) -> dict[str, Any]:
-    """A chat body as a Messages body: system messages joined into `system`, tool results
-    as tool_result blocks in a user turn, consecutive turns of one role merged."""
+def chat_to_messages_request(body: dict[str, Any], model: str | None = None) -> dict[str, Any]:
+    """A chat body as a Messages body (for `model` when given, else the body's own):
+    system messages joined into `system`, tool results as tool_result blocks in a user turn,
+    consecutive turns of one role merged."""
     system: list[str] = []
     turns: list[dict[str, Any]] = []
     for message in body.get("messages") or []:
@@ -142,7 +144,8 @@ def chat_to_messages_request(body: dict[str, Any]) -> dict[str, Any]:
         else:
             turns.append({"role": role, "content": blocks})
     cap = body.get("max_completion_tokens") or body.get("max_tokens")
-    out: dict[str, Any] = {"model": body.get("model"), "messages": turns, "max_tokens": cap}
+    out: dict[str, Any] = {"model": model or body.get("model"), "messages": turns,
+                           "max_tokens": cap}  # fmt: skip
     if system:
         out["system"] = "\n\n".join(system)
     for name in ("temperature", "top_p", "stream"):
@@ -194,3 +197,45 @@ def messages_to_chat_completion(message: dict[str, Any]) -> dict[str, Any]:
                      "finish_reason": finish_reason(message.get("stop_reason"))}],
         "usage": hub_usage(usage if isinstance(usage, dict) else {}),
     }  # fmt: skip
+
+
+# Anthropic error type -> the OpenAI error type a chat client expects for it.
+_CHAT_ERROR_TYPES = {
+    "authentication_error": "authentication_error",
+    "permission_error": "permission_error",
+    "not_found_error": "invalid_request_error",
+    "request_too_large": "invalid_request_error",
+    "rate_limit_error": "rate_limit_error",
+    "overloaded_error": "server_error",
+    "api_error": "server_error",
+}
+
+
+def chat_error(error: Any, status: int = 0) -> dict[str, Any]:
+    """An Anthropic error object ({"type", "message"}) in OpenAI's shape, with Anthropic's
+    type kept as the code; a status stands in when the type is missing."""
+    error = error if isinstance(error, dict) else {}
+    kind = error.get("type")
+    if not isinstance(kind, str) or not kind:
+        kind = error_type(status) if status else "api_error"
+    message = error.get("message")
+    return {
+        "message": message if isinstance(message, str) and message else "The upstream failed.",
+        "type": _CHAT_ERROR_TYPES.get(kind, "invalid_request_error"),
+        "code": kind,
+    }
+
+
+def chat_error_body(raw: bytes, status: int) -> bytes:
+    """An Anthropic error body ({"type": "error", "error": {...}}) as OpenAI's error body;
+    a body of any other shape keeps its text as the message."""
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        data = None
+    if isinstance(data, dict) and isinstance(data.get("error"), dict):
+        error = chat_error(data["error"], status)
+    else:
+        text = raw.decode("utf-8", "replace").strip()[:1000]
+        error = chat_error({"message": text}, status)
+    return orjson.dumps({"error": error})
