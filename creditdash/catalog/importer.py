@@ -16,6 +16,7 @@ from sqlmodel import Session, col
 
 from creditdash.catalog.models import (
     FAILURE_KINDS,
+    OUTPUT_CAP_PARAMS,
     PROVIDER_KINDS,
     SANDBOX_BASE_URL,
     SANDBOX_KINDS,
@@ -116,8 +117,17 @@ class RouteSpec(BaseModel):
     weight: int = Field(default=1, ge=0, le=1000)
     enabled: bool = True
     cost: PriceSpec
+    # The field the upstream takes the output cap in (OUTPUT_CAP_PARAMS).
+    output_cap_param: str = "auto"
     # A route that costs more than the model's price is refused unless this says yes.
     acknowledge_negative_margin: bool = False
+
+    @field_validator("output_cap_param")
+    @classmethod
+    def _cap_param(cls, value: str) -> str:
+        if value not in OUTPUT_CAP_PARAMS:
+            raise ValueError(f"output_cap_param must be one of {', '.join(OUTPUT_CAP_PARAMS)}")
+        return value
 
 
 class CooldownSpec(BaseModel):
@@ -344,6 +354,7 @@ def _upsert_model(
             route_spec.weight,
             route_spec.enabled,
         )
+        route.output_cap_param = route_spec.output_cap_param
         route.input_cost_micros_per_mtok = cost.input_micros_per_mtok
         route.output_cost_micros_per_mtok = cost.output_micros_per_mtok
         route.cached_input_cost_micros_per_mtok = cost.cached_input_micros_per_mtok

@@ -15,6 +15,9 @@ SANDBOX_BASE_URL = "http://creditdash-sandbox/v1"
 PROVIDER_KINDS = ("openai", "anthropic", "sandbox", "anthropic-sandbox")
 SANDBOX_KINDS = ("sandbox", "anthropic-sandbox")
 ANTHROPIC_KINDS = ("anthropic", "anthropic-sandbox")
+# The field a route's upstream takes the output cap in (routes.output_cap_param): auto is the
+# name a chat client used (else max_tokens); reasoning models take only max_completion_tokens.
+OUTPUT_CAP_PARAMS = ("auto", "max_tokens", "max_completion_tokens")
 # The Messages API version the gateway speaks to Anthropic-kind upstreams.
 ANTHROPIC_VERSION = "2023-06-01"
 # The upstream failures a fallback policy can name (PublicModel.fallback_on).
@@ -127,6 +130,10 @@ class Route(SQLModel, table=True):
             "cache_write_cost_micros_per_mtok IS NULL OR cache_write_cost_micros_per_mtok >= 0",
             name="ck_routes_cache_write",
         ),
+        CheckConstraint(
+            "output_cap_param IN ('auto', 'max_tokens', 'max_completion_tokens')",
+            name="ck_routes_output_cap_param",
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -143,6 +150,9 @@ class Route(SQLModel, table=True):
     cached_input_cost_micros_per_mtok: int = Field(default=0, sa_column=_micros())
     request_cost_micros: int = Field(default=0, sa_column=_micros())
     cache_write_cost_micros_per_mtok: int | None = Field(default=None, sa_column=_nullable_micros())
+    output_cap_param: str = Field(
+        default="auto", max_length=24, sa_column_kwargs={"server_default": "auto"}
+    )
     created_at: datetime = Field(default_factory=utcnow)
 
 

@@ -37,6 +37,8 @@ class RouteTarget:
     cost: Price
     # An OpenAI-kind upstream with its own /v1/responses (Responses requests pass through).
     serves_responses: bool = False
+    # The field the upstream takes the output cap in (catalog.models.OUTPUT_CAP_PARAMS).
+    output_cap_param: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -133,6 +135,7 @@ def _target(route: Route, provider: Provider) -> RouteTarget:
             route.cache_write_cost_micros_per_mtok,
         ),
         serves_responses=provider.serves_responses,
+        output_cap_param=route.output_cap_param,
     )
 
 

@@ -336,6 +336,7 @@ models:
     routes:
       - provider: responder
         upstream_model: plain-upstream
+        output_cap_param: max_completion_tokens
         cost: {input_per_mtok: "0.5", output_per_mtok: "0.5"}
 """
 
@@ -356,12 +357,22 @@ def test_anthropic_kind_responses_flag_and_cache_write_prices(
         assert models["plain"].cache_write_price_micros_per_mtok is None
         routes = {r.upstream_model: r for r in session.execute(select(Route)).scalars()}
         assert routes["claude-upstream"].cache_write_cost_micros_per_mtok == 2_500_000
+        assert routes["claude-upstream"].output_cap_param == "auto"  # the default
+        assert routes["plain-upstream"].output_cap_param == "max_completion_tokens"
 
 
 def test_an_unknown_provider_kind_is_refused(sqlite_engine: Engine, tmp_path: Path) -> None:
     code, output = import_text(tmp_path, ANTHROPIC.replace("kind: anthropic", "kind: gemini"))
     assert code != 0
     assert "kind must be one of" in output
+    assert counts(sqlite_engine) == (0, 0, 0)
+
+
+def test_an_unknown_output_cap_param_is_refused(sqlite_engine: Engine, tmp_path: Path) -> None:
+    bad = ANTHROPIC.replace("output_cap_param: max_completion_tokens", "output_cap_param: cap")
+    code, output = import_text(tmp_path, bad)
+    assert code != 0
+    assert "output_cap_param must be one of auto, max_tokens, max_completion_tokens" in output
     assert counts(sqlite_engine) == (0, 0, 0)
 
 

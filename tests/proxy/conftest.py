@@ -102,6 +102,16 @@ def catalog_yaml(port: int, anthropic_port: int | None = None) -> str:
             "    routes:",
             f"      - {{provider: {provider}, upstream_model: {upstream}, cost: {COST}}}",
         ]
+    # A reasoning model: it refuses max_tokens, so its route takes the cap as
+    # max_completion_tokens whatever name the client used.
+    lines += [
+        "  - name: reasoning",
+        f"    price: {PRICE}",
+        "    max_output_tokens: 100",
+        "    routes:",
+        "      - {provider: fake, upstream_model: reasoning, output_cap_param:"
+        f" max_completion_tokens, cost: {COST}}}",
+    ]
     if anthropic_port is not None:
         lines += _claude_models()
     return "\n".join(lines) + "\n"

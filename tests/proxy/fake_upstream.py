@@ -89,6 +89,14 @@ class FakeUpstream:
                 },
                 status_code=400,
             )
+        if model == "reasoning" and "max_tokens" in body:  # as reasoning models answer
+            return JSONResponse(
+                {"error": {"message": "Unsupported parameter: 'max_tokens' is not supported with "
+                           "this model. Use 'max_completion_tokens' instead.",
+                           "type": "invalid_request_error", "param": "max_tokens",
+                           "code": "unsupported_parameter"}},
+                status_code=400,
+            )  # fmt: skip
         if model == "hang":
             await asyncio.sleep(30)
         if model == "slow-ok":

@@ -569,6 +569,27 @@ def test_upstream_is_always_told_the_output_cap_that_was_held(rig: GatewayRig) -
     assert "max_tokens" not in rig.upstream.seen[before + 1].body
 
 
+def test_a_route_takes_the_cap_in_the_field_its_upstream_accepts(rig: GatewayRig) -> None:
+    # The reasoning route's upstream refuses max_tokens (as o-series and gpt-5 models do): the
+    # held cap goes as max_completion_tokens whether the client sent max_tokens, or no cap.
+    before = rig.upstream.count()
+    client = rig.client()
+    answer = client.chat.completions.create(model="reasoning", messages=MESSAGES, max_tokens=9)
+    assert answer.choices[0].message.content
+    client.chat.completions.create(model="reasoning", messages=MESSAGES)
+    client.chat.completions.create(model="reasoning", messages=MESSAGES, stream=True).close()
+    sent = [seen.body for seen in rig.upstream.seen[before:]]
+    assert [b.get("max_completion_tokens") for b in sent] == [9, 100, 100]
+    assert not any("max_tokens" in b for b in sent)
+    # A route left on auto keeps the client's name; completions have only max_tokens.
+    client.chat.completions.create(model="chat", messages=MESSAGES, max_completion_tokens=5)
+    client.completions.create(model="chat", prompt="Hi", max_tokens=4)
+    auto, legacy = (seen.body for seen in rig.upstream.seen[before + 3 :])
+    assert (auto["max_completion_tokens"], "max_tokens" in auto) == (5, False)
+    assert (legacy["max_tokens"], "max_completion_tokens" in legacy) == (4, False)
+    assert_ledger_ok(rig)
+
+
 def test_bad_stream_flag_and_too_many_prompts_are_refused(rig: GatewayRig) -> None:
     ask = {"model": "chat", "messages": MESSAGES, "stream": "true"}
     with rig.http() as http:

@@ -128,6 +128,8 @@ class UpstreamWire:
             return orjson.dumps(native_body(call, native, route))
         body = dict(call.body)
         body["model"] = route.upstream_model
+        if call.endpoint == "chat" and route.output_cap_param != "auto":
+            rename_cap(body, route.output_cap_param)
         if call.stream:
             options = body.get("stream_options")
             body["stream_options"] = {**(options if isinstance(options, dict) else {}),
@@ -144,6 +146,15 @@ class UpstreamWire:
 
 
 OPENAI_UPSTREAM = UpstreamWire()
+
+
+def rename_cap(body: dict[str, Any], field: str) -> None:
+    """Send the chat body's one output cap (request.max_output wrote it) under field, the name
+    the route's upstream takes: max_completion_tokens for reasoning models, which refuse
+    max_tokens, or max_tokens for older servers that know no other."""
+    other = "max_tokens" if field == "max_completion_tokens" else "max_completion_tokens"
+    if other in body:
+        body[field] = body.pop(other)
 
 
 def native_body(call: Call, native: NativeRequest, route: RouteTarget) -> dict[str, Any]:
