@@ -106,7 +106,10 @@ def completion_events(endpoint: str, data: Any) -> bytes:
         for piece in pieces:
             events.append({**base, "choices": [{"index": index, **piece, "finish_reason": None}]})
         end: dict[str, Any] = {"index": index, "finish_reason": choice.get("finish_reason")}
-        end.update({"text": ""} if text_completion else {"delta": {}})
+        if text_completion:
+            end["text"] = ""
+        else:
+            end["delta"] = {}
         if "logprobs" in choice:
             end["logprobs"] = choice["logprobs"]
         events.append({**base, "choices": [end]})

@@ -111,10 +111,14 @@ def catalog_yaml(port: int, anthropic_port: int | None = None) -> str:
             f"      - {{provider: {provider}, upstream_model: {upstream}, cost: {COST}}}",
         ]
     # endings: an error answered with 200 first, a working route next
-    lines += ["  - name: error200-fallback", f"    price: {PRICE}", "    max_output_tokens: 100",
-              "    routes:",
-              f"      - {{provider: fake, upstream_model: error-200, priority: 1, cost: {COST}}}",
-              f"      - {{provider: fake, upstream_model: echo, priority: 2, cost: {COST}}}"]
+    lines += [
+        "  - name: error200-fallback",
+        f"    price: {PRICE}",
+        "    max_output_tokens: 100",
+        "    routes:",
+        f"      - {{provider: fake, upstream_model: error-200, priority: 1, cost: {COST}}}",
+        f"      - {{provider: fake, upstream_model: echo, priority: 2, cost: {COST}}}",
+    ]
     if anthropic_port is not None:
         lines += _claude_models()
     return "\n".join(lines) + "\n"

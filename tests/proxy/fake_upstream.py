@@ -217,9 +217,13 @@ ERROR_200_MESSAGE = "The model is overloaded; retry later."
 
 
 def _chunk(model: str, delta: dict[str, Any], usage: Any = None) -> bytes:
-    chunk: dict[str, Any] = {"id": "fake-e", "object": "chat.completion.chunk", "created": 0,
-                             "model": model,
-                             "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
+    chunk: dict[str, Any] = {
+        "id": "fake-e",
+        "object": "chat.completion.chunk",
+        "created": 0,
+        "model": model,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": None}],
+    }
     if usage is not None:
         chunk["usage"] = usage
     return f"data: {json.dumps(chunk)}\n\n".encode()  # fmt: skip
@@ -233,8 +237,11 @@ def _error_event(message: str) -> bytes:
 def _json_answer(body: dict[str, Any]) -> Response:
     """A plain chat completion, also to a stream request (some proxies answer so)."""
     if body.get("model") == "json-tools-to-stream":
-        call = {"id": "call_json_1", "type": "function",
-                "function": {"name": "get_weather", "arguments": json.dumps(TOOL_ARGUMENTS)}}
+        call = {
+            "id": "call_json_1",
+            "type": "function",
+            "function": {"name": "get_weather", "arguments": json.dumps(TOOL_ARGUMENTS)},
+        }
         message: dict[str, Any] = {"role": "assistant", "content": None, "tool_calls": [call]}
         finish = "tool_calls"
     else:
