@@ -1,10 +1,11 @@
 """The clock: periodic housekeeping that no request triggers.
 
 Each pass expires holds that their request never resolved (a crashed worker, a lost
-connection), expires payment orders whose payment window passed, and applies price schedules
-that came due. Each job is one service call in short transactions; a failed pass is logged and
-the loop goes on. The Reflex app runs it as a lifespan task and `creditdash gateway` in its own
-lifespan (server.py); `creditdash ledger expire-holds` runs the first job once.
+connection), expires payment orders whose payment window passed, applies price schedules
+that came due, and deletes stored Responses-API answers past their retention. Each job is one
+service call in short transactions; a failed pass is logged and the loop goes on. The Reflex
+app runs it as a lifespan task and `creditdash gateway` in its own lifespan (server.py);
+`creditdash ledger expire-holds` runs the first job once.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from creditdash.billing.payments.orders import expire_stale_orders
 from creditdash.catalog.pricing import apply_due_schedules
 from creditdash.core import db
 from creditdash.core.settings import get_settings
+from creditdash.proxy import stored_responses
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +52,7 @@ JOBS: tuple[tuple[str, Callable[[], int]], ...] = (
     ("hold expiry", expire_holds_once),
     ("order expiry", expire_orders_once),
     ("price schedule", apply_price_schedules_once),
+    ("stored response expiry", stored_responses.purge_expired),
 )
 
 
