@@ -181,6 +181,10 @@ async def relay(
         final = None
         if usage_chunk is not None:
             final = _usage_chunk(call, usage_chunk, usage, outcome, price)
+        elif call.wants_usage:
+            # Asked for (or needed by the client's wire) but not sent: the estimate charged,
+            # marked as one, in the usage chunk the client expects.
+            final = _usage_chunk(call, _bare_chunk(call, payloads), {}, outcome, price)
         # The usage chunk and the end marker leave in one write.
         yield _LastChunk((final or b"") + b"data: [DONE]\n\n")
     except (httpx.HTTPError, _StreamProblem, SettlementFailed, TimeoutError) as problem:
@@ -325,6 +329,15 @@ class PublicModel:
         if found == 0 and payload.count(spaced) == 1:
             return payload.replace(spaced, b'"model": ' + self._name)
         return orjson.dumps(chunk)
+
+
+def _bare_chunk(call: Call, payloads: list[bytes]) -> dict[str, Any]:
+    """A usage-only chunk of this stream: the id and created time of its last chunk."""
+    last: Any = orjson.loads(payloads[-1]) if payloads else {}
+    last = last if isinstance(last, dict) else {}
+    return {"id": last.get("id", call.request_id), "object": last.get("object",
+            "chat.completion.chunk"), "created": last.get("created", 0),
+            "model": call.model.name, "choices": []}  # fmt: skip
 
 
 def _usage_chunk(

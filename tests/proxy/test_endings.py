@@ -169,8 +169,19 @@ def test_complete_without_usage(rig: GatewayRig) -> None:
                   price=estimate(TEXT))  # fmt: skip
     before = balance(rig).posted_micros
     streamed = stream(rig, "nousage", stream_options={"include_usage": True})
-    assert streamed.text == TEXT and not any(c.usage for c in streamed.chunks)
+    # The usage chunk the client asked for is the estimate that was charged, marked as one.
+    assert streamed.text == TEXT
+    last = streamed.chunks[-1]
+    assert last.choices == [] and last.usage is not None and last.model == "nousage"
+    assert last.usage.model_extra["estimated"] is True
+    assert micros(last.usage.model_extra["cost"]) == estimate(TEXT)
+    assert sum(1 for c in streamed.chunks if c.usage) == 1
     assert_ending(rig, streamed, before, status="ok", http_status=200, source="estimated",
+                  price=estimate(TEXT))  # fmt: skip
+    before = balance(rig).posted_micros
+    unasked = stream(rig, "nousage")  # not asked for: none
+    assert unasked.text == TEXT and not any(c.usage for c in unasked.chunks)
+    assert_ending(rig, unasked, before, status="ok", http_status=200, source="estimated",
                   price=estimate(TEXT))  # fmt: skip
 
 

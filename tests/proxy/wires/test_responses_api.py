@@ -224,6 +224,22 @@ def test_create_stream_true_sends_the_text_events(rig: GatewayRig) -> None:
     assert_ledger_ok(rig)
 
 
+def test_a_stream_over_an_upstream_without_usage_reports_the_estimate_charged(
+    rig: GatewayRig,
+) -> None:
+    before = balance(rig).posted_micros
+    events = list(rig.client().responses.create(model="nousage", input="Say hi", stream=True))
+    completed = events[-1]
+    assert completed.type == "response.completed"
+    usage = completed.response.usage  # type: ignore[union-attr]
+    assert usage is not None and usage.output_tokens > 0
+    stored = records(rig)[-1]
+    assert stored.usage_source == "estimated"
+    assert micros(usage.model_extra["cost"]) == stored.price_micros > 0  # type: ignore[index]
+    assert charged(rig, before) == stored.price_micros
+    assert_ledger_ok(rig)
+
+
 def test_a_cut_stream_ends_with_response_failed_and_charges_what_was_produced(
     rig: GatewayRig,
 ) -> None:
