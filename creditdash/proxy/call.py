@@ -74,6 +74,9 @@ class Call:
     native: NativeRequest | None = None
     # The API the answering route was sent (chat, messages, responses, ...).
     upstream_endpoint: str = ""
+    # The Retry-After of the last attempt answered 429 (as the upstream gave it), passed on to
+    # the client when that attempt was the last one (gateway.exhausted_error).
+    upstream_retry_after: str | None = None
 
     @property
     def client_endpoint(self) -> str:

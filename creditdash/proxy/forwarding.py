@@ -167,6 +167,8 @@ class Forwarder:
                     self.routes.succeeded(route)
                     call.upstream_endpoint = endpoint
                     return wire.view(call, route, response), route
+                if status == 429:
+                    call.upstream_retry_after = retry_after_of(response)
                 await response.aclose()
             outcome = failure if failure in ("timeout", "connect_error") else "http_error"
             call.attempts.append(_attempt(route, outcome, status, begun))
@@ -197,6 +199,16 @@ class Forwarder:
             return None
         self._url_checked[route.base_url] = (now + URL_RECHECK_S, target)
         return target
+
+
+def retry_after_of(response: ResponseLike) -> str | None:
+    """An upstream answer's Retry-After header as given, or None: the gateway's own client
+    keeps it as an attribute, an httpx response in its headers."""
+    value = getattr(response, "retry_after", None)
+    if value is None:
+        headers = getattr(response, "headers", None)
+        value = headers.get("retry-after") if headers is not None else None
+    return value if isinstance(value, str) else None
 
 
 def _attempt(route: RouteTarget, outcome: str, status: int | None, begun: float) -> Attempt:

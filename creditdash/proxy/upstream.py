@@ -64,6 +64,8 @@ class UpstreamResponse:
 
     def __init__(self, connection: _Connection, read_timeout: float, deadline: float | None):
         self.status_code = 0
+        # The answer's Retry-After, as given (kept for a 429's client, forwarding.py).
+        self.retry_after: str | None = None
         self._connection: _Connection | None = connection
         self._loop = connection.loop
         self._read_timeout = read_timeout
@@ -166,6 +168,8 @@ class UpstreamResponse:
             self._decoders = decoders(value)
         elif name == b"content-length" or name == b"transfer-encoding":
             self._framed = True
+        elif name == b"retry-after":
+            self.retry_after = value.decode("latin-1")
 
     def _headers_complete(self, status: int) -> None:
         if status < 200:  # 1xx: an interim answer, the real one follows
