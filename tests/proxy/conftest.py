@@ -51,6 +51,9 @@ MODELS = {
     "largeprompt": ("fake", "large-prompt"),
     "tools": ("fake", "tool-call"),
     "tools-fixed": ("fake", "tool-call-fixed"),
+    # wire conformance: a provider's 429 with its Retry-After
+    "fail429retry": ("fake", "fail-429-retry"),
+    "fail429date": ("fake", "fail-429-date"),
 }
 # The Anthropic-kind upstream: its own key, and a price with a dearer cache write.
 ANTHROPIC_KEY = "sk-ant-upstream-SECRET-fedcba9876543210"
