@@ -59,6 +59,10 @@ _DEBIT_PENDING = (
     "WHERE id = ? AND (enforce_limit IS FALSE OR "
     "credits_posted - debits_posted - debits_pending - ? >= -credit_limit_micros)"
 )
+# The customer's available balance after the hold (posted less held), returned by the hold's
+# own UPDATE so that a stream can show it without a read.
+_AVAILABLE = "credits_posted - debits_posted - debits_pending"
+_DEBIT_PENDING_RETURNING = f"{_DEBIT_PENDING} RETURNING {_AVAILABLE}"
 _CREDIT_PENDING = "UPDATE ledger_accounts SET credits_pending = credits_pending + ? WHERE id = ?"
 # Releasing the hold on the customer's side hands back the posted balance for the usage record,
 # so the settlement needs no separate read.
@@ -126,13 +130,14 @@ def _pg_hold_sql(debit_first: bool) -> str:
         "%(expires)s", "%(now)s",
     )  # fmt: skip
     ctes = {
-        "debit": f"debit AS ({debit} RETURNING id)",
+        "debit": f"debit AS ({debit} RETURNING id, {_AVAILABLE} AS available)",
         "credit": f"credit AS ({credit} RETURNING id)",
     }
     # Built from the constants above, never from request data (as every statement here).
     return (
         f"WITH {ctes[first]}, {ctes[second]} "  # noqa: S608
-        f"{_TRANSFER_INTO} SELECT {values} WHERE EXISTS (SELECT FROM {first}) RETURNING id"
+        f"{_TRANSFER_INTO} SELECT {values} WHERE EXISTS (SELECT FROM {first}) "
+        "RETURNING id, (SELECT available FROM debit)"
     )
 
 
@@ -180,6 +185,8 @@ class PlacedHold:
     debit_account_id: int
     credit_account_id: int
     reference: str
+    # The customer's available balance right after the hold (posted less held).
+    available_micros: int | None = None
 
 
 def _sqlite_time(value: datetime) -> str:
@@ -216,7 +223,7 @@ class HotLedger:
         def sql(text: str) -> str:
             return text if self.sqlite else text.replace("?", "%s")
 
-        self._debit_pending = sql(_DEBIT_PENDING)
+        self._debit_pending = sql(_DEBIT_PENDING_RETURNING)
         self._credit_pending = sql(_CREDIT_PENDING)
         self._release_debit = sql(_RELEASE_DEBIT)
         self._release_credit = sql(_RELEASE_CREDIT)
@@ -259,17 +266,19 @@ class HotLedger:
                 expires_at, utcnow())  # fmt: skip
         if self.sqlite:
             with self._write_lock:
-                hold_id = self._hold(*args)
+                placed = self._hold(*args)
         else:
-            hold_id = self._hold_pg(*args)
-        if hold_id is None:
+            placed = self._hold_pg(*args)
+        if placed is None:
             return None
+        hold_id, available = placed
         return PlacedHold(
             id=hold_id,
             amount_micros=amount_micros,
             debit_account_id=account_id,
             credit_account_id=revenue_account_id,
             reference=request_id,
+            available_micros=available,
         )
 
     def _hold(
@@ -281,18 +290,24 @@ class HotLedger:
         amount_micros: int,
         expires_at: datetime,
         now: datetime,
-    ) -> int | None:
+    ) -> tuple[int, int] | None:
         cursor = connection.cursor()
+        available = 0
         try:
             self._begin(cursor)
             for account in sorted((account_id, revenue_account_id)):
                 if account == account_id:
                     # The spending limit is in the WHERE clause: a hold that does not fit
-                    # matches no row.
+                    # matches no row (its RETURNING rows are the count).
                     cursor.execute(self._debit_pending, (amount_micros, account, amount_micros))
+                    returned = cursor.fetchall()
+                    matched = len(returned)
+                    if matched == 1:
+                        available = int(returned[0][0])
                 else:
                     cursor.execute(self._credit_pending, (amount_micros, account))
-                if cursor.rowcount != 1:
+                    matched = cursor.rowcount
+                if matched != 1:
                     connection.rollback()
                     return None
             cursor.execute(
@@ -311,7 +326,7 @@ class HotLedger:
             raise
         finally:
             cursor.close()
-        return int(rows[0][0])
+        return int(rows[0][0]), available
 
     def _hold_pg(
         self,
@@ -322,7 +337,7 @@ class HotLedger:
         amount_micros: int,
         expires_at: datetime,
         now: datetime,
-    ) -> int | None:
+    ) -> tuple[int, int] | None:
         params = {
             "key": hold_key(request_id),
             "debit": account_id,
@@ -338,7 +353,7 @@ class HotLedger:
             # The first UPDATE matched nothing (the statement stopped there), or the statement
             # was refused and undone: a short balance, a used key, a missing account.
             return None
-        return int(rows[0][0])
+        return int(rows[0][0]), int(rows[0][1])
 
     def _run_pg(
         self,

@@ -32,6 +32,8 @@ class Settings(BaseSettings):
     port: int = 3000
     public_url: str = ""
     max_body_bytes: int = 10 * 1024 * 1024
+    # The browser origins allowed on the gateway's /v1 paths (comma-separated; "*": any).
+    cors_origins: str = "*"
     allow_private_upstreams: bool = False
     sandbox_webhook_secret: str = ""
     session_ttl_s: int = 7 * 24 * 3600

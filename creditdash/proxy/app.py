@@ -9,6 +9,7 @@ telemetry layers between the client and the meter, since every microsecond here 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -19,15 +20,17 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import Route
+from starlette.routing import Match, Route
 
 from creditdash.billing.balances import customer_balance
 from creditdash.billing.models import UsageRecord
 from creditdash.core import db
+from creditdash.core.ids import new_id
 from creditdash.core.money import format_credits
 from creditdash.core.settings import Settings, get_settings
-from creditdash.proxy import errors
+from creditdash.proxy import cors, errors
 from creditdash.proxy.auth import KeyInfo
+from creditdash.proxy.cors import CorsPolicy
 from creditdash.proxy.gateway import Gateway
 from creditdash.proxy.messages_routes import (
     anthropic_errors,
@@ -37,6 +40,7 @@ from creditdash.proxy.messages_routes import (
 )
 from creditdash.proxy.responses_routes import responses_routes
 from creditdash.proxy.snapshot import ModelEntry, load_snapshot
+from creditdash.proxy.wires.messages import MESSAGES
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +143,28 @@ def gateway_routes(gateway: Gateway) -> list[Route]:
         key = await gateway.authenticate(request, api_key_header=True)
         return _json(anthropic_model_list(await usable_models(key)))
 
+    async def usable_model(key: KeyInfo, name: str) -> ModelEntry:
+        model = (await gateway.catalog.get()).models.get(name)
+        if model is None or not model.routes or not key.may_use(name):
+            raise errors.model_not_found(name)
+        return model
+
+    async def model(request: Request) -> Response:
+        name = request.path_params["model_id"]
+        if wants_anthropic_shape(request):
+            return await anthropic_model(request)
+        found = await usable_model(await gateway.authenticate(request), name)
+        return _json(
+            {"id": found.name, "object": "model", "created": found.created,
+             "owned_by": "creditdash"}
+        )  # fmt: skip
+
+    @anthropic_errors
+    async def anthropic_model(request: Request) -> Response:
+        key = await gateway.authenticate(request, api_key_header=True)
+        found = await usable_model(key, request.path_params["model_id"])
+        return _json(anthropic_model_list([found])["data"][0])
+
     async def credits(request: Request) -> Response:
         key = await gateway.authenticate(request)
         return _json(await asyncio.to_thread(_balance, key.customer_id))
@@ -161,6 +187,8 @@ def gateway_routes(gateway: Gateway) -> list[Route]:
         Route("/v1/completions", completions, methods=["POST"]),
         Route("/v1/embeddings", embeddings, methods=["POST"]),
         Route("/v1/models", models, methods=["GET"]),
+        # Model names may hold a slash ("vendor/model").
+        Route("/v1/models/{model_id:path}", model, methods=["GET"]),
         Route("/v1/credits", credits, methods=["GET"]),
         Route("/v1/generation", generation, methods=["GET"]),
     ]
@@ -181,6 +209,49 @@ async def on_unexpected(_request: Request, exc: Exception) -> Response:
     )
 
 
+class UnknownGatewayPath:
+    """Every /v1 path no route serves, and a served path asked with another method: a JSON
+    error (404 unknown_url, 405 method_not_allowed with Allow), in Anthropic's shape for an
+    Anthropic client, instead of the framework's plain text. An ASGI app, so that its route
+    takes every method."""
+
+    def __init__(self, served: list[Route]) -> None:
+        self.served = served
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        request = Request(scope, receive)
+        allowed = sorted(
+            {
+                m
+                for r in self.served
+                if r.matches(scope)[0] == Match.PARTIAL
+                for m in r.methods or ()
+            }
+        )
+        shown = f"{request.method} {request.url.path[:200]}"
+        if allowed:
+            error = errors.GatewayError(
+                405, f"Method not allowed ({shown}); this path takes {', '.join(allowed)}.",
+                "invalid_request_error", "method_not_allowed",
+                headers={"allow": ", ".join(allowed)},
+            )  # fmt: skip
+        else:
+            error = errors.GatewayError(
+                404, f"Unknown request URL ({shown}).", "invalid_request_error", "unknown_url"
+            )
+        if wants_anthropic_shape(request):
+            response = MESSAGES.error_response(error, None)
+        else:
+            response = errors.error_response(error)
+        await response(scope, receive, send)
+
+
+def unknown_path_routes(served: list[Route]) -> list[Route]:
+    """The catch-alls for /v1, after every served route (and before anything mounted)."""
+    unknown = UnknownGatewayPath(served)
+    return [Route("/v1", unknown), Route("/v1/{rest:path}", unknown)]
+
+
 Endpoint = Callable[[Request], Awaitable[Response]]
 # The proxied endpoints: the only routes on every metered request's path.
 PROXIED_PATHS = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings")
@@ -199,13 +270,29 @@ class GatewayApp(Starlette):
     """
 
     fast_routes: dict[str, Endpoint]
+    cors: CorsPolicy
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or not cors.is_gateway_path(scope["path"]):
+            await super().__call__(scope, receive, send)
+            return
+        origin = cors.header(scope, b"origin")
+        if origin is not None:
+            allowed = self.cors.allow_origin(origin)
+            if cors.is_preflight(scope):
+                await self._preflight(scope, send, allowed)
+                return
+            if allowed is not None:
+                send = cors.adding_headers(
+                    send, functools.partial(self.cors.answer_headers, allowed)
+                )
         endpoint = None
-        if scope["type"] == "http" and scope["method"] == "POST" and not scope.get("root_path"):
+        if scope["method"] == "POST" and not scope.get("root_path"):
             endpoint = self.fast_routes.get(scope["path"])
         if endpoint is None:
-            await super().__call__(scope, receive, send)
+            # Every /v1 answer has a request id: errors get theirs where they are written
+            # (errors.py), the other answers of these routes (lists, balances) here.
+            await super().__call__(scope, receive, cors.adding_headers(send, _fresh_request_id))
             return
         scope["app"] = self
         request = Request(scope, receive, send)
@@ -218,9 +305,23 @@ class GatewayApp(Starlette):
         except Exception as exc:
             await (await on_unexpected(request, exc))(scope, receive, send)
             raise
+        if not any(name == b"x-request-id" for name, _ in response.raw_headers):
+            response.raw_headers += _fresh_request_id()  # the metered answers all have theirs
         # Failures while the answer is being sent happen after it started (a stream): they
         # reach the server as they would through Starlette, which re-raises them there too.
         await response(scope, receive, send)
+
+    async def _preflight(self, scope: Any, send: Any, allowed: bytes | None) -> None:
+        """A CORS preflight: 204 without authentication, with the CORS headers when allowed."""
+        requested = cors.header(scope, b"access-control-request-headers")
+        headers = self.cors.preflight_headers(allowed, requested)
+        headers += _fresh_request_id()
+        await send({"type": "http.response.start", "status": 204, "headers": headers})
+        await send({"type": "http.response.body", "body": b""})
+
+
+def _fresh_request_id() -> list[tuple[bytes, bytes]]:
+    return [(b"x-request-id", new_id("req").encode("ascii"))]
 
 
 def check_startup(settings: Settings | None = None) -> None:
@@ -252,7 +353,7 @@ def build_app(
     the routes the composition root adds beside them (server.py)."""
     routes = gateway_routes(gateway)
     app = GatewayApp(
-        routes=routes + extra_routes,
+        routes=routes + extra_routes + unknown_path_routes(routes),
         exception_handlers={errors.GatewayError: on_gateway_error, Exception: on_unexpected},
         lifespan=lifespan,
     )
@@ -261,5 +362,6 @@ def build_app(
         for route in routes
         if route.path in PROXIED_PATHS and route.methods == {"POST"}
     }
+    app.cors = CorsPolicy(gateway.settings.cors_origins)
     app.state.gateway = gateway
     return app

@@ -77,6 +77,9 @@ class Call:
     # The message of the last attempt's answer when it was a 200 that is only an error
     # (whole_answers.py), passed on (redacted) if no route is left.
     upstream_error: str | None = None
+    # The Retry-After of the last attempt answered 429 (as the upstream gave it), passed on to
+    # the client when that attempt was the last one (gateway.exhausted_error).
+    upstream_retry_after: str | None = None
 
     @property
     def client_endpoint(self) -> str:

@@ -1,20 +1,49 @@
-"""Gateway errors in OpenAI's shape: {"error": {"message", "type", "code"}}."""
+"""Gateway errors in OpenAI's shape: {"error": {"message", "type", "code"}}.
+
+Every error answer carries an `x-request-id`: the request's own once it has one, else a fresh
+one (error_response here, and the Anthropic wire's renderer, are the only places that write
+error answers).
+"""
 
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import orjson
 from starlette.responses import Response
 
+from creditdash.core.ids import new_id
+
+# A key's concurrency limit frees a slot when one of its requests ends: a second is a fair wait.
+CONCURRENCY_RETRY_AFTER_S = 1
+# An upstream's Retry-After is passed on as given (seconds or an HTTP-date), if it is this short.
+MAX_RETRY_AFTER_CHARS = 64
+
 
 class GatewayError(Exception):
-    def __init__(self, status: int, message: str, type_: str, code: str | None) -> None:
+    """A refusal or failure the gateway decided. headers: extra answer headers (Retry-After);
+    details: extra fields inside "error" (kept by the SDKs in error.body)."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        type_: str,
+        code: str | None,
+        *,
+        headers: dict[str, str] | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.type = type_
         self.code = code
+        self.headers = headers or {}
+        self.details = details or {}
+        # The request's id when the error was decided after it got one (a 402 after its hold).
+        self.request_id: str | None = None
 
 
 def bad_request(message: str, code: str | None = None) -> GatewayError:
@@ -26,12 +55,12 @@ def unauthorized() -> GatewayError:
     return GatewayError(401, "Invalid API key.", "authentication_error", "invalid_api_key")
 
 
-def insufficient_credits() -> GatewayError:
+def insufficient_credits(
+    message: str = "Insufficient credits for this request; top up your balance.",
+    details: dict[str, Any] | None = None,
+) -> GatewayError:
     return GatewayError(
-        402,
-        "Insufficient credits for this request; top up your balance.",
-        "insufficient_credits",
-        "insufficient_credits",
+        402, message, "insufficient_credits", "insufficient_credits", details=details
     )
 
 
@@ -57,8 +86,24 @@ def too_large(limit: int) -> GatewayError:
     )
 
 
-def rate_limited(message: str, code: str) -> GatewayError:
-    return GatewayError(429, message, "rate_limit_error", code)
+def rate_limited(message: str, code: str, retry_after_s: int | None = None) -> GatewayError:
+    headers = {"retry-after": str(retry_after_s)} if retry_after_s is not None else None
+    return GatewayError(429, message, "rate_limit_error", code, headers=headers)
+
+
+def upstream_rate_limited(retry_after: str | None) -> GatewayError:
+    """Every route was tried and the last one answered 429: the provider's limit, passed on
+    with its Retry-After when it gave a usable one."""
+    headers = None
+    if retry_after and len(retry_after) <= MAX_RETRY_AFTER_CHARS and retry_after.isprintable():
+        headers = {"retry-after": retry_after}
+    return GatewayError(
+        429,
+        "The upstream provider is rate limiting requests for this model; retry later.",
+        "rate_limit_error",
+        "rate_limit_exceeded",
+        headers=headers,
+    )
 
 
 def upstream_failed(detail: str | None = None) -> GatewayError:
@@ -94,17 +139,27 @@ def upstream_timeout() -> GatewayError:
     )
 
 
-def error_body(message: str, type_: str, code: str | None) -> bytes:
-    return orjson.dumps({"error": {"message": message, "type": type_, "code": code}})
+def error_body(
+    message: str, type_: str, code: str | None, details: dict[str, Any] | None = None
+) -> bytes:
+    inner: dict[str, Any] = {"message": message, "type": type_, "code": code}
+    if details:
+        inner.update(details)
+    return orjson.dumps({"error": inner})
+
+
+def error_headers(error: GatewayError, request_id: str | None) -> dict[str, str]:
+    """An error answer's headers: its request id (a fresh one when the request had none yet)
+    and the error's own (Retry-After)."""
+    return {"x-request-id": request_id or error.request_id or new_id("req"), **error.headers}
 
 
 def error_response(error: GatewayError, request_id: str | None = None) -> Response:
-    headers = {"x-request-id": request_id} if request_id else None
     return Response(
-        error_body(error.message, error.type, error.code),
+        error_body(error.message, error.type, error.code, error.details),
         status_code=error.status,
         media_type="application/json",
-        headers=headers,
+        headers=error_headers(error, request_id),
     )
 
 

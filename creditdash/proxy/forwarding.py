@@ -176,6 +176,8 @@ class Forwarder:
                     self.routes.succeeded(route)
                     call.upstream_endpoint = endpoint
                     return viewed, route
+                if status == 429:
+                    call.upstream_retry_after = retry_after_of(response)
                 await response.aclose()
             outcome = failure if failure in ("timeout", "connect_error") else "http_error"
             call.attempts.append(_attempt(route, outcome, status, begun))
@@ -236,6 +238,16 @@ async def _usable(
         return whole_answers.WholeBody(status, whole_answers.completion_events(
             call.endpoint, data)), None  # fmt: skip
     return viewed, None
+
+
+def retry_after_of(response: ResponseLike) -> str | None:
+    """An upstream answer's Retry-After header as given, or None: the gateway's own client
+    keeps it as an attribute, an httpx response in its headers."""
+    value = getattr(response, "retry_after", None)
+    if value is None:
+        headers = getattr(response, "headers", None)
+        value = headers.get("retry-after") if headers is not None else None
+    return value if isinstance(value, str) else None
 
 
 def _attempt(route: RouteTarget, outcome: str, status: int | None, begun: float) -> Attempt:

@@ -32,10 +32,12 @@ from starlette.responses import Response, StreamingResponse
 from creditdash.catalog.prices import worst_case_micros
 from creditdash.core import db
 from creditdash.core.ids import new_id
+from creditdash.core.money import format_credits
 from creditdash.core.settings import HOLD_MARGIN_S, Settings, get_settings
 from creditdash.proxy import errors, tokens
 from creditdash.proxy.auth import KeyCache, KeyInfo
 from creditdash.proxy.call import Call, NativeRequest, failed, ms_since
+from creditdash.proxy.credit_refusal import HoldTerms
 from creditdash.proxy.forwarding import Forwarder
 from creditdash.proxy.limits import KeyLimiter
 from creditdash.proxy.request import (
@@ -153,12 +155,15 @@ class Gateway:
             raise errors.model_not_found(name)
         if not self.limiter.allow_request(key.key_id, key.rpm_limit):
             raise errors.rate_limited(
-                f"Rate limit reached: {key.rpm_limit} requests per minute.", "rate_limit_exceeded"
+                f"Rate limit reached: {key.rpm_limit} requests per minute.",
+                "rate_limit_exceeded",
+                self.limiter.retry_after_s(key.key_id),
             )
         if not self.limiter.enter(key.key_id, key.concurrency_limit):
             raise errors.rate_limited(
                 f"Too many concurrent requests: the limit is {key.concurrency_limit}.",
                 "concurrency_limit_exceeded",
+                errors.CONCURRENCY_RETRY_AFTER_S,
             )
         handed_over = False
         try:
@@ -204,18 +209,19 @@ class Gateway:
 
     async def _reserve(self, call: Call, body_bytes: bytes) -> Settlement:
         """The output cap (written into the body), the worst case, and the hold placed for it."""
-        call.output_cap = max_output(call.endpoint, call.body, call.model) * output_multiplier(
-            call.endpoint, call.body
-        )
+        per_choice = max_output(call.endpoint, call.body, call.model)
+        multiplier = output_multiplier(call.endpoint, call.body)
+        call.output_cap = per_choice * multiplier
         media = media_part_count(call.endpoint, call.body, call.model)
+        prompt_tokens = tokens.hold_prompt_tokens(body_bytes) + media * call.model.media_part_tokens
         amount = worst_case_micros(
-            call.model.price,
-            prompt_tokens=tokens.hold_prompt_tokens(body_bytes)
-            + media * call.model.media_part_tokens,
-            max_output_tokens=call.output_cap,
+            call.model.price, prompt_tokens=prompt_tokens, max_output_tokens=call.output_cap
         )
         settlement = Settlement(call, self.store(), self._ledgers)
-        await settlement.reserve(amount)
+        # The terms only explain a refusal (its max_tokens that would fit).
+        await settlement.reserve(
+            amount, HoldTerms(call.model.price, prompt_tokens, multiplier, per_choice)
+        )
         return settlement
 
     # ------------------------------------------------------------------------------ upstream
@@ -224,12 +230,7 @@ class Gateway:
         call = settlement.call
         opened = await self.upstream.open(call)
         if opened is None:
-            timed_out = bool(call.attempts) and call.attempts[-1].outcome == "timeout"
-            error = errors.upstream_timeout() if timed_out else errors.upstream_failed(
-                _redacted(call.upstream_error, call))  # fmt: skip
-            if call.attempts and all(a.outcome == "unsupported" for a in call.attempts):
-                # No route speaks an API that can serve this call: the request is at fault.
-                error = errors.unsupported_endpoint(call.model.name, call.client_endpoint)
+            error = exhausted_error(call)
             await settlement.finish(failed(error.status))
             return _wire(call).error_response(error, call.request_id)
         response, route = opened
@@ -289,7 +290,7 @@ class Gateway:
         return Response(
             _wire(call).render_complete(call, data, outcome, price),
             media_type="application/json",
-            headers={"x-request-id": call.request_id},
+            headers=charged_headers(call.request_id, price, settlement.balance_after_micros),
         )
 
     def _release(self, key_id: str, response: ResponseLike) -> None:
@@ -307,6 +308,29 @@ def _redacted(message: str | None, call: Call) -> str | None:
         return None
     secrets = [s for r in call.model.routes for s in (r.api_key, *r.extra_headers.values())]
     return errors.redact_text(message, tuple(secrets))
+
+
+def charged_headers(request_id: str, price: int, balance_after: int | None) -> dict[str, str]:
+    """A settled answer's headers: its id, the credits charged and the balance left after."""
+    headers = {"x-request-id": request_id, "x-credits-charged": format_credits(price)}
+    if balance_after is not None:
+        headers["x-credits-remaining"] = format_credits(balance_after)
+    return headers
+
+
+def exhausted_error(call: Call) -> errors.GatewayError:
+    """The answer when no route gave a usable answer, from how the attempts went: the last
+    one decides (a timeout 504, a 429 the provider's rate limit, anything else 502), unless no
+    route could serve the call's API at all (400)."""
+    if call.attempts and all(a.outcome == "unsupported" for a in call.attempts):
+        # No route speaks an API that can serve this call: the request is at fault.
+        return errors.unsupported_endpoint(call.model.name, call.client_endpoint)
+    last = call.attempts[-1] if call.attempts else None
+    if last is not None and last.outcome == "timeout":
+        return errors.upstream_timeout()
+    if last is not None and last.status == 429:
+        return errors.upstream_rate_limited(call.upstream_retry_after)
+    return errors.upstream_failed(_redacted(call.upstream_error, call))
 
 
 def _wire(call: Call) -> ClientWire:

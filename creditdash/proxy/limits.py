@@ -6,6 +6,7 @@ limits (balance, credit limit) are enforced in the database and hold across proc
 
 from __future__ import annotations
 
+import math
 import time
 from collections import deque
 
@@ -30,6 +31,14 @@ class KeyLimiter:
         window.append(now)
         return True
 
+    def retry_after_s(self, key_id: str) -> int:
+        """Whole seconds until the sliding minute frees a slot for the key (at least 1): when
+        its oldest counted request leaves the window. Asked only after a refusal."""
+        window = self._recent.get(key_id)
+        if not window:
+            return 1
+        return seconds_until(window[0] + WINDOW_S, time.monotonic())
+
     def enter(self, key_id: str, concurrency_limit: int | None) -> bool:
         """Take a concurrency slot; False if the key already has its limit in flight."""
         current = self._in_flight.get(key_id, 0)
@@ -44,3 +53,8 @@ class KeyLimiter:
             self._in_flight.pop(key_id, None)
         else:
             self._in_flight[key_id] = current - 1
+
+
+def seconds_until(moment: float, now: float) -> int:
+    """A Retry-After value: the whole seconds from now to moment, rounded up, at least 1."""
+    return max(1, math.ceil(moment - now))

@@ -30,8 +30,9 @@ from creditdash.core import db
 from creditdash.core.dbworkers import DbWorkers
 from creditdash.core.errors import InsufficientCredits
 from creditdash.core.timeutil import utcnow
-from creditdash.proxy import errors
+from creditdash.proxy import credit_refusal, errors
 from creditdash.proxy.call import Call, Outcome, failed, ms_since
+from creditdash.proxy.credit_refusal import HoldTerms
 
 log = logging.getLogger(__name__)
 
@@ -178,6 +179,10 @@ class Settlement:
         # Set when the hold was placed on the hot path: what settling it needs, without a re-read.
         self.hold: PlacedHold | None = None
         self._capped_hold_micros = 0
+        # What the client is told of its money (x-credits-*): the available balance after the
+        # hold (streams), and the posted balance after the settlement, both without a read.
+        self.available_micros: int | None = None
+        self.balance_after_micros: int | None = None
 
     # --------------------------------------------------------------------------- the claim
 
@@ -238,12 +243,26 @@ class Settlement:
 
     # ----------------------------------------------------------------------------- the hold
 
-    async def reserve(self, amount: int) -> None:
-        """Hold the worst case; too little credit is a 402, a spend cap it would pass a 429."""
+    async def reserve(self, amount: int, terms: HoldTerms | None = None) -> None:
+        """Hold the worst case; too little credit is a 402, a spend cap it would pass a 429.
+        The 402 says what is available and (from terms) what max_tokens would fit: one read
+        after the refusal, on this rare path only."""
         try:
             self.hold_id = await self.store.workers.run(self._reserve_sync, amount)
         except InsufficientCredits:
-            raise errors.insufficient_credits() from None
+            balance = await self.store.workers.run(self._balance_sync)
+            refusal = credit_refusal.insufficient_credits(
+                available_micros=balance.available_micros,
+                spendable_micros=balance.available_micros + balance.credit_limit_micros,
+                required_micros=amount,
+                terms=terms,
+            )
+            refusal.request_id = self.call.request_id
+            raise refusal from None
+
+    def _balance_sync(self, _connection: Any) -> ledger.Balance:
+        with db.session_scope(engine=self.store.engine, readonly=True) as session:
+            return ledger.get_balance(session, self.call.key.account_id)
 
     def _reserve_sync(self, connection: Any, amount: int) -> int | None:
         key = self.call.key
@@ -280,16 +299,21 @@ class Settlement:
             )
             if placed is not None:
                 self.hold = placed
+                self.available_micros = placed.available_micros
                 return placed.id
         # A free request, or the hold did not simply fit: the ledger decides (402, replay).
         with db.session_scope(engine=store.engine) as session:
-            return metering.reserve(
+            hold_id = metering.reserve(
                 session,
                 request_id=call.request_id,
                 account_id=call.key.account_id,
                 amount_micros=amount,
                 ttl=self._shared.hold_ttl,
             )
+            if call.stream:  # off the hot path: the stream's x-credits-available is read
+                balance = ledger.get_balance(session, call.key.account_id)
+                self.available_micros = balance.available_micros
+            return hold_id
 
     def _forget_capped_hold(self) -> None:
         if self._capped_hold_micros:
@@ -370,6 +394,7 @@ class Settlement:
                 connection, hold=self.hold, price_micros=price, record=record, touch_key=touch
             )
             if stored is not None:
+                self.balance_after_micros = stored.balance_after_micros
                 return stored.price_micros
         # Voids, prices above the hold, holds that expired meanwhile: the ledger's own path.
         with db.session_scope(engine=store.engine) as session:
@@ -388,6 +413,7 @@ class Settlement:
                 stored = metering.cancel(
                     session, hold_id=self.hold_id, account_id=call.key.account_id, record=record
                 )
+            self.balance_after_micros = stored.balance_after_micros
             return stored.price_micros
 
     def _void_sync(self, connection: Any) -> None:

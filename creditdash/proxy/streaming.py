@@ -21,6 +21,7 @@ import httpx
 import orjson
 from starlette.responses import StreamingResponse
 
+from creditdash.core.money import format_credits
 from creditdash.proxy import errors, tokens
 from creditdash.proxy.call import Call, Outcome, ms_since
 from creditdash.proxy.settlement import Settlement, SettlementFailed
@@ -53,13 +54,7 @@ class MeteredStream(StreamingResponse):
         super().__init__(
             wire.render_stream(call, relay(settlement, upstream, release)),
             media_type="text/event-stream",
-            # x-accel-buffering: a buffering proxy in front (nginx) passes each event on at
-            # once instead of collecting the answer first.
-            headers={
-                "x-request-id": call.request_id,
-                "cache-control": "no-cache",
-                "x-accel-buffering": "no",
-            },
+            headers=stream_headers(call.request_id, settlement.available_micros),
         )
         self._settlement = settlement
         self._release = release
@@ -116,6 +111,16 @@ class MeteredStream(StreamingResponse):
             # Loses to the relay whenever the relay started; then the relay released.
             if self._settlement.void_detached():
                 self._release()
+
+
+def stream_headers(request_id: str, available: int | None) -> dict[str, str]:
+    """A stream's headers: its id, no caching or buffering on the way (x-accel-buffering: a
+    buffering proxy in front, nginx, passes each event on at once instead of collecting the
+    answer first), and the credits available after its hold (x-credits-available)."""
+    headers = {"x-request-id": request_id, "cache-control": "no-cache", "x-accel-buffering": "no"}
+    if available is not None:
+        headers["x-credits-available"] = format_credits(available)
+    return headers
 
 
 async def relay(

@@ -64,6 +64,8 @@ class UpstreamResponse:
 
     def __init__(self, connection: _Connection, read_timeout: float, deadline: float | None):
         self.status_code = 0
+        # The answer's Retry-After, as given (kept for a 429's client, forwarding.py).
+        self.retry_after: str | None = None
         self._connection: _Connection | None = connection
         self._loop = connection.loop
         self._read_timeout = read_timeout
@@ -169,6 +171,8 @@ class UpstreamResponse:
             self._framed = True
         elif name == b"content-type":
             self.content_type = value.decode("latin-1")
+        elif name == b"retry-after":
+            self.retry_after = value.decode("latin-1")
 
     def _headers_complete(self, status: int) -> None:
         if status < 200:  # 1xx: an interim answer, the real one follows

@@ -59,6 +59,9 @@ MODELS = {
     "error-same-write": ("fake", "error-same-write"),
     "usage-then-error": ("fake", "usage-then-error"),
     "cut": ("fake", "cut-mid-stream"),
+    # wire conformance: a provider's 429 with its Retry-After
+    "fail429retry": ("fake", "fail-429-retry"),
+    "fail429date": ("fake", "fail-429-date"),
 }
 # The Anthropic-kind upstream: its own key, and a price with a dearer cache write.
 ANTHROPIC_KEY = "sk-ant-upstream-SECRET-fedcba9876543210"

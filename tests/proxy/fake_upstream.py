@@ -42,6 +42,9 @@ MISREPORTED = {
 }
 
 
+RETRY_AFTER = {"fail-429-retry": "7", "fail-429-date": "Wed, 21 Oct 2026 07:28:00 GMT"}
+
+
 @dataclass
 class Seen:
     path: str
@@ -81,6 +84,14 @@ class FakeUpstream:
             return JSONResponse({"error": {"message": "Incorrect API key"}}, status_code=401)
         if model == "fail-429":
             return JSONResponse({"error": {"message": "slow down"}}, status_code=429)
+        # --- wire conformance: a provider's 429 with its Retry-After (seconds, HTTP-date)
+        if model in RETRY_AFTER:
+            return JSONResponse(
+                {"error": {"message": "slow down"}},
+                status_code=429,
+                headers={"retry-after": RETRY_AFTER[model]},
+            )
+        # ---
         if model == "fail-400-echo":
             return JSONResponse(
                 {

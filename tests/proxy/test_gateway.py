@@ -389,7 +389,7 @@ def test_429_per_key_rate_and_concurrency_limits(rig: GatewayRig) -> None:
 
 @pytest.mark.parametrize(
     ("model", "status", "code"),
-    [("fail500", 502, "upstream_failed"), ("fail429", 502, "upstream_failed"),
+    [("fail500", 502, "upstream_failed"), ("fail429", 429, "rate_limit_exceeded"),
      ("fail401", 502, "upstream_failed"),
      ("hang", 504, "upstream_timeout"), ("redirect", 502, "upstream_failed")],
 )  # fmt: skip

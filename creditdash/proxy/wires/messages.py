@@ -36,12 +36,11 @@ class MessagesWire(ClientWire):
     wants_usage = True
 
     def error_response(self, error: errors.GatewayError, request_id: str | None) -> Response:
-        headers = {"x-request-id": request_id} if request_id else None
         return Response(
             error_body(error.status, error.message),
             status_code=error.status,
             media_type="application/json",
-            headers=headers,
+            headers=errors.error_headers(error, request_id),
         )
 
     def upstream_error(self, status: int, body: bytes, request_id: str) -> Response:
