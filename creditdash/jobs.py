@@ -2,7 +2,7 @@
 
 Each pass expires holds that their request never resolved (a crashed worker, a lost
 connection), expires payment orders whose payment window passed, and applies price schedules
-that came due. Each job is one service call in short transactions; a failed pass is logged and
+that came due, and deletes expired Idempotency-Key rows. Each job is one service call in short transactions; a failed pass is logged and
 the loop goes on. The Reflex app runs it as a lifespan task and `creditdash gateway` in its own
 lifespan (server.py); `creditdash ledger expire-holds` runs the first job once.
 """
@@ -18,6 +18,7 @@ from creditdash.billing.payments.orders import expire_stale_orders
 from creditdash.catalog.pricing import apply_due_schedules
 from creditdash.core import db
 from creditdash.core.settings import get_settings
+from creditdash.proxy import idempotency_keys
 
 log = logging.getLogger(__name__)
 
@@ -46,10 +47,16 @@ def apply_price_schedules_once() -> int:
         return apply_due_schedules(session)
 
 
+def expire_idempotency_keys_once() -> int:
+    """Delete Idempotency-Key rows older than their 24 h."""
+    return idempotency_keys.delete_expired()
+
+
 JOBS: tuple[tuple[str, Callable[[], int]], ...] = (
     ("hold expiry", expire_holds_once),
     ("order expiry", expire_orders_once),
     ("price schedule", apply_price_schedules_once),
+    ("idempotency key expiry", expire_idempotency_keys_once),
 )
 
 

@@ -70,10 +70,11 @@ class DetachedTasks:
     def __init__(self) -> None:
         self._tasks: set[asyncio.Task[Any]] = set()
 
-    def spawn(self, work: Coroutine[Any, Any, Any]) -> None:
+    def spawn(self, work: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._done)
+        return task
 
     def _done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
@@ -178,6 +179,8 @@ class Settlement:
         # Set when the hold was placed on the hot path: what settling it needs, without a re-read.
         self.hold: PlacedHold | None = None
         self._capped_hold_micros = 0
+        # Set once the settlement ran: True when it charged (posted), False when it voided.
+        self.billed: bool | None = None
 
     # --------------------------------------------------------------------------- the claim
 
@@ -218,13 +221,13 @@ class Settlement:
 
         self.detach(finish_detached)
 
-    def void_detached(self) -> bool:
+    def void_detached(self, outcome: Outcome | None = None) -> bool:
         """Claim and, if won, release the hold of a request that ended without an answer to
         meter (the gateway failed, or the client left before the stream began). Returns whether
         the claim was won: the winner also owns the rest of the cleanup."""
         if not self.claim():
             return False
-        self.detach(self._void_sync)
+        self.detach(self._void_sync, outcome or failed(500))
         return True
 
     def detach(self, work: Callable[..., Any], *args: Any) -> None:
@@ -332,8 +335,11 @@ class Settlement:
         )
         touch = self._shared.touches.due(call.key.key_id)
         try:
-            return self._settle_in_transaction(connection, outcome, record, price, touch)
+            charged = self._settle_in_transaction(connection, outcome, record, price, touch)
+            self.billed = outcome.billable
+            return charged
         except Exception:
+            self.billed = False
             # Whatever went wrong, the hold is resolved and the request recorded: a settlement
             # that fails must not leave the credit held until expiry, nor the request unseen.
             log.exception("settling %s failed; voiding its hold", call.request_id)
@@ -389,9 +395,10 @@ class Settlement:
                 )
             return stored.price_micros
 
-    def _void_sync(self, connection: Any) -> None:
+    def _void_sync(self, connection: Any, outcome: Outcome) -> None:
         try:
-            self._finish_sync(connection, failed(500))
+            self._finish_sync(connection, outcome)
         except Exception:
+            self.billed = False
             # Already settled, or the database is away: the hold's expiry is the last resort.
             log.warning("could not void the hold of %s", self.call.request_id, exc_info=True)

@@ -22,7 +22,7 @@ import orjson
 from starlette.responses import StreamingResponse
 
 from creditdash.proxy import errors, tokens
-from creditdash.proxy.call import Call, Outcome, ms_since
+from creditdash.proxy.call import Call, Outcome, client_left, ms_since
 from creditdash.proxy.settlement import Settlement, SettlementFailed
 from creditdash.proxy.upstream import ResponseLike
 from creditdash.proxy.usage import (
@@ -114,7 +114,7 @@ class MeteredStream(StreamingResponse):
             await self._stream_until_disconnect(receive, send)
         finally:
             # Loses to the relay whenever the relay started; then the relay released.
-            if self._settlement.void_detached():
+            if self._settlement.void_detached(client_left()):
                 self._release()
 
 
@@ -209,8 +209,10 @@ async def relay(
             relayed = list(payloads)
 
             def after_disconnect() -> Outcome:
+                if not relayed:  # before the first event: as before any byte, no charge
+                    return client_left()
                 tokens_used, source = usage_of(call, None, lambda: _produced_text(relayed))
-                # The prompt was consumed even if no text came back: always billable.
+                # The prompt was consumed even if no text came back: billable.
                 return bounded_outcome(call, "client_disconnected", 499, tokens_used, source, True)
 
             settlement.settle_detached(after_disconnect)
