@@ -51,6 +51,7 @@ MODELS = {
     "largeprompt": ("fake", "large-prompt"),
     "tools": ("fake", "tool-call"),
     "tools-fixed": ("fake", "tool-call-fixed"),
+    "slow3s": ("fake", "slow-3s"),
 }
 # The Anthropic-kind upstream: its own key, and a price with a dearer cache write.
 ANTHROPIC_KEY = "sk-ant-upstream-SECRET-fedcba9876543210"
