@@ -20,7 +20,7 @@ import asyncio
 import hashlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -172,6 +172,7 @@ class Idempotency:
             await self._release(customer_id, key, ticket)
             raise
         if isinstance(response, StreamingResponse):
+
             def conclude(status: int, body: bytes | None) -> None:
                 self._conclude_stream(customer_id, key, ticket, status, body)
 
@@ -252,7 +253,7 @@ class _Captured(Response):
         complete = False
         status = self.status_code
 
-        async def capture(message: dict[str, Any]) -> None:
+        async def capture(message: MutableMapping[str, Any]) -> None:
             nonlocal size, complete, status
             if message["type"] == "http.response.start":
                 status = message["status"]

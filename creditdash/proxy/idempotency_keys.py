@@ -77,7 +77,7 @@ def claim(
                 (_T.c.state == IN_FLIGHT) & (_T.c.created_at <= now - abandoned_after),
             )
             session.execute(delete(_T).where(_where(customer_id, key) & stale))
-            inserted = session.execute(_insert_new(session, values)).rowcount
+            inserted = getattr(session.execute(_insert_new(session, values)), "rowcount", 0)
             if inserted == 1:
                 return None
         found = load(customer_id=customer_id, key=key)
@@ -123,7 +123,7 @@ def finish(
                    & (_T.c.state == IN_FLIGHT))
             .values(state=DONE, status=status, content_type=content_type[:100], body=body)
         )  # fmt: skip
-        return bool(result.rowcount == 1)
+        return bool(getattr(result, "rowcount", 0) == 1)
 
 
 def release(*, customer_id: str, key: str, request_id: str) -> bool:
@@ -133,7 +133,7 @@ def release(*, customer_id: str, key: str, request_id: str) -> bool:
             delete(_T).where(_where(customer_id, key) & (_T.c.request_id == request_id)
                              & (_T.c.state == IN_FLIGHT))
         )  # fmt: skip
-        return bool(result.rowcount == 1)
+        return bool(getattr(result, "rowcount", 0) == 1)
 
 
 def delete_expired(limit: int = 1000) -> int:
@@ -147,5 +147,5 @@ def delete_expired(limit: int = 1000) -> int:
             result = session.execute(
                 delete(_T).where(_where(customer_id, key) & (_T.c.expires_at <= utcnow()))
             )
-            deleted += result.rowcount
+            deleted += int(getattr(result, "rowcount", 0))
         return deleted

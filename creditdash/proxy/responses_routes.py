@@ -133,8 +133,7 @@ def responses_routes(gateway: Gateway) -> list[Route]:
         passed = _native_request(body, conversation) if native else None
         try:
             answer = await gateway.serve(
-                key, "chat", chat, held_bytes, started, wire=wire, native=passed,
-                request=request,
+                key, "chat", chat, held_bytes, started, wire=wire, native=passed, request=request
             )
         except errors.GatewayError as error:
             return wire.error_response(error, None)

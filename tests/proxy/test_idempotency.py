@@ -14,8 +14,8 @@ from sqlalchemy import select
 from creditdash.billing.models import UsageRecord
 from creditdash.core import db
 from creditdash.proxy import idempotency_keys
-from creditdash.proxy.idempotency import fingerprint, keep_answer, parse_key
 from creditdash.proxy.errors import GatewayError
+from creditdash.proxy.idempotency import fingerprint, keep_answer, parse_key
 from tests.proxy.conftest import GatewayRig
 from tests.proxy.test_gateway import MESSAGES, assert_ledger_ok, balance
 
@@ -201,8 +201,9 @@ def test_a_refusal_releases_the_key(rig: GatewayRig) -> None:
     seen = rig.upstream.count("fail-500")
     for _ in range(2):
         with pytest.raises(openai.APIStatusError):
-            rig.client().chat.completions.create(model="fail500", messages=MESSAGES,
-                                                 extra_headers={"Idempotency-Key": "k-500"})
+            rig.client().chat.completions.create(
+                model="fail500", messages=MESSAGES, extra_headers={"Idempotency-Key": "k-500"}
+            )
     assert rig.upstream.count("fail-500") - seen == 2
     assert_ledger_ok(rig)
 
@@ -241,8 +242,16 @@ def test_housekeeping_deletes_expired_rows(rig: GatewayRig) -> None:
     from creditdash.core.timeutil import utcnow
     from creditdash.jobs import expire_idempotency_keys_once
 
-    assert idempotency_keys.claim(customer_id=rig.customer_id, key="old", body_sha256="a",
-                                  request_id="req_1", abandoned_after=timedelta(hours=1)) is None
+    assert (
+        idempotency_keys.claim(
+            customer_id=rig.customer_id,
+            key="old",
+            body_sha256="a",
+            request_id="req_1",
+            abandoned_after=timedelta(hours=1),
+        )
+        is None
+    )
     with db.session_scope(engine=rig.engine) as session:
         row = session.get(idempotency_keys.IdempotencyKey, (rig.customer_id, "old"))
         assert row is not None
