@@ -4,7 +4,8 @@ Each pass expires holds that their request never resolved (a crashed worker, a l
 connection), expires payment orders whose payment window passed, applies price schedules that
 came due, and deletes expired Idempotency-Key rows. Each job is one service call in short
 transactions; a failed pass is logged and the loop goes on. The Reflex app runs it as a
-lifespan task and `creditdash gateway` in its own lifespan (server.py); `creditdash ledger expire-holds` runs the first job once.
+lifespan task and `creditdash gateway` in its own lifespan (server.py); `creditdash ledger
+expire-holds` runs the first job once.
 """
 
 from __future__ import annotations
