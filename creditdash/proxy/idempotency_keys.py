@@ -77,7 +77,7 @@ def claim(
                 (_T.c.state == IN_FLIGHT) & (_T.c.created_at <= now - abandoned_after),
             )
             session.execute(delete(_T).where(_where(customer_id, key) & stale))
-            inserted = getattr(session.execute(_insert_new(session, values)), "rowcount", 0)
+            inserted = len(session.execute(_insert_new(session, values)).all())
             if inserted == 1:
                 return None
         found = load(customer_id=customer_id, key=key)
@@ -87,14 +87,15 @@ def claim(
 
 
 def _insert_new(session: Any, values: dict[str, Any]) -> Any:
-    """INSERT ... ON CONFLICT DO NOTHING: one row when the key was free, none when held."""
+    """INSERT ... ON CONFLICT DO NOTHING RETURNING: one row back when the key was free, none
+    when it is held (psycopg does not report this statement's row count reliably)."""
     if session.get_bind().dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-        return pg_insert(_T).values(**values).on_conflict_do_nothing()
+        return pg_insert(_T).values(**values).on_conflict_do_nothing().returning(_T.c.key)
     from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-    return sqlite_insert(_T).values(**values).on_conflict_do_nothing()
+    return sqlite_insert(_T).values(**values).on_conflict_do_nothing().returning(_T.c.key)
 
 
 def load(*, customer_id: str, key: str) -> Row | None:

@@ -161,7 +161,8 @@ def _state(rig: GatewayRig, key: str) -> str | None:
     return row.state if row is not None else None
 
 
-def test_concurrent_duplicates_run_once(rig: GatewayRig) -> None:
+def test_concurrent_duplicates_run_once(rig_any_backend: GatewayRig) -> None:
+    rig = rig_any_backend
     before = balance(rig)
     seen = rig.upstream.count("slow-3s")
     headers = {"Idempotency-Key": "k-dup"}
@@ -258,3 +259,30 @@ def test_housekeeping_deletes_expired_rows(rig: GatewayRig) -> None:
         row.expires_at = utcnow() - timedelta(seconds=1)
     assert expire_idempotency_keys_once() == 1
     assert _state(rig, "old") is None
+
+
+def test_responses_and_messages_replay_in_their_shapes(rig: GatewayRig) -> None:
+    before = balance(rig)
+    headers = {"Idempotency-Key": "k-wires"}
+    client = rig.client()
+    first = client.responses.with_raw_response.create(
+        model="chat", input="Say hello", extra_headers=headers
+    )
+    second = client.responses.with_raw_response.create(
+        model="chat", input="Say hello", extra_headers=headers
+    )
+    assert second.headers["idempotent-replayed"] == "true"
+    assert second.parse().id == first.parse().id
+    with rig.http() as http:
+        body = {"model": "claude", "max_tokens": 20, "messages": MESSAGES}
+        anthropic = {"anthropic-version": "2023-06-01", "Idempotency-Key": "k-msg"}
+        one = http.post("/v1/messages", json=body, headers=anthropic)
+        two = http.post("/v1/messages", json=body, headers=anthropic)
+        reused = http.post("/v1/messages", json={**body, "max_tokens": 21}, headers=anthropic)
+    assert one.status_code == 200 and two.headers["idempotent-replayed"] == "true"
+    assert two.content == one.content
+    assert reused.status_code == 422 and reused.json()["type"] == "error"
+    charged = sum(r.price_micros for r in _records(rig, "chat") + _records(rig, "claude"))
+    assert len(_records(rig, "chat")) == 1 and len(_records(rig, "claude")) == 1
+    assert before.posted_micros - balance(rig).posted_micros == charged
+    assert_ledger_ok(rig)
