@@ -15,7 +15,7 @@ from creditdash.billing.models import UsageRecord
 from creditdash.core import db
 from creditdash.proxy import idempotency_keys
 from creditdash.proxy.errors import GatewayError
-from creditdash.proxy.idempotency import fingerprint, keep_answer, parse_key
+from creditdash.proxy.idempotency import fingerprint, keep_answer, parse_key, replay
 from tests.proxy.conftest import GatewayRig
 from tests.proxy.test_gateway import MESSAGES, assert_ledger_ok, balance
 
@@ -61,6 +61,16 @@ def test_fingerprint_covers_endpoint_and_body() -> None:
 
 def test_only_charged_answers_are_kept() -> None:
     assert keep_answer(True) and not keep_answer(False) and not keep_answer(None)
+
+
+def test_a_done_row_without_its_body_replays_as_409() -> None:
+    row = idempotency_keys.Row("x", "req_1", idempotency_keys.DONE, 200, "application/json", None)
+    with pytest.raises(GatewayError) as raised:
+        replay(row)
+    assert (raised.value.status, raised.value.code) == (409, "idempotency_result_unavailable")
+    stored = replay(idempotency_keys.Row("x", "req_1", "done", 200, "application/json", b"{}"))
+    assert stored.headers["x-request-id"] == "req_1"
+    assert stored.headers["idempotent-replayed"] == "true"
 
 
 # ------------------------------------------------------------------------- over the wire
