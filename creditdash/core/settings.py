@@ -44,6 +44,8 @@ class Settings(BaseSettings):
     )
     hold_ttl_s: int = 15 * 60
     hold_expiry_interval_s: int = 30
+    # Stored Responses-API answers are kept this long (OpenAI keeps them 30 days), then purged.
+    responses_retention_days: int = Field(default=30, ge=1, le=3650)
     # Payments. Orders open for checkout expire after checkout_expiry_s (Stripe allows < 24 h).
     checkout_expiry_s: int = 23 * 3600
     manual_order_expiry_days: int = 30

@@ -74,6 +74,9 @@ class Call:
     native: NativeRequest | None = None
     # The API the answering route was sent (chat, messages, responses, ...).
     upstream_endpoint: str = ""
+    # The message of the last attempt's answer when it was a 200 that is only an error
+    # (whole_answers.py), passed on (redacted) if no route is left.
+    upstream_error: str | None = None
 
     @property
     def client_endpoint(self) -> str:

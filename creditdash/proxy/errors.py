@@ -61,10 +61,13 @@ def rate_limited(message: str, code: str) -> GatewayError:
     return GatewayError(429, message, "rate_limit_error", code)
 
 
-def upstream_failed() -> GatewayError:
-    return GatewayError(
-        502, "The upstream provider failed on every route.", "upstream_error", "upstream_failed"
-    )
+def upstream_failed(detail: str | None = None) -> GatewayError:
+    """Every route failed; detail is the upstream's own message, when it sent one (redact it
+    first)."""
+    message = "The upstream provider failed on every route."
+    if detail:
+        message = f"The upstream provider returned an error: {detail}"
+    return GatewayError(502, message, "upstream_error", "upstream_failed")
 
 
 def upstream_incomplete() -> GatewayError:
@@ -108,6 +111,10 @@ def error_response(error: GatewayError, request_id: str | None = None) -> Respon
 _BEARER = re.compile(rb"(?i)bearer\s+[A-Za-z0-9._~+/=-]{8,}")
 # Key-shaped tokens, including masked ones such as "sk-proj-****abcd".
 _KEYLIKE = re.compile(rb"\b(sk|pk|rk|key)[-_][A-Za-z0-9_*-]{4,}")
+
+
+def redact_text(text: str, secrets: tuple[str, ...]) -> str:
+    return redact(text.encode("utf-8"), secrets).decode("utf-8", "replace")
 
 
 def redact(body: bytes, secrets: tuple[str, ...]) -> bytes:

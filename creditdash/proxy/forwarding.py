@@ -11,8 +11,10 @@ failures fall through to the next route is RoutePlanner's and the model's policy
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -21,6 +23,7 @@ from creditdash.catalog.models import SANDBOX_BASE_URL
 from creditdash.catalog.urlguard import PinnedURL, pin_base_url
 from creditdash.core.errors import ValidationFailed
 from creditdash.core.settings import Settings
+from creditdash.proxy import whole_answers
 from creditdash.proxy.call import Attempt, Call, ms_since
 from creditdash.proxy.routing import RoutePlanner, failure_kind
 from creditdash.proxy.sandbox import create_sandbox_app
@@ -110,6 +113,7 @@ class Forwarder:
         client = self.client()
         policy = call.model.policy
         for route in self.routes.ordered(call.model)[: policy.max_attempts]:
+            call.upstream_error = None  # the last attempt's, if it was an error answer
             remaining = call.deadline - time.perf_counter()
             if remaining <= 0:
                 break
@@ -160,13 +164,18 @@ class Forwarder:
             else:
                 status = response.status_code
                 failure = failure_kind(status)
+                viewed: ResponseLike | None = None
                 if failure is None:
+                    viewed, failure = await _usable(
+                        call, response, functools.partial(wire.view, call, route)
+                    )
+                if viewed is not None:
                     call.attempts.append(
                         _attempt(route, "ok" if status < 400 else "http_error", status, begun)
                     )
                     self.routes.succeeded(route)
                     call.upstream_endpoint = endpoint
-                    return wire.view(call, route, response), route
+                    return viewed, route
                 await response.aclose()
             outcome = failure if failure in ("timeout", "connect_error") else "http_error"
             call.attempts.append(_attempt(route, outcome, status, begun))
@@ -197,6 +206,36 @@ class Forwarder:
             return None
         self._url_checked[route.base_url] = (now + URL_RECHECK_S, target)
         return target
+
+
+async def _usable(
+    call: Call, response: ResponseLike, view: Callable[[ResponseLike], ResponseLike]
+) -> tuple[ResponseLike | None, str | None]:
+    """An answer with a usable status as the core reads it (view: the route's wire's chat
+    view), or None and the failure kind it counts as. The body of a success is read here when
+    it is whole anyway (a non-stream answer, or a stream request answered with JSON): a 200
+    that is only an error then falls through as a 5xx does, and a chat completion sent to a
+    stream request is relayed as its events (whole_answers.py)."""
+    status = response.status_code
+    if status >= 400 or (call.stream and not whole_answers.is_json(response)):
+        return view(response), None
+    try:
+        raw = await response.aread()
+    except httpx.TimeoutException:
+        return None, "timeout"
+    except httpx.HTTPError:
+        return None, "connect_error"
+    data = whole_answers.parse(raw)
+    error = whole_answers.error_of(data)
+    if error is not None:
+        call.upstream_error = whole_answers.error_message(error)
+        return None, "5xx"
+    whole = whole_answers.WholeBody(status, raw)
+    viewed = view(whole)
+    if call.stream and viewed is whole:  # the chat wire itself: the completion as its events
+        return whole_answers.WholeBody(status, whole_answers.completion_events(
+            call.endpoint, data)), None  # fmt: skip
+    return viewed, None
 
 
 def _attempt(route: RouteTarget, outcome: str, status: int | None, begun: float) -> Attempt:

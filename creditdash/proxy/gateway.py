@@ -279,7 +279,8 @@ class Gateway:
         opened = await self.upstream.open(call)
         if opened is None:
             timed_out = bool(call.attempts) and call.attempts[-1].outcome == "timeout"
-            error = errors.upstream_timeout() if timed_out else errors.upstream_failed()
+            error = errors.upstream_timeout() if timed_out else errors.upstream_failed(
+                _redacted(call.upstream_error, call))  # fmt: skip
             if call.attempts and all(a.outcome == "unsupported" for a in call.attempts):
                 # No route speaks an API that can serve this call: the request is at fault.
                 error = errors.unsupported_endpoint(call.model.name, call.client_endpoint)
@@ -358,6 +359,14 @@ def _client_left_error() -> errors.GatewayError:
     return errors.GatewayError(
         499, "The client closed the request.", "invalid_request_error", "client_disconnected"
     )
+
+
+def _redacted(message: str | None, call: Call) -> str | None:
+    """An upstream's error message without any route's secrets (or anything key-shaped)."""
+    if message is None:
+        return None
+    secrets = [s for r in call.model.routes for s in (r.api_key, *r.extra_headers.values())]
+    return errors.redact_text(message, tuple(secrets))
 
 
 def _wire(call: Call) -> ClientWire:

@@ -13,9 +13,11 @@ gateway reaches it through an in-process transport, never the network.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import re
+import struct
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator
@@ -172,6 +174,9 @@ async def embeddings(request: Request) -> Response:
     body = await _body(request)
     if body is None or "input" not in body:
         return _error(400, "input is required")
+    encoding = body.get("encoding_format", "float")
+    if encoding not in ("float", "base64"):
+        return _error(400, "encoding_format must be 'float' or 'base64'")
     inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
     data = []
     total = 0
@@ -180,7 +185,11 @@ async def embeddings(request: Request) -> Response:
         total += count_tokens(text) or 1
         digest = hashlib.sha256(text.encode()).digest()
         vector = [round((b - 128) / 128, 6) for b in digest[:EMBEDDING_DIMENSIONS]]
-        data.append({"object": "embedding", "index": index, "embedding": vector})
+        embedding: list[float] | str = vector
+        if encoding == "base64":  # as OpenAI sends it: little-endian float32s, base64-encoded
+            packed = struct.pack(f"<{len(vector)}f", *vector)
+            embedding = base64.b64encode(packed).decode()
+        data.append({"object": "embedding", "index": index, "embedding": embedding})
     return JSONResponse(
         {"object": "list", "data": data, "model": str(body.get("model", "sandbox")),
          "usage": {"prompt_tokens": total, "total_tokens": total}}

@@ -350,6 +350,7 @@ class Settlement:
 
     def _void_after_failed_settlement(self, record: UsageEntry) -> None:
         record.status = "settlement_failed"
+        record.http_status = 500  # what the client is told: metering_failed
         record.usage_source = "none"
         record.upstream_cost_micros = 0
         record.unbilled_micros = 0

@@ -4,20 +4,22 @@ conversation a later request continues with previous_response_id.
 A stored response keeps the response object as the client got it (cost included) and the
 conversation that led to it, in Responses items: the history it continued, the request's
 input and the answer's output. Ownership is part of every lookup: another customer's id is
-not found, exactly like an unknown one.
+not found, exactly like an unknown one. A response older than the retention
+(CREDITDASH_RESPONSES_RETENTION_DAYS) is not found either, and housekeeping deletes it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import Column, Index, Text, delete
-from sqlmodel import Field, SQLModel
+from sqlalchemy import Column, Index, Text, delete, select
+from sqlmodel import Field, SQLModel, col
 
 from creditdash.core import db
+from creditdash.core.settings import get_settings
 from creditdash.core.timeutil import utcnow
 
 # A response id the gateway could have issued: "resp_" and 26 base32 characters.
@@ -70,7 +72,7 @@ def load(*, customer_id: str, response_id: str) -> Found | None:
         return None
     with db.session_scope(readonly=True) as session:
         row = session.get(StoredResponse, response_id)
-        if row is None or row.customer_id != customer_id:
+        if row is None or row.customer_id != customer_id or row.created_at < _kept_since():
             return None
         return Found(row.response_json.encode(), orjson.loads(row.conversation_json))
 
@@ -87,3 +89,18 @@ def remove(*, customer_id: str, response_id: str) -> bool:
             )
         )
         return bool(getattr(result, "rowcount", 0))
+
+
+def _kept_since() -> datetime:
+    return utcnow() - timedelta(days=get_settings().responses_retention_days)
+
+
+def purge_expired(limit: int = 1000) -> int:
+    """Delete up to limit stored responses older than the retention; how many went."""
+    with db.session_scope() as session:
+        old = select(col(StoredResponse.id)).where(col(StoredResponse.created_at) < _kept_since())
+        ids = list(session.execute(old.limit(limit)).scalars())
+        if not ids:
+            return 0
+        session.execute(delete(StoredResponse).where(col(StoredResponse.id).in_(ids)))
+        return len(ids)

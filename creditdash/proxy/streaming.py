@@ -134,6 +134,7 @@ async def relay(
     # runs in its thread, the thread still completes it, and the finally block must not settle.
     settled = False
     lines = _SSELines()
+    public = PublicModel(call.model.name)
     payloads: list[bytes] = []  # what was relayed, parsed again only to estimate usage
     usage_chunk: dict[str, Any] | None = None
     try:
@@ -158,6 +159,7 @@ async def relay(
                     if usage_chunk is not None:  # it was not the last: pass it on as is
                         out += _intermediate(call, usage_chunk)
                         usage_chunk = None
+                    payload = public(payload, chunk)
                     payloads.append(payload)
                     if isinstance(chunk.get("usage"), dict):
                         usage_chunk = chunk
@@ -183,11 +185,14 @@ async def relay(
         yield _LastChunk((final or b"") + b"data: [DONE]\n\n")
     except (httpx.HTTPError, _StreamProblem, SettlementFailed, TimeoutError) as problem:
         incomplete = isinstance(problem, _StreamIncomplete)
+        held = b""
         if not settled:
             settled = True
             text = _produced_text(payloads)
             # Usage the upstream sent before it stopped is its own count of what it did.
             seen = usage_chunk["usage"] if usage_chunk is not None else None
+            if usage_chunk is not None:  # its text is charged, so the client gets it
+                held = b"".join(_without_usage(usage_chunk))
             tokens_used, source = usage_of(call, seen, lambda: text)
             status = "upstream_incomplete" if incomplete else "upstream_error_mid_stream"
             failed = bounded_outcome(call, status, 502, tokens_used, source, bool(text))
@@ -200,13 +205,14 @@ async def relay(
         else:
             error = errors.upstream_timeout() if timed_out else errors.upstream_failed()
         yield _LastChunk(
-            b"data: " + errors.error_body(error.message, error.type, error.code) + b"\n\n"
+            held + b"data: " + errors.error_body(error.message, error.type, error.code) + b"\n\n"
         )
     finally:
         if not settled:
             # The client went away mid-stream: charge what was produced, once, from a task
-            # this cancelled generator cannot take down with it.
-            relayed = list(payloads)
+            # this cancelled generator cannot take down with it. A usage chunk still held
+            # back (the last one read) never reached the client, and its text is not charged.
+            relayed = payloads[:-1] if usage_chunk is not None else list(payloads)
 
             def after_disconnect() -> Outcome:
                 if not relayed:  # before the first event: as before any byte, no charge
@@ -278,8 +284,49 @@ def _intermediate(call: Call, chunk: dict[str, Any]) -> list[bytes]:
     """A chunk with usage that turned out not to be the last (running usage statistics)."""
     if call.wants_usage:
         return [b"data: " + orjson.dumps(chunk) + b"\n\n"]
-    del chunk["usage"]
+    return _without_usage(chunk)
+
+
+def _without_usage(chunk: dict[str, Any]) -> list[bytes]:
+    """A chunk's choices without its usage (nothing when it carries no choices)."""
+    chunk.pop("usage", None)
     return [b"data: " + orjson.dumps(chunk) + b"\n\n"] if chunk.get("choices") else []
+
+
+class PublicModel:
+    """Writes the public model name the client asked for into each chunk's `model`.
+
+    The relayed payload is passed on as the upstream wrote it, so the upstream's name is
+    replaced in its bytes: its field `"model":<name>` (or `"model": <name>`, with the name
+    as orjson writes it) when it occurs exactly once. Inside a JSON string every quote is
+    escaped, so that text cannot stand in a value; a payload where it is not found exactly
+    once (another encoding of the name, or the same field nested) is encoded again. The
+    chunk object is updated too, for the chunks that are encoded again anyway (usage)."""
+
+    def __init__(self, public: str) -> None:
+        self.public = public
+        self._name = orjson.dumps(public)
+        self._upstream: str | None = None
+        self._fields = (b"", b"")
+
+    def __call__(self, payload: bytes, chunk: dict[str, Any]) -> bytes:
+        model = chunk.get("model")
+        if model is None or model == self.public:
+            return payload
+        chunk["model"] = self.public
+        if not isinstance(model, str):
+            return orjson.dumps(chunk)
+        if model != self._upstream:
+            self._upstream = model
+            value = orjson.dumps(model)
+            self._fields = (b'"model":' + value, b'"model": ' + value)
+        compact, spaced = self._fields
+        found = payload.count(compact)
+        if found == 1 and spaced not in payload:
+            return payload.replace(compact, b'"model":' + self._name)
+        if found == 0 and payload.count(spaced) == 1:
+            return payload.replace(spaced, b'"model": ' + self._name)
+        return orjson.dumps(chunk)
 
 
 def _usage_chunk(

@@ -80,6 +80,7 @@ class UpstreamResponse:
         self._encoding: bytes | None = None
         self._decoders: list[Decoder] = []
         self._informational = False
+        self.content_type: str | None = None
 
     # ------------------------------------------------------------------ for the consumer
 
@@ -166,11 +167,14 @@ class UpstreamResponse:
             self._decoders = decoders(value)
         elif name == b"content-length" or name == b"transfer-encoding":
             self._framed = True
+        elif name == b"content-type":
+            self.content_type = value.decode("latin-1")
 
     def _headers_complete(self, status: int) -> None:
         if status < 200:  # 1xx: an interim answer, the real one follows
             self._informational = True
             self._decoders = []
+            self.content_type = None
             self._framed = False
             return
         self.status_code = status

@@ -29,7 +29,7 @@ def usage_of(call: Call, usage: Any, produced_text: Callable[[], str]) -> tuple[
         parsed = parse_usage(usage)
         if parsed is not None:
             return parsed, "provider"
-    prompt = tokens.prompt_tokens(call.endpoint, call.body)
+    prompt = tokens.prompt_tokens(call.endpoint, call.body, call.model.media_part_tokens)
     completion = tokens.text_tokens(produced_text())
     return TokenUsage(prompt_tokens=prompt, completion_tokens=completion), "estimated"
 

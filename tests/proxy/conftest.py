@@ -51,6 +51,15 @@ MODELS = {
     "largeprompt": ("fake", "large-prompt"),
     "tools": ("fake", "tool-call"),
     "tools-fixed": ("fake", "tool-call-fixed"),
+    # endings (test_endings.py)
+    "json-stream": ("fake", "json-to-stream"),
+    "json-tools": ("fake", "json-tools-to-stream"),
+    "error200": ("fake", "error-200"),
+    "error-mid": ("fake", "error-mid-stream"),
+    "error-same-write": ("fake", "error-same-write"),
+    "usage-then-error": ("fake", "usage-then-error"),
+    "cut": ("fake", "cut-mid-stream"),
+    # idempotency (test_idempotency.py)
     "slow3s": ("fake", "slow-3s"),
 }
 # The Anthropic-kind upstream: its own key, and a price with a dearer cache write.
@@ -112,6 +121,15 @@ def catalog_yaml(port: int, anthropic_port: int | None = None) -> str:
         "    routes:",
         "      - {provider: fake, upstream_model: reasoning, output_cap_param:"
         f" max_completion_tokens, cost: {COST}}}",
+    ]
+    # endings: an error answered with 200 first, a working route next
+    lines += [
+        "  - name: error200-fallback",
+        f"    price: {PRICE}",
+        "    max_output_tokens: 100",
+        "    routes:",
+        f"      - {{provider: fake, upstream_model: error-200, priority: 1, cost: {COST}}}",
+        f"      - {{provider: fake, upstream_model: echo, priority: 2, cost: {COST}}}",
     ]
     if anthropic_port is not None:
         lines += _claude_models()

@@ -75,6 +75,8 @@ class FakeUpstream:
     async def _respond(self, request: Request, body: dict[str, Any]) -> Response:
         model = body.get("model", "")
         path = request.url.path
+        if model in ENDINGS:
+            return ENDINGS[model]({**body, "_auth": request.headers.get("authorization", "")})
         if model == "fail-500":
             return JSONResponse({"error": {"message": "boom"}}, status_code=500)
         if model == "fail-401":
@@ -231,6 +233,96 @@ def _tool_call_answer(body: dict[str, Any], *, fixed: bool = False) -> Response:
         events.append({**base, "object": "chat.completion.chunk", "choices": [], "usage": USAGE})
     text = "".join(f"data: {json.dumps(event)}\n\n" for event in events) + "data: [DONE]\n\n"
     return Response(text, media_type="text/event-stream")
+
+
+# ------------------------------------------------------------- endings (test_endings.py)
+# Upstreams that end a request in one of the ways docs/contract.md section 7 lists. Each
+# streams WORDS (or answers them whole) and then misbehaves as its name says.
+
+ERROR_200_MESSAGE = "The model is overloaded; retry later."
+
+
+def _chunk(model: str, delta: dict[str, Any], usage: Any = None) -> bytes:
+    chunk: dict[str, Any] = {
+        "id": "fake-e",
+        "object": "chat.completion.chunk",
+        "created": 0,
+        "model": model,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": None}],
+    }
+    if usage is not None:
+        chunk["usage"] = usage
+    return f"data: {json.dumps(chunk)}\n\n".encode()  # fmt: skip
+
+
+def _error_event(message: str) -> bytes:
+    error = {"error": {"message": message, "type": "server_error", "code": None}}
+    return f"data: {json.dumps(error)}\n\n".encode()
+
+
+def _json_answer(body: dict[str, Any]) -> Response:
+    """A plain chat completion, also to a stream request (some proxies answer so)."""
+    if body.get("model") == "json-tools-to-stream":
+        call = {
+            "id": "call_json_1",
+            "type": "function",
+            "function": {"name": "get_weather", "arguments": json.dumps(TOOL_ARGUMENTS)},
+        }
+        message: dict[str, Any] = {"role": "assistant", "content": None, "tool_calls": [call]}
+        finish = "tool_calls"
+    else:
+        message, finish = {"role": "assistant", "content": "".join(WORDS)}, "stop"
+    return JSONResponse({"id": "fake-j", "object": "chat.completion", "created": 0,
+                         "model": body.get("model"), "usage": USAGE,
+                         "choices": [{"index": 0, "message": message,
+                                      "finish_reason": finish}]})  # fmt: skip
+
+
+def _error_200(body: dict[str, Any]) -> Response:
+    """HTTP 200 whose body is only an error, stream or not; it echoes the upstream key."""
+    auth = body.get("_auth", "")
+    message = f"{ERROR_200_MESSAGE} (key {auth})"
+    return JSONResponse({"error": {"message": message, "type": "server_error",
+                                   "code": "overloaded"}})  # fmt: skip
+
+
+async def _pause() -> None:
+    await asyncio.sleep(0.05)  # the gateway reads what came so far
+
+
+def _streamed(body: dict[str, Any]) -> Response:
+    model = str(body.get("model"))
+
+    async def events() -> AsyncIterator[bytes]:
+        if model == "error-same-write":  # text and the error event in one write
+            yield b"".join(_chunk(model, {"content": w}) for w in WORDS[:3]) + _error_event("x")
+            return
+        if model == "usage-then-error":  # running usage, then an error in the same write
+            parts = [_chunk(model, {"content": w}, {"prompt_tokens": 11, "completion_tokens": i + 1,
+                                                   "total_tokens": 12 + i})
+                     for i, w in enumerate(WORDS[:3])]  # fmt: skip
+            yield b"".join(parts) + _error_event("overloaded")
+            return
+        for word in WORDS[:3]:
+            yield _chunk(model, {"content": word})
+            await _pause()
+        if model == "error-mid-stream":
+            yield _error_event("overloaded")
+        elif model == "cut-mid-stream":
+            raise RuntimeError("the connection is cut")  # uvicorn drops it mid-body
+
+    return StreamingResponse(events(), media_type="text/event-stream")
+
+
+ENDINGS: dict[str, Any] = {
+    "json-to-stream": _json_answer,
+    "json-tools-to-stream": _json_answer,
+    "error-200": _error_200,
+    "error-mid-stream": _streamed,
+    "error-same-write": _streamed,
+    "usage-then-error": _streamed,
+    "cut-mid-stream": _streamed,
+}
 
 
 class ServerThread:

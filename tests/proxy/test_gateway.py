@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import logging
 import threading
@@ -13,6 +15,7 @@ import httpx
 import openai
 import orjson
 import pytest
+from PIL import Image
 from sqlalchemy import select
 
 from creditdash.accounts.api_keys import revoke_api_key
@@ -432,6 +435,34 @@ def test_usage_absent_is_estimated_and_never_free(rig: GatewayRig) -> None:
     assert body.usage is not None and body.usage.model_extra["estimated"] is True  # type: ignore[index]
     assert micros(body.usage.model_extra["cost"]) == stored.price_micros  # type: ignore[index]
     assert_ledger_ok(rig)
+
+
+def test_an_estimate_counts_the_images_and_tools_of_the_prompt(rig: GatewayRig) -> None:
+    # A 512 x 512 PNG is one tile (85 + 170 tokens); a URL whose size is unseen counts as a
+    # 1024-square image (765); the model allows 3000 per part, so neither is clamped.
+    png = base64.b64encode(_png(512, 512)).decode()
+    content = [
+        {"type": "text", "text": "Compare"},
+        {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{png}"}},
+        {"type": "image_url", "image_url": {"url": "https://example.com/b.png"}},
+    ]
+    plain = [{"role": "user", "content": [{"type": "text", "text": "Compare"}]}]
+    client = rig.client()
+    text_only = client.chat.completions.with_raw_response.create(model="nousage", messages=plain)
+    vision = client.chat.completions.with_raw_response.create(
+        model="nousage", messages=[{"role": "user", "content": content}]
+    )
+    base = record(rig, text_only.headers["x-request-id"]).prompt_tokens
+    stored = record(rig, vision.headers["x-request-id"])
+    assert stored.usage_source == "estimated"
+    assert stored.prompt_tokens == base + 255 + 765
+    assert_ledger_ok(rig)
+
+
+def _png(width: int, height: int) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height)).save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def test_usage_explicitly_zero_is_charged_zero(rig: GatewayRig) -> None:

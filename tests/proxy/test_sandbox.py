@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import json
+import struct
 from decimal import Decimal
 
 import openai
@@ -55,5 +58,17 @@ def test_sandbox_answers_deterministically_with_real_counts(
 
     vectors = sandbox_client.embeddings.create(model="text-embedding-3-small", input=["a b", "c"])
     assert len(vectors.data) == 2 and len(vectors.data[0].embedding) == 16
+    # The SDK asks for base64 unless told otherwise; the same vectors come back either way.
+    floats = sandbox_client.embeddings.create(
+        model="text-embedding-3-small", input=["a b", "c"], encoding_format="float"
+    )
+    for plain, decoded in zip(floats.data, vectors.data, strict=True):
+        assert plain.embedding == pytest.approx(decoded.embedding, abs=1e-6)
+    raw = sandbox_client.embeddings.with_raw_response.create(
+        model="text-embedding-3-small", input="a b", encoding_format="base64"
+    )
+    encoded = json.loads(raw.text)["data"][0]["embedding"]
+    decoded = struct.unpack("<16f", base64.b64decode(encoded))
+    assert list(decoded) == pytest.approx(floats.data[0].embedding, abs=1e-6)
     with db.session_scope(engine=sqlite_engine, readonly=True) as session:
         assert ledger.verify(session) == []

@@ -69,6 +69,7 @@ class ClientWire:
         """The answer to a non-streamed request, after it was settled at price micros: data is
         the chat completion (or the native answer's chat view) the upstream gave."""
         placeholder = cost_placeholder()
+        data["model"] = call.model.name  # the public name asked for, not the upstream's
         data["usage"] = usage_for_client(data.get("usage"), outcome, placeholder)
         return with_cost(orjson.dumps(data), placeholder, price)
 

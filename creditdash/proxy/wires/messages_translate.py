@@ -198,14 +198,8 @@ def _tool(tool: dict[str, Any]) -> dict[str, Any] | None:
 
 def count_input_tokens(chat: dict[str, Any]) -> int:
     """The gateway's own estimate of a translated request's input (tokens.py's rule): the
-    messages' text, plus the tool definitions and the tool calls of earlier turns."""
-    total = tokens.prompt_tokens("chat", chat)
-    if chat.get("tools"):
-        total += tokens.text_tokens(orjson.dumps(chat["tools"]).decode())
-    for message in chat.get("messages") or []:
-        for call in message.get("tool_calls") or []:
-            total += tokens.text_tokens(orjson.dumps(call.get("function")).decode())
-    return total
+    messages' text and images, the tool definitions and the tool calls of earlier turns."""
+    return tokens.prompt_tokens("chat", chat)
 
 
 # ---------------------------------------------------------------------------------- answers

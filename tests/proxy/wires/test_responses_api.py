@@ -6,13 +6,18 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from types import SimpleNamespace
 from typing import Any
 
 import openai
 import pytest
 
+from creditdash import jobs
 from creditdash.catalog.prices import TokenUsage, cost_micros
+from creditdash.core import db
+from creditdash.core.timeutil import utcnow
+from creditdash.proxy.stored_responses import StoredResponse
 from creditdash.proxy.wires.responses import ResponsesWire
 from creditdash.proxy.wires.responses_translate import response_shell
 from tests.proxy.conftest import GatewayRig
@@ -313,6 +318,24 @@ def test_get_and_delete_a_stored_response(rig: GatewayRig) -> None:
         assert gone.json()["error"]["type"] == "invalid_request_error"
         assert http.delete(f"/v1/responses/{created.id}").status_code == 404
         assert http.get("/v1/responses/resp_unknown").status_code == 404
+
+
+def test_a_response_past_its_retention_is_gone_and_purged(rig: GatewayRig) -> None:
+    client = rig.client()
+    old = client.responses.create(model="chat", input="Say hello")
+    kept = client.responses.create(model="chat", input="Say hello again")
+    with db.session_scope(engine=rig.engine) as session:
+        row = session.get(StoredResponse, old.id)
+        assert row is not None
+        row.created_at = utcnow() - timedelta(days=31)  # the default retention is 30 days
+    with pytest.raises(openai.NotFoundError):
+        client.responses.retrieve(old.id)
+    with pytest.raises(openai.NotFoundError):  # nor can a conversation continue from it
+        client.responses.create(model="chat", previous_response_id=old.id, input="And?")
+    assert jobs.JOBS[-1][1]() == 1  # housekeeping's pass deletes it, and only it
+    with db.session_scope(engine=rig.engine, readonly=True) as session:
+        assert session.get(StoredResponse, old.id) is None
+    assert client.responses.retrieve(kept.id).id == kept.id
 
 
 def test_store_false_keeps_nothing(rig: GatewayRig) -> None:
