@@ -58,8 +58,8 @@ JOBS: tuple[tuple[str, Callable[[], int]], ...] = (
     ("hold expiry", expire_holds_once),
     ("order expiry", expire_orders_once),
     ("price schedule", apply_price_schedules_once),
-    ("stored response expiry", stored_responses.purge_expired),
     ("idempotency key expiry", expire_idempotency_keys_once),
+    ("stored response expiry", stored_responses.purge_expired),
 )
 
 
