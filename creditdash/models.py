@@ -28,6 +28,7 @@ from creditdash.billing.payments.models import (
 )
 from creditdash.catalog.models import PriceSchedule, Provider, PublicModel, Route
 from creditdash.core.audit import AuditEntry
+from creditdash.proxy.idempotency_keys import IdempotencyKey
 from creditdash.proxy.stored_responses import StoredResponse
 
 metadata = SQLModel.metadata
@@ -38,6 +39,7 @@ __all__ = [
     "BillingProfile",
     "CreditPackage",
     "Customer",
+    "IdempotencyKey",
     "Invoice",
     "InvoiceCounter",
     "InvoiceLine",

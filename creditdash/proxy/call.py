@@ -106,5 +106,11 @@ def failed(http_status: int) -> Outcome:
     return Outcome("upstream_error", http_status, TokenUsage(), "none", billable=False)
 
 
+def client_left() -> Outcome:
+    """The client left before any response byte, and the upstream attempt was cancelled:
+    nothing is charged (the upstream may still bill the operator for the prompt)."""
+    return Outcome("client_disconnected", 499, TokenUsage(), "none", billable=False)
+
+
 def ms_since(started: float) -> int:
     return int((time.perf_counter() - started) * 1000)

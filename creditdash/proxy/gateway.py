@@ -36,9 +36,12 @@ from creditdash.core.money import format_credits
 from creditdash.core.settings import HOLD_MARGIN_S, Settings, get_settings
 from creditdash.proxy import errors, tokens
 from creditdash.proxy.auth import KeyCache, KeyInfo
-from creditdash.proxy.call import Call, NativeRequest, failed, ms_since
+from creditdash.proxy.call import Call, NativeRequest, client_left, failed, ms_since
 from creditdash.proxy.credit_refusal import HoldTerms
+from creditdash.proxy.disconnect import DisconnectWatch
 from creditdash.proxy.forwarding import Forwarder
+from creditdash.proxy.idempotency import HEADER as IDEMPOTENCY_KEY
+from creditdash.proxy.idempotency import Idempotency, Ticket, fingerprint, parse_key
 from creditdash.proxy.limits import KeyLimiter
 from creditdash.proxy.request import (
     max_output,
@@ -82,6 +85,7 @@ class Gateway:
         # refuse a hold lifetime that leaves less than 30 s (settings.MIN_HOLD_TTL_S).
         self.request_budget_s = float(self.settings.hold_ttl_s - HOLD_MARGIN_S)
         self._ledgers = Ledgers(self.hold_ttl, SpendCaps(), KeyTouches(), self._tasks)
+        self.idempotency = Idempotency(self._tasks, self.hold_ttl)
 
     # ------------------------------------------------------------------------------ plumbing
 
@@ -131,7 +135,8 @@ class Gateway:
         started = time.perf_counter()
         key = await self.authenticate(request)
         body_bytes = await read_limited(request, self.settings.max_body_bytes)
-        return await self.serve(key, endpoint, parse_object(body_bytes), body_bytes, started)
+        body = parse_object(body_bytes)
+        return await self.serve(key, endpoint, body, body_bytes, started, request=request)
 
     async def serve(
         self,
@@ -142,12 +147,45 @@ class Gateway:
         started: float,
         wire: ClientWire = OPENAI,
         native: NativeRequest | None = None,
+        request: Request | None = None,
     ) -> Response:
         """Meter and answer one request in the core's protocol: body is a chat, completions or
         embeddings body (a client wire translated it when the client spoke another API, and
         passes its own request as native for routes that speak it); body_bytes is what the
         client sent, which bounds the prompt's size for the hold. Refusals before anything ran
-        raise GatewayError, which the caller renders in its client's shape."""
+        raise GatewayError, which the caller renders in its client's shape.
+
+        With the client's request: its Idempotency-Key is honoured (idempotency.py), and
+        without one a client that leaves before any response byte cancels the upstream."""
+        header = request.headers.get(IDEMPOTENCY_KEY) if request is not None else None
+        if header is None or request is None:
+            return await self._serve(key, endpoint, body, body_bytes, started, wire, native,
+                                     request, None)  # fmt: skip
+        idempotency_key = parse_key(header)
+        request_id = new_id("req")
+
+        async def run(ticket: Ticket) -> Response:
+            return await self._serve(key, endpoint, body, body_bytes, started, wire, native,
+                                     None, ticket)  # fmt: skip
+
+        return await self.idempotency.serve(
+            request, key.customer_id, idempotency_key,
+            fingerprint(wire.name or endpoint, body_bytes), request_id,
+            self.request_budget_s - (time.perf_counter() - started), run,
+        )  # fmt: skip
+
+    async def _serve(
+        self,
+        key: KeyInfo,
+        endpoint: str,
+        body: dict[str, Any],
+        body_bytes: bytes,
+        started: float,
+        wire: ClientWire,
+        native: NativeRequest | None,
+        request: Request | None,
+        ticket: Ticket | None,
+    ) -> Response:
         name = model_name(body)
         snapshot = await self.catalog.get()
         model = snapshot.models.get(name)
@@ -169,14 +207,30 @@ class Gateway:
         try:
             call = self._new_call(endpoint, key, model, body, started, wire)
             call.native = native
+            if ticket is not None:
+                call.request_id = ticket.request_id
             settlement = await self._reserve(call, body_bytes)
+            if ticket is not None:
+                ticket.settlement = settlement
+            watch = DisconnectWatch(request.receive) if request is not None else None
             try:
                 response = await self._forward(settlement)
+            except asyncio.CancelledError:
+                if watch is None or not watch.absorbed():
+                    settlement.void_detached()
+                    raise
+                # The client left before any response byte: the attempt was cancelled (its
+                # connection closed), nothing is charged.
+                settlement.void_detached(client_left())
+                return _wire(call).error_response(_client_left_error(), call.request_id)
             except BaseException:
                 # A failure inside the gateway: the hold is released unless an ending that
                 # already claimed the request (a settlement under way) resolves it.
                 settlement.void_detached()
                 raise
+            finally:
+                if watch is not None:
+                    watch.stop()
             # A stream gives the key's slot back itself, when it ends (streaming.py).
             handed_over = isinstance(response, StreamingResponse)
             return response
@@ -300,6 +354,12 @@ class Gateway:
             response.close()  # nothing to await: back to the pool, or closed
             return
         self._tasks.spawn(response.aclose())
+
+
+def _client_left_error() -> errors.GatewayError:
+    return errors.GatewayError(
+        499, "The client closed the request.", "invalid_request_error", "client_disconnected"
+    )
 
 
 def _redacted(message: str | None, call: Call) -> str | None:

@@ -66,7 +66,7 @@ def messages_routes(gateway: Gateway) -> list[Route]:
         chat = messages_to_chat(body)
         native = NativeRequest(endpoint="messages", body=body, view=_as_is, cap_field="max_tokens")
         return await gateway.serve(
-            key, "chat", chat, body_bytes, started, wire=MESSAGES, native=native
+            key, "chat", chat, body_bytes, started, wire=MESSAGES, native=native, request=request
         )
 
     async def count_tokens(request: Request) -> Response:

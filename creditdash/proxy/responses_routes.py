@@ -95,12 +95,12 @@ def responses_routes(gateway: Gateway) -> list[Route]:
         try:
             key = await gateway.authenticate(request)
             body_bytes = await read_limited(request, gateway.settings.max_body_bytes)
-            return await _create(key, parse_object(body_bytes), body_bytes, started)
+            return await _create(key, parse_object(body_bytes), body_bytes, started, request)
         except errors.GatewayError as error:
             return OPENAI.error_response(error, None)
 
     async def _create(
-        key: KeyInfo, body: dict[str, Any], body_bytes: bytes, started: float
+        key: KeyInfo, body: dict[str, Any], body_bytes: bytes, started: float, request: Request
     ) -> Response:
         model = model_name(body)
         entry = (await gateway.catalog.get()).models.get(model)
@@ -133,7 +133,7 @@ def responses_routes(gateway: Gateway) -> list[Route]:
         passed = _native_request(body, conversation) if native else None
         try:
             answer = await gateway.serve(
-                key, "chat", chat, held_bytes, started, wire=wire, native=passed
+                key, "chat", chat, held_bytes, started, wire=wire, native=passed, request=request
             )
         except errors.GatewayError as error:
             return wire.error_response(error, None)

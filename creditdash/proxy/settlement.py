@@ -71,10 +71,11 @@ class DetachedTasks:
     def __init__(self) -> None:
         self._tasks: set[asyncio.Task[Any]] = set()
 
-    def spawn(self, work: Coroutine[Any, Any, Any]) -> None:
+    def spawn(self, work: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._done)
+        return task
 
     def _done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
@@ -183,6 +184,8 @@ class Settlement:
         # hold (streams), and the posted balance after the settlement, both without a read.
         self.available_micros: int | None = None
         self.balance_after_micros: int | None = None
+        # Set once the settlement ran: True when it charged (posted), False when it voided.
+        self.billed: bool | None = None
 
     # --------------------------------------------------------------------------- the claim
 
@@ -223,13 +226,13 @@ class Settlement:
 
         self.detach(finish_detached)
 
-    def void_detached(self) -> bool:
+    def void_detached(self, outcome: Outcome | None = None) -> bool:
         """Claim and, if won, release the hold of a request that ended without an answer to
         meter (the gateway failed, or the client left before the stream began). Returns whether
         the claim was won: the winner also owns the rest of the cleanup."""
         if not self.claim():
             return False
-        self.detach(self._void_sync)
+        self.detach(self._void_sync, outcome or failed(500))
         return True
 
     def detach(self, work: Callable[..., Any], *args: Any) -> None:
@@ -356,8 +359,11 @@ class Settlement:
         )
         touch = self._shared.touches.due(call.key.key_id)
         try:
-            return self._settle_in_transaction(connection, outcome, record, price, touch)
+            charged = self._settle_in_transaction(connection, outcome, record, price, touch)
+            self.billed = outcome.billable
+            return charged
         except Exception:
+            self.billed = False
             # Whatever went wrong, the hold is resolved and the request recorded: a settlement
             # that fails must not leave the credit held until expiry, nor the request unseen.
             log.exception("settling %s failed; voiding its hold", call.request_id)
@@ -416,9 +422,10 @@ class Settlement:
             self.balance_after_micros = stored.balance_after_micros
             return stored.price_micros
 
-    def _void_sync(self, connection: Any) -> None:
+    def _void_sync(self, connection: Any, outcome: Outcome) -> None:
         try:
-            self._finish_sync(connection, failed(500))
+            self._finish_sync(connection, outcome)
         except Exception:
+            self.billed = False
             # Already settled, or the database is away: the hold's expiry is the last resort.
             log.warning("could not void the hold of %s", self.call.request_id, exc_info=True)

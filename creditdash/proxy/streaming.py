@@ -23,7 +23,7 @@ from starlette.responses import StreamingResponse
 
 from creditdash.core.money import format_credits
 from creditdash.proxy import errors, tokens
-from creditdash.proxy.call import Call, Outcome, ms_since
+from creditdash.proxy.call import Call, Outcome, client_left, ms_since
 from creditdash.proxy.settlement import Settlement, SettlementFailed
 from creditdash.proxy.upstream import ResponseLike
 from creditdash.proxy.usage import (
@@ -109,7 +109,7 @@ class MeteredStream(StreamingResponse):
             await self._stream_until_disconnect(receive, send)
         finally:
             # Loses to the relay whenever the relay started; then the relay released.
-            if self._settlement.void_detached():
+            if self._settlement.void_detached(client_left()):
                 self._release()
 
 
@@ -224,8 +224,10 @@ async def relay(
             relayed = payloads[:-1] if usage_chunk is not None else list(payloads)
 
             def after_disconnect() -> Outcome:
+                if not relayed:  # before the first event: as before any byte, no charge
+                    return client_left()
                 tokens_used, source = usage_of(call, None, lambda: _produced_text(relayed))
-                # The prompt was consumed even if no text came back: always billable.
+                # The prompt was consumed even if no text came back: billable.
                 return bounded_outcome(call, "client_disconnected", 499, tokens_used, source, True)
 
             settlement.settle_detached(after_disconnect)

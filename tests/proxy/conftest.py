@@ -62,6 +62,8 @@ MODELS = {
     # wire conformance: a provider's 429 with its Retry-After
     "fail429retry": ("fake", "fail-429-retry"),
     "fail429date": ("fake", "fail-429-date"),
+    # idempotency (test_idempotency.py)
+    "slow3s": ("fake", "slow-3s"),
 }
 # The Anthropic-kind upstream: its own key, and a price with a dearer cache write.
 ANTHROPIC_KEY = "sk-ant-upstream-SECRET-fedcba9876543210"

@@ -56,6 +56,8 @@ class Seen:
 class FakeUpstream:
     seen: list[Seen] = field(default_factory=list)
     port: int = 0
+    # Models whose request's connection the gateway closed before the answer (slow-3s).
+    closed: list[str] = field(default_factory=list)
 
     def count(self, model: str | None = None) -> int:
         return sum(1 for s in self.seen if model is None or s.body.get("model") == model)
@@ -114,6 +116,9 @@ class FakeUpstream:
             await asyncio.sleep(30)
         if model == "slow-ok":
             await asyncio.sleep(1.0)
+        if model == "slow-3s" and await _waited_or_closed(request, 3.0):
+            self.closed.append(model)
+            return Response(status_code=499)
         if model == "redirect":
             return RedirectResponse("http://169.254.169.254/latest/meta-data/", status_code=302)
         if path.endswith("/embeddings"):
@@ -170,6 +175,19 @@ class FakeUpstream:
         if model == "no-done":  # closes cleanly, without the end marker
             return
         yield b"data: [DONE]\n\n"
+
+
+# --- slow-3s (idempotency tests): answers after 3 s, noting a connection closed before that.
+
+
+async def _waited_or_closed(request: Request, seconds: float) -> bool:
+    """Sleep seconds; True as soon as the client closed the connection instead."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if await request.is_disconnected():
+            return True
+        await asyncio.sleep(0.05)
+    return False
 
 
 TOOL_ARGUMENT = "Paris"
