@@ -348,7 +348,7 @@ def test_a_response_past_its_retention_is_gone_and_purged(rig: GatewayRig) -> No
         client.responses.retrieve(old.id)
     with pytest.raises(openai.NotFoundError):  # nor can a conversation continue from it
         client.responses.create(model="chat", previous_response_id=old.id, input="And?")
-    assert jobs.JOBS[-1][1]() == 1  # housekeeping's pass deletes it, and only it
+    assert dict(jobs.JOBS)["stored response expiry"]() == 1  # it, and only it, is deleted
     with db.session_scope(engine=rig.engine, readonly=True) as session:
         assert session.get(StoredResponse, old.id) is None
     assert client.responses.retrieve(kept.id).id == kept.id
