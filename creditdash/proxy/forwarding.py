@@ -227,6 +227,8 @@ async def _usable(
         return None, "timeout"
     except httpx.HTTPError:
         return None, "connect_error"
+    # Read whole: its connection goes back to the pool now (nothing else holds the response).
+    await response.aclose()
     data = whole_answers.parse(raw)
     error = whole_answers.error_of(data)
     if error is not None:

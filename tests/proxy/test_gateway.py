@@ -465,6 +465,20 @@ def _png(width: int, height: int) -> bytes:
     return buffer.getvalue()
 
 
+def test_non_stream_answers_give_their_upstream_connection_back(rig: GatewayRig) -> None:
+    # A whole answer is read before its attempt counts (a 200 that is only an error falls
+    # through); its connection must then go back to the pool, or the pool runs dry under load.
+    client = rig.client()
+    client.chat.completions.create(model="chat", messages=MESSAGES)
+    pool = rig.app.state.gateway.upstream._pool  # the server loop's pool
+    opened = pool._open
+    for _ in range(8):
+        client.chat.completions.create(model="chat", messages=MESSAGES)
+        client.embeddings.create(model="embed", input="hi")
+    assert pool._open <= opened + 1
+    assert_ledger_ok(rig)
+
+
 def test_usage_explicitly_zero_is_charged_zero(rig: GatewayRig) -> None:
     before = balance(rig)
     raw = rig.client().chat.completions.with_raw_response.create(model="zero", messages=MESSAGES)
