@@ -28,6 +28,7 @@ from creditdash.billing.payments.models import (
 )
 from creditdash.catalog.models import PriceSchedule, Provider, PublicModel, Route
 from creditdash.core.audit import AuditEntry
+from creditdash.core.outbox import Event, OutboxMail
 from creditdash.proxy.idempotency_keys import IdempotencyKey
 from creditdash.proxy.stored_responses import StoredResponse
 
@@ -39,6 +40,7 @@ __all__ = [
     "BillingProfile",
     "CreditPackage",
     "Customer",
+    "Event",
     "IdempotencyKey",
     "Invoice",
     "InvoiceCounter",
@@ -47,6 +49,7 @@ __all__ = [
     "LedgerAccount",
     "Membership",
     "OrderEvent",
+    "OutboxMail",
     "PaymentEvent",
     "PaymentOrder",
     "PriceSchedule",

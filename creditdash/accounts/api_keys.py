@@ -15,6 +15,7 @@ from sqlalchemy import select, update
 from sqlmodel import Session, col
 
 from creditdash.accounts.models import ApiKey, Customer
+from creditdash.core import outbox
 from creditdash.core.db import rowcount
 from creditdash.core.errors import NotFound, ValidationFailed
 from creditdash.core.ids import new_id
@@ -90,6 +91,12 @@ def create_api_key(
     )
     session.add(key)
     session.flush()
+    outbox.emit(
+        session,
+        type="key.created",
+        customer_id=customer_id,
+        data={"key_id": key.id, "name": key.name, "prefix": key.display_prefix},
+    )
     return key, raw_key
 
 
@@ -102,6 +109,14 @@ def revoke_api_key(session: Session, *, customer_id: str, key_id: str) -> None:
         .where(col(ApiKey.revoked_at).is_(None))
     )
     if rowcount(result) == 1:
+        name = session.execute(select(col(ApiKey.name)).where(col(ApiKey.id) == key_id)).scalar()
+        outbox.emit(
+            session,
+            type="key.revoked",
+            customer_id=customer_id,
+            data={"key_id": key_id, "name": name},
+            dedupe_key=f"key.revoked:{key_id}",
+        )
         return
     exists = session.execute(
         select(col(ApiKey.id)).where(

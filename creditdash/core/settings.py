@@ -44,6 +44,10 @@ class Settings(BaseSettings):
     redis_url: str = Field(
         default="", validation_alias=AliasChoices("CREDITDASH_REDIS_URL", "REFLEX_REDIS_URL")
     )
+    # Outgoing mail: smtp://user:pass@host:587 (STARTTLS when the server offers it), smtps://
+    # for TLS from the start. Without it mail stays in the outbox, shown in the admin workspace.
+    smtp_url: str = ""
+    mail_from: str = "creditdash <no-reply@localhost>"
     hold_ttl_s: int = 15 * 60
     hold_expiry_interval_s: int = 30
     # Stored Responses-API answers are kept this long (OpenAI keeps them 30 days), then purged.

@@ -30,7 +30,7 @@ from typing import Any, Concatenate, ParamSpec, TypedDict, TypeVar, overload
 import reflex as rx
 from reflex.event import EventSpec
 
-from creditdash.accounts import customers, sessions
+from creditdash.accounts import customers, roles, sessions
 from creditdash.core import db
 from creditdash.core.audit import Actor
 from creditdash.core.db import Session
@@ -147,6 +147,8 @@ class PortalState(SessionState):
     workspace_role: str = ""
     workspaces: list[WorkspaceOption] = []
     no_workspace: bool = False
+    # Set when the member's role refused the last action (workspace_event(permission=...)).
+    role_refusal: str = ""
 
     async def _workspace(self) -> Workspace | None:
         who = await self._signed_in()
@@ -263,12 +265,15 @@ def workspace_event(body: WorkspaceBody[PortalS, P]) -> WorkspaceHandler[PortalS
 
 @overload
 def workspace_event(
-    *, clearing: tuple[str, ...]
+    *, clearing: tuple[str, ...] = (), permission: str = "workspace.read"
 ) -> Callable[[WorkspaceBody[PortalS, P]], WorkspaceHandler[PortalS, P]]: ...
 
 
 def workspace_event(
-    body: WorkspaceBody[PortalS, P] | None = None, *, clearing: tuple[str, ...] = ()
+    body: WorkspaceBody[PortalS, P] | None = None,
+    *,
+    clearing: tuple[str, ...] = (),
+    permission: str = "workspace.read",
 ) -> (
     WorkspaceHandler[PortalS, P]
     | Callable[[WorkspaceBody[PortalS, P]], WorkspaceHandler[PortalS, P]]
@@ -276,16 +281,24 @@ def workspace_event(
     """The handler runs only for a member of the selected workspace (_require()): a visitor
     gets the redirect to sign-in, a user of no workspace gets None, and the body never runs.
     The body gets the Workspace. `clearing` names fields (messages, a key shown once) set back
-    to their defaults before the check, so that a refused caller does not keep seeing them."""
+    to their defaults before the check, so that a refused caller does not keep seeing them.
+    `permission` (accounts/roles.py) is checked against the member's role as the database has
+    it now: a role that does not allow it gets role_refusal set and the body never runs."""
+    if permission not in roles.PERMISSIONS:
+        raise ValueError(f"unknown permission {permission!r}")
 
     def guard(body: WorkspaceBody[PortalS, P]) -> WorkspaceHandler[PortalS, P]:
         async def run(self: PortalS, /, *args: P.args, **kwargs: P.kwargs) -> Outcome:
             fields = type(self).__fields__
             for name in clearing:
                 setattr(self, name, fields[name].default_value())
+            self.role_refusal = ""
             where = await self._require()
             if not isinstance(where, Workspace):
                 return where
+            if not roles.allows(where.role, permission):
+                self.role_refusal = roles.refusal(permission)
+                return None
             return await body(self, where, *args, **kwargs)
 
         _hide_guard_argument(run, body)

@@ -29,6 +29,7 @@ from creditdash.billing.invoicing.models import (
     InvoiceTaxLine,
 )
 from creditdash.billing.invoicing.profiles import describe_seller, get_seller
+from creditdash.core import outbox
 from creditdash.core.errors import NotFound
 from creditdash.core.money import format_credits, format_minor
 from creditdash.core.timeutil import utcnow
@@ -152,7 +153,24 @@ def issue_invoice(session: Session, sale: Sale) -> IssuedInvoice:
         unit_minor=unit_minor or sale.net_minor,
         net_minor=sale.net_minor,
     )
-    return _store(session, invoice, line, _tax_line(tax, sale.net_minor, sale.tax_minor))
+    issued = _store(session, invoice, line, _tax_line(tax, sale.net_minor, sale.tax_minor))
+    outbox.emit(
+        session,
+        type="invoice.issued",
+        customer_id=sale.customer_id,
+        data={
+            "invoice_number": number,
+            "kind": "invoice",
+            "order_id": sale.order_id,
+            "net_minor": sale.net_minor,
+            "tax_minor": sale.tax_minor,
+            "gross_minor": sale.gross_minor,
+            "currency": sale.currency,
+            "issued_at": now.isoformat(),
+        },
+        dedupe_key=f"invoice.issued:{number}",
+    )
+    return issued
 
 
 def _line_text(sale: Sale) -> str:

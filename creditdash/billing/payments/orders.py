@@ -28,7 +28,7 @@ from creditdash.billing.invoicing import tax as taxes
 from creditdash.billing.invoicing.invoices import Sale, issue_invoice
 from creditdash.billing.payments.models import CreditPackage, OrderEvent, PaymentOrder
 from creditdash.billing.payments.providers import checkout_provider_name
-from creditdash.core import db
+from creditdash.core import db, outbox
 from creditdash.core.audit import Actor, record
 from creditdash.core.errors import Conflict, NotFound, ValidationFailed
 from creditdash.core.ids import new_id
@@ -409,7 +409,23 @@ def settle(
             reference=order.id,
             memo=f"bonus for {order.package_name} x{order.quantity}",
         )
-    issue_invoice(session, sale_of(order))
+    issued = issue_invoice(session, sale_of(order))
+    outbox.emit(
+        session,
+        type="payment.succeeded",
+        customer_id=order.customer_id,
+        data={
+            "order_id": order.id,
+            "package": order.package_name,
+            "quantity": order.quantity,
+            "credits_micros": order.credits_micros + order.bonus_micros,
+            "amount_minor": order.gross_minor,
+            "currency": order.currency,
+            "provider": order.provider,
+            "invoice_number": issued.invoice.number,
+        },
+        dedupe_key=f"payment.succeeded:{order.id}",
+    )
     return True
 
 

@@ -42,7 +42,7 @@ from creditdash.billing.payments.providers import (
     ProviderFailed,
     provider_named,
 )
-from creditdash.core import db
+from creditdash.core import db, outbox
 from creditdash.core.audit import Actor, record
 from creditdash.core.errors import Conflict, IdempotencyConflict, ValidationFailed
 from creditdash.core.money import format_credits, format_minor
@@ -374,6 +374,19 @@ def _issue_credit_note(session: Session, order: PaymentOrder, refund: Refund) ->
             payment_reference=refund.provider_refund_id or refund.id,
         ),
         failed_refund_ids=frozenset(failed),
+    )
+    outbox.emit(
+        session,
+        type="refund.succeeded",
+        customer_id=order.customer_id,
+        data={
+            "refund_id": refund.id,
+            "order_id": order.id,
+            "amount_minor": refund.amount_minor,
+            "currency": refund.currency,
+            "credits_micros": refund.credits_micros,
+        },
+        dedupe_key=f"refund.succeeded:{refund.id}",
     )
 
 
