@@ -10,10 +10,15 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from email import policy
+from email.message import EmailMessage
+from email.parser import BytesParser
 from pathlib import Path
 
 import httpx
 import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import Envelope
 
 from tests.conftest import free_port, stop_process_group, wait_for_port
 
@@ -45,6 +50,34 @@ def _app_env(tmp: Path, port: int) -> dict[str, str]:
 DEMO_KEY: dict[str, str] = {}
 
 
+class Mailbox:
+    """A real SMTP server (aiosmtpd) on loopback that the app sends its mail to: journeys read
+    invitation and reset links from what arrived, as a person reads their inbox."""
+
+    def __init__(self) -> None:
+        self.messages: list[EmailMessage] = []
+
+    # aiosmtpd calls the hook by this name.
+    async def handle_DATA(self, _server: object, _session: object, envelope: Envelope) -> str:
+        raw = envelope.original_content or b""
+        message = BytesParser(policy=policy.default).parsebytes(raw)
+        assert isinstance(message, EmailMessage)
+        self.messages.append(message)
+        return "250 OK"
+
+    def wait_for(self, to: str, subject_part: str, timeout_s: float = 60) -> EmailMessage:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            for message in self.messages:
+                if to in str(message["To"]) and subject_part in str(message["Subject"]):
+                    return message
+            time.sleep(0.5)
+        raise AssertionError(f"no email to {to} about {subject_part!r} within {timeout_s} s")
+
+
+MAILBOX = Mailbox()
+
+
 # The dashboard runs as in production: two backend workers sharing their UI state in Redis.
 DASHBOARD_WORKERS = 2
 REDIS: dict[str, str] = {}
@@ -73,9 +106,16 @@ def start_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = free_port()
     env = _app_env(tmp, port)
     redis = _start_redis(tmp)
+    smtp_port = free_port()
+    smtp = Controller(MAILBOX, hostname="127.0.0.1", port=smtp_port)
+    smtp.start()
+    env["CREDITDASH_SMTP_URL"] = f"smtp://127.0.0.1:{smtp_port}"
+    # The jobs loop delivers mail; a short interval lets a journey wait seconds, not half a minute.
+    env["CREDITDASH_HOLD_EXPIRY_INTERVAL_S"] = "2"
     try:
         yield from _serve(tmp, port, env, redis)
     finally:
+        smtp.stop()
         if redis is not None:
             redis.kill()
             redis.wait()
