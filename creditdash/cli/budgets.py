@@ -70,11 +70,18 @@ def budgets_set(
 
 
 @group.command("show")
-@click.option("--customer", "customer_id", required=True)
+@click.argument("customer_arg", metavar="[ID]", required=False)
+@click.option("--customer", "customer_id", default=None)
 @click.option("--json", "as_json", is_flag=True)
-def budgets_show(customer_id: str, as_json: bool) -> None:
-    """A workspace's budget and its spend this month."""
-    status = in_transaction(lambda s: budgets.get_budget_status(s, customer_id), readonly=True)
+def budgets_show(customer_arg: str | None, customer_id: str | None, as_json: bool) -> None:
+    """A workspace's budget and its spend this month (ID or --customer ID)."""
+
+    def work(session: Session) -> budgets.BudgetStatus:
+        if (customer_arg is None) == (customer_id is None) or customer_arg == "":
+            raise_refusal("name the workspace once: budgets show ID, or --customer ID")
+        return budgets.get_budget_status(session, customer_arg or customer_id or "")
+
+    status = in_transaction(work, readonly=True)
     emit(status.as_dict(), as_json, _text(status))
 
 

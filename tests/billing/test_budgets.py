@@ -208,9 +208,29 @@ def test_budgets_commands(sqlite_engine: Engine) -> None:
         refused = runner.invoke(main, ["budgets", "set", *base, *bad])
         assert refused.exit_code == 1 and refused.output.startswith("error: "), refused.output
     assert json.loads(runner.invoke(main, ["budgets", "show", *base, "--json"]).output) == payload
+    # docs/contract.md names the workspace as an argument too.
+    positional = runner.invoke(main, ["budgets", "show", who.customer_id, "--json"])
+    assert json.loads(positional.output) == payload
+    both = runner.invoke(main, ["budgets", "show", who.customer_id, *base])
+    assert both.exit_code == 1 and "once" in both.output
     cleared = runner.invoke(main, ["budgets", "clear", *base])
     assert cleared.exit_code == 0 and "cleared" in cleared.output
     missing = runner.invoke(main, ["budgets", "show", *base])
     assert missing.exit_code == 1 and "has no budget" in missing.output
     with db.session_scope(readonly=True) as session:
         assert session.execute(select(func.count()).select_from(Budget)).scalar_one() == 1
+
+
+def test_check_alerts_without_the_gateway(sqlite_engine: Engine) -> None:
+    who = funded_customer(sqlite_engine, credits_micros=1_000)
+    with db.session_scope() as session:
+        budgets.set_budget(session, customer_id=who.customer_id, monthly_micros=None,
+                           hard=False, thresholds=[], low_balance_micros=2_000,
+                           actor=CLI)  # fmt: skip
+    with db.session_scope() as session:
+        first = budgets.check_alerts(session, customer_id=who.customer_id)
+        assert len(first) == 1
+        assert budgets.check_alerts(session, customer_id=who.customer_id) == []
+    with db.session_scope() as session:
+        statuses = budgets.budget_statuses(session)
+    assert statuses[who.customer_id].monthly_budget_micros is None
