@@ -15,7 +15,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from creditdash.billing import ledger
+from creditdash.billing import budgets, ledger
 from creditdash.billing.payments.orders import expire_stale_orders
 from creditdash.catalog.pricing import apply_due_schedules
 from creditdash.core import db
@@ -60,6 +60,8 @@ JOBS: tuple[tuple[str, Callable[[], int]], ...] = (
     ("price schedule", apply_price_schedules_once),
     ("idempotency key expiry", expire_idempotency_keys_once),
     ("stored response expiry", stored_responses.purge_expired),
+    # The backstop for alerts a settlement's own check missed (same dedupe keys: idempotent).
+    ("budget alerts", budgets.check_all_alerts),
 )
 
 

@@ -9,6 +9,7 @@ from creditdash.accounts.models import (
     User,
     WebSession,
 )
+from creditdash.billing.budgets_models import Budget, BudgetHold
 from creditdash.billing.invoicing.models import (
     BillingProfile,
     Invoice,
@@ -38,6 +39,8 @@ __all__ = [
     "ApiKey",
     "AuditEntry",
     "BillingProfile",
+    "Budget",
+    "BudgetHold",
     "CreditPackage",
     "Customer",
     "Event",

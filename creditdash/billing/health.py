@@ -10,10 +10,15 @@ from __future__ import annotations
 
 from sqlmodel import Session
 
-from creditdash.billing import ledger
+from creditdash.billing import budgets, ledger
 from creditdash.billing.payments.verify import verify_payments
 
 
 def check(session: Session) -> list[str]:
-    """Every violated invariant, ledger first, then payments; empty when the books hold."""
-    return ledger.verify(session) + verify_payments(session)
+    """Every violated invariant, ledger first (with the budgets' held amounts), then payments;
+    empty when the books hold."""
+    return (
+        ledger.verify(session)
+        + budgets.open_budget_hold_problems(session)
+        + verify_payments(session)
+    )

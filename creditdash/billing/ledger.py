@@ -22,6 +22,7 @@ from sqlalchemy import and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
+from creditdash.billing import budget_holds
 from creditdash.billing.codes import RESERVED_KEY_PREFIX, resolve_key
 from creditdash.billing.models import LedgerAccount, Transfer, TransferRow
 from creditdash.core.db import rowcount
@@ -455,6 +456,8 @@ def _resolve(session: Session, *, hold_id: int, kind: str, amount_micros: int) -
                 _INSERT_TRANSFER, {name: getattr(new, name) for name in _TRANSFER_COLUMNS}
             ).scalar_one()
             _release_and_post(session, held, amount_micros)
+            # After the accounts, as every path locks them: the hold's share of a hard budget.
+            budget_holds.release(connection, hold_id=hold_id, posted_micros=amount_micros)
     except IntegrityError:
         existing = _row_to_transfer(connection.execute(_RESOLUTION_OF, {"p_id": hold_id}).first())
         if existing is None:

@@ -14,7 +14,7 @@ from sqlalchemy import bindparam, func, insert, select, update
 from sqlmodel import Session, col
 
 from creditdash.accounts.models import ApiKey
-from creditdash.billing import ledger
+from creditdash.billing import budget_holds, ledger
 from creditdash.billing.codes import TransferCode, hold_key, overage_key
 from creditdash.billing.models import UsageEntry, UsageRecord
 from creditdash.core.errors import AlreadyResolved, InsufficientCredits
@@ -26,9 +26,19 @@ OVERAGE_CODE = TransferCode.USAGE_OVERAGE
 
 
 def reserve(
-    session: Session, *, request_id: str, account_id: int, amount_micros: int, ttl: timedelta
+    session: Session,
+    *,
+    request_id: str,
+    account_id: int,
+    amount_micros: int,
+    ttl: timedelta,
+    budget_customer_id: str | None = None,
 ) -> int | None:
-    """Hold amount_micros for a request; None for a free request. InsufficientCredits if short."""
+    """Hold amount_micros for a request; None for a free request. InsufficientCredits if short.
+
+    With budget_customer_id (a workspace with a hard budget) the hold is also counted in the
+    budget, in this transaction: BudgetExceeded if it would pass it (the caller's transaction,
+    with the balance hold, is then rolled back)."""
     if amount_micros == 0:
         return None
     held = ledger.hold(
@@ -41,6 +51,13 @@ def reserve(
         reference=request_id,
         expires_at=utcnow() + ttl,
     )
+    if budget_customer_id is not None and held.id is not None:
+        budget_holds.reserve(
+            session.connection(),
+            customer_id=budget_customer_id,
+            hold_id=held.id,
+            amount_micros=amount_micros,
+        )
     return held.id
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import click
 
 from creditdash.cli import (
+    budgets,
     catalog,
     customers,
     db,
@@ -44,6 +45,7 @@ for _group in (
     statements.group,
     packages.group,
     orders.group,
+    budgets.group,
 ):
     main.add_command(_group)
 main.add_command(demo.demo)

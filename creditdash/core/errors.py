@@ -57,3 +57,9 @@ class TooManyAttempts(AuthenticationFailed):
     def __init__(self, message: str, retry_after_s: float) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
+
+
+class BudgetExceeded(CreditdashError):
+    """A hold would take a workspace past its hard monthly budget."""
+
+    code = "budget_exceeded"

@@ -17,6 +17,7 @@ from sqlmodel import col
 
 from creditdash.accounts.api_keys import find_unrevoked_key, hash_key
 from creditdash.accounts.models import Customer
+from creditdash.billing.budgets_models import Budget
 from creditdash.billing.models import LedgerAccount
 from creditdash.core import db
 from creditdash.proxy.errors import GatewayError
@@ -36,6 +37,11 @@ class KeyInfo:
     allowed_models: frozenset[str] | None
     # A suspended workspace's keys are known but refused (403), unlike unknown keys (401).
     suspended: bool = False
+    # The workspace's budget, cached like the rest: a hard budget sends its holds through the
+    # ledger's path (billing/budget_holds.py); any budget or low-balance alert asks for the
+    # alert check after settlement. Workspaces without one take the hot path, unchanged.
+    hard_budget: bool = False
+    budget_alerts: bool = False
 
     def may_use(self, model: str) -> bool:
         return self.allowed_models is None or model in self.allowed_models
@@ -53,6 +59,11 @@ def lookup_key(raw_key: str) -> KeyInfo | None:
         workspace_models = session.execute(
             select(col(Customer.allowed_models_json)).where(col(Customer.id) == key.customer_id)
         ).scalar_one()
+        budget = session.execute(
+            select(
+                col(Budget.monthly_budget_micros), col(Budget.hard), col(Budget.low_balance_micros)
+            ).where(col(Budget.customer_id) == key.customer_id)
+        ).first()
         # Both the key's and the workspace's allow-lists apply; None means no restriction.
         allowed: set[str] | None = None
         for listed in (key.allowed_models_json, workspace_models):
@@ -68,6 +79,8 @@ def lookup_key(raw_key: str) -> KeyInfo | None:
             monthly_spend_cap_micros=key.monthly_spend_cap_micros,
             allowed_models=frozenset(allowed) if allowed is not None else None,
             suspended=status != "active",
+            hard_budget=budget is not None and budget[0] is not None and bool(budget[1]),
+            budget_alerts=budget is not None and (budget[0] is not None or budget[2] is not None),
         )
 
 

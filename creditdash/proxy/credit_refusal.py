@@ -67,3 +67,9 @@ def insufficient_credits(
         details["max_tokens_that_fit"] = fit
         message += f" A max_tokens of {fit} or less would fit."
     return errors.insufficient_credits(message + " Top up your balance.", details)
+
+
+def budget_exceeded(message: str) -> errors.GatewayError:
+    """The 402 of a hold a hard monthly budget refused: the same error shape as the
+    insufficient-credits 402, with its own code."""
+    return errors.GatewayError(402, message, "insufficient_credits", "budget_exceeded")

@@ -22,13 +22,13 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from creditdash.billing import ledger, metering
+from creditdash.billing import budgets, ledger, metering
 from creditdash.billing.hotpath import HotLedger, PlacedHold
 from creditdash.billing.models import UsageEntry
 from creditdash.catalog.prices import cost_micros
 from creditdash.core import db
 from creditdash.core.dbworkers import DbWorkers
-from creditdash.core.errors import InsufficientCredits
+from creditdash.core.errors import BudgetExceeded, InsufficientCredits
 from creditdash.core.timeutil import utcnow
 from creditdash.proxy import credit_refusal, errors
 from creditdash.proxy.call import Call, Outcome, failed, ms_since
@@ -186,6 +186,8 @@ class Settlement:
         self.balance_after_micros: int | None = None
         # Set once the settlement ran: True when it charged (posted), False when it voided.
         self.billed: bool | None = None
+        # Set by a settlement that charged a workspace with a budget or low-balance alert.
+        self._alerts_due = False
 
     # --------------------------------------------------------------------------- the claim
 
@@ -213,7 +215,11 @@ class Settlement:
         """The claim holder's settlement (the relay claims when it starts). If the request is
         cancelled while this runs in its thread, the thread still completes it."""
         self._check_claimed()
-        return await self.store.workers.run(self._finish_sync, outcome)
+        charged: int = await self.store.workers.run(self._finish_sync, outcome)
+        if self._alerts_due:
+            # After the commit, on a task of its own: the response does not wait for it.
+            self.detach(self._budget_alerts_sync)
+        return charged
 
     def settle_detached(self, outcome_of: Callable[[], Outcome]) -> None:
         """The claim holder's settlement from a task no cancellation can reach: the client left
@@ -223,6 +229,8 @@ class Settlement:
 
         def finish_detached(connection: Any) -> None:
             self._finish_sync(connection, outcome_of())
+            if self._alerts_due:  # already off the request's path
+                self._budget_alerts_sync(connection)
 
         self.detach(finish_detached)
 
@@ -262,6 +270,10 @@ class Settlement:
             )
             refusal.request_id = self.call.request_id
             raise refusal from None
+        except BudgetExceeded as exceeded:
+            refusal = credit_refusal.budget_exceeded(exceeded.message)
+            refusal.request_id = self.call.request_id
+            raise refusal from None
 
     def _balance_sync(self, _connection: Any) -> ledger.Balance:
         with db.session_scope(engine=self.store.engine, readonly=True) as session:
@@ -291,7 +303,9 @@ class Settlement:
 
     def _hold(self, connection: Any, amount: int) -> int | None:
         call, store = self.call, self.store
-        if amount:
+        # A hard budget is checked in the hold's transaction on the ledger's path below.
+        hard_budget = call.key.hard_budget
+        if amount and not hard_budget:
             placed = store.hot.hold(
                 connection,
                 request_id=call.request_id,
@@ -312,6 +326,7 @@ class Settlement:
                 account_id=call.key.account_id,
                 amount_micros=amount,
                 ttl=self._shared.hold_ttl,
+                budget_customer_id=call.key.customer_id if hard_budget else None,
             )
             if call.stream:  # off the hot path: the stream's x-credits-available is read
                 balance = ledger.get_balance(session, call.key.account_id)
@@ -361,6 +376,7 @@ class Settlement:
         try:
             charged = self._settle_in_transaction(connection, outcome, record, price, touch)
             self.billed = outcome.billable
+            self._alerts_due = call.key.budget_alerts and charged > 0
             return charged
         except Exception:
             self.billed = False
@@ -413,7 +429,8 @@ class Settlement:
                     record=record,
                     touch_key=touch,
                     # A capped key is charged at most its hold, which the cap check admitted.
-                    overage=call.key.monthly_spend_cap_micros is None,
+                    # So is a workspace with a hard budget.
+                    overage=call.key.monthly_spend_cap_micros is None and not call.key.hard_budget,
                 )
             else:
                 stored = metering.cancel(
@@ -421,6 +438,14 @@ class Settlement:
                 )
             self.balance_after_micros = stored.balance_after_micros
             return stored.price_micros
+
+    def _budget_alerts_sync(self, _connection: Any) -> None:
+        try:
+            with db.session_scope(engine=self.store.engine) as session:
+                budgets.check_alerts(session, customer_id=self.call.key.customer_id)
+        except Exception:
+            # The jobs loop's backstop emits whatever alert this missed (same dedupe keys).
+            log.exception("budget alert check for %s failed", self.call.key.customer_id)
 
     def _void_sync(self, connection: Any, outcome: Outcome) -> None:
         try:

@@ -29,6 +29,7 @@ def customer_row(row: CustomerRow) -> rx.Component:
         rx.table.cell(rx.text(row["held"], **mono), text_align="right"),
         rx.table.cell(rx.text(row["available"], **mono), text_align="right"),
         rx.table.cell(rx.text(row["credit_limit"], **mono), text_align="right"),
+        rx.table.cell(rx.text(row["budget"], **mono), text_align="right"),
         rx.table.cell(customer_actions(row)),
     )
 
@@ -180,6 +181,7 @@ def admin_page() -> rx.Component:
                         rx.table.column_header_cell("Held", text_align="right"),
                         rx.table.column_header_cell("Available", text_align="right"),
                         rx.table.column_header_cell("Limit", text_align="right"),
+                        rx.table.column_header_cell("Budget this month", text_align="right"),
                         rx.table.column_header_cell(""),
                     )
                 ),

@@ -4,8 +4,62 @@ from __future__ import annotations
 
 import reflex as rx
 
-from creditdash.components.layout import loading, page_layout, stat_card
+from creditdash.components.layout import error_callout, field, loading, page_layout, stat_card
 from creditdash.state.portal.overview import RANGES, OverviewState
+
+
+def budget_card() -> rx.Component:
+    """The monthly budget: a bar of spent against it, and (for members allowed
+    budgets.manage) the form that sets it."""
+    card = OverviewState.budget
+    return rx.card(
+        rx.vstack(
+            rx.heading("Monthly budget", size="4"),
+            rx.cond(
+                card["set"],
+                rx.vstack(
+                    rx.text(
+                        card["spent"], " of ", card["budget"], " credits spent (",
+                        card["percent"].to_string(), "%), ", card["kind"], " budget",
+                        id="budget-summary",
+                    ),
+                    rx.progress(value=card["bar"], max=100, width="100%", id="budget-bar"),
+                    rx.text(
+                        "Held by requests in flight: ", card["held"], ". Alerts at ",
+                        card["thresholds"], "; low-balance alert: ", card["low_balance"],
+                        ". Resets on ", card["resets"], ".",
+                        size="2", color_scheme="gray",
+                    ),
+                    width="100%",
+                ),
+                rx.text("No budget is set for this workspace.", color_scheme="gray"),
+            ),
+            rx.cond(
+                OverviewState.can_manage_budget,
+                rx.form(
+                    rx.flex(
+                        field("Monthly budget (credits)",
+                              rx.input(name="monthly", placeholder="none", id="budget-monthly")),
+                        field("Alert at percents",
+                              rx.input(name="thresholds", default_value="50,80,100")),
+                        field("Low-balance alert (credits)",
+                              rx.input(name="low_balance", placeholder="off")),
+                        rx.checkbox("Hard: refuse requests once reached", name="hard"),
+                        spacing="3", wrap="wrap", width="100%", align="end",
+                    ),
+                    error_callout(OverviewState.budget_error),
+                    error_callout(OverviewState.role_refusal),
+                    rx.text(OverviewState.budget_saved, size="2", color_scheme="green"),
+                    rx.button("Save budget", type="submit", id="save-budget"),
+                    on_submit=OverviewState.save_budget,
+                ),
+            ),
+            spacing="3",
+            width="100%",
+        ),
+        width="100%",
+        id="budget-card",
+    )  # fmt: skip
 
 
 def home_page() -> rx.Component:
@@ -57,6 +111,7 @@ def home_page() -> rx.Component:
                     wrap="wrap",
                     width="100%",
                 ),
+                budget_card(),
                 rx.card(
                     rx.vstack(
                         rx.flex(

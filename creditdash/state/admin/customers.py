@@ -14,7 +14,7 @@ import reflex as rx
 from reflex.event import EventSpec
 
 from creditdash.accounts import customers
-from creditdash.billing import adjustments, balances, codes, health
+from creditdash.billing import adjustments, balances, budgets, codes, health
 from creditdash.core import db
 from creditdash.core.audit import Actor
 from creditdash.core.db import Session
@@ -33,11 +33,23 @@ class CustomerRow(TypedDict):
     available: str
     credit_limit: str
     allowed_models: str
+    # This month's spend against the workspace's budget, e.g. "2.000000 / 10.000000 (20%, hard)".
+    budget: str
+
+
+def _budget_text(status: budgets.BudgetStatus | None) -> str:
+    if status is None or status.monthly_budget_micros is None:
+        return "—"
+    return (
+        f"{format_credits(status.spent_micros)} / {format_credits(status.monthly_budget_micros)}"
+        f" ({status.percent}%, {'hard' if status.hard else 'soft'})"
+    )
 
 
 def _customers(search: str) -> list[CustomerRow]:
     with db.session_scope(readonly=True) as session:
         found = balances.customers_with_balances(session, search=search, limit=100)
+        statuses = budgets.budget_statuses(session)
     return [
         CustomerRow(
             id=row.customer.id,
@@ -51,6 +63,7 @@ def _customers(search: str) -> list[CustomerRow]:
             if row.customer.allowed_models_json
             else "",
             credit_limit=format_credits(row.credit_limit_micros),
+            budget=_budget_text(statuses.get(row.customer.id)),
         )
         for row in found
     ]

@@ -12,10 +12,14 @@ import plotly.graph_objects as go
 import reflex as rx
 from reflex.event import EventSpec
 
-from creditdash.billing import balances, usage
+from creditdash.accounts import roles
+from creditdash.billing import balances, budgets, usage
 from creditdash.core import db
+from creditdash.core.audit import Actor
+from creditdash.core.errors import CreditdashError, NotFound
 from creditdash.core.money import format_credits
 from creditdash.core.timeutil import utcnow
+from creditdash.state import forms
 from creditdash.state.base import PortalState, Workspace, workspace_event
 
 LOW_BALANCE_MICROS = 2_000_000
@@ -54,6 +58,74 @@ def _snapshot(customer_id: str) -> Snapshot:
         month=format_credits(totals.month_micros),
         requests_today=totals.requests_today,
     )
+
+
+class BudgetCard(TypedDict):
+    set: bool
+    budget: str
+    spent: str
+    held: str
+    percent: int
+    # The bar stops at 100 even when a soft budget is passed.
+    bar: int
+    kind: str
+    resets: str
+    thresholds: str
+    low_balance: str
+
+
+NO_BUDGET = BudgetCard(
+    set=False, budget="", spent="", held="", percent=0, bar=0, kind="", resets="",
+    thresholds="", low_balance="",
+)  # fmt: skip
+
+
+def _budget_card(customer_id: str) -> BudgetCard:
+    with db.session_scope(readonly=True) as session:
+        try:
+            status = budgets.get_budget_status(session, customer_id)
+        except NotFound:
+            return NO_BUDGET
+    limit, low = status.monthly_budget_micros, status.low_balance_micros
+    percent = status.percent or 0
+    return BudgetCard(
+        set=True,
+        budget=format_credits(limit) if limit is not None else "none",
+        spent=format_credits(status.spent_micros),
+        held=format_credits(status.held_micros),
+        percent=percent,
+        bar=min(percent, 100),
+        kind="hard" if status.hard else "soft",
+        resets=f"{status.resets_at:%Y-%m-%d} 00:00 UTC",
+        thresholds=", ".join(f"{t}%" for t in status.thresholds),
+        low_balance=format_credits(low) if low is not None else "off",
+    )
+
+
+def _save_budget(where: Workspace, form: dict[str, str]) -> None:
+    monthly = forms.optional_credits(form, "monthly", field="Monthly budget")
+    low = forms.optional_credits(form, "low_balance", field="Low-balance alert")
+    thresholds = budgets.parse_thresholds(forms.text(form, "thresholds", "50,80,100"))
+    user = where.user
+    with db.session_scope() as session:
+        if monthly is None and low is None:
+            budgets.clear_budget(
+                session,
+                customer_id=where.customer_id,
+                actor=Actor.user(user.user_id, user.email),
+                user_id=user.user_id,
+            )
+            return
+        budgets.set_budget(
+            session,
+            customer_id=where.customer_id,
+            monthly_micros=monthly,
+            hard=forms.checked(form, "hard"),
+            thresholds=thresholds,
+            low_balance_micros=low,
+            actor=Actor.user(user.user_id, user.email),
+            user_id=user.user_id,
+        )
 
 
 def _series(customer_id: str, days: int) -> list[SeriesPoint]:
@@ -122,6 +194,9 @@ class OverviewState(PortalState):
     series: list[SeriesPoint] = []
     loaded: bool = False
     ticks: int = 0
+    budget: BudgetCard = NO_BUDGET
+    budget_error: str = ""
+    budget_saved: str = ""
 
     async def _refresh(self, where: Workspace, *, charts: bool) -> None:
         snap = await asyncio.to_thread(_snapshot, where.customer_id)
@@ -131,6 +206,7 @@ class OverviewState(PortalState):
         if charts:
             days = RANGES.get(self.range_label, 30)
             self.series = await asyncio.to_thread(_series, where.customer_id, days)
+            self.budget = await asyncio.to_thread(_budget_card, where.customer_id)
         self.loaded = True
 
     @rx.event
@@ -145,6 +221,19 @@ class OverviewState(PortalState):
         """Every 2 s while the page is open: balance and totals; charts every 10 s."""
         self.ticks += 1
         await self._refresh(where, charts=self.ticks % 5 == 0)
+        return None
+
+    @rx.event
+    @workspace_event(clearing=("budget_error", "budget_saved"), permission="budgets.manage")
+    async def save_budget(self, where: Workspace, form: dict[str, str]) -> EventSpec | None:
+        """Set the workspace's budget (an empty monthly and low-balance amount clears it)."""
+        try:
+            await asyncio.to_thread(_save_budget, where, form)
+        except CreditdashError as exc:
+            self.budget_error = exc.message
+            return None
+        self.budget = await asyncio.to_thread(_budget_card, where.customer_id)
+        self.budget_saved = "Budget saved." if self.budget["set"] else "Budget removed."
         return None
 
     @rx.event
@@ -170,6 +259,11 @@ class OverviewState(PortalState):
     @property
     def _days(self) -> int:
         return RANGES.get(self.range_label, 30)
+
+    @rx.var
+    def can_manage_budget(self) -> bool:
+        # Only what the form shows: save_budget checks the role again, as the database has it.
+        return roles.allows(self.workspace_role or None, budgets.PERMISSION)
 
     @rx.var
     def has_usage(self) -> bool:
