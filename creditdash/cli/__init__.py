@@ -23,6 +23,7 @@ from creditdash.cli import (
     statements,
     tax,
     users,
+    webhooks,
 )
 
 
@@ -44,6 +45,7 @@ for _group in (
     statements.group,
     packages.group,
     orders.group,
+    webhooks.group,
 ):
     main.add_command(_group)
 main.add_command(demo.demo)

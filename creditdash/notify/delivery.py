@@ -90,8 +90,9 @@ def _insert_delivery(session: Session, *, endpoint_id: str, event_id: str, now: 
             created_at=now,
         )
         .on_conflict_do_nothing(index_elements=["endpoint_id", "event_id"])
+        .returning(table.c.id)
     )
-    return rowcount(session.execute(statement))
+    return 0 if session.execute(statement).scalar_one_or_none() is None else 1
 
 
 def fan_out_event(session: Session, event_id: str, *, now: datetime | None = None) -> int:
@@ -163,21 +164,23 @@ def _claim(session: Session, delivery_id: str, now: datetime) -> _Claim | None:
     delivery, endpoint, event = row
     if delivery.status != "pending" or not endpoint.enabled or delivery.next_attempt_at > now:
         return None
+    # Read before the UPDATE: the session writes the new values into the loaded row.
+    attempts = delivery.attempts
     result = session.execute(
         update(WebhookDelivery)
         .where(
             col(WebhookDelivery.id) == delivery.id,
             col(WebhookDelivery.status) == "pending",
-            col(WebhookDelivery.attempts) == delivery.attempts,
+            col(WebhookDelivery.attempts) == attempts,
             col(WebhookDelivery.next_attempt_at) <= now,
         )
-        .values(attempts=delivery.attempts + 1, next_attempt_at=now + LEASE)
+        .values(attempts=attempts + 1, next_attempt_at=now + LEASE)
     )
     if rowcount(result) != 1:
         return None  # another process took this attempt
     return _Claim(
         delivery_id=delivery.id,
-        attempt=delivery.attempts + 1,
+        attempt=attempts + 1,
         url=endpoint.url,
         secret=endpoints.signing_secret(endpoint),
         body=payload(event),
@@ -370,6 +373,7 @@ def resend(
         session, endpoint_id=delivery.endpoint_id, customer_id=customer_id
     )
     actor = endpoints.actor_for(session, user_id=user_id, customer_id=endpoint.customer_id)
+    before = {"status": delivery.status, "attempts": delivery.attempts}
     result = session.execute(
         update(WebhookDelivery)
         .where(
@@ -386,7 +390,7 @@ def resend(
         action="webhook_delivery.resend",
         target_type="webhook_delivery",
         target_id=delivery.id,
-        before={"status": delivery.status, "attempts": delivery.attempts},
+        before=before,
     )
     session.refresh(delivery)
     return delivery
