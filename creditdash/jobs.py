@@ -2,10 +2,9 @@
 
 Each pass expires holds that their request never resolved (a crashed worker, a lost
 connection), expires payment orders whose payment window passed, applies price schedules
-that came due, deletes stored Responses-API answers past their retention, and deletes expired
-Idempotency-Key rows, and makes and sends webhook deliveries (notify/delivery.py). Each
-job is one service call in short transactions; a failed pass is
-logged and the loop goes on. The Reflex app runs it as a lifespan task and `creditdash
+that came due, deletes stored Responses-API answers past their retention, deletes expired
+Idempotency-Key rows, and makes and sends webhook deliveries (notify/delivery.py). Each job is
+one service call in short transactions; a failed pass is logged and the loop goes on. The Reflex app runs it as a lifespan task and `creditdash
 gateway` in its own lifespan (server.py); `creditdash ledger expire-holds` runs the first job
 once.
 """
