@@ -4,9 +4,9 @@ Each pass expires holds that their request never resolved (a crashed worker, a l
 connection), expires payment orders whose payment window passed, applies price schedules
 that came due, deletes stored Responses-API answers past their retention, deletes expired
 Idempotency-Key rows, and makes and sends webhook deliveries (notify/delivery.py). Each job is
-one service call in short transactions; a failed pass is logged and the loop goes on. The Reflex app runs it as a lifespan task and `creditdash
-gateway` in its own lifespan (server.py); `creditdash ledger expire-holds` runs the first job
-once.
+one service call in short transactions; a failed pass is logged and the loop goes on. The
+Reflex app runs it as a lifespan task and `creditdash gateway` in its own lifespan
+(server.py); `creditdash ledger expire-holds` runs the first job once.
 """
 
 from __future__ import annotations
