@@ -24,8 +24,9 @@ from creditdash.pages.portal.pricing import pricing_page
 from creditdash.pages.portal.signin import signin_page
 from creditdash.pages.portal.signup import signup_page
 from creditdash.pages.portal.usage import usage_page
+from creditdash.pages.portal.webhooks import webhooks_page
 from creditdash.proxy.app import check_mounted_startup
-from creditdash.routes import CHANGE_PASSWORD_PATH
+from creditdash.routes import CHANGE_PASSWORD_PATH, WEBHOOKS_PATH
 from creditdash.server import create_app as create_gateway
 from creditdash.state.admin.audit import AdminAuditState
 from creditdash.state.admin.customers import AdminState
@@ -41,6 +42,7 @@ from creditdash.state.portal.overview import OverviewState
 from creditdash.state.portal.pricing import PricingState
 from creditdash.state.portal.signin import SignInState
 from creditdash.state.portal.usage import UsageState
+from creditdash.state.portal.webhooks import WebhooksState
 from creditdash.web.auth import session_cookie_routes
 
 _mounted: list[Starlette] = []
@@ -77,6 +79,12 @@ app.add_page(
 )
 app.add_page(home_page, route="/home", title="Overview · creditdash", on_load=OverviewState.load)
 app.add_page(keys_page, route="/keys", title="API keys · creditdash", on_load=KeysState.load)
+app.add_page(
+    webhooks_page,
+    route=WEBHOOKS_PATH,
+    title="Webhooks · creditdash",
+    on_load=WebhooksState.load,
+)
 app.add_page(usage_page, route="/usage", title="Usage · creditdash", on_load=UsageState.load)
 app.add_page(
     billing_page, route="/billing", title="Billing · creditdash", on_load=BillingState.load

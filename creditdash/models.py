@@ -30,6 +30,7 @@ from creditdash.billing.payments.models import (
 from creditdash.catalog.models import PriceSchedule, Provider, PublicModel, Route
 from creditdash.core.audit import AuditEntry
 from creditdash.core.outbox import Event, OutboxMail
+from creditdash.notify.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from creditdash.proxy.idempotency_keys import IdempotencyKey
 from creditdash.proxy.stored_responses import StoredResponse
 
@@ -67,5 +68,8 @@ __all__ = [
     "UsageRecord",
     "User",
     "WebSession",
+    "WebhookAttempt",
+    "WebhookDelivery",
+    "WebhookEndpoint",
     "metadata",
 ]

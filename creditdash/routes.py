@@ -8,6 +8,7 @@ from __future__ import annotations
 CHANGE_PASSWORD_PATH = "/change-password"  # noqa: S105 (a path)
 SESSION_PATH = "/auth/session"
 SIGN_OUT_PATH = "/auth/sign-out"
+WEBHOOKS_PATH = "/webhooks"
 # Where a sign-in handoff may send the browser: never an address from the query string as such.
 NEXT_PAGES = frozenset({"/", "/home", "/admin", CHANGE_PASSWORD_PATH})
 

@@ -24,6 +24,7 @@ from creditdash.cli import (
     statements,
     tax,
     users,
+    webhooks,
 )
 
 
@@ -46,6 +47,7 @@ for _group in (
     packages.group,
     orders.group,
     budgets.group,
+    webhooks.group,
 ):
     main.add_command(_group)
 main.add_command(demo.demo)

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import reflex as rx
 
+from creditdash.routes import WEBHOOKS_PATH
 from creditdash.state.base import PortalState, SessionState
 
 NAV = [
     ("Overview", "/home"),
     ("API keys", "/keys"),
     ("Usage", "/usage"),
+    ("Webhooks", WEBHOOKS_PATH),
     ("Billing", "/billing"),
     ("Account", "/account"),
 ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import inspect
+import json
 import pkgutil
 from datetime import timedelta
 from typing import Any
@@ -20,6 +21,7 @@ import reflex as rx
 from reflex.state import State
 from sqlalchemy import MetaData, select
 from sqlalchemy.engine import Engine
+from sqlmodel import Session
 
 from creditdash import state as state_package
 from creditdash.accounts import sessions
@@ -28,9 +30,12 @@ from creditdash.accounts.models import Membership
 from creditdash.billing.invoicing import profiles
 from creditdash.billing.payments import orders, packages
 from creditdash.catalog.importer import import_catalog, parse_catalog
-from creditdash.core import db
+from creditdash.core import crypto, db, outbox
 from creditdash.core.audit import Actor
+from creditdash.core.ids import new_id
 from creditdash.demo import DEMO_CATALOG
+from creditdash.notify import endpoints
+from creditdash.notify.models import WebhookDelivery, WebhookEndpoint
 from creditdash.state.base import AdminBase, PortalState
 from tests.factories import funded_customer
 from tests.state.browser import connection
@@ -44,6 +49,7 @@ UI_ONLY = {
     "BillingState.set_statement_to",
     "KeysState.forget_new_key",  # clears the shown new key
     "UsageState.hide",  # closes the request dialog
+    "WebhooksState.forget_secret",  # clears the shown signing secret
 }
 # The session's own handlers, inherited by every state: signing out needs no guard, and picking
 # a workspace is itself checked against the memberships (tests/state/portal/test_portal_tenancy.py).
@@ -153,6 +159,27 @@ def _token(user_id: int) -> str:
         return sessions.start_session(session, user_id=user_id, ttl=timedelta(hours=1))
 
 
+def _webhook_of(session: Session, customer_id: str) -> tuple[str, str]:
+    """An endpoint of A with one delivery, written directly (no URL to resolve)."""
+    endpoint = WebhookEndpoint(
+        id=new_id("whe"),
+        customer_id=customer_id,
+        url="https://hooks.example.com/a",
+        secret=crypto.encrypt(endpoints.new_secret(), purpose=endpoints.CIPHER_PURPOSE),
+        event_types_json=json.dumps(["key.created"]),
+    )
+    session.add(endpoint)
+    session.flush()
+    event_id = outbox.emit(session, type="key.created", customer_id=customer_id, data={})
+    assert event_id is not None
+    message = WebhookDelivery(
+        id=new_id("msg"), endpoint_id=endpoint.id, event_id=event_id, status="failed"
+    )
+    session.add(message)
+    session.flush()
+    return endpoint.id, message.id
+
+
 @pytest.fixture
 def world(sqlite_engine: Engine) -> dict[str, Any]:
     a = funded_customer(sqlite_engine, credits_micros=5_000_000, name="Alpha")
@@ -172,13 +199,20 @@ def world(sqlite_engine: Engine) -> dict[str, Any]:
             select(Membership.user_id).where(Membership.customer_id == b.customer_id)
         ).scalar_one()
         a_key_id, order_id = a_key.id, order.id
+        a_endpoint, a_delivery = _webhook_of(session, a.customer_id)
     return {
         "engine": sqlite_engine,
         "a_customer": a.customer_id,
         "a_key": a_key_id,
         "a_order": order_id,
         "b_token": _token(b_member),
-        "by_param": {"key_id": a_key_id, "customer_id": a.customer_id, "request_id": "req_x"},
+        "by_param": {
+            "key_id": a_key_id,
+            "customer_id": a.customer_id,
+            "request_id": "req_x",
+            "endpoint_id": a_endpoint,
+            "delivery_id": a_delivery,
+        },
     }
 
 
@@ -194,6 +228,7 @@ def test_the_walk_finds_the_handlers() -> None:
     assert len(ADMIN_HANDLERS) >= 25
     portal = {f"{c.__name__}.{n}" for c, n in PORTAL_HANDLERS}
     assert {"KeysState.revoke", "BillingState.pay", "AccountState.invite"} <= portal
+    assert {"WebhooksState.add", "WebhooksState.resend", "WebhooksState.delete"} <= portal
 
 
 @pytest.mark.parametrize(("cls", "name"), ADMIN_HANDLERS, ids=lambda v: getattr(v, "__name__", v))
