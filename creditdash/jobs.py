@@ -2,11 +2,11 @@
 
 Each pass expires holds that their request never resolved (a crashed worker, a lost
 connection), expires payment orders whose payment window passed, applies price schedules
-that came due, deletes stored Responses-API answers past their retention, and deletes expired
-Idempotency-Key rows. Each job is one service call in short transactions; a failed pass is
-logged and the loop goes on. The Reflex app runs it as a lifespan task and `creditdash
-gateway` in its own lifespan (server.py); `creditdash ledger expire-holds` runs the first job
-once.
+that came due, deletes stored Responses-API answers past their retention, deletes expired
+Idempotency-Key rows, turns events into emails and sends the outbox's due mail. Each job is
+one service call in short transactions; a failed pass is logged and the loop goes on. The
+Reflex app runs it as a lifespan task and `creditdash gateway` in its own lifespan
+(server.py); `creditdash ledger expire-holds` runs the first job once.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from creditdash.billing.payments.orders import expire_stale_orders
 from creditdash.catalog.pricing import apply_due_schedules
 from creditdash.core import db
 from creditdash.core.settings import get_settings
+from creditdash.notify import dispatch, mail
 from creditdash.proxy import idempotency_keys, stored_responses
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,8 @@ JOBS: tuple[tuple[str, Callable[[], int]], ...] = (
     ("price schedule", apply_price_schedules_once),
     ("idempotency key expiry", expire_idempotency_keys_once),
     ("stored response expiry", stored_responses.purge_expired),
+    ("event mail", dispatch.mail_events_once),
+    ("mail sender", mail.send_due_mail),
 )
 
 
