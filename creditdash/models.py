@@ -6,6 +6,7 @@ from creditdash.accounts.models import (
     ApiKey,
     Customer,
     Membership,
+    PasswordReset,
     User,
     WebSession,
 )
@@ -50,6 +51,7 @@ __all__ = [
     "Membership",
     "OrderEvent",
     "OutboxMail",
+    "PasswordReset",
     "PaymentEvent",
     "PaymentOrder",
     "PriceSchedule",
