@@ -17,6 +17,7 @@ from creditdash.cli import (
     invoices,
     keys,
     ledger,
+    mail,
     orders,
     packages,
     seller,
@@ -44,6 +45,7 @@ for _group in (
     statements.group,
     packages.group,
     orders.group,
+    mail.group,
 ):
     main.add_command(_group)
 main.add_command(demo.demo)

@@ -75,6 +75,13 @@ def is_configured() -> bool:
     return bool(get_settings().smtp_url.strip())
 
 
+def check_configuration() -> SmtpTarget:
+    """The configured server; ValidationFailed when the URL is missing or malformed."""
+    if not is_configured():
+        raise ValidationFailed("CREDITDASH_SMTP_URL is not set")
+    return parse_smtp_url(get_settings().smtp_url)
+
+
 def message_id(row_id: int) -> str:
     """The same id for every attempt of one row: a resend after a crash is a recognisable
     duplicate, not a second email."""
@@ -237,3 +244,23 @@ def outbox(session: Session, *, status: str | None = None, limit: int = 100) -> 
         query = query.where(col(OutboxMail.status) == status)
     query = query.order_by(col(OutboxMail.created_at).desc(), col(OutboxMail.id).desc())
     return list(session.exec(query.limit(limit)).all())
+
+
+def describe(row: OutboxMail) -> dict[str, str | int]:
+    """One outbox row as plain values, for the CLI's JSON and the admin inbox."""
+    return {
+        "id": row.id or 0,
+        "to": row.to_addr,
+        "subject": row.subject,
+        "kind": row.kind,
+        "status": row.status,
+        "attempts": row.attempts,
+        "last_error": row.last_error,
+        "attachment": row.attachment or "",
+        "created_at": row.created_at.isoformat(),
+        "next_attempt_at": row.next_attempt_at.isoformat(),
+        "sent_at": row.sent_at.isoformat() if row.sent_at else "",
+    }
+
+
+NOT_CONFIGURED = "Mail is not being sent: CREDITDASH_SMTP_URL is not set."

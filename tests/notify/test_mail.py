@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import pytest
@@ -221,3 +222,47 @@ def test_invoice_mail_carries_the_pdf(shop: Shop, smtp_inbox: Inbox) -> None:
     assert attached.get_content().startswith(b"%PDF")
     assert "/billing/invoices/CD-" in invoice.get_body(("plain",)).get_content()
     assert payment["Subject"].startswith("Payment received")
+
+
+def test_cli_outbox_json_and_send_now(
+    sqlite_engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from creditdash.cli import main
+
+    monkeypatch.delenv("CREDITDASH_SMTP_URL", raising=False)
+    settings.reset_settings()
+    with db.session_scope() as session:
+        outbox.enqueue_mail(session, to="a@example.com", subject="Hi", text="t", kind="test")
+    listed = CliRunner().invoke(main, ["mail", "outbox", "--json"])
+    assert listed.exit_code == 0, listed.output
+    [row] = json.loads(listed.output)
+    assert (row["to"], row["subject"], row["status"], row["attempts"]) == (
+        "a@example.com",
+        "Hi",
+        "pending",
+        0,
+    )
+    assert (
+        json.loads(
+            CliRunner().invoke(main, ["mail", "outbox", "--status", "sent", "--json"]).output
+        )
+        == []
+    )
+    refused = CliRunner().invoke(main, ["mail", "send-now"])
+    assert refused.exit_code == 1 and "CREDITDASH_SMTP_URL is not set" in refused.output
+
+    controller, inbox = smtp.start()
+    try:
+        monkeypatch.setenv("CREDITDASH_SMTP_URL", f"smtp://127.0.0.1:{inbox.port}")
+        settings.reset_settings()
+        sent = CliRunner().invoke(main, ["mail", "send-now"])
+    finally:
+        controller.stop()
+    assert sent.exit_code == 0 and sent.output.strip() == "sent 1 email"
+    assert len(inbox.messages) == 1
+    monkeypatch.setenv("CREDITDASH_SMTP_URL", "ftp://nope")
+    settings.reset_settings()
+    broken = CliRunner().invoke(main, ["mail", "send-now"])
+    assert broken.exit_code == 1 and "smtp://" in broken.output
