@@ -21,11 +21,12 @@ from creditdash.pages.portal.billing import billing_page
 from creditdash.pages.portal.keys import keys_page
 from creditdash.pages.portal.overview import home_page
 from creditdash.pages.portal.pricing import pricing_page
+from creditdash.pages.portal.reset import forgot_password_page, reset_password_page
 from creditdash.pages.portal.signin import signin_page
 from creditdash.pages.portal.signup import signup_page
 from creditdash.pages.portal.usage import usage_page
 from creditdash.proxy.app import check_mounted_startup
-from creditdash.routes import CHANGE_PASSWORD_PATH
+from creditdash.routes import CHANGE_PASSWORD_PATH, FORGOT_PASSWORD_PATH, RESET_PASSWORD_PATH
 from creditdash.server import create_app as create_gateway
 from creditdash.state.admin.audit import AdminAuditState
 from creditdash.state.admin.customers import AdminState
@@ -91,6 +92,12 @@ app.add_page(
     on_load=FirstPasswordState.load,
 )
 app.add_page(signup_page, route="/signup", title="Sign up · creditdash")
+app.add_page(
+    forgot_password_page, route=FORGOT_PASSWORD_PATH, title="Forgot your password · creditdash"
+)
+app.add_page(
+    reset_password_page, route=RESET_PASSWORD_PATH, title="Choose a new password · creditdash"
+)
 app.add_page(
     pricing_page, route="/pricing", title="Pricing · creditdash", on_load=PricingState.load
 )
