@@ -11,6 +11,7 @@ from starlette.applications import Starlette
 from creditdash import jobs
 from creditdash.pages.admin.audit import admin_audit_page
 from creditdash.pages.admin.customers import admin_page
+from creditdash.pages.admin.mail import admin_mail_page
 from creditdash.pages.admin.orders import admin_orders_page
 from creditdash.pages.admin.prices import admin_models_page
 from creditdash.pages.admin.providers import admin_providers_page
@@ -30,6 +31,7 @@ from creditdash.routes import CHANGE_PASSWORD_PATH, FORGOT_PASSWORD_PATH, RESET_
 from creditdash.server import create_app as create_gateway
 from creditdash.state.admin.audit import AdminAuditState
 from creditdash.state.admin.customers import AdminState
+from creditdash.state.admin.mail import AdminMailState
 from creditdash.state.admin.orders import AdminOrdersState
 from creditdash.state.admin.prices import AdminModelsState
 from creditdash.state.admin.providers import AdminProvidersState
@@ -137,4 +139,10 @@ app.add_page(
     route="/admin/audit",
     title="Audit · admin · creditdash",
     on_load=AdminAuditState.load,
+)
+app.add_page(
+    admin_mail_page,
+    route="/admin/mail",
+    title="Mail · admin · creditdash",
+    on_load=AdminMailState.load,
 )

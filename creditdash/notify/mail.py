@@ -218,12 +218,17 @@ def send_due_mail(limit: int = 50) -> int:
     return sent
 
 
-def retry_now(session: Session, mail_id: int) -> OutboxMail:
-    """The operator's "retry now": a pending or failed row becomes due at once (with a fresh
-    attempt budget when it had failed). A sent row is refused: it would be a second email."""
+def get(session: Session, mail_id: int) -> OutboxMail:
     row = session.get(OutboxMail, mail_id)
     if row is None:
         raise NotFound(f"no outbox mail {mail_id}")
+    return row
+
+
+def retry_now(session: Session, mail_id: int) -> OutboxMail:
+    """The operator's "retry now": a pending or failed row becomes due at once (with a fresh
+    attempt budget when it had failed). A sent row is refused: it would be a second email."""
+    row = get(session, mail_id)
     if row.status == "sent":
         raise ValidationFailed("that email was already sent")
     if row.status == "failed":
