@@ -11,6 +11,7 @@ from starlette.applications import Starlette
 from creditdash import jobs
 from creditdash.pages.admin.audit import admin_audit_page
 from creditdash.pages.admin.customers import admin_page
+from creditdash.pages.admin.mail import admin_mail_page
 from creditdash.pages.admin.orders import admin_orders_page
 from creditdash.pages.admin.prices import admin_models_page
 from creditdash.pages.admin.providers import admin_providers_page
@@ -21,15 +22,22 @@ from creditdash.pages.portal.billing import billing_page
 from creditdash.pages.portal.keys import keys_page
 from creditdash.pages.portal.overview import home_page
 from creditdash.pages.portal.pricing import pricing_page
+from creditdash.pages.portal.reset import forgot_password_page, reset_password_page
 from creditdash.pages.portal.signin import signin_page
 from creditdash.pages.portal.signup import signup_page
 from creditdash.pages.portal.usage import usage_page
 from creditdash.pages.portal.webhooks import webhooks_page
 from creditdash.proxy.app import check_mounted_startup
-from creditdash.routes import CHANGE_PASSWORD_PATH, WEBHOOKS_PATH
+from creditdash.routes import (
+    CHANGE_PASSWORD_PATH,
+    FORGOT_PASSWORD_PATH,
+    RESET_PASSWORD_PATH,
+    WEBHOOKS_PATH,
+)
 from creditdash.server import create_app as create_gateway
 from creditdash.state.admin.audit import AdminAuditState
 from creditdash.state.admin.customers import AdminState
+from creditdash.state.admin.mail import AdminMailState
 from creditdash.state.admin.orders import AdminOrdersState
 from creditdash.state.admin.prices import AdminModelsState
 from creditdash.state.admin.providers import AdminProvidersState
@@ -100,6 +108,12 @@ app.add_page(
 )
 app.add_page(signup_page, route="/signup", title="Sign up · creditdash")
 app.add_page(
+    forgot_password_page, route=FORGOT_PASSWORD_PATH, title="Forgot your password · creditdash"
+)
+app.add_page(
+    reset_password_page, route=RESET_PASSWORD_PATH, title="Choose a new password · creditdash"
+)
+app.add_page(
     pricing_page, route="/pricing", title="Pricing · creditdash", on_load=PricingState.load
 )
 app.add_page(admin_page, route="/admin", title="Admin · creditdash", on_load=AdminState.load)
@@ -138,4 +152,10 @@ app.add_page(
     route="/admin/audit",
     title="Audit · admin · creditdash",
     on_load=AdminAuditState.load,
+)
+app.add_page(
+    admin_mail_page,
+    route="/admin/mail",
+    title="Mail · admin · creditdash",
+    on_load=AdminMailState.load,
 )

@@ -3,10 +3,12 @@
 Each pass expires holds that their request never resolved (a crashed worker, a lost
 connection), expires payment orders whose payment window passed, applies price schedules
 that came due, deletes stored Responses-API answers past their retention, deletes expired
-Idempotency-Key rows, and makes and sends webhook deliveries (notify/delivery.py). Each job is
-one service call in short transactions; a failed pass is logged and the loop goes on. The
-Reflex app runs it as a lifespan task and `creditdash gateway` in its own lifespan
-(server.py); `creditdash ledger expire-holds` runs the first job once.
+Idempotency-Key rows, emits budget alerts a settlement missed, makes and sends webhook
+deliveries (notify/delivery.py), turns events into emails and sends the outbox's due mail
+(notify/dispatch.py, notify/mail.py). Each job is one service call in short transactions; a
+failed pass is logged and the loop goes on. The Reflex app runs it as a lifespan task and
+`creditdash gateway` in its own lifespan (server.py); `creditdash ledger expire-holds` runs the
+first job once.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from creditdash.billing.payments.orders import expire_stale_orders
 from creditdash.catalog.pricing import apply_due_schedules
 from creditdash.core import db
 from creditdash.core.settings import get_settings
+from creditdash.notify import dispatch, mail
 from creditdash.notify.delivery import deliver_due_once, fan_out_once
 from creditdash.proxy import idempotency_keys, stored_responses
 
@@ -65,6 +68,8 @@ JOBS: tuple[tuple[str, Callable[[], int]], ...] = (
     ("budget alerts", budgets.check_all_alerts),
     ("webhook fan-out", fan_out_once),
     ("webhook delivery", deliver_due_once),
+    ("event mail", dispatch.mail_events_once),
+    ("mail sender", mail.send_due_mail),
 )
 
 

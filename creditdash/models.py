@@ -6,6 +6,7 @@ from creditdash.accounts.models import (
     ApiKey,
     Customer,
     Membership,
+    PasswordReset,
     User,
     WebSession,
 )
@@ -54,6 +55,7 @@ __all__ = [
     "Membership",
     "OrderEvent",
     "OutboxMail",
+    "PasswordReset",
     "PaymentEvent",
     "PaymentOrder",
     "PriceSchedule",

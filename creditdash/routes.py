@@ -7,6 +7,10 @@ from __future__ import annotations
 
 CHANGE_PASSWORD_PATH = "/change-password"  # noqa: S105 (a path)
 SESSION_PATH = "/auth/session"
+FORGOT_PASSWORD_PATH = "/forgot-password"  # noqa: S105 (a path)
+RESET_PASSWORD_PATH = "/reset-password"  # noqa: S105 (a path)
+# Sign-in after a reset, with its notice (a fixed flag: nothing from the URL is shown).
+RESET_DONE_PATH = "/?reset=done"
 SIGN_OUT_PATH = "/auth/sign-out"
 WEBHOOKS_PATH = "/webhooks"
 # Where a sign-in handoff may send the browser: never an address from the query string as such.

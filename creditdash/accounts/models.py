@@ -114,3 +114,17 @@ class SessionHandoff(SQLModel, table=True):
     web_session_id: int = Field(foreign_key="web_sessions.id", index=True)
     expires_at: datetime
     used_at: datetime | None = None
+
+
+class PasswordReset(SQLModel, table=True):
+    """A password-reset link sent by email. Only the token's SHA-256 is stored; the link works
+    once (used_at) and not after expires_at."""
+
+    __tablename__ = "password_resets"
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="users.id", index=True)
+    token_hash: str = Field(max_length=64, unique=True)
+    created_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime
+    used_at: datetime | None = None

@@ -18,6 +18,7 @@ from creditdash.cli import (
     invoices,
     keys,
     ledger,
+    mail,
     orders,
     packages,
     seller,
@@ -48,6 +49,7 @@ for _group in (
     orders.group,
     budgets.group,
     webhooks.group,
+    mail.group,
 ):
     main.add_command(_group)
 main.add_command(demo.demo)

@@ -11,6 +11,7 @@ ADMIN_NAV = [
     ("Prices and margins", "/admin/models"),
     ("Providers", "/admin/providers"),
     ("Requests", "/admin/requests"),
+    ("Mail", "/admin/mail"),
     ("Audit log", "/admin/audit"),
 ]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import reflex as rx
 
 from creditdash.components.layout import brand
+from creditdash.routes import FORGOT_PASSWORD_PATH
 from creditdash.state.portal.signin import SignInState
 
 
@@ -14,6 +15,12 @@ def signin_page() -> rx.Component:
             rx.vstack(
                 brand(),
                 rx.text("Sign in to your workspace", size="3", color_scheme="gray"),
+                rx.cond(
+                    SignInState.notice != "",
+                    rx.callout(
+                        SignInState.notice, icon="circle_check", color_scheme="green", width="100%"
+                    ),
+                ),
                 rx.form(
                     rx.vstack(
                         rx.text("Email", as_="label", size="2", weight="medium"),
@@ -53,6 +60,7 @@ def signin_page() -> rx.Component:
                     reset_on_submit=False,
                     width="100%",
                 ),
+                rx.link("Forgot your password?", href=FORGOT_PASSWORD_PATH, size="2"),
                 spacing="4",
                 width="100%",
             ),

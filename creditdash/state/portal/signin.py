@@ -22,10 +22,13 @@ def _sign_in(email: str, password: str, address: str) -> sessions.SignedInResult
 
 class SignInState(SessionState):
     error: str = ""
+    notice: str = ""
     submitting: bool = False
 
     @rx.event
     async def redirect_if_signed_in(self) -> EventSpec | None:
+        reset_done = self.router.url.query_parameters.get("reset") == "done"
+        self.notice = "Your password was changed. Sign in with the new one." if reset_done else ""
         who = await self._signed_in()
         if who is None:
             return rx.redirect(CHANGE_PASSWORD_PATH) if await self._pending() else None

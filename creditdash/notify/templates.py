@@ -1,0 +1,135 @@
+"""What each event's email says: a subject and a plain-text body, in plain English.
+
+Only texts here (no database, no sending), so every wording can be read and tested on its own.
+A template gets the event's data and the dashboard's base URL; amounts are formatted with the
+money helpers, so an email shows the same figures as the dashboard.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from creditdash.core.money import format_credits, format_minor
+
+SIGN_OFF = "\n\n-- \nThis email was sent by creditdash about your workspace."
+
+
+@dataclass(frozen=True)
+class Rendered:
+    subject: str
+    text: str
+    attachment: str | None = None
+
+
+def _money(minor: Any, currency: Any) -> str:
+    try:
+        return f"{format_minor(int(minor), str(currency))} {currency}"
+    except Exception:
+        # An amount the event did not carry in a form we know: say it plainly, not crash.
+        return f"{minor} {currency}"
+
+
+def _credits(micros: Any) -> str:
+    return f"{format_credits(int(micros or 0))} credits"
+
+
+def invoice_link(base_url: str, number: str) -> str:
+    """The dashboard address of an invoice's PDF (web/documents.py serves it to members)."""
+    return f"{base_url}/billing/invoices/{number}.pdf"
+
+
+def payment_succeeded(data: dict[str, Any], workspace: str, base_url: str) -> Rendered:
+    amount = _money(data.get("amount_minor", 0), data.get("currency", ""))
+    credits = _credits(data.get("credits_micros"))
+    lines = [
+        "Hello,",
+        "",
+        f"Thank you: we received your payment of {amount} for {workspace}.",
+        f"{credits} were added to the workspace's balance.",
+    ]
+    if data.get("invoice_number"):
+        lines.append(f"The invoice is {data['invoice_number']}; it follows in a separate email.")
+    return Rendered(f"Payment received: {amount}", "\n".join(lines) + SIGN_OFF)
+
+
+def invoice_issued(data: dict[str, Any], workspace: str, base_url: str) -> Rendered:
+    number = str(data.get("invoice_number", ""))
+    amount = _money(data.get("gross_minor", 0), data.get("currency", ""))
+    label = "credit note" if data.get("kind") == "credit_note" else "invoice"
+    text = (
+        f"Hello,\n\nYour {label} {number} for {workspace} over {amount} is attached as a PDF.\n"
+        f"You can also download it at any time (signed in) from:\n"
+        f"{invoice_link(base_url, number)}"
+    )
+    return Rendered(
+        f"{label.capitalize()} {number} ({amount})",
+        text + SIGN_OFF,
+        attachment=f"invoice:{number}" if number else None,
+    )
+
+
+def refund_succeeded(data: dict[str, Any], workspace: str, base_url: str) -> Rendered:
+    amount = _money(data.get("amount_minor", 0), data.get("currency", ""))
+    credits = _credits(data.get("credits_micros"))
+    text = (
+        f"Hello,\n\nWe refunded {amount} to the payment method used for {workspace}.\n"
+        f"{credits} were taken off the workspace's balance. Depending on your bank, the money "
+        "shows on your statement within a few days."
+    )
+    return Rendered(f"Refund issued: {amount}", text + SIGN_OFF)
+
+
+def balance_low(data: dict[str, Any], workspace: str, base_url: str) -> Rendered:
+    available = _credits(data.get("available_micros"))
+    threshold = _credits(data.get("threshold_micros"))
+    text = (
+        f"Hello,\n\nThe balance of {workspace} is down to {available}, below the alert "
+        f"level of {threshold}.\nWhen it runs out, requests to the gateway are refused. "
+        f"You can buy credits in the dashboard: {base_url}/billing"
+    )
+    return Rendered(f"Low balance: {available} left in {workspace}", text + SIGN_OFF)
+
+
+def budget_threshold(data: dict[str, Any], workspace: str, base_url: str) -> Rendered:
+    percent = data.get("threshold_percent", "?")
+    budget = _credits(data.get("budget_micros"))
+    spent = _credits(data.get("spent_micros"))
+    period = data.get("period", "this period")
+    text = (
+        f"Hello,\n\n{workspace} has used {percent}% of its budget for {period}: "
+        f"{spent} of {budget}.\nSee the usage in the dashboard: {base_url}/usage"
+    )
+    return Rendered(f"Budget alert: {percent}% of the {period} budget used", text + SIGN_OFF)
+
+
+def topup_failed(data: dict[str, Any], workspace: str, base_url: str) -> Rendered:
+    reason = str(data.get("reason") or "the payment was declined")
+    text = (
+        f"Hello,\n\nAn automatic top-up of {workspace} did not go through: {reason}.\n"
+        f"Please check the payment method in the dashboard: {base_url}/billing"
+    )
+    return Rendered(f"Automatic top-up failed for {workspace}", text + SIGN_OFF)
+
+
+def endpoint_disabled(data: dict[str, Any], workspace: str, base_url: str) -> Rendered:
+    url = str(data.get("url", ""))
+    reason = str(data.get("reason") or "its deliveries kept failing")
+    text = (
+        f"Hello,\n\nWe stopped sending webhooks of {workspace} to {url}: {reason}.\n"
+        "Events are not delivered to it until it is enabled again in the dashboard."
+    )
+    return Rendered("A webhook endpoint was disabled", text + SIGN_OFF)
+
+
+Template = Callable[[dict[str, Any], str, str], Rendered]
+TEMPLATES: dict[str, Template] = {
+    "payment.succeeded": payment_succeeded,
+    "invoice.issued": invoice_issued,
+    "refund.succeeded": refund_succeeded,
+    "balance.low": balance_low,
+    "budget.threshold": budget_threshold,
+    "topup.failed": topup_failed,
+    "webhook.endpoint_disabled": endpoint_disabled,
+}
