@@ -5,6 +5,7 @@ from sqlmodel import SQLModel
 from creditdash.accounts.models import (
     ApiKey,
     Customer,
+    Invite,
     Membership,
     User,
     WebSession,
@@ -42,6 +43,7 @@ __all__ = [
     "Customer",
     "Event",
     "IdempotencyKey",
+    "Invite",
     "Invoice",
     "InvoiceCounter",
     "InvoiceLine",

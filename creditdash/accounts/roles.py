@@ -17,10 +17,10 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlmodel import Session, col
 
-from creditdash.accounts.models import Membership
+from creditdash.accounts.models import MEMBER_ROLES, Membership
 from creditdash.core.errors import Forbidden
 
-ROLES = ("owner", "admin", "developer", "billing", "viewer")
+ROLES = MEMBER_ROLES  # the CHECK on memberships.role is built from the same tuple
 ROLE_LABELS = {
     "owner": "Owner",
     "admin": "Admin",

@@ -129,7 +129,11 @@ def account_page() -> rx.Component:
                         field("Email", rx.input(name="email", type="email", required=True)),
                         field(
                             "Role",
-                            rx.select(["member", "admin"], name="role", default_value="member"),
+                            rx.select(
+                                ["developer", "billing", "viewer", "admin"],
+                                name="role",
+                                default_value="developer",
+                            ),
                         ),
                         spacing="3",
                         wrap="wrap",

@@ -115,7 +115,7 @@ class AccountState(PortalState):
     @workspace_event(clearing=("invite_error", "invite_notice", "invite_password"))
     async def invite(self, where: Workspace, form: dict[str, str]) -> EventSpec | None:
         email = str(form.get("email") or "")
-        role = str(form.get("role") or "member")
+        role = str(form.get("role") or "developer")
         actor = Actor.user(where.user.user_id, where.user.email)
         try:
             temporary = await asyncio.to_thread(_invite, where.customer_id, actor, email, role)
