@@ -28,7 +28,8 @@ class SignInState(SessionState):
         """Where to go back to when sign-in was opened from an invitation (/?invite=TOKEN):
         only the invitation page of a well-formed token, never an address from the query."""
         token = str(self.router.url.query_parameters.get("invite") or "")
-        return invite_page(token) if token else ""
+        page = invite_page(token)
+        return page if page != "/" else ""
 
     @rx.event
     async def redirect_if_signed_in(self) -> EventSpec | None:
