@@ -19,12 +19,14 @@ from creditdash.pages.admin.requests import admin_requests_page
 from creditdash.pages.admin.sales import admin_sales_page
 from creditdash.pages.portal.account import account_page, first_password_page
 from creditdash.pages.portal.billing import billing_page
+from creditdash.pages.portal.invite import invite_page
 from creditdash.pages.portal.keys import keys_page
 from creditdash.pages.portal.overview import home_page
 from creditdash.pages.portal.pricing import pricing_page
 from creditdash.pages.portal.reset import forgot_password_page, reset_password_page
 from creditdash.pages.portal.signin import signin_page
 from creditdash.pages.portal.signup import signup_page
+from creditdash.pages.portal.team import team_page
 from creditdash.pages.portal.usage import usage_page
 from creditdash.pages.portal.webhooks import webhooks_page
 from creditdash.proxy.app import check_mounted_startup
@@ -45,10 +47,12 @@ from creditdash.state.admin.requests import AdminRequestsState
 from creditdash.state.admin.sales import AdminSalesState
 from creditdash.state.portal.account import AccountState, FirstPasswordState
 from creditdash.state.portal.billing import BillingState
+from creditdash.state.portal.invite import InviteState
 from creditdash.state.portal.keys import KeysState
 from creditdash.state.portal.overview import OverviewState
 from creditdash.state.portal.pricing import PricingState
 from creditdash.state.portal.signin import SignInState
+from creditdash.state.portal.team import TeamState
 from creditdash.state.portal.usage import UsageState
 from creditdash.state.portal.webhooks import WebhooksState
 from creditdash.web.auth import session_cookie_routes
@@ -107,6 +111,10 @@ app.add_page(
     on_load=FirstPasswordState.load,
 )
 app.add_page(signup_page, route="/signup", title="Sign up · creditdash")
+app.add_page(team_page, route="/team", title="Team · creditdash", on_load=TeamState.load)
+app.add_page(
+    invite_page, route="/invite", title="Invitation · creditdash", on_load=InviteState.load
+)
 app.add_page(
     forgot_password_page, route=FORGOT_PASSWORD_PATH, title="Forgot your password · creditdash"
 )

@@ -5,6 +5,7 @@ from sqlmodel import SQLModel
 from creditdash.accounts.models import (
     ApiKey,
     Customer,
+    Invite,
     Membership,
     PasswordReset,
     User,
@@ -47,6 +48,7 @@ __all__ = [
     "Customer",
     "Event",
     "IdempotencyKey",
+    "Invite",
     "Invoice",
     "InvoiceCounter",
     "InvoiceLine",

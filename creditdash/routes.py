@@ -5,6 +5,9 @@ One place for them, so the states, the session cookie's routes and the pages agr
 
 from __future__ import annotations
 
+import re
+from urllib.parse import quote
+
 CHANGE_PASSWORD_PATH = "/change-password"  # noqa: S105 (a path)
 SESSION_PATH = "/auth/session"
 FORGOT_PASSWORD_PATH = "/forgot-password"  # noqa: S105 (a path)
@@ -15,8 +18,27 @@ SIGN_OUT_PATH = "/auth/sign-out"
 WEBHOOKS_PATH = "/webhooks"
 # Where a sign-in handoff may send the browser: never an address from the query string as such.
 NEXT_PAGES = frozenset({"/", "/home", "/admin", CHANGE_PASSWORD_PATH})
+INVITE_PATH = "/invite"
+# An invitation's token as accounts/invites.py makes them (URL-safe base64): the one address
+# with a query that sign-in may return to, and only with a token of that alphabet.
+_INVITE_TOKEN = re.compile(r"[A-Za-z0-9_-]{16,200}")
+
+
+def invite_page(token: str) -> str:
+    """The invitation page for a token; "/" for anything that is not a token."""
+    return f"{INVITE_PATH}?token={token}" if _INVITE_TOKEN.fullmatch(token or "") else "/"
+
+
+def safe_next(page: str) -> str:
+    """`page` if sign-in may send the browser there, "/" otherwise (no open redirects)."""
+    if page in NEXT_PAGES:
+        return page
+    prefix = f"{INVITE_PATH}?token="
+    if page.startswith(prefix) and invite_page(page[len(prefix) :]) == page:
+        return page
+    return "/"
 
 
 def handoff_url(code: str, next_page: str) -> str:
     """The link that trades a sign-in's single-use code for the session cookie."""
-    return f"{SESSION_PATH}?code={code}&next={next_page if next_page in NEXT_PAGES else '/'}"
+    return f"{SESSION_PATH}?code={code}&next={quote(safe_next(next_page), safe='/')}"

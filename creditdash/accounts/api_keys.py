@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from sqlalchemy import select, update
 from sqlmodel import Session, col
 
+from creditdash.accounts import roles
 from creditdash.accounts.models import ApiKey, Customer
 from creditdash.core import outbox
 from creditdash.core.db import rowcount
@@ -64,7 +65,9 @@ def create_api_key(
     created_by_user_id: int | None = None,
     limits: KeyLimits | None = None,
 ) -> tuple[ApiKey, str]:
-    """A new key for the customer; returns the row and the raw key (never retrievable again)."""
+    """A new key for the customer; returns the row and the raw key (never retrievable again).
+    A key made by a user (created_by_user_id) needs keys.manage in the workspace; the operator's
+    (no user) does not."""
     name = (name or "").strip()
     if not name or len(name) > 100:
         raise ValidationFailed("key name must be 1-100 characters")
@@ -72,6 +75,10 @@ def create_api_key(
     limits.validate()
     if session.get(Customer, customer_id) is None:
         raise NotFound("customer not found")
+    if created_by_user_id is not None:
+        roles.require(
+            session, user_id=created_by_user_id, customer_id=customer_id, permission="keys.manage"
+        )
     raw_key = KEY_PREFIX + secrets.token_urlsafe(32)
     key = ApiKey(
         id=new_id("key"),

@@ -4,13 +4,24 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, CheckConstraint, Column, Text, UniqueConstraint, false
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Column,
+    Index,
+    Text,
+    UniqueConstraint,
+    false,
+    text,
+)
 from sqlmodel import Field, SQLModel
 
 from creditdash.core.timeutil import utcnow
 
 CUSTOMER_STATUSES = ("active", "suspended")
-MEMBER_ROLES = ("owner", "admin", "member")
+# A member's role; what each may do is accounts/roles.py's table.
+MEMBER_ROLES = ("owner", "admin", "developer", "billing", "viewer")
+_ROLE_CHECK = "role IN (" + ", ".join(f"'{r}'" for r in MEMBER_ROLES) + ")"
 
 
 class User(SQLModel, table=True):
@@ -53,7 +64,7 @@ class Membership(SQLModel, table=True):
     __tablename__ = "memberships"
     __table_args__ = (
         UniqueConstraint("customer_id", "user_id", name="uq_memberships_customer_user"),
-        CheckConstraint("role IN ('owner', 'admin', 'member')", name="ck_memberships_role"),
+        CheckConstraint(_ROLE_CHECK, name="ck_memberships_role"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -61,6 +72,41 @@ class Membership(SQLModel, table=True):
     user_id: int = Field(foreign_key="users.id", index=True)
     role: str = Field(max_length=16)
     created_at: datetime = Field(default_factory=utcnow)
+
+
+_OPEN_INVITE = text("accepted_at IS NULL AND revoked_at IS NULL")
+
+
+class Invite(SQLModel, table=True):
+    """An invitation of one email address into a workspace with a role. The link's token is
+    random and single-use; only its SHA-256 is stored. Open: neither accepted nor revoked."""
+
+    __tablename__ = "invites"
+    __table_args__ = (
+        CheckConstraint(_ROLE_CHECK, name="ck_invites_role"),
+        # At most one open invite per address and workspace (a partial index on both databases).
+        Index(
+            "uq_invites_open",
+            "customer_id",
+            "email",
+            unique=True,
+            sqlite_where=_OPEN_INVITE,
+            postgresql_where=_OPEN_INVITE,
+        ),
+    )
+
+    id: str = Field(primary_key=True, max_length=40)
+    customer_id: str = Field(foreign_key="customers.id", index=True, max_length=40)
+    # Normalized (lower-case), as users.email is.
+    email: str = Field(max_length=320)
+    role: str = Field(max_length=16)
+    token_hash: str = Field(max_length=64, unique=True)
+    invited_by_user_id: int | None = Field(default=None, foreign_key="users.id")
+    created_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime
+    accepted_at: datetime | None = None
+    accepted_by_user_id: int | None = Field(default=None, foreign_key="users.id")
+    revoked_at: datetime | None = None
 
 
 class ApiKey(SQLModel, table=True):

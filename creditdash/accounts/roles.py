@@ -17,10 +17,11 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlmodel import Session, col
 
-from creditdash.accounts.models import Membership
+from creditdash.accounts.models import MEMBER_ROLES, Membership
+from creditdash.core.audit import Actor
 from creditdash.core.errors import Forbidden
 
-ROLES = ("owner", "admin", "developer", "billing", "viewer")
+ROLES = MEMBER_ROLES  # the CHECK on memberships.role is built from the same tuple
 ROLE_LABELS = {
     "owner": "Owner",
     "admin": "Admin",
@@ -74,6 +75,13 @@ def require(session: Session, *, user_id: int, customer_id: str, permission: str
         raise Forbidden(refusal(permission))
     assert role is not None
     return role
+
+
+def require_actor(session: Session, *, actor: Actor, customer_id: str, permission: str) -> None:
+    """For services that take an audit Actor: a user is held to their role in the workspace;
+    the operator (the CLI, the system: no user id) acts for every workspace and is not."""
+    if actor.user_id is not None:
+        require(session, user_id=actor.user_id, customer_id=customer_id, permission=permission)
 
 
 def refusal(permission: str) -> str:

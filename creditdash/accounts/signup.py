@@ -23,7 +23,7 @@ from creditdash.core.audit import Actor, record
 from creditdash.core.errors import Conflict, Forbidden, ValidationFailed
 from creditdash.core.settings import get_settings
 
-INVITABLE_ROLES = ("admin", "member")
+INVITABLE_ROLES = ("admin", "developer", "billing", "viewer")
 
 
 def role_in(session: Session, *, user_id: int, customer_id: str) -> str | None:
@@ -35,7 +35,7 @@ def role_in(session: Session, *, user_id: int, customer_id: str) -> str | None:
 
 
 def invite(
-    session: Session, *, customer_id: str, inviter: Actor, email: str, role: str = "member"
+    session: Session, *, customer_id: str, inviter: Actor, email: str, role: str = "developer"
 ) -> str | None:
     """Add a teammate as a new user with a one-time password for the inviter to pass on (a
     self-hosted install sends no mail). It expires after invite_password_ttl_s and only lets
@@ -45,7 +45,7 @@ def invite(
     owns the address, so joining it to this workspace unasked could hand the workspace to a
     stranger who signed up with a colleague's address first."""
     if role not in INVITABLE_ROLES:
-        raise ValidationFailed("role must be admin or member")
+        raise ValidationFailed("role must be admin, developer, billing or viewer")
     assert inviter.user_id is not None
     if role_in(session, user_id=inviter.user_id, customer_id=customer_id) not in (
         "owner",

@@ -3,8 +3,12 @@ the user menu; plus small shared pieces (stat cards, field labels, error callout
 
 from __future__ import annotations
 
+import functools
+import operator
+
 import reflex as rx
 
+from creditdash.accounts import roles
 from creditdash.routes import WEBHOOKS_PATH
 from creditdash.state.base import PortalState, SessionState
 
@@ -14,6 +18,7 @@ NAV = [
     ("Usage", "/usage"),
     ("Webhooks", WEBHOOKS_PATH),
     ("Billing", "/billing"),
+    ("Team", "/team"),
     ("Account", "/account"),
 ]
 
@@ -76,11 +81,21 @@ def top_bar() -> rx.Component:
     )
 
 
+def can(permission: str) -> rx.Var:
+    """Whether the member's role allows the permission, for pages to hide what it does not (the
+    handlers refuse it anyway: this only spares the member a button that cannot work)."""
+    role = rx.Var.create(PortalState.workspace_role)
+    allowed = [role == r for r in roles.ROLES if roles.allows(r, permission)]
+    return functools.reduce(operator.or_, allowed)
+
+
 def page_layout(*children: rx.Component) -> rx.Component:
     return rx.box(
         top_bar(),
         rx.container(
-            rx.vstack(*children, spacing="5", width="100%"),
+            rx.vstack(
+                error_callout(PortalState.role_refusal), *children, spacing="5", width="100%"
+            ),
             size="4",
             padding_y="2em",
             padding_x="1em",

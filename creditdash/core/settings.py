@@ -37,6 +37,8 @@ class Settings(BaseSettings):
     allow_private_upstreams: bool = False
     sandbox_webhook_secret: str = ""
     session_ttl_s: int = 7 * 24 * 3600
+    # An invitation link (accounts/invites.py) stops working after this long.
+    invite_ttl_s: int = Field(default=7 * 24 * 3600, gt=0)
     # An invited teammate's one-time password stops working after this long.
     invite_password_ttl_s: int = 72 * 3600
     # Where sign-in failures are counted across processes; without it each process counts its

@@ -302,6 +302,9 @@ def workspace_event(
             return await body(self, where, *args, **kwargs)
 
         _hide_guard_argument(run, body)
+        # Read by tests/state/test_handler_guards.py, which calls every handler as each role
+        # that lacks this permission.
+        run.__permission__ = permission  # type: ignore[attr-defined]
         return run
 
     return guard if body is None else guard(body)

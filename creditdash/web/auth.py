@@ -18,7 +18,7 @@ from starlette.routing import Route
 from creditdash.accounts import sessions
 from creditdash.core import db
 from creditdash.core.settings import get_settings
-from creditdash.routes import NEXT_PAGES, SESSION_PATH, SIGN_OUT_PATH
+from creditdash.routes import SESSION_PATH, SIGN_OUT_PATH, safe_next
 
 
 def cookie_is_secure() -> bool:
@@ -54,7 +54,7 @@ def session_cookie_routes() -> list[Route]:
         token = await asyncio.to_thread(_take, request.query_params.get("code", ""))
         if token is None:
             return _redirect("/")
-        response = _redirect(next_page if next_page in NEXT_PAGES else "/")
+        response = _redirect(safe_next(next_page))
         response.set_cookie(
             sessions.SESSION_COOKIE,
             token,

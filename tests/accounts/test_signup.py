@@ -29,7 +29,7 @@ def test_owner_invites_and_members_cannot(sqlite_engine: Engine) -> None:
     with db.session_scope(readonly=True) as session:
         mate = users.authenticate(session, email="mate@example.com", password=temporary)
         assert mate.id is not None
-        assert [r for _c, r in customers_of_user(session, mate.id)] == ["member"]
+        assert [r for _c, r in customers_of_user(session, mate.id)] == ["developer"]
     member = Actor.user(mate.id, "mate@example.com")
     with db.session_scope() as session, pytest.raises(Forbidden):
         signup.invite(session, customer_id=customer_id, inviter=member, email="x@example.com")

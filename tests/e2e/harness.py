@@ -48,6 +48,8 @@ def _app_env(tmp: Path, port: int) -> dict[str, str]:
 
 
 DEMO_KEY: dict[str, str] = {}
+# The started app's database, for tests that read what it queued (tests/e2e/test_team.py).
+APP_DB: dict[str, str] = {}
 
 
 class Mailbox:
@@ -105,6 +107,7 @@ def start_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     tmp = tmp_path_factory.mktemp("e2e")
     port = free_port()
     env = _app_env(tmp, port)
+    APP_DB["url"] = env["CREDITDASH_DATABASE_URL"]
     redis = _start_redis(tmp)
     smtp_port = free_port()
     smtp = Controller(MAILBOX, hostname="127.0.0.1", port=smtp_port)

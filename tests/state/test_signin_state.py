@@ -21,9 +21,10 @@ from creditdash.billing.onboarding import create_customer
 from creditdash.core import db, settings
 from creditdash.core.audit import Actor, AuditEntry
 from creditdash.state.base import SESSION_COOKIE, SessionState
-from creditdash.state.portal.account import AccountState, FirstPasswordState
+from creditdash.state.portal.account import FirstPasswordState
 from creditdash.state.portal.keys import KeysState
 from creditdash.state.portal.signin import SignInState
+from creditdash.state.portal.team import TeamState
 from creditdash.web.auth import session_cookie_routes
 from tests.state.browser import state
 
@@ -188,9 +189,9 @@ def test_an_invited_user_must_choose_a_password_before_anything(client: TestClie
     # Every portal page refuses; the sign-in page and the form send the user to the form.
     keys = state(KeysState, token)
     assert _redirect_to(_run(keys, KeysState, "load")) == "/" and keys.user_email == ""
-    account = state(AccountState, token)
-    refused = _run(account, AccountState, "invite", {"email": "x@example.com"})
-    assert _redirect_to(refused) == "/" and account.invite_password == ""
+    team = state(TeamState, token)
+    refused = _run(team, TeamState, "invite", {"email": "x@example.com", "role": "viewer"})
+    assert _redirect_to(refused) == "/" and team.team_notice == ""
     with db.session_scope(readonly=True) as session:
         assert users.get_user_by_email(session, "x@example.com") is None
     signin = state(SignInState, token)

@@ -15,6 +15,7 @@ from sqlmodel import Session
 from stdnum import get_cc_module
 from stdnum.exceptions import ValidationError as StdnumError
 
+from creditdash.accounts import roles
 from creditdash.accounts.customers import get_customer
 from creditdash.billing.invoicing.countries import COUNTRY_CODES, COUNTRY_RULE, country_name
 from creditdash.billing.invoicing.models import BillingProfile, SellerProfile
@@ -109,8 +110,10 @@ def _text(value: str, name: str, limit: int, *, required: bool = False) -> str:
 def save_billing_profile(
     session: Session, *, customer_id: str, data: ProfileInput, actor: Actor
 ) -> BillingProfile:
-    """Create or replace the customer's billing profile (issued invoices keep their copy)."""
+    """Create or replace the customer's billing profile (issued invoices keep their copy). A
+    user actor needs billing.manage in the workspace; the operator does not."""
     get_customer(session, customer_id)
+    roles.require_actor(session, actor=actor, customer_id=customer_id, permission="billing.manage")
     country = check_country(data.country)
     region = _text(data.region, "region", 10).upper()
     if country == "CA" and not region:

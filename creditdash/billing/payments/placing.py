@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 
 from sqlmodel import Session
 
+from creditdash.accounts import roles
 from creditdash.billing.payments import checkout, orders, packages
 from creditdash.core import db
 from creditdash.core.audit import Actor
@@ -50,7 +51,9 @@ def place_order(
 ) -> Placement:
     """Open an order awaiting payment (the caller commits). A manual-only package is paid by
     bank transfer whatever `manual` says; contract amounts are for the Custom package only;
-    `accept_terms` records that the buyer accepted the current terms."""
+    `accept_terms` records that the buyer accepted the current terms. A user actor needs
+    billing.manage in the workspace; the operator does not."""
+    roles.require_actor(session, actor=actor, customer_id=customer_id, permission="billing.manage")
     package = packages.find_package(session, package_name)
     order = orders.create_order(
         session,

@@ -1,7 +1,7 @@
 """password_resets: single-use, one-hour links to choose a new password, sent by email
 
 Revision ID: 0016
-Revises: 0014
+Revises: 0015
 Create Date: 2026-12-06
 
 Only the SHA-256 of a link's token is stored (unique): the database alone cannot reset anyone's
@@ -16,7 +16,7 @@ from alembic import op
 
 revision = "0016"
 # The integrator re-chains this after 0015 (another branch of issue 18).
-down_revision = "0014"
+down_revision = "0015"
 branch_labels = None
 depends_on = None
 

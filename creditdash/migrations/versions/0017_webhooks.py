@@ -1,7 +1,7 @@
 """webhooks: endpoints, one delivery per (endpoint, event), and each HTTP attempt
 
 Revision ID: 0017
-Revises: 0014
+Revises: 0016
 Create Date: 2026-12-06
 
 The integrator re-chains this after 0015/0016; it only adds tables.
@@ -14,7 +14,7 @@ import sqlmodel
 from alembic import op
 
 revision = "0017"
-down_revision = "0014"
+down_revision = "0016"
 branch_labels = None
 depends_on = None
 

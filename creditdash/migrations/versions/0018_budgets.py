@@ -2,7 +2,7 @@
 alert, and the budget share of every open hold
 
 Revision ID: 0018
-Revises: 0014
+Revises: 0017
 Create Date: 2026-12-06
 
 budgets: one row per workspace, with the spend of the current UTC month and what its open holds
@@ -17,7 +17,7 @@ import sqlmodel
 from alembic import op
 
 revision = "0018"
-down_revision = "0014"
+down_revision = "0017"
 branch_labels = None
 depends_on = None
 

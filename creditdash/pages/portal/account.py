@@ -1,4 +1,4 @@
-"""Account: password change and teammates."""
+"""Account: password change (teammates are on the Team page)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,8 @@ from creditdash.components.layout import (
     brand,
     error_callout,
     field,
-    notice_callout,
     page_layout,
 )
-from creditdash.core.settings import get_settings
 from creditdash.state.base import SessionState
 from creditdash.state.portal.account import AccountState, FirstPasswordState
 
@@ -81,7 +79,6 @@ def first_password_page() -> rx.Component:
 
 
 def account_page() -> rx.Component:
-    invite_hours = get_settings().invite_password_ttl_s // 3600
     return page_layout(
         rx.heading("Account", size="7"),
         rx.card(
@@ -111,51 +108,6 @@ def account_page() -> rx.Component:
                     max_width="26em",
                 ),
                 on_submit=AccountState.change_password,
-            ),
-            width="100%",
-        ),
-        rx.card(
-            rx.form(
-                rx.vstack(
-                    rx.heading("Invite a teammate", size="5"),
-                    rx.text(
-                        "They join ",
-                        AccountState.workspace_name,
-                        " and see its balance, keys, usage and invoices.",
-                        size="2",
-                        color_scheme="gray",
-                    ),
-                    rx.flex(
-                        field("Email", rx.input(name="email", type="email", required=True)),
-                        field(
-                            "Role",
-                            rx.select(["member", "admin"], name="role", default_value="member"),
-                        ),
-                        spacing="3",
-                        wrap="wrap",
-                        width="100%",
-                    ),
-                    error_callout(AccountState.invite_error),
-                    notice_callout(AccountState.invite_notice),
-                    rx.cond(
-                        AccountState.invite_password != "",
-                        rx.callout(
-                            rx.text(
-                                "One-time password for the new user (shown once). It works "
-                                "only to choose their own password, and expires in "
-                                f"{invite_hours} hours: ",
-                                rx.code(AccountState.invite_password),
-                            ),
-                            icon="key-round",
-                            color_scheme="amber",
-                        ),
-                    ),
-                    rx.button("Invite", type="submit"),
-                    spacing="3",
-                    width="100%",
-                ),
-                on_submit=AccountState.invite,
-                reset_on_submit=True,
             ),
             width="100%",
         ),

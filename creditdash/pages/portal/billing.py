@@ -6,6 +6,7 @@ import reflex as rx
 
 from creditdash.billing.invoicing.countries import COUNTRY_CHOICES
 from creditdash.components.layout import (
+    can,
     error_callout,
     field,
     loading,
@@ -320,7 +321,7 @@ def billing_page() -> rx.Component:
         ),
         loading(
             BillingState.loaded,
-            buy_panel(),
+            rx.cond(can("billing.manage"), buy_panel()),
             rx.card(
                 rx.vstack(
                     rx.heading("Orders", size="5"),
@@ -364,7 +365,7 @@ def billing_page() -> rx.Component:
                 ),
                 width="100%",
             ),
-            profile_form(),
+            rx.cond(can("billing.manage"), profile_form()),
             statements_card(),
         ),
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import reflex as rx
 
-from creditdash.components.layout import error_callout, field, loading, page_layout
+from creditdash.components.layout import can, error_callout, field, loading, page_layout
 from creditdash.state.portal.keys import KeyRow, KeysState
 
 
@@ -88,12 +88,15 @@ def key_row(row: KeyRow) -> rx.Component:
             rx.cond(
                 row["revoked"],
                 rx.badge("revoked", color_scheme="gray"),
-                rx.button(
-                    "Revoke",
-                    size="1",
-                    color_scheme="red",
-                    variant="soft",
-                    on_click=KeysState.revoke(row["id"]),
+                rx.cond(
+                    can("keys.manage"),
+                    rx.button(
+                        "Revoke",
+                        size="1",
+                        color_scheme="red",
+                        variant="soft",
+                        on_click=KeysState.revoke(row["id"]),
+                    ),
                 ),
             )
         ),
@@ -109,7 +112,7 @@ def keys_page() -> rx.Component:
             ". Revoked keys stop working within seconds.",
             color_scheme="gray",
         ),
-        create_form(),
+        rx.cond(can("keys.manage"), create_form()),
         new_key_dialog(),
         loading(
             KeysState.loaded,

@@ -1,4 +1,4 @@
-"""Account: change the password, invite teammates into the workspace."""
+"""Account: change the password (invitations are on the Team page, state/portal/team.py)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,8 @@ from datetime import timedelta
 import reflex as rx
 from reflex.event import EventSpec
 
-from creditdash.accounts import sessions, signup
+from creditdash.accounts import sessions
 from creditdash.core import db
-from creditdash.core.audit import Actor
 from creditdash.core.errors import CreditdashError
 from creditdash.core.settings import get_settings
 from creditdash.routes import SIGN_OUT_PATH
@@ -28,13 +27,6 @@ def _change(user_id: int, current: str, new: str) -> None:
     with db.session_scope() as session:
         sessions.change_password(
             session, user_id=user_id, current_password=current, new_password=new
-        )
-
-
-def _invite(customer_id: str, actor: Actor, email: str, role: str) -> str | None:
-    with db.session_scope() as session:
-        return signup.invite(
-            session, customer_id=customer_id, inviter=actor, email=email, role=role
         )
 
 
@@ -80,15 +72,9 @@ class FirstPasswordState(SessionState):
 
 class AccountState(PortalState):
     password_error: str = ""
-    invite_error: str = ""
-    invite_notice: str = ""
-    # A new teammate's one-time password, shown once to pass on and forgotten after.
-    invite_password: str = ""
 
     @rx.event
-    @workspace_event(
-        clearing=("password_error", "invite_error", "invite_notice", "invite_password")
-    )
+    @workspace_event(clearing=("password_error",))
     async def load(self, _where: Workspace) -> EventSpec | None:
         return None
 
@@ -110,22 +96,3 @@ class AccountState(PortalState):
             return None
         # Every session ended with the change, this one too: clear the cookie, sign in again.
         return fresh_start(SIGN_OUT_PATH)
-
-    @rx.event
-    @workspace_event(clearing=("invite_error", "invite_notice", "invite_password"))
-    async def invite(self, where: Workspace, form: dict[str, str]) -> EventSpec | None:
-        email = str(form.get("email") or "")
-        role = str(form.get("role") or "member")
-        actor = Actor.user(where.user.user_id, where.user.email)
-        try:
-            temporary = await asyncio.to_thread(_invite, where.customer_id, actor, email, role)
-        except CreditdashError as exc:
-            self.invite_error = exc.message
-            return None
-        self.invite_notice = f"{email} is now a {role} of {self.workspace_name}."
-        self.invite_password = temporary or ""
-        return None
-
-    @rx.event
-    def forget_invite_password(self) -> None:
-        self.invite_password = ""

@@ -112,7 +112,7 @@ class BillingState(PortalState):
         )
 
     @rx.event
-    @workspace_event
+    @workspace_event(permission="billing.read")
     async def load(self, where: Workspace) -> EventSpec | None:
         self.error = self.notice = ""
         await self._reload(where)
@@ -143,7 +143,7 @@ class BillingState(PortalState):
             return None
         return await self._poll_pending()
 
-    @workspace_event
+    @workspace_event(permission="billing.read")
     async def _poll_pending(self, where: Workspace) -> EventSpec | None:
         try:
             status, available = await asyncio.to_thread(
@@ -159,14 +159,14 @@ class BillingState(PortalState):
         return None
 
     @rx.event
-    @workspace_event
+    @workspace_event(permission="billing.manage")
     async def choose(self, where: Workspace, name: str) -> EventSpec | None:
         self.selected, self.quantity, self.accept_terms = name, 1, False
         await self._requote(where)
         return None
 
     @rx.event
-    @workspace_event
+    @workspace_event(permission="billing.manage")
     async def set_quantity(self, where: Workspace, value: str) -> EventSpec | None:
         self.quantity = int(value) if value.isascii() and value.isdigit() and len(value) < 5 else 1
         self.accept_terms = False
@@ -177,7 +177,7 @@ class BillingState(PortalState):
     def set_accept_terms(self, value: bool) -> None:
         self.accept_terms = bool(value)
 
-    @workspace_event(clearing=("error", "notice"))
+    @workspace_event(clearing=("error", "notice"), permission="billing.manage")
     async def _start(self, where: Workspace, manual: bool) -> EventSpec | None:
         if not self.accept_terms:
             self.error = "Accept the terms and the refund policy to continue."
@@ -213,7 +213,7 @@ class BillingState(PortalState):
         return await self._start(manual=True)
 
     @rx.event
-    @workspace_event(clearing=("profile_error", "profile_saved"))
+    @workspace_event(clearing=("profile_error", "profile_saved"), permission="billing.manage")
     async def save_profile(self, where: Workspace, form: dict[str, object]) -> EventSpec | None:
         actor = Actor.user(where.user.user_id, where.user.email)
         try:

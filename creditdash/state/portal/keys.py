@@ -88,14 +88,14 @@ class KeysState(PortalState):
     loaded: bool = False
 
     @rx.event
-    @workspace_event(clearing=("new_key", "error"))
+    @workspace_event(clearing=("new_key", "error"), permission="keys.read")
     async def load(self, where: Workspace) -> EventSpec | None:
         self.keys = await asyncio.to_thread(_rows, where.customer_id)
         self.loaded = True
         return None
 
     @rx.event
-    @workspace_event(clearing=("error",))
+    @workspace_event(clearing=("error",), permission="keys.manage")
     async def create(self, where: Workspace, form: dict[str, str]) -> EventSpec | None:
         try:
             self.new_key = await asyncio.to_thread(
@@ -112,7 +112,7 @@ class KeysState(PortalState):
         self.new_key = ""
 
     @rx.event
-    @workspace_event(clearing=("error",))
+    @workspace_event(clearing=("error",), permission="keys.manage")
     async def revoke(self, where: Workspace, key_id: str) -> EventSpec | None:
         try:
             await asyncio.to_thread(_revoke, where.customer_id, key_id)

@@ -11,7 +11,7 @@ from reflex.event import EventSpec
 from creditdash.accounts import sessions
 from creditdash.core.errors import AuthenticationFailed
 from creditdash.core.settings import get_settings
-from creditdash.routes import CHANGE_PASSWORD_PATH
+from creditdash.routes import CHANGE_PASSWORD_PATH, invite_page
 from creditdash.state.base import SessionState, cookie_then
 
 
@@ -25,6 +25,13 @@ class SignInState(SessionState):
     notice: str = ""
     submitting: bool = False
 
+    def _invite_page(self) -> str:
+        """Where to go back to when sign-in was opened from an invitation (/?invite=TOKEN):
+        only the invitation page of a well-formed token, never an address from the query."""
+        token = str(self.router.url.query_parameters.get("invite") or "")
+        page = invite_page(token)
+        return page if page != "/" else ""
+
     @rx.event
     async def redirect_if_signed_in(self) -> EventSpec | None:
         reset_done = self.router.url.query_parameters.get("reset") == "done"
@@ -32,7 +39,8 @@ class SignInState(SessionState):
         who = await self._signed_in()
         if who is None:
             return rx.redirect(CHANGE_PASSWORD_PATH) if await self._pending() else None
-        return rx.redirect("/admin" if who.is_platform_admin else "/home")
+        back = self._invite_page()
+        return rx.redirect(back or ("/admin" if who.is_platform_admin else "/home"))
 
     @rx.event
     async def sign_in(self, form_data: dict[str, str]) -> EventSpec | None:
@@ -48,6 +56,7 @@ class SignInState(SessionState):
             return None
         if signed.must_change_password:
             return await cookie_then(signed.token, CHANGE_PASSWORD_PATH)
+        back = self._invite_page()
         return await cookie_then(
-            signed.token, "/admin" if signed.user.is_platform_admin else "/home"
+            signed.token, back or ("/admin" if signed.user.is_platform_admin else "/home")
         )
