@@ -173,7 +173,7 @@ def test_members_need_budgets_manage_and_changes_are_audited(sqlite_engine: Engi
         session.execute(
             update(Membership)
             .where(Membership.user_id == owner)  # type: ignore[arg-type]
-            .values(role="member")
+            .values(role="developer")
         )
     with pytest.raises(Forbidden), db.session_scope() as session:
         budgets.set_budget(session, customer_id=customer_id, monthly_micros=5, hard=False,

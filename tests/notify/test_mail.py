@@ -75,8 +75,8 @@ def test_payment_mail_reaches_the_owner_once(engine: Engine, smtp_inbox: Inbox) 
 
 def test_dispatch_of_one_event_by_two_loops_queues_one_mail_per_member(engine: Engine) -> None:
     _, customer_id = signed_up("owner@example.com")
-    # TODO(roles branch): a "billing" member once the new role names are allowed.
-    _member(customer_id, "money@example.com", "owner")
+    _member(customer_id, "money@example.com", "billing")
+    _member(customer_id, "dev@example.com", "developer")  # not told about money
     event_id = _emit(customer_id, "refund.succeeded", {"amount_minor": 500, "currency": "EUR"})
     # Both loops read the event before either marked it; the claim lets only one through.
     with db.session_scope(readonly=True) as session:
@@ -93,7 +93,7 @@ def test_dispatch_of_one_event_by_two_loops_queues_one_mail_per_member(engine: E
 def test_alerts_go_to_managers_and_types_without_mail_are_only_marked(engine: Engine) -> None:
     _, customer_id = signed_up("owner@example.com")
     _member(customer_id, "admin@example.com", "admin")
-    _member(customer_id, "dev@example.com", "member")
+    _member(customer_id, "dev@example.com", "developer")
     _emit(
         customer_id, "balance.low", {"available_micros": 2_000_000, "threshold_micros": 5_000_000}
     )

@@ -57,11 +57,10 @@ def test_owner_adds_and_other_roles_are_refused(
     _run(state, "load")
     assert state.new_secret == ""
 
-    # A role without webhooks.manage (this branch's schema still has the old "member" role,
-    # which the role table allows nothing; "viewer" arrives with the roles work).
+    # A viewer: it reads the endpoints, and webhooks.manage refuses every change.
     with db.session_scope() as session:
         session.execute(
-            update(Membership).where(Membership.user_id == user_id).values(role="member")
+            update(Membership).where(Membership.user_id == user_id).values(role="viewer")
         )
     viewer = _state(token)
     _run(viewer, "disable", row["id"])
