@@ -9,6 +9,7 @@ from __future__ import annotations
 import click
 
 from creditdash.cli import (
+    alerts,
     budgets,
     catalog,
     customers,
@@ -52,6 +53,7 @@ for _group in (
     budgets.group,
     webhooks.group,
     mail.group,
+    alerts.group,
 ):
     main.add_command(_group)
 main.add_command(demo.demo)

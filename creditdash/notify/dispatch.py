@@ -31,7 +31,7 @@ AUDIENCES: dict[str, frozenset[str]] = {
     "refund.succeeded": roles.MONEY_AUDIENCE,
     "balance.low": roles.ALERT_AUDIENCE,
     "budget.threshold": roles.ALERT_AUDIENCE,
-    "topup.failed": roles.ALERT_AUDIENCE,
+    "autotopup.failed": roles.ALERT_AUDIENCE,
     "webhook.endpoint_disabled": MANAGERS,
 }
 

@@ -130,6 +130,6 @@ TEMPLATES: dict[str, Template] = {
     "refund.succeeded": refund_succeeded,
     "balance.low": balance_low,
     "budget.threshold": budget_threshold,
-    "topup.failed": topup_failed,
+    "autotopup.failed": topup_failed,
     "webhook.endpoint_disabled": endpoint_disabled,
 }

@@ -234,3 +234,30 @@ def test_check_alerts_without_the_gateway(sqlite_engine: Engine) -> None:
     with db.session_scope() as session:
         statuses = budgets.budget_statuses(session)
     assert statuses[who.customer_id].monthly_budget_micros is None
+
+
+def test_alerts_low_balance_keeps_the_budget_as_it_is(sqlite_engine: Engine) -> None:
+    who = funded_customer(sqlite_engine, credits_micros=1_000)
+    runner = CliRunner()
+    alone = runner.invoke(main, ["alerts", "low-balance", "--customer", who.customer_id,
+                                 "--below", "2", "--json"])  # fmt: skip
+    assert alone.exit_code == 0, alone.output
+    assert json.loads(alone.output)["low_balance_micros"] == 2_000_000
+    with db.session_scope() as session:
+        budgets.set_budget(session, customer_id=who.customer_id, monthly_micros=9_000_000,
+                           hard=True, thresholds=[75], low_balance_micros=2_000_000,
+                           actor=CLI)  # fmt: skip
+    moved = runner.invoke(main, ["alerts", "low-balance", "--customer", who.customer_id,
+                                 "--below", "0.5"])  # fmt: skip
+    assert moved.exit_code == 0 and "0.500000" in moved.output
+    with db.session_scope(readonly=True) as session:
+        status = budgets.get_budget_status(session, who.customer_id)
+    assert (status.monthly_budget_micros, status.hard, status.thresholds) == (
+        9_000_000,
+        True,
+        (75,),
+    )
+    assert status.low_balance_micros == 500_000
+    refused = runner.invoke(main, ["alerts", "low-balance", "--customer", who.customer_id,
+                                   "--below", "-1"])  # fmt: skip
+    assert refused.exit_code == 1 and refused.output.startswith("error:")
