@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from creditdash.accounts import sessions
+from creditdash.accounts import roles, sessions
 from creditdash.accounts.customers import customers_of_user
 from creditdash.billing.invoicing import invoices, statements
 from creditdash.core import db
@@ -33,10 +33,13 @@ MAX_NUMBER_CHARS = 64
 class Viewer:
     user_id: int
     is_admin: bool
-    customer_ids: frozenset[str]
+    # The user's role in each workspace they belong to.
+    roles: dict[str, str]
 
-    def may_see(self, customer_id: str) -> bool:
-        return self.is_admin or customer_id in self.customer_ids
+    def may_see(self, customer_id: str, permission: str = "billing.read") -> bool:
+        """Platform admins see every document; members those their role allows (invoices and
+        the ledger statement need billing.read, the request log only membership)."""
+        return self.is_admin or roles.allows(self.roles.get(customer_id), permission)
 
 
 def _viewer(token: str | None) -> Viewer | None:
@@ -44,8 +47,8 @@ def _viewer(token: str | None) -> Viewer | None:
         user = sessions.user_for_token(session, token or "")
         if user is None or user.id is None:
             return None
-        owned = frozenset(c.id for c, _role in customers_of_user(session, user.id))
-        return Viewer(user.id, user.is_platform_admin, owned)
+        member_of = {c.id: role for c, role in customers_of_user(session, user.id)}
+        return Viewer(user.id, user.is_platform_admin, member_of)
 
 
 def query_day(text: str, name: str) -> date:
@@ -87,7 +90,8 @@ def _invoice_pdf(viewer: Viewer, number: str) -> tuple[str, bytes]:
 
 
 def _statement(viewer: Viewer, customer_id: str, period: statements.Period, kind: str) -> str:
-    if not viewer.may_see(customer_id):
+    permission = "workspace.read" if kind == "requests" else "billing.read"
+    if not viewer.may_see(customer_id, permission):
         raise NotFound("no such statement")
     with db.session_scope(readonly=True) as session:
         if kind == "requests":

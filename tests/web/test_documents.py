@@ -13,6 +13,7 @@ from sqlalchemy import select
 
 from creditdash.accounts import sessions
 from creditdash.accounts.models import Membership
+from creditdash.accounts.users import create_user
 from creditdash.cli import main
 from creditdash.core import db
 from creditdash.core.timeutil import utcnow
@@ -77,6 +78,32 @@ def test_invoice_pdf_is_only_for_its_customer_and_admins(shop: Shop) -> None:
     assert shop.checker.user_id is not None
     admin = httpx.get(url, cookies=_cookie_for_user(shop.checker.user_id))
     assert admin.status_code == 200 and admin.content == own.content
+
+
+def _member_cookie(customer_id: str, role: str) -> dict[str, str]:
+    with db.session_scope() as session:
+        user = create_user(session, email=f"{role}@docs.example.com", password="a-long-password-1")
+        assert user.id is not None
+        session.add(Membership(customer_id=customer_id, user_id=user.id, role=role))
+        user_id = user.id
+    return _cookie_for_user(user_id)
+
+
+def test_documents_follow_the_members_role(shop: Shop) -> None:
+    number = _paid_invoice_number(shop)
+    invoice = f"{shop.base_url}/billing/invoices/{number}.pdf"
+    statement = f"{shop.base_url}/billing/statement.csv"
+    today = utcnow().date().isoformat()
+    params = {"customer": shop.customer_id, "from": today, "to": today}
+    billing = _member_cookie(shop.customer_id, "billing")
+    developer = _member_cookie(shop.customer_id, "developer")
+    assert httpx.get(invoice, cookies=billing).status_code == 200
+    assert httpx.get(statement, params=params, cookies=billing).status_code == 200
+    # A developer sees the workspace's usage, not its invoices or its ledger.
+    assert httpx.get(invoice, cookies=developer).status_code == 404
+    assert httpx.get(statement, params=params, cookies=developer).status_code == 404
+    usage = httpx.get(statement, params={**params, "kind": "requests"}, cookies=developer)
+    assert usage.status_code == 200 and usage.text.startswith("date,request_id")
 
 
 def test_statement_download_is_only_for_its_customer(shop: Shop) -> None:
