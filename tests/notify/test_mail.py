@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import timedelta
 
 import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
-from creditdash.accounts import users
+from creditdash.accounts import invites, users
+from creditdash.accounts.customers import customers_of_user
 from creditdash.accounts.models import Membership
 from creditdash.core import db, outbox, settings
-from creditdash.core.errors import ValidationFailed
+from creditdash.core.audit import Actor
+from creditdash.core.errors import CreditdashError, ValidationFailed
 from creditdash.core.outbox import Event, OutboxMail
 from creditdash.core.timeutil import utcnow
 from creditdash.notify import dispatch, mail
@@ -266,3 +269,35 @@ def test_cli_outbox_json_and_send_now(
     settings.reset_settings()
     broken = CliRunner().invoke(main, ["mail", "send-now"])
     assert broken.exit_code == 1 and "smtp://" in broken.output
+
+
+def test_an_invitation_arrives_by_smtp_and_its_link_joins_the_workspace(
+    engine: Engine, smtp_inbox: Inbox
+) -> None:
+    owner_id, customer_id = signed_up("owner@example.com")
+    with db.session_scope() as session:
+        invites.create_invite(
+            session,
+            customer_id=customer_id,
+            inviter=Actor.user(owner_id, "owner@example.com"),
+            email="Mate@Example.com",
+            role="billing",
+        )
+    assert mail.send_due_mail() == 1
+    [message] = smtp_inbox.to("mate@example.com")
+    body = message.get_body(preferencelist=("plain",))
+    assert body is not None
+    found = re.search(r"https?://\S+/invite\?token=([\w-]+)", body.get_content())
+    assert found and "Acme Labs" in str(message["Subject"])
+    with db.session_scope() as session:
+        user = invites.accept_invite_as_new_user(
+            session, token=found.group(1), password="a-long-password-2"
+        )
+        assert user.id is not None
+        user_id = user.id
+    with db.session_scope(readonly=True) as session:
+        assert [(c.id, role) for c, role in customers_of_user(session, user_id)] == [
+            (customer_id, "billing")
+        ]
+    with pytest.raises(CreditdashError), db.session_scope() as session:  # the link works once
+        invites.accept_invite_as_new_user(session, token=found.group(1), password="x" * 12)

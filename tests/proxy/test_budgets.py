@@ -11,6 +11,8 @@ import openai
 import orjson
 from sqlalchemy import func, select
 
+from creditdash.accounts import users
+from creditdash.accounts.models import Membership
 from creditdash.billing import budgets, health, ledger, metering
 from creditdash.billing.adjustments import grant_credits
 from creditdash.billing.budget_holds import period_of
@@ -20,8 +22,12 @@ from creditdash.catalog.prices import Price, TokenUsage, cost_micros, worst_case
 from creditdash.core import db
 from creditdash.core.audit import CLI
 from creditdash.core.outbox import Event
+from creditdash.notify import dispatch, mail
 from creditdash.proxy.tokens import hold_prompt_tokens
+from tests.notify.smtp import Inbox, smtp_inbox
 from tests.proxy.conftest import GatewayRig
+
+__all__ = ["smtp_inbox"]  # the SMTP server fixture, used below
 
 PRICE = Price(1_000_000, 2_000_000, 500_000)
 FAKE_USAGE = TokenUsage(prompt_tokens=11, completion_tokens=7)
@@ -153,6 +159,35 @@ def test_thresholds_alert_once_when_many_requests_cross_together(
     assert data["budget_micros"] == 10 * COST and data["hard"] is False
     assert data["period"] == period_of()
     assert_books_ok(rig)
+
+
+def test_threshold_emails_reach_the_alert_audience_once_over_smtp(
+    rig: GatewayRig, smtp_inbox: Inbox
+) -> None:
+    customer, _account, key = rig.new_customer(100 * HOLD)
+    with db.session_scope(engine=rig.engine) as session:
+        for address, role in [("boss@rig.example.com", "owner"), ("money@rig.example.com",
+                              "billing"), ("dev@rig.example.com", "developer")]:  # fmt: skip
+            user = users.create_user(session, email=address, password=None)
+            assert user.id is not None
+            session.add(Membership(customer_id=customer, user_id=user.id, role=role))
+    set_budget(rig, customer, monthly_micros=10 * COST, hard=False, thresholds=[50, 100])
+    results = asyncio.run(race(rig, key, 30, {**BODY, "model": "chat"}))
+    assert not [r for r in results if isinstance(r, Exception)]
+    wait_for(lambda: len(events(rig, customer, "budget.threshold")) == 2)
+    time.sleep(0.3)
+    # Two jobs loops at once make each email once, and two sender passes send each once.
+    # The workspace was made with its contact address as an owner: three people are told.
+    assert dispatch.mail_events_once() + dispatch.mail_events_once() == 6
+    assert mail.send_due_mail() == 6 and mail.send_due_mail() == 0
+    assert len({str(m["To"]) for m in smtp_inbox.messages}) == 3
+    for address in ("boss@rig.example.com", "money@rig.example.com"):
+        subjects = sorted(str(m["Subject"]) for m in smtp_inbox.to(address))
+        assert subjects == [
+            f"Budget alert: 100% of the {period_of()} budget used",
+            f"Budget alert: 50% of the {period_of()} budget used",
+        ]
+    assert smtp_inbox.to("dev@rig.example.com") == []  # a developer is not told about money
 
 
 def test_low_balance_alerts_once_per_crossing_and_again_after_a_top_up(rig: GatewayRig) -> None:
