@@ -129,7 +129,9 @@ def test_every_portal_page_renders(page, app_url: str) -> None:  # type: ignore[
             ("/keys", "text=Create a key"),
             ("/usage", "text=Export CSV"),
             ("/billing", "#quote-total"),
-            ("/account", "text=Invite a teammate"),
+            ("/team", "text=Invite a teammate"),
+            ("/webhooks", "text=Add an endpoint"),
+            ("/account", "text=Change password"),
         ):
             viewer.goto(path)
             viewer.wait_for_selector(ready)
