@@ -7,7 +7,10 @@ from dataclasses import dataclass
 
 from sqlalchemy.engine import Engine
 
+from creditdash.accounts.api_keys import create_api_key
 from creditdash.billing import ledger
+from creditdash.billing.hotpath import HotLedger
+from creditdash.billing.models import UsageEntry
 from creditdash.billing.onboarding import create_customer, sign_up
 from creditdash.core import db
 from creditdash.core.audit import CLI
@@ -50,3 +53,39 @@ def signed_up(email: str = "founder@example.com") -> tuple[int, str]:
         )
         assert user.id is not None
         return user.id, customer.id
+
+
+def customer_with_key(engine: Engine, credits: int) -> tuple[Funded, str]:
+    """A funded customer and the id of one of its API keys."""
+    who = funded_customer(engine, credits_micros=credits)
+    with db.session_scope(engine=engine) as session:
+        key, _raw = create_api_key(session, customer_id=who.customer_id, name="hot")
+        return who, key.id
+
+
+def usage_entry(who: Funded, key_id: str, request_id: str) -> UsageEntry:
+    """The usage record of one ordinary chat request, before it is priced."""
+    return UsageEntry(
+        id=request_id,
+        customer_id=who.customer_id,
+        api_key_id=key_id,
+        endpoint="chat",
+        public_model="m",
+        status="ok",
+        usage_source="provider",
+        provider="p",
+        upstream_model="u",
+        prompt_tokens=12,
+        completion_tokens=7,
+        upstream_cost_micros=11,
+        latency_ms=3,
+        ttfb_ms=2,
+        attempts=1,
+        attempts_json='[{"provider": "p"}]',
+    )
+
+
+def hot_ledger(engine: Engine) -> HotLedger:
+    """The gateway's raw-connection transactions for the test database's dialect."""
+    dialect = engine.dialect
+    return HotLedger(dialect.name, dialect.loaded_dbapi.IntegrityError, db.writer_lock(engine))

@@ -1,9 +1,14 @@
-"""The hard budget's share of a hold: reserved with it, released when it resolves.
+"""The budget row's two running totals: what the month spent, and what open holds keep back.
 
-A workspace with a hard monthly budget has every usage hold also reserved against the budget,
-in the hold's own transaction, by one conditional UPDATE of the budget row:
+spent_micros is the month's usage charges: every usage record written with a price adds it, in
+the record's own transaction (count_spend here; the gateway's raw path in billing/hotpath.py does
+the same statement for statement). So the budget's spend is read from one row, never summed.
 
-    held = held + amount  WHERE period = current AND spent + held + amount <= budget
+held_micros is the hard budget's share of the open holds. A workspace with a hard monthly budget
+has every usage hold also reserved against the budget, in the hold's own transaction, by one
+conditional UPDATE of the budget row:
+
+    held = held + amount  WHERE spent + held + amount <= budget   (spent as 0 in a new month)
 
 Its row count decides (0: BudgetExceeded, and the caller's transaction - with the balance
 hold - is undone). Concurrent holds serialize on the budget row and each re-checks the WHERE
@@ -11,18 +16,19 @@ clause against the committed row, so racing requests can never together pass the
 The budget row is locked after the ledger accounts, in every path, so no two transactions wait
 on each other in a cycle.
 
-A new UTC month is a conditional roll-over (spent = 0 WHERE period < current) run just before;
-the held amount carries over, since those holds are still open.
+A new UTC month starts in the same UPDATE that first touches the row in it (spent = 0 or the
+first charge, period = the month); held carries over, since those holds are still open.
 
-Resolving a hold (ledger._resolve: post, void or expire) deletes its budget_holds row and moves
-its amount out of held, the posted part into spent: one DELETE for holds without a budget.
+Resolving a hold (ledger._resolve: post, void or expire) deletes its budget_holds row and takes
+its amount out of held: one DELETE for holds without a budget. What was charged reaches spent
+through the usage record, as for every request.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy import TextClause, bindparam, delete, insert, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
@@ -35,22 +41,59 @@ _budgets = Budget.__table__  # type: ignore[attr-defined]
 _holds = BudgetHold.__table__  # type: ignore[attr-defined]
 _b = _budgets.c
 
-_ROLL_OVER = (
-    update(_budgets)
-    .where(_b.customer_id == bindparam("p_customer"), _b.period < bindparam("p_period"))
-    .values(period=bindparam("p_period"), spent_micros=0)
+# The statements as SQL text with qmark placeholders, shared with billing/hotpath.py (which
+# runs them on the raw driver connection) so that both paths keep the budget the same way.
+
+# The month's spend as the row has it: 0 when the row still counts an older month.
+_SPENT_NOW = "CASE WHEN period < ? THEN 0 ELSE spent_micros END"
+# Reserve a hold's amount in a hard budget (params: period, period, period, amount, customer,
+# period, amount); starts the new month on the way.
+RESERVE_SQL = (  # built from the constant above only
+    f"UPDATE budgets SET spent_micros = {_SPENT_NOW}, "  # noqa: S608
+    "period = CASE WHEN period < ? THEN ? ELSE period END, held_micros = held_micros + ? "
+    "WHERE customer_id = ? AND hard IS TRUE AND monthly_budget_micros IS NOT NULL "
+    f"AND {_SPENT_NOW} + held_micros + ? <= monthly_budget_micros"
 )
-_RESERVE = (
-    update(_budgets)
-    .where(
-        _b.customer_id == bindparam("p_customer"),
-        _b.period == bindparam("p_period"),
-        _b.hard.is_(True),
-        _b.monthly_budget_micros.is_not(None),
-        _b.spent_micros + _b.held_micros + bindparam("p_amount") <= _b.monthly_budget_micros,
+# Count a charge in the month's spend (params: period, price, price, period, period, customer).
+# Matches no row for a workspace without a budget row.
+COUNT_SPEND_SQL = (
+    "UPDATE budgets SET spent_micros = CASE WHEN period < ? THEN ? ELSE spent_micros + ? END, "
+    "period = CASE WHEN period < ? THEN ? ELSE period END WHERE customer_id = ?"
+)
+# A resolved hold's share out of held (params: amount, customer, amount); 1 row or a bug.
+RELEASE_SQL = (
+    "UPDATE budgets SET held_micros = held_micros - ? WHERE customer_id = ? AND held_micros >= ?"
+)
+INSERT_HOLD_SQL = "INSERT INTO budget_holds (hold_id, customer_id, amount_micros) VALUES (?, ?, ?)"
+DELETE_HOLD_SQL = "DELETE FROM budget_holds WHERE hold_id = ?"
+
+
+def reserve_params(customer_id: str, amount_micros: int, period: str) -> tuple[object, ...]:
+    return (period, period, period, amount_micros, customer_id, period, amount_micros)
+
+
+def count_spend_params(customer_id: str, price_micros: int, period: str) -> tuple[object, ...]:
+    return (period, price_micros, price_micros, period, period, customer_id)
+
+
+def _text(sql: str, *names: str) -> TextClause:
+    """sql's qmark placeholders as named bind parameters, for a SQLAlchemy connection."""
+    parts = sql.split("?")
+    assert len(parts) == len(names) + 1, sql
+    return text(
+        "".join(part + f":{name}" for part, name in zip(parts, names, strict=False)) + parts[-1]
     )
-    .values(held_micros=_b.held_micros + bindparam("p_amount"))
-)
+
+
+_RESERVE = _text(RESERVE_SQL, "p0", "p1", "p2", "p3", "p4", "p5", "p6")
+_COUNT_SPEND = _text(COUNT_SPEND_SQL, "p0", "p1", "p2", "p3", "p4", "p5")
+_RELEASE = _text(RELEASE_SQL, "p0", "p1", "p2")
+
+
+def _positional(values: tuple[object, ...]) -> dict[str, object]:
+    return {f"p{index}": value for index, value in enumerate(values)}
+
+
 _INSERT_HOLD = insert(_holds)
 _DELETE_HOLD = (
     delete(_holds)
@@ -61,14 +104,6 @@ _HARD_BUDGET = select(_b.monthly_budget_micros, _b.hard).where(
     _b.customer_id == bindparam("p_customer")
 )
 _FORGET_HOLD = delete(_holds).where(_holds.c.hold_id == bindparam("p_hold"))
-_RELEASE = (
-    update(_budgets)
-    .where(_b.customer_id == bindparam("p_customer"), _b.held_micros >= bindparam("p_amount"))
-    .values(
-        held_micros=_b.held_micros - bindparam("p_amount"),
-        spent_micros=_b.spent_micros + bindparam("p_posted"),
-    )
-)
 
 
 def period_of(now: datetime | None = None) -> str:
@@ -85,11 +120,6 @@ def next_reset(period: str) -> datetime:
     )
 
 
-def roll_over(connection: Connection, *, customer_id: str, period: str) -> None:
-    """Start the workspace's new month if its row still counts an older one."""
-    connection.execute(_ROLL_OVER, {"p_customer": customer_id, "p_period": period})
-
-
 def reserve(connection: Connection, *, customer_id: str, hold_id: int, amount_micros: int) -> None:
     """Count the hold in the workspace's hard budget; BudgetExceeded if it would pass it.
 
@@ -104,8 +134,7 @@ def reserve(connection: Connection, *, customer_id: str, hold_id: int, amount_mi
     except IntegrityError:
         return  # counted when the hold was first placed
     period = period_of()
-    roll_over(connection, customer_id=customer_id, period=period)
-    params = {"p_customer": customer_id, "p_period": period, "p_amount": amount_micros}
+    params = _positional(reserve_params(customer_id, amount_micros, period))
     if rowcount(connection.execute(_RESERVE, params)) == 1:
         return
     # Refused, or the budget was cleared or made soft since the caller's cached key said it
@@ -119,11 +148,20 @@ def reserve(connection: Connection, *, customer_id: str, hold_id: int, amount_mi
     connection.execute(_FORGET_HOLD, {"p_hold": hold_id})
 
 
-def release(connection: Connection, *, hold_id: int, posted_micros: int) -> None:
-    """The hold resolved: move its budget share out of held, the posted part into spent."""
+def release(connection: Connection, *, hold_id: int) -> None:
+    """The hold resolved: take its budget share out of held (what it charged is counted in
+    spent with its usage record)."""
     row = connection.execute(_DELETE_HOLD, {"p_hold": hold_id}).first()
     if row is None:
         return  # the hold was not counted in a budget
-    params = {"p_customer": row[0], "p_amount": int(row[1]), "p_posted": posted_micros}
+    params = _positional((int(row[1]), row[0], int(row[1])))
     if rowcount(connection.execute(_RELEASE, params)) != 1:
         raise RuntimeError(f"budget of {row[0]} holds less than hold {hold_id}")
+
+
+def count_spend(connection: Connection, *, customer_id: str, price_micros: int) -> None:
+    """Add a usage charge to the workspace's month (in the usage record's transaction, after
+    the ledger accounts). Nothing for a workspace without a budget row, or a free request."""
+    if price_micros > 0:
+        params = _positional(count_spend_params(customer_id, price_micros, period_of()))
+        connection.execute(_COUNT_SPEND, params)

@@ -225,12 +225,9 @@ def get_budget_status(session: Session, customer_id: str) -> BudgetStatus:
 
 def _status(session: Session, budget: Budget) -> BudgetStatus:
     period = period_of()
-    # A hard budget's row counts its month exactly (held and spent move with the holds); a
-    # row from an older month has spent nothing yet this month. A soft budget sums usage.
-    if budget.hard:
-        spent = budget.spent_micros if budget.period == period else 0
-    else:
-        spent = month_spend(session, budget.customer_id)
+    # The row counts its month's spend with every usage record (budget_holds.count_spend); a
+    # row from an older month has spent nothing yet this month.
+    spent = budget.spent_micros if budget.period == period else 0
     limit = budget.monthly_budget_micros
     return BudgetStatus(
         customer_id=budget.customer_id,

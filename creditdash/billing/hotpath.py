@@ -11,7 +11,10 @@ billing/ledger.py kept statement for statement:
 - the hold and its resolution are inserted under the same UNIQUE idempotency keys as the ledger
   uses ("req:<request id>", "ledger:resolve:<hold id>"), and the resolution's UNIQUE(pending_id)
   still makes a hold resolve once;
-- the usage record is written in the same transaction as the post.
+- the usage record is written in the same transaction as the post, and so is its price in the
+  month's spend of the workspace's budget row (billing/budget_holds.py: the same statements);
+- a workspace with a hard budget has its hold counted in the budget row in the hold's own
+  transaction, after the accounts, refused by row count; the settlement takes it out again.
 
 Only the common case runs here: a hold that fits, and a settlement at or under the amount of a
 hold this process placed. When anything else happens (a short balance, a used key, a hold that
@@ -44,6 +47,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from creditdash.billing import budget_holds
+from creditdash.billing.budget_holds import period_of
 from creditdash.billing.codes import TransferCode, hold_key, resolve_key
 from creditdash.billing.models import UsageEntry, UsageRecord
 from creditdash.core.money import MAX_MICROS
@@ -109,8 +114,9 @@ def _named(text: str, *names: str) -> str:
     return _fill(text, *(f"%({name})s" for name in names))
 
 
-def _pg_hold_sql(debit_first: bool) -> str:
-    """The hold in one statement: the two pending UPDATEs in id order, then the transfer."""
+def _pg_hold_sql(debit_first: bool, budgeted: bool) -> str:
+    """The hold in one statement: the two pending UPDATEs in id order, then the transfer; when
+    budgeted, the hard budget's UPDATE after them and the hold's budget_holds row last."""
     debit = _named(_DEBIT_PENDING, "amount", "debit", "amount")
     credit = _named(_CREDIT_PENDING, "amount", "credit")
     first, second = ("debit", "credit") if debit_first else ("credit", "debit")
@@ -134,19 +140,36 @@ def _pg_hold_sql(debit_first: bool) -> str:
         "credit": f"credit AS ({credit} RETURNING id)",
     }
     # Built from the constants above, never from request data (as every statement here).
+    if not budgeted:
+        return (
+            f"WITH {ctes[first]}, {ctes[second]} "  # noqa: S608
+            f"{_TRANSFER_INTO} SELECT {values} WHERE EXISTS (SELECT FROM {first}) "
+            "RETURNING id, (SELECT available FROM debit)"
+        )
+    reserve = _named(
+        budget_holds.RESERVE_SQL, "period", "period", "period", "amount", "customer", "period",
+        "amount",
+    )  # fmt: skip
+    # The budget_holds row takes its NOT NULL customer id from the budget's UPDATE: a budget
+    # that refused makes it NULL, and the whole statement is undone.
     return (
-        f"WITH {ctes[first]}, {ctes[second]} "  # noqa: S608
-        f"{_TRANSFER_INTO} SELECT {values} WHERE EXISTS (SELECT FROM {first}) "
-        "RETURNING id, (SELECT available FROM debit)"
+        f"WITH {ctes[first]}, {ctes[second]}, "  # noqa: S608
+        f"budget AS ({reserve} AND EXISTS (SELECT FROM {second}) RETURNING customer_id), "
+        f"hold AS ({_TRANSFER_INTO} SELECT {values} WHERE EXISTS (SELECT FROM {first}) "
+        "RETURNING id) "
+        "INSERT INTO budget_holds (hold_id, customer_id, amount_micros) "
+        "SELECT hold.id, (SELECT customer_id FROM budget), %(amount)s FROM hold "
+        "RETURNING hold_id, (SELECT available FROM debit)"
     )
 
 
 _USAGE_PARAMS = tuple(f"u_{column}" for column in _USAGE_COLUMNS)
 
 
-def _pg_settle_sql(debit_first: bool, touch_key: bool) -> str:
+def _pg_settle_sql(debit_first: bool, touch_key: bool, budgeted: bool) -> str:
     """The settlement in one statement: the resolving transfer (the claim on the hold), the two
-    release UPDATEs in id order, the usage record, and the key's last use."""
+    release UPDATEs in id order, the budget row (the price into the month's spend and, when
+    budgeted, the hold's share out of held), the usage record, and the key's last use."""
     resolution = _fill(
         _TRANSFER_VALUES, "%(key)s", "'post'", "%(debit)s", "%(credit)s", "%(price)s",
         "%(hold)s", "%(code)s", "%(reference)s", "NULL", "%(now)s",
@@ -159,10 +182,29 @@ def _pg_settle_sql(debit_first: bool, touch_key: bool) -> str:
     credit = _named(_RELEASE_CREDIT, "price", "held", "credit", "held")
     credit += f" AND EXISTS (SELECT FROM {after['credit']}) RETURNING id"
     ctes = {"debit": f"debit(balance) AS ({debit})", "credit": f"credit AS ({credit})"}
-    # The balance after comes from the join of both releases: NULL (refused, the statement
-    # undone) unless each of them matched its row.
+    spend = _named(
+        budget_holds.COUNT_SPEND_SQL, "period", "price", "price", "period", "period", "customer"
+    )
+    if budgeted:
+        # One UPDATE of the row: the share out of held (checked) and the price into spent.
+        spend = spend.replace(
+            "UPDATE budgets SET ", "UPDATE budgets SET held_micros = held_micros - %(held)s, ", 1
+        )
+        spend += " AND held_micros >= %(held)s AND EXISTS (SELECT FROM budget_hold)"
+        budget = (
+            f"budget_hold AS ({_named(budget_holds.DELETE_HOLD_SQL, 'hold')} "
+            f"AND EXISTS (SELECT FROM {second}) RETURNING hold_id), "
+            f"budget AS ({spend} RETURNING customer_id)"
+        )
+        joined = "debit, credit, budget"
+    else:
+        # No row for a workspace without a budget: nothing to check.
+        budget = f"budget AS ({spend} AND EXISTS (SELECT FROM {second}))"
+        joined = "debit, credit"
+    # The balance after comes from the join of both releases (and the budget's): NULL (refused,
+    # the statement undone) unless each of them matched its row.
     usage = ", ".join(
-        "(SELECT debit.balance FROM debit, credit)"
+        f"(SELECT debit.balance FROM {joined})"  # noqa: S608
         if column == "balance_after_micros"
         else f"%({param})s"
         for column, param in zip(_USAGE_COLUMNS, _USAGE_PARAMS, strict=True)
@@ -170,7 +212,7 @@ def _pg_settle_sql(debit_first: bool, touch_key: bool) -> str:
     touched = f", touched AS ({_named(_TOUCH_KEY, 'now', 'api_key')})" if touch_key else ""
     return (
         f"WITH resolution AS ({_TRANSFER_INTO} VALUES ({resolution}) RETURNING id), "
-        f"{ctes[first]}, {ctes[second]}{touched} "
+        f"{ctes[first]}, {ctes[second]}, {budget}{touched} "
         f"INSERT INTO usage_records ({', '.join(_USAGE_COLUMNS)}) SELECT {usage} "
         "RETURNING balance_after_micros"
     )
@@ -187,6 +229,8 @@ class PlacedHold:
     reference: str
     # The customer's available balance right after the hold (posted less held).
     available_micros: int | None = None
+    # The workspace whose hard budget counts the hold (its budget_holds row), if any.
+    budget_customer_id: str | None = None
 
 
 def _sqlite_time(value: datetime) -> str:
@@ -230,12 +274,17 @@ class HotLedger:
         self._insert_transfer = sql(_INSERT_TRANSFER)
         self._insert_usage = sql(_INSERT_USAGE)
         self._touch_key = sql(_TOUCH_KEY)
-        # PostgreSQL's single statements, by (debit account id < credit account id[, touch]).
-        self._pg_hold = {first: _pg_hold_sql(first) for first in (False, True)}
+        self._budget_reserve = sql(budget_holds.RESERVE_SQL)
+        self._budget_insert_hold = sql(budget_holds.INSERT_HOLD_SQL)
+        self._budget_delete_hold = sql(budget_holds.DELETE_HOLD_SQL)
+        self._budget_release = sql(budget_holds.RELEASE_SQL)
+        self._count_spend = sql(budget_holds.COUNT_SPEND_SQL)
+        # PostgreSQL's single statements, by (debit account id < credit account id, budgeted)
+        # and (debit account id < credit account id, touch, budgeted).
+        both = (False, True)
+        self._pg_hold = {(f, b): _pg_hold_sql(f, b) for f in both for b in both}
         self._pg_settle = {
-            (first, touch): _pg_settle_sql(first, touch)
-            for first in (False, True)
-            for touch in (False, True)
+            (f, t, b): _pg_settle_sql(f, t, b) for f in both for t in both for b in both
         }
 
     def _begin(self, cursor: Any) -> None:
@@ -254,16 +303,19 @@ class HotLedger:
         revenue_account_id: int,
         amount_micros: int,
         expires_at: datetime,
+        budget_customer_id: str | None = None,
     ) -> PlacedHold | None:
-        """Place the hold of a request (ledger.hold with key "req:<request_id>").
+        """Place the hold of a request (ledger.hold with key "req:<request_id>"); with
+        budget_customer_id, also count it in that workspace's hard budget (metering.reserve).
 
-        None when it did not simply fit (short balance, missing account, a used key): nothing
-        was written, and ledger.hold decides what that means.
+        None when it did not simply fit (short balance, missing account, a used key, a budget
+        it would pass or that is no longer hard): nothing was written, and ledger.hold and
+        budget_holds.reserve decide what that means.
         """
         if not 0 < amount_micros <= MAX_MICROS or account_id == revenue_account_id:
             return None
         args = (connection, request_id, account_id, revenue_account_id, amount_micros,
-                expires_at, utcnow())  # fmt: skip
+                expires_at, utcnow(), budget_customer_id)  # fmt: skip
         if self.sqlite:
             with self._write_lock:
                 placed = self._hold(*args)
@@ -279,6 +331,7 @@ class HotLedger:
             credit_account_id=revenue_account_id,
             reference=request_id,
             available_micros=available,
+            budget_customer_id=budget_customer_id,
         )
 
     def _hold(
@@ -290,6 +343,7 @@ class HotLedger:
         amount_micros: int,
         expires_at: datetime,
         now: datetime,
+        budget_customer_id: str | None,
     ) -> tuple[int, int] | None:
         cursor = connection.cursor()
         available = 0
@@ -316,6 +370,18 @@ class HotLedger:
                  None, _USAGE, request_id, self._time(expires_at), self._time(now)),
             )  # fmt: skip
             rows = cursor.fetchall()
+            if budget_customer_id is not None:
+                # After the accounts: the hard budget's share, refused by its row count.
+                reserve = budget_holds.reserve_params(
+                    budget_customer_id, amount_micros, period_of(now)
+                )
+                cursor.execute(self._budget_reserve, reserve)
+                if cursor.rowcount != 1:
+                    connection.rollback()
+                    return None
+                cursor.execute(
+                    self._budget_insert_hold, (rows[0][0], budget_customer_id, amount_micros)
+                )
             connection.commit()
         except self._integrity_error:
             # The key is taken (a replay, or a concurrent twin): the ledger sorts it out.
@@ -337,6 +403,7 @@ class HotLedger:
         amount_micros: int,
         expires_at: datetime,
         now: datetime,
+        budget_customer_id: str | None,
     ) -> tuple[int, int] | None:
         params = {
             "key": hold_key(request_id),
@@ -347,8 +414,11 @@ class HotLedger:
             "reference": request_id,
             "expires": expires_at,
             "now": now,
+            "customer": budget_customer_id,
+            "period": period_of(now),
         }
-        rows = self._run_pg(connection, self._pg_hold[account_id < revenue_account_id], params)
+        statement = self._pg_hold[account_id < revenue_account_id, budget_customer_id is not None]
+        rows = self._run_pg(connection, statement, params)
         if not rows:
             # The first UPDATE matched nothing (the statement stopped there), or the statement
             # was refused and undone: a short balance, a used key, a missing account.
@@ -428,11 +498,17 @@ class HotLedger:
             reference=hold.reference,
             now=now,
             api_key=record.api_key_id,
+            customer=record.customer_id,
+            period=period_of(now),
         )
-        statement = self._pg_settle[hold.debit_account_id < hold.credit_account_id, touch_key]
+        statement = self._pg_settle[
+            hold.debit_account_id < hold.credit_account_id,
+            touch_key,
+            hold.budget_customer_id is not None,
+        ]
         short = (
-            f"ledger account {hold.debit_account_id} or {hold.credit_account_id} holds less "
-            f"than hold {hold.id}"
+            f"ledger account {hold.debit_account_id} or {hold.credit_account_id} (or the "
+            f"budget of {record.customer_id}) holds less than hold {hold.id}"
         )
         rows = self._run_pg(connection, statement, params, short_release=short)
         if not rows:
@@ -478,6 +554,23 @@ class HotLedger:
                 if matched != 1:
                     raise RuntimeError(f"ledger account {account} holds less than hold {hold.id}")
             assert balance_after is not None
+            if hold.budget_customer_id is not None:
+                cursor.execute(self._budget_delete_hold, (hold.id,))
+                released = cursor.rowcount == 1
+                if released:
+                    cursor.execute(self._budget_release, (held, hold.budget_customer_id, held))
+                    released = cursor.rowcount == 1
+                if not released:
+                    raise RuntimeError(
+                        f"the budget of {hold.budget_customer_id} holds less than hold {hold.id}"
+                    )
+            if price_micros:
+                cursor.execute(
+                    self._count_spend,
+                    budget_holds.count_spend_params(
+                        record.customer_id, price_micros, period_of(now)
+                    ),
+                )
             record.price_micros = price_micros
             record.hold_id = hold.id
             record.balance_after_micros = balance_after

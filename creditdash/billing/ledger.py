@@ -457,7 +457,7 @@ def _resolve(session: Session, *, hold_id: int, kind: str, amount_micros: int) -
             ).scalar_one()
             _release_and_post(session, held, amount_micros)
             # After the accounts, as every path locks them: the hold's share of a hard budget.
-            budget_holds.release(connection, hold_id=hold_id, posted_micros=amount_micros)
+            budget_holds.release(connection, hold_id=hold_id)
     except IntegrityError:
         existing = _row_to_transfer(connection.execute(_RESOLUTION_OF, {"p_id": hold_id}).first())
         if existing is None:

@@ -303,9 +303,9 @@ class Settlement:
 
     def _hold(self, connection: Any, amount: int) -> int | None:
         call, store = self.call, self.store
-        # A hard budget is checked in the hold's transaction on the ledger's path below.
+        # A hard budget is counted in the hold's own transaction, on either path.
         hard_budget = call.key.hard_budget
-        if amount and not hard_budget:
+        if amount:
             placed = store.hot.hold(
                 connection,
                 request_id=call.request_id,
@@ -313,12 +313,14 @@ class Settlement:
                 revenue_account_id=store.revenue_account_id(),
                 amount_micros=amount,
                 expires_at=utcnow() + self._shared.hold_ttl,
+                budget_customer_id=call.key.customer_id if hard_budget else None,
             )
             if placed is not None:
                 self.hold = placed
                 self.available_micros = placed.available_micros
                 return placed.id
-        # A free request, or the hold did not simply fit: the ledger decides (402, replay).
+        # A free request, or the hold did not simply fit: the ledger decides (402, replay,
+        # budget_exceeded).
         with db.session_scope(engine=store.engine) as session:
             hold_id = metering.reserve(
                 session,

@@ -19,7 +19,7 @@ from creditdash.core import db
 from creditdash.core.audit import CLI, AuditEntry
 from creditdash.core.errors import BudgetExceeded, Forbidden, NotFound, ValidationFailed
 from creditdash.core.money import MAX_MICROS
-from tests.factories import funded_customer, signed_up
+from tests.factories import customer_with_key, funded_customer, signed_up, usage_entry
 
 TTL = timedelta(minutes=5)
 
@@ -77,7 +77,7 @@ def test_unknown_workspace_and_no_budget(sqlite_engine: Engine) -> None:
 
 
 def test_hard_budget_share_of_holds_release_and_roll_over(engine: Engine) -> None:
-    who = funded_customer(engine, credits_micros=10_000_000)
+    who, key_id = customer_with_key(engine, 10_000_000)
     with db.session_scope() as session:
         status = budgets.set_budget(
             session, customer_id=who.customer_id, monthly_micros=1_000, hard=True, actor=CLI
@@ -102,7 +102,8 @@ def test_hard_budget_share_of_holds_release_and_roll_over(engine: Engine) -> Non
         assert health.check(session) == []
     assert budget_row(engine, who.customer_id).held_micros == 600
     with db.session_scope() as session:
-        ledger.post(session, hold_id=first, amount_micros=250)
+        metering.settle(session, hold_id=first, account_id=who.account_id, price_micros=250,
+                        record=usage_entry(who, key_id, "r1"), overage=False)  # fmt: skip
     row = budget_row(engine, who.customer_id)
     assert (row.held_micros, row.spent_micros) == (0, 250)
     # A void and an expiry release the share and spend nothing.

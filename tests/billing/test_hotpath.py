@@ -6,7 +6,6 @@ by row count, and write nothing when they hand an unusual case back to that path
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -14,60 +13,18 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
-from creditdash.accounts.api_keys import create_api_key
 from creditdash.billing import ledger, metering
-from creditdash.billing.hotpath import HotLedger, PlacedHold
-from creditdash.billing.models import Transfer, UsageEntry, UsageRecord
+from creditdash.billing.hotpath import PlacedHold
+from creditdash.billing.models import Transfer, UsageRecord
 from creditdash.core import db
 from creditdash.core.errors import InsufficientCredits
 from creditdash.core.ids import new_id
 from creditdash.core.timeutil import utcnow
-from tests.factories import Funded, funded_customer
+from tests.factories import Funded, customer_with_key, hot_ledger
+from tests.factories import usage_entry as entry
 
 CREDIT = 1_000_000
 TTL = timedelta(minutes=15)
-
-
-@pytest.fixture
-def raw(engine: Engine) -> Iterator[Any]:
-    pooled = engine.raw_connection()
-    connection = pooled.driver_connection
-    pooled.detach()
-    yield connection
-    pooled.close()
-
-
-def hot_ledger(engine: Engine) -> HotLedger:
-    dialect = engine.dialect
-    return HotLedger(dialect.name, dialect.loaded_dbapi.IntegrityError, db.writer_lock(engine))
-
-
-def customer_with_key(engine: Engine, credits: int) -> tuple[Funded, str]:
-    who = funded_customer(engine, credits_micros=credits)
-    with db.session_scope(engine=engine) as session:
-        key, _raw = create_api_key(session, customer_id=who.customer_id, name="hot")
-        return who, key.id
-
-
-def entry(who: Funded, key_id: str, request_id: str) -> UsageEntry:
-    return UsageEntry(
-        id=request_id,
-        customer_id=who.customer_id,
-        api_key_id=key_id,
-        endpoint="chat",
-        public_model="m",
-        status="ok",
-        usage_source="provider",
-        provider="p",
-        upstream_model="u",
-        prompt_tokens=12,
-        completion_tokens=7,
-        upstream_cost_micros=11,
-        latency_ms=3,
-        ttfb_ms=2,
-        attempts=1,
-        attempts_json='[{"provider": "p"}]',
-    )
 
 
 def snapshot(engine: Engine, who: Funded, request_id: str) -> dict[str, Any]:

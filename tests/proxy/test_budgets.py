@@ -222,7 +222,7 @@ def test_low_balance_alerts_once_per_crossing_and_again_after_a_top_up(rig: Gate
     assert_books_ok(rig)
 
 
-def test_a_workspace_without_a_hard_budget_keeps_the_hot_path(
+def test_every_budget_keeps_the_hot_path_and_its_running_totals(
     rig: GatewayRig, monkeypatch: object
 ) -> None:
     calls: list[str | None] = []
@@ -232,20 +232,33 @@ def test_a_workspace_without_a_hard_budget_keeps_the_hot_path(
         calls.append(kwargs.get("budget_customer_id"))  # type: ignore[arg-type]
         return original(*args, **kwargs)  # type: ignore[arg-type]
 
+    def totals() -> tuple[int, int]:
+        with db.session_scope(engine=rig.engine, readonly=True) as session:
+            row = session.get(Budget, rig.customer_id)
+            assert row is not None
+            return row.spent_micros, row.held_micros
+
     monkeypatch.setattr(metering, "reserve", counting)  # type: ignore[attr-defined]
     client = rig.client()
     client.chat.completions.create(**{**BODY, "model": "chat"})  # type: ignore[call-overload]
     assert calls == []  # placed by the hot path's raw statement
-    # A soft budget does not need the hold-time check either.
+    # A soft budget: still the hot path, and each charge lands in the row's spend.
     set_budget(rig, rig.customer_id, monthly_micros=100 * HOLD, hard=False)
+    assert totals() == (charged(rig, rig.customer_id), 0)
     client.chat.completions.create(**{**BODY, "model": "chat"})  # type: ignore[call-overload]
     assert calls == []
+    assert totals() == (charged(rig, rig.customer_id), 0)
+    # A hard budget: the hot statement counts the hold in the budget and settles it out.
     set_budget(rig, rig.customer_id, monthly_micros=100 * HOLD, hard=True)
     client.chat.completions.create(**{**BODY, "model": "chat"})  # type: ignore[call-overload]
-    assert calls == [rig.customer_id]
+    assert calls == []
+    assert totals() == (charged(rig, rig.customer_id), 0)
     with db.session_scope(engine=rig.engine) as session:
         assert budgets.clear_budget(session, customer_id=rig.customer_id, actor=CLI)
-    # Still cached as hard: the ledger's path finds the budget gone and lets the hold through.
+    # Still cached as hard: the hot hold finds the budget no longer hard and hands the request
+    # to the ledger's path, which lets it through without a budget share.
     client.chat.completions.create(**{**BODY, "model": "chat"})  # type: ignore[call-overload]
-    assert calls == [rig.customer_id] * 2
+    assert calls == [rig.customer_id]
+    assert totals() == (charged(rig, rig.customer_id), 0)
+    assert_books_ok(rig)
     assert_books_ok(rig)
