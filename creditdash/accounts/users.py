@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from datetime import timedelta
 
 from email_validator import EmailNotValidError, validate_email
@@ -12,6 +13,7 @@ from sqlmodel import Session, col
 from creditdash.accounts.models import User
 from creditdash.accounts.passwords import check_password_policy, hash_password, verify_password
 from creditdash.core.errors import AuthenticationFailed, Conflict, NotFound, ValidationFailed
+from creditdash.core.settings import get_settings
 from creditdash.core.timeutil import utcnow
 
 SIGN_IN_FAILED = "Incorrect email or password."
@@ -108,3 +110,13 @@ def set_password(
     user.password_expires_at = utcnow() + expires_in if expires_in is not None else None
     session.add(user)
     session.flush()
+
+
+def issue_one_time_password(session: Session, *, user_id: int) -> str:
+    """A one-time password for the operator to hand to the user (when no mail can carry a reset
+    link): it works for one_time_password_ttl_s, and only to choose a password of their own,
+    which the operator then does not know. Returned once, stored only as its hash."""
+    temporary = secrets.token_urlsafe(12)
+    expires_in = timedelta(seconds=get_settings().one_time_password_ttl_s)
+    set_password(session, user_id=user_id, new_password=temporary, expires_in=expires_in)
+    return temporary

@@ -39,8 +39,15 @@ class Settings(BaseSettings):
     session_ttl_s: int = 7 * 24 * 3600
     # An invitation link (accounts/invites.py) stops working after this long.
     invite_ttl_s: int = Field(default=7 * 24 * 3600, gt=0)
-    # An invited teammate's one-time password stops working after this long.
-    invite_password_ttl_s: int = 72 * 3600
+    # A one-time password from `creditdash users set-password --temporary` stops working after
+    # this long. (Its first name, from one-time-password invitations, is still read.)
+    one_time_password_ttl_s: int = Field(
+        default=72 * 3600,
+        gt=0,
+        validation_alias=AliasChoices(
+            "CREDITDASH_ONE_TIME_PASSWORD_TTL_S", "CREDITDASH_INVITE_PASSWORD_TTL_S"
+        ),
+    )
     # Where sign-in failures are counted across processes; without it each process counts its
     # own. The dashboard's REFLEX_REDIS_URL is used when this is not set.
     redis_url: str = Field(

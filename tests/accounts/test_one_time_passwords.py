@@ -1,79 +1,50 @@
-"""Invitations: who may invite, and the one-time passwords they hand out."""
+"""One-time passwords an operator hands out (`creditdash users set-password --temporary`):
+they only let their holder choose a password of their own, expire, and the CLI prints one once."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 
 import pytest
+from click.testing import CliRunner
 from sqlalchemy.engine import Engine
 
-from creditdash.accounts import sessions, signup, users
-from creditdash.accounts.customers import customers_of_user
+from creditdash.accounts import sessions, users
 from creditdash.accounts.throttle import MemoryBackend, SignInThrottle
 from creditdash.accounts.users import OneTimePasswordExpired
+from creditdash.cli import main
 from creditdash.core import db, settings
-from creditdash.core.audit import Actor
-from creditdash.core.errors import AuthenticationFailed, Conflict, Forbidden
+from creditdash.core.errors import AuthenticationFailed
 from creditdash.core.timeutil import utcnow
 from tests.factories import signed_up
 
 
-def test_owner_invites_and_members_cannot(sqlite_engine: Engine) -> None:
-    owner_id, customer_id = signed_up()
-    owner = Actor.user(owner_id, "founder@example.com")
-    with db.session_scope() as session:
-        temporary = signup.invite(
-            session, customer_id=customer_id, inviter=owner, email="mate@example.com"
-        )
-    assert temporary and len(temporary) >= 12
-    with db.session_scope(readonly=True) as session:
-        mate = users.authenticate(session, email="mate@example.com", password=temporary)
-        assert mate.id is not None
-        assert [r for _c, r in customers_of_user(session, mate.id)] == ["developer"]
-    member = Actor.user(mate.id, "mate@example.com")
-    with db.session_scope() as session, pytest.raises(Forbidden):
-        signup.invite(session, customer_id=customer_id, inviter=member, email="x@example.com")
-    with db.session_scope() as session, pytest.raises(Conflict, match="already"):
-        signup.invite(session, customer_id=customer_id, inviter=owner, email="mate@example.com")
-    # Someone with no role in the workspace cannot invite into it either.
-    other_id, _other = signed_up("stranger@example.com")
-    with db.session_scope() as session, pytest.raises(Forbidden):
-        signup.invite(
-            session,
-            customer_id=customer_id,
-            inviter=Actor.user(other_id, "stranger@example.com"),
-            email="y@example.com",
-        )
-
-
-def test_inviting_an_existing_account_is_refused_and_changes_nothing(sqlite_engine: Engine) -> None:
-    owner_id, customer_id = signed_up()
-    _other_id, _other = signed_up("colleague@example.com")
-    owner = Actor.user(owner_id, "founder@example.com")
-    with db.session_scope() as session, pytest.raises(Conflict, match="already has an account"):
-        signup.invite(
-            session, customer_id=customer_id, inviter=owner, email="Colleague@example.com"
-        )
-    with db.session_scope(readonly=True) as session:
-        colleague = users.get_user_by_email(session, "colleague@example.com")
-        assert colleague is not None and colleague.id is not None
-        assert [c.id for c, _r in customers_of_user(session, colleague.id)] != [customer_id]
-        users.authenticate(session, email="colleague@example.com", password="a-long-password-1")
-
-
-# ------------------------------------------------------------- invitations' one-time passwords
+def test_set_password_temporary_prints_a_one_time_password_once(sqlite_engine: Engine) -> None:
+    signed_up("mate@example.com")
+    runner = CliRunner()
+    result = runner.invoke(main, ["users", "set-password", "mate@example.com", "--temporary"])
+    assert result.exit_code == 0, result.output
+    assert "works for 72 h, once" in result.output
+    temporary = result.output.rsplit(": ", 1)[1].strip()
+    signed = _sign_in("mate@example.com", temporary)
+    assert signed.must_change_password
+    # The old password no longer works; an unknown user and a double instruction change nothing.
+    with pytest.raises(AuthenticationFailed):
+        _sign_in("mate@example.com", "a-long-password-1")
+    unknown = runner.invoke(main, ["users", "set-password", "nobody@example.com", "--temporary"])
+    assert unknown.exit_code != 0 and "no user with that email" in unknown.output
+    both = runner.invoke(
+        main, ["users", "set-password", "mate@example.com", "--temporary", "--password", "x" * 12]
+    )
+    assert both.exit_code != 0 and "do not give --password" in both.output
+    _sign_in("mate@example.com", temporary)  # still the one-time password
 
 
 def _invited(email: str = "mate@example.com") -> str:
-    owner_id, customer_id = signed_up()
+    user_id, _customer_id = signed_up(email)
     with db.session_scope() as session:
-        temporary = signup.invite(
-            session,
-            customer_id=customer_id,
-            inviter=Actor.user(owner_id, "founder@example.com"),
-            email=email,
-        )
-    assert temporary
+        temporary = users.issue_one_time_password(session, user_id=user_id)
+    assert temporary and len(temporary) >= 12
     return temporary
 
 
@@ -87,7 +58,7 @@ def _sign_in(email: str, password: str) -> sessions.SignedInResult:
     )
 
 
-def test_an_invite_password_only_lets_its_holder_choose_their_own(engine: Engine) -> None:
+def test_a_one_time_password_only_lets_its_holder_choose_their_own(engine: Engine) -> None:
     temporary = _invited()
     signed = _sign_in("mate@example.com", temporary)
     assert signed.must_change_password
@@ -127,8 +98,8 @@ def test_an_invite_password_only_lets_its_holder_choose_their_own(engine: Engine
         )
 
 
-def test_an_invite_password_expires(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CREDITDASH_INVITE_PASSWORD_TTL_S", "3600")
+def test_a_one_time_password_expires(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CREDITDASH_ONE_TIME_PASSWORD_TTL_S", "3600")
     settings.reset_settings()
     temporary = _invited()
     with db.session_scope(readonly=True) as session:
@@ -152,6 +123,6 @@ def test_an_invite_password_expires(engine: Engine, monkeypatch: pytest.MonkeyPa
             new_password="my own password 1",
             ttl=timedelta(hours=1),
         )
-    # A wrong password for the same account still says nothing about the invitation.
+    # A wrong password for the same account still says nothing about the one-time one.
     with pytest.raises(AuthenticationFailed, match="Incorrect email or password"):
         _sign_in("mate@example.com", "a wrong guess")

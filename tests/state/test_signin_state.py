@@ -15,7 +15,8 @@ from sqlalchemy.engine import Engine
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
-from creditdash.accounts import sessions, signup, users
+from creditdash.accounts import sessions, users
+from creditdash.accounts.models import Membership
 from creditdash.accounts.throttle import get_throttle
 from creditdash.billing.onboarding import create_customer
 from creditdash.core import db, settings
@@ -172,14 +173,12 @@ def test_an_invited_user_must_choose_a_password_before_anything(client: TestClie
             actor=Actor(label="test"),
             owner_password=None,
         )
-        session.add(signup.Membership(customer_id=customer.id, user_id=owner.id, role="owner"))
+        session.add(Membership(customer_id=customer.id, user_id=owner.id, role="owner"))
+        mate = users.create_user(session, email="mate@example.com", password=None)
+        assert mate.id is not None
+        session.add(Membership(customer_id=customer.id, user_id=mate.id, role="developer"))
         session.flush()
-        temporary = signup.invite(
-            session,
-            customer_id=customer.id,
-            inviter=Actor.user(owner.id or 0, owner.email),
-            email="mate@example.com",
-        )
+        temporary = users.issue_one_time_password(session, user_id=mate.id)
     assert temporary
     _sub, result = _sign_in("mate@example.com", temporary)
     code, next_page = _handoff(result)
