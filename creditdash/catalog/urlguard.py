@@ -96,6 +96,8 @@ def pin_base_url(base_url: str, *, kind: str, allow_private: bool) -> PinnedURL:
     except ValueError:
         pass
     address = _resolve(host)[0]
+    # Checked again: the resolver's cache may have renewed its answer since check_base_url.
+    check_address(address, allow_private=allow_private)
     literal = f"[{address}]" if address.version == 6 else str(address)
     netloc = f"{literal}:{parts.port}" if parts.port else literal
     pinned = urlunsplit((parts.scheme, netloc, parts.path, "", ""))

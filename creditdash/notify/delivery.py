@@ -193,9 +193,11 @@ def _send(claim: _Claim) -> tuple[int | None, str]:
     signature's timestamp is the wall clock (receivers reject stale ones), whatever `now` the
     scheduler was given."""
     try:
-        url = endpoints.check_url(claim.url)  # again: DNS may have changed since it was saved
+        # Checked again (DNS may have changed since it was saved), and the connection goes to
+        # the address that was checked.
+        target = endpoints.pin_url(claim.url)
     except ValidationFailed as exc:
-        return None, exc.message
+        return None, exc.message.replace("upstream", "endpoint")
     signed_at = utcnow()
     signature = Webhook(claim.secret).sign(claim.delivery_id, signed_at, claim.body)
     headers = {
@@ -205,14 +207,21 @@ def _send(claim: _Claim) -> tuple[int | None, str]:
         "content-type": "application/json",
         "user-agent": USER_AGENT,
     }
+    extensions: dict[str, str] = {}
+    if target.host_header:
+        headers["host"] = target.host_header
+    if target.tls_server_name:
+        extensions["sni_hostname"] = target.tls_server_name
     try:
-        response = httpx.post(
-            url,
-            content=claim.body.encode("utf-8"),
-            headers=headers,
-            timeout=TIMEOUT_S,
-            follow_redirects=False,
-        )
+        with httpx.Client(timeout=TIMEOUT_S, follow_redirects=False) as client:
+            request = client.build_request(
+                "POST",
+                target.url,
+                content=claim.body.encode("utf-8"),
+                headers=headers,
+                extensions=extensions,
+            )
+            response = client.send(request)
     except httpx.HTTPError as exc:
         return None, f"{type(exc).__name__}: {exc}"[:MAX_ERROR]
     if 200 <= response.status_code < 300:

@@ -11,7 +11,8 @@ from __future__ import annotations
 import base64
 import json
 import secrets
-from urllib.parse import urlsplit
+from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
 
 from sqlalchemy import delete, select, update
 from sqlmodel import Session, col
@@ -67,6 +68,30 @@ def check_url(url: str) -> str:
     except ValidationFailed as exc:
         raise ValidationFailed(exc.message.replace("upstream", "endpoint")) from None
     return url
+
+
+@dataclass(frozen=True)
+class PinnedEndpoint:
+    """Where to connect for one delivery: the URL with its host replaced by the address that
+    passed the guard, and the name kept for the Host header and TLS (SNI and certificate)."""
+
+    url: str
+    host_header: str | None = None
+    tls_server_name: str | None = None
+
+
+def pin_url(url: str) -> PinnedEndpoint:
+    """check_url, then pin the connection to the address that was checked: a DNS answer that
+    changes between the check and the connection (rebinding) cannot send the request to a
+    private address."""
+    url = check_url(url)
+    parts = urlsplit(url)
+    origin = f"{parts.scheme}://{parts.netloc}"
+    pinned = urlguard.pin_base_url(
+        origin, kind="webhook", allow_private=get_settings().allow_private_upstreams
+    )
+    rest = urlunsplit(("", "", parts.path, parts.query, ""))
+    return PinnedEndpoint(pinned.base_url + rest, pinned.host_header, pinned.tls_server_name)
 
 
 def check_event_types(event_types: list[str] | tuple[str, ...]) -> list[str]:

@@ -381,3 +381,52 @@ def test_two_processes_never_send_the_same_attempt(receiver: Receiver) -> None:
     for t in threads:
         t.join()
     assert len(receiver.requests) == 4 and len(set(receiver.ids())) == 4
+
+
+def test_a_delivery_goes_to_the_address_that_was_checked(
+    receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The endpoint's name resolves to the receiver when it is checked, and to another address
+    # for any later lookup (DNS rebinding): the POST still reaches the checked address, with
+    # the endpoint's name as its Host.
+    import socket
+
+    from creditdash.catalog import urlguard
+
+    port = receiver.server.server_address[1]
+    real = socket.getaddrinfo
+    answers: list[str] = []
+
+    def rebinding(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if host != "hooks.example.test":
+            return real(host, *args, **kwargs)
+        address = "127.0.0.1" if not answers else "192.0.2.1"
+        answers.append(address)
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, 0))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding)
+    urlguard._resolved.clear()
+    customer = funded_customer(receiver_engine(), credits_micros=0)
+    with db.session_scope() as session:
+        _endpoint, secret = endpoints.add_endpoint(
+            session,
+            customer_id=customer.customer_id,
+            url=f"http://hooks.example.test:{port}/hooks?tenant=7",
+            event_types=["key.created"],
+        )
+    receiver.secret = secret
+    with db.session_scope() as session:
+        api_keys.create_api_key(session, customer_id=customer.customer_id, name="ci")
+    assert run_all() == 1
+    [request] = receiver.requests
+    assert request["verified"] and request["path"] == "/hooks?tenant=7"
+    assert request["headers"]["host"] == f"hooks.example.test:{port}"
+    # Only the cached, checked answer was used: no second lookup reached the resolver.
+    assert answers == ["127.0.0.1"]
+
+    # Once the cache renews to an address the guard refuses, nothing is sent.
+    urlguard._resolved.clear()
+    monkeypatch.delenv("CREDITDASH_ALLOW_PRIVATE_UPSTREAMS")
+    settings.reset_settings()
+    with pytest.raises(ValidationFailed, match="private"):
+        endpoints.pin_url("https://hooks.example.test/hooks")
