@@ -12,6 +12,7 @@ workspace shows as the development inbox.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import smtplib
 import ssl
@@ -130,12 +131,30 @@ def _deliver(target: SmtpTarget, message: EmailMessage) -> None:
         client = smtplib.SMTP(target.host, target.port, timeout=SMTP_TIMEOUT_S)
     with client:
         client.ehlo()
-        if not target.implicit_tls and client.has_extn("starttls"):
+        encrypted = target.implicit_tls
+        if not encrypted and client.has_extn("starttls"):
             client.starttls(context=context)
             client.ehlo()
+            encrypted = True
         if target.username:
+            if not encrypted and not _is_loopback(target.host):
+                # A server (or someone between) that leaves out STARTTLS must not get the
+                # password in clear: the mail stays queued and the error says why.
+                raise smtplib.SMTPException(
+                    f"{target.host} does not offer STARTTLS; not sending the SMTP password "
+                    "unencrypted (use smtps:// or a server with STARTTLS)"
+                )
             client.login(target.username, target.password)
         client.send_message(message)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _due_ids(limit: int, now: datetime) -> list[int]:
