@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import operator
+from typing import Any
 
 import reflex as rx
 
@@ -12,14 +13,15 @@ from creditdash.accounts import roles
 from creditdash.routes import WEBHOOKS_PATH
 from creditdash.state.base import PortalState, SessionState
 
+# (label, path, the permission its page loads with: accounts/roles.py)
 NAV = [
-    ("Overview", "/home"),
-    ("API keys", "/keys"),
-    ("Usage", "/usage"),
-    ("Webhooks", WEBHOOKS_PATH),
-    ("Billing", "/billing"),
-    ("Team", "/team"),
-    ("Account", "/account"),
+    ("Overview", "/home", "workspace.read"),
+    ("API keys", "/keys", "keys.read"),
+    ("Usage", "/usage", "workspace.read"),
+    ("Webhooks", WEBHOOKS_PATH, "webhooks.read"),
+    ("Billing", "/billing", "billing.read"),
+    ("Team", "/team", "members.read"),
+    ("Account", "/account", None),
 ]
 
 
@@ -56,11 +58,20 @@ def workspace_switcher() -> rx.Component:
     )
 
 
+def nav_link(label: str, href: str, permission: str | None) -> rx.Component:
+    """A page's link, left out for a role that cannot open the page (shown while the role is
+    not yet known, so the bar does not flicker for those who can)."""
+    link = rx.link(label, href=href, size="2", weight="medium")
+    if permission is None or set(roles.ROLES) <= set(roles.PERMISSIONS[permission]):
+        return link
+    return rx.cond((PortalState.workspace_role == "") | can(permission), link)
+
+
 def top_bar() -> rx.Component:
     return rx.flex(
         brand(),
         rx.flex(
-            *[rx.link(label, href=href, size="2", weight="medium") for label, href in NAV],
+            *[nav_link(label, href, permission) for label, href, permission in NAV],
             rx.cond(SessionState.is_admin, rx.link("Admin", href="/admin", size="2")),
             spacing="4",
             wrap="wrap",
@@ -146,3 +157,36 @@ def notice_callout(message: rx.Var | str) -> rx.Component:
 
 def loading(ready: rx.Var | bool, *children: rx.Component) -> rx.Component:
     return rx.cond(ready, rx.fragment(*children), rx.center(rx.spinner(size="3"), width="100%"))
+
+
+def shown_once_dialog(
+    *,
+    title: str,
+    description: str,
+    value: rx.Var | str,
+    on_done: Any,
+    value_id: str,
+    done_id: str,
+) -> rx.Component:
+    """A secret shown once (a new API key, a webhook signing secret): open while value is set,
+    with a copy button; Done forgets it."""
+    return rx.alert_dialog.root(
+        rx.alert_dialog.content(
+            rx.alert_dialog.title(title),
+            rx.alert_dialog.description(description),
+            rx.code_block(value, language="bash", id=value_id),
+            rx.flex(
+                rx.button(
+                    rx.icon("copy", size=16),
+                    "Copy",
+                    on_click=rx.set_clipboard(value),
+                    variant="soft",
+                ),
+                rx.alert_dialog.action(rx.button("Done", on_click=on_done, id=done_id)),
+                spacing="3",
+                justify="end",
+                margin_top="1em",
+            ),
+        ),
+        open=rx.Var.create(value) != "",
+    )

@@ -4,34 +4,25 @@ from __future__ import annotations
 
 import reflex as rx
 
-from creditdash.components.layout import can, error_callout, field, loading, page_layout
+from creditdash.components.layout import (
+    can,
+    error_callout,
+    field,
+    loading,
+    page_layout,
+    shown_once_dialog,
+)
 from creditdash.state.portal.keys import KeyRow, KeysState
 
 
 def new_key_dialog() -> rx.Component:
-    return rx.alert_dialog.root(
-        rx.alert_dialog.content(
-            rx.alert_dialog.title("Your new API key"),
-            rx.alert_dialog.description(
-                "Copy it now: it is stored only as a hash and cannot be shown again."
-            ),
-            rx.code_block(KeysState.new_key, language="bash", id="new-key"),
-            rx.flex(
-                rx.button(
-                    rx.icon("copy", size=16),
-                    "Copy",
-                    on_click=rx.set_clipboard(KeysState.new_key),
-                    variant="soft",
-                ),
-                rx.alert_dialog.action(
-                    rx.button("Done", on_click=KeysState.forget_new_key, id="key-done")
-                ),
-                spacing="3",
-                justify="end",
-                margin_top="1em",
-            ),
-        ),
-        open=KeysState.new_key != "",
+    return shown_once_dialog(
+        title="Your new API key",
+        description="Copy it now: it is stored only as a hash and cannot be shown again.",
+        value=KeysState.new_key,
+        on_done=KeysState.forget_new_key,
+        value_id="new-key",
+        done_id="key-done",
     )
 
 

@@ -10,6 +10,7 @@ from creditdash.components.layout import (
     loading,
     notice_callout,
     page_layout,
+    shown_once_dialog,
 )
 from creditdash.core.outbox import WEBHOOK_EVENT_TYPES
 from creditdash.state.portal.webhooks import (
@@ -21,30 +22,16 @@ from creditdash.state.portal.webhooks import (
 
 
 def secret_dialog() -> rx.Component:
-    return rx.alert_dialog.root(
-        rx.alert_dialog.content(
-            rx.alert_dialog.title("Your signing secret"),
-            rx.alert_dialog.description(
-                "Copy it now: it cannot be shown again. Verify each request's webhook-signature "
-                "with it (the Standard Webhooks scheme)."
-            ),
-            rx.code_block(WebhooksState.new_secret, language="bash", id="webhook-secret"),
-            rx.flex(
-                rx.button(
-                    rx.icon("copy", size=16),
-                    "Copy",
-                    on_click=rx.set_clipboard(WebhooksState.new_secret),
-                    variant="soft",
-                ),
-                rx.alert_dialog.action(
-                    rx.button("Done", on_click=WebhooksState.forget_secret, id="secret-done")
-                ),
-                spacing="3",
-                justify="end",
-                margin_top="1em",
-            ),
+    return shown_once_dialog(
+        title="Your signing secret",
+        description=(
+            "Copy it now: it cannot be shown again. Verify each request's webhook-signature "
+            "with it (the Standard Webhooks scheme)."
         ),
-        open=WebhooksState.new_secret != "",
+        value=WebhooksState.new_secret,
+        on_done=WebhooksState.forget_secret,
+        value_id="webhook-secret",
+        done_id="secret-done",
     )
 
 

@@ -8,6 +8,7 @@ permission and the services check the role again under their lock.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import TypedDict
 
 import reflex as rx
@@ -134,57 +135,54 @@ class TeamState(PortalState):
         await self._reload(where)
         return None
 
-    @rx.event
-    @workspace_event(clearing=("team_error", "team_notice"), permission="members.manage")
-    async def change_role(self, where: Workspace, user_id: str, role: str) -> EventSpec | None:
+    async def _on_member(
+        self,
+        where: Workspace,
+        user_id: str,
+        action: Callable[..., object],
+        done: str,
+        **fields: object,
+    ) -> None:
+        """Run a members service (accounts/members.py: session, customer_id, actor,
+        target_user_id, ...) on the member the page named, then reload."""
         try:
             target = _user_id(user_id)
         except ValueError:
             self.team_error = "That member was not found."
-            return None
+            return
         await self._do(
             where,
-            lambda s: members.change_role(
+            lambda s: action(
                 s,
                 customer_id=where.customer_id,
                 actor=_actor(where),
                 target_user_id=target,
-                role=role,
+                **fields,
             ),
-            f"Role changed to {role}.",
+            done,
+        )
+
+    @rx.event
+    @workspace_event(clearing=("team_error", "team_notice"), permission="members.manage")
+    async def change_role(self, where: Workspace, user_id: str, role: str) -> EventSpec | None:
+        await self._on_member(
+            where, user_id, members.change_role, f"Role changed to {role}.", role=role
         )
         return None
 
     @rx.event
     @workspace_event(clearing=("team_error", "team_notice"), permission="members.manage")
     async def remove(self, where: Workspace, user_id: str) -> EventSpec | None:
-        try:
-            target = _user_id(user_id)
-        except ValueError:
-            self.team_error = "That member was not found."
-            return None
-        await self._do(
-            where,
-            lambda s: members.remove_member(
-                s, customer_id=where.customer_id, actor=_actor(where), target_user_id=target
-            ),
-            "Member removed.",
-        )
+        await self._on_member(where, user_id, members.remove_member, "Member removed.")
         return None
 
     @rx.event
     @workspace_event(clearing=("team_error", "team_notice"), permission="owners.manage")
     async def transfer(self, where: Workspace, user_id: str) -> EventSpec | None:
-        try:
-            target = _user_id(user_id)
-        except ValueError:
-            self.team_error = "That member was not found."
-            return None
-        await self._do(
+        await self._on_member(
             where,
-            lambda s: members.transfer_ownership(
-                s, customer_id=where.customer_id, actor=_actor(where), target_user_id=target
-            ),
+            user_id,
+            members.transfer_ownership,
             "Ownership transferred: you are now an admin.",
         )
         return None
