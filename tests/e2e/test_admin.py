@@ -97,3 +97,20 @@ def test_admin_price_change_applies_to_the_next_request(page, app_url: str) -> N
     rounded = expected.quantize(Decimal("0.000001"), rounding=ROUND_HALF_UP)
     assert Decimal(str(later_record["cost"])) == rounded
     assert Decimal(str(_generation(app_url, earlier)["cost"])) == earlier_cost
+
+
+def test_admin_reads_the_mail_outbox(page, app_url: str) -> None:  # type: ignore[no-untyped-def]
+    # The harness's app sends through its SMTP capture: the page says so, and a mail the
+    # customer asked for (a password reset link) is listed with its kind once queued.
+    page.goto("/forgot-password")
+    page.wait_for_selector("#email")
+    page.fill("#email", DEMO_CUSTOMER_EMAIL)
+    page.click("button[type=submit]")
+    page.wait_for_selector("text=we sent a link")
+    sign_in(page, DEMO_ADMIN_EMAIL, DEMO_ADMIN_PASSWORD)
+    page.wait_for_url(re.compile(r".*/admin/?$"))
+    page.goto("/admin/mail")
+    page.wait_for_selector("text=Mail outbox")
+    page.wait_for_selector("text=Mail is sent through the SMTP server")
+    page.wait_for_selector("text=password_reset", timeout=30_000)
+    shot(page, "admin-mail")

@@ -39,12 +39,15 @@ def budget_card() -> rx.Component:
                 rx.form(
                     rx.flex(
                         field("Monthly budget (credits)",
-                              rx.input(name="monthly", placeholder="none", id="budget-monthly")),
+                              rx.input(name="monthly", placeholder="none", id="budget-monthly",
+                                       default_value=card["form_monthly"])),
                         field("Alert at percents",
-                              rx.input(name="thresholds", default_value="50,80,100")),
+                              rx.input(name="thresholds", default_value=card["form_thresholds"])),
                         field("Low-balance alert (credits)",
-                              rx.input(name="low_balance", placeholder="off")),
-                        rx.checkbox("Hard: refuse requests once reached", name="hard"),
+                              rx.input(name="low_balance", placeholder="off",
+                                       default_value=card["form_low_balance"])),
+                        rx.checkbox("Hard: refuse requests once reached", name="hard",
+                                    default_checked=card["form_hard"]),
                         spacing="3", wrap="wrap", width="100%", align="end",
                     ),
                     error_callout(OverviewState.budget_error),
@@ -52,6 +55,8 @@ def budget_card() -> rx.Component:
                     rx.text(OverviewState.budget_saved, size="2", color_scheme="green"),
                     rx.button("Save budget", type="submit", id="save-budget"),
                     on_submit=OverviewState.save_budget,
+                    # A new key when the saved budget changes: the form starts again from it.
+                    key=card["form_key"],
                 ),
             ),
             spacing="3",

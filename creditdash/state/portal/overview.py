@@ -72,11 +72,19 @@ class BudgetCard(TypedDict):
     resets: str
     thresholds: str
     low_balance: str
+    # The form's starting values: the budget as it is, so saving changes only what was edited.
+    form_monthly: str
+    form_thresholds: str
+    form_low_balance: str
+    form_hard: bool
+    # Changes when the saved budget does, so the page starts the form again from it.
+    form_key: str
 
 
 NO_BUDGET = BudgetCard(
     set=False, budget="", spent="", held="", percent=0, bar=0, kind="", resets="",
-    thresholds="", low_balance="",
+    thresholds="", low_balance="", form_monthly="", form_thresholds="50,80,100",
+    form_low_balance="", form_hard=False, form_key="none",
 )  # fmt: skip
 
 
@@ -99,6 +107,11 @@ def _budget_card(customer_id: str) -> BudgetCard:
         resets=f"{status.resets_at:%Y-%m-%d} 00:00 UTC",
         thresholds=", ".join(f"{t}%" for t in status.thresholds),
         low_balance=format_credits(low) if low is not None else "off",
+        form_monthly=format_credits(limit) if limit is not None else "",
+        form_thresholds=",".join(str(t) for t in status.thresholds),
+        form_low_balance=format_credits(low) if low is not None else "",
+        form_hard=status.hard,
+        form_key=f"{limit}:{status.hard}:{status.thresholds}:{low}",
     )
 
 
