@@ -54,10 +54,13 @@ RESERVE_SQL = (  # built from the constant above only
     "WHERE customer_id = ? AND hard IS TRUE AND monthly_budget_micros IS NOT NULL "
     f"AND {_SPENT_NOW} + held_micros + ? <= monthly_budget_micros"
 )
-# Count a charge in the month's spend (params: period, price, price, period, period, customer).
+# Count a charge in the spend of its usage record's month (params: period, price, period,
+# price, period, period, customer): a newer month starts the row again from this charge, an
+# older one (a record from just before midnight, settled after) is not this month's spend.
 # Matches no row for a workspace without a budget row.
 COUNT_SPEND_SQL = (
-    "UPDATE budgets SET spent_micros = CASE WHEN period < ? THEN ? ELSE spent_micros + ? END, "
+    "UPDATE budgets SET spent_micros = CASE WHEN period < ? THEN ? "
+    "WHEN period = ? THEN spent_micros + ? ELSE spent_micros END, "
     "period = CASE WHEN period < ? THEN ? ELSE period END WHERE customer_id = ?"
 )
 # A resolved hold's share out of held (params: amount, customer, amount); 1 row or a bug.
@@ -73,7 +76,7 @@ def reserve_params(customer_id: str, amount_micros: int, period: str) -> tuple[o
 
 
 def count_spend_params(customer_id: str, price_micros: int, period: str) -> tuple[object, ...]:
-    return (period, price_micros, price_micros, period, period, customer_id)
+    return (period, price_micros, period, price_micros, period, period, customer_id)
 
 
 def _text(sql: str, *names: str) -> TextClause:
@@ -86,7 +89,7 @@ def _text(sql: str, *names: str) -> TextClause:
 
 
 _RESERVE = _text(RESERVE_SQL, "p0", "p1", "p2", "p3", "p4", "p5", "p6")
-_COUNT_SPEND = _text(COUNT_SPEND_SQL, "p0", "p1", "p2", "p3", "p4", "p5")
+_COUNT_SPEND = _text(COUNT_SPEND_SQL, "p0", "p1", "p2", "p3", "p4", "p5", "p6")
 _RELEASE = _text(RELEASE_SQL, "p0", "p1", "p2")
 
 
@@ -159,9 +162,12 @@ def release(connection: Connection, *, hold_id: int) -> None:
         raise RuntimeError(f"budget of {row[0]} holds less than hold {hold_id}")
 
 
-def count_spend(connection: Connection, *, customer_id: str, price_micros: int) -> None:
-    """Add a usage charge to the workspace's month (in the usage record's transaction, after
-    the ledger accounts). Nothing for a workspace without a budget row, or a free request."""
+def count_spend(
+    connection: Connection, *, customer_id: str, price_micros: int, at: datetime
+) -> None:
+    """Add a usage charge to the spend of its record's month (in the usage record's
+    transaction, after the ledger accounts; `at` is the record's created_at). Nothing for a
+    workspace without a budget row, or a free request."""
     if price_micros > 0:
-        params = _positional(count_spend_params(customer_id, price_micros, period_of()))
+        params = _positional(count_spend_params(customer_id, price_micros, period_of(at)))
         connection.execute(_COUNT_SPEND, params)

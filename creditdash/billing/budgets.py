@@ -337,7 +337,8 @@ def check_all_alerts() -> int:
 
 def open_budget_hold_problems(session: Session) -> list[str]:
     """ledger verify's check: each budget's held amount is the sum of its open holds' rows,
-    and every such row's hold is still open."""
+    every such row's hold is still open, and a row counting the current month has spent what
+    that month's usage records charged."""
     sums = dict(
         session.execute(
             select(col(BudgetHold.customer_id), func.sum(col(BudgetHold.amount_micros))).group_by(
@@ -362,4 +363,15 @@ def open_budget_hold_problems(session: Session) -> list[str]:
     problems += [
         f"hold {hold_id} is resolved but still counted in a budget" for hold_id in resolved
     ]
+    period = period_of()
+    for customer_id, spent in session.execute(
+        select(col(Budget.customer_id), col(Budget.spent_micros)).where(
+            col(Budget.period) == period
+        )
+    ).all():
+        charged = month_spend(session, customer_id)
+        if int(spent) != charged:
+            problems.append(
+                f"budget of {customer_id}: spent {spent} != the month's usage charges {charged}"
+            )
     return problems

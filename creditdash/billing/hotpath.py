@@ -183,8 +183,9 @@ def _pg_settle_sql(debit_first: bool, touch_key: bool, budgeted: bool) -> str:
     credit += f" AND EXISTS (SELECT FROM {after['credit']}) RETURNING id"
     ctes = {"debit": f"debit(balance) AS ({debit})", "credit": f"credit AS ({credit})"}
     spend = _named(
-        budget_holds.COUNT_SPEND_SQL, "period", "price", "price", "period", "period", "customer"
-    )
+        budget_holds.COUNT_SPEND_SQL, "spend_period", "price", "spend_period", "price",
+        "spend_period", "spend_period", "customer",
+    )  # fmt: skip
     if budgeted:
         # One UPDATE of the row: the share out of held (checked) and the price into spent.
         spend = spend.replace(
@@ -499,7 +500,7 @@ class HotLedger:
             now=now,
             api_key=record.api_key_id,
             customer=record.customer_id,
-            period=period_of(now),
+            spend_period=period_of(record.created_at),
         )
         statement = self._pg_settle[
             hold.debit_account_id < hold.credit_account_id,
@@ -568,7 +569,7 @@ class HotLedger:
                 cursor.execute(
                     self._count_spend,
                     budget_holds.count_spend_params(
-                        record.customer_id, price_micros, period_of(now)
+                        record.customer_id, price_micros, period_of(record.created_at)
                     ),
                 )
             record.price_micros = price_micros

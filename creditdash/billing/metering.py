@@ -140,7 +140,10 @@ def _store(session: Session, record: UsageEntry, account_id: int, touch_key: boo
     connection.execute(_INSERT_USAGE, {name: getattr(record, name) for name in _USAGE_COLUMNS})
     # The month's spend of the workspace's budget row, in the record's transaction.
     budget_holds.count_spend(
-        connection, customer_id=record.customer_id, price_micros=record.price_micros
+        connection,
+        customer_id=record.customer_id,
+        price_micros=record.price_micros,
+        at=record.created_at,
     )
     if touch_key:
         connection.execute(_TOUCH_KEY, {"p_key": record.api_key_id, "p_now": utcnow()})

@@ -14,6 +14,7 @@ from sqlalchemy.engine import Engine
 from creditdash.accounts.models import Membership
 from creditdash.billing import budget_holds, budgets, health, ledger, metering
 from creditdash.billing.budgets_models import Budget
+from creditdash.billing.models import UsageRecord
 from creditdash.cli import main
 from creditdash.core import db
 from creditdash.core.audit import CLI, AuditEntry
@@ -135,6 +136,8 @@ def test_hard_budget_share_of_holds_release_and_roll_over(engine: Engine) -> Non
     # keeping what open holds reserve.
     with db.session_scope() as session:
         session.execute(update(Budget).values(period="2000-01", spent_micros=900))
+        # ... and so do the usage records it counted.
+        session.execute(update(UsageRecord).values(created_at=datetime(2000, 1, 15, tzinfo=UTC)))
     with db.session_scope() as session:
         metering.reserve(session, request_id="r6", account_id=who.account_id,
                          amount_micros=800, ttl=TTL,

@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import func, select, update
 from sqlalchemy.engine import Engine
 
-from creditdash.billing import budget_holds, budgets, ledger, metering
+from creditdash.billing import budget_holds, budgets, health, ledger, metering
 from creditdash.billing.budgets_models import Budget, BudgetHold
 from creditdash.billing.hotpath import HotLedger
 from creditdash.billing.models import Transfer, UsageRecord
@@ -177,3 +177,42 @@ def test_a_settlement_without_a_budget_row_changes_no_budget(engine: Engine, raw
     with db.session_scope(engine=engine, readonly=True) as session:
         assert session.execute(select(func.count()).select_from(Budget)).scalar_one() == 0
         assert ledger.verify(session) == []
+
+
+def test_a_charge_recorded_last_month_is_not_this_months_spend(engine: Engine, raw: Any) -> None:
+    # A request that started before midnight UTC on the last day and settled after it.
+    hot = hot_ledger(engine)
+    who, key_id = with_budget(engine, monthly=CREDIT, hard=False)
+    last_month = utcnow().replace(day=1, hour=0, minute=0, second=0) - timedelta(seconds=1)
+    placed = hold(hot, raw, who, 500_000, budgeted=False)
+    assert placed is not None
+    record = usage_entry(who, key_id, placed.reference)
+    record.created_at = last_month
+    assert hot.settle(raw, hold=placed, price_micros=200_000, record=record, touch_key=False)
+    request_id = new_id("req")
+    with db.session_scope(engine=engine) as session:
+        late = usage_entry(who, key_id, request_id)
+        late.created_at = last_month
+        metering.settle(
+            session, hold_id=None, account_id=who.account_id, price_micros=100_000, record=late
+        )
+    assert row(engine, who.customer_id)[1:] == (0, 0)
+    with db.session_scope(engine=engine, readonly=True) as session:
+        assert health.check(session) == []
+
+
+def test_ledger_verify_sees_a_spend_that_is_not_the_months_charges(
+    engine: Engine, raw: Any
+) -> None:
+    hot = hot_ledger(engine)
+    who, key_id = with_budget(engine, monthly=CREDIT, hard=True)
+    placed = hold(hot, raw, who, 500_000)
+    assert placed is not None
+    record = usage_entry(who, key_id, placed.reference)
+    assert hot.settle(raw, hold=placed, price_micros=200_000, record=record, touch_key=False)
+    with db.session_scope(engine=engine, readonly=True) as session:
+        assert health.check(session) == []
+    with db.session_scope(engine=engine) as session:
+        session.execute(update(Budget).values(spent_micros=Budget.spent_micros - 1))
+    with db.session_scope(engine=engine, readonly=True) as session:
+        assert any("spent 199999" in problem for problem in health.check(session))
