@@ -37,6 +37,8 @@ from creditdash.proxy.credit_refusal import HoldTerms
 log = logging.getLogger(__name__)
 
 KEY_TOUCH_INTERVAL_S = 60.0
+# How often one process checks a workspace's budget alerts at the most (AlertChecks).
+ALERT_CHECK_INTERVAL_S = 0.5
 # Metering threads per process: SQLite takes one writer at a time; PostgreSQL runs two. Every
 # hold and settlement updates the usage revenue account's row, so concurrent ones queue on its
 # lock until the one before commits: more threads mostly add lock waits and re-checks of the
@@ -135,17 +137,61 @@ class SpendCaps:
 
 
 class KeyTouches:
-    """When this process last updated each key's last_used_at (at most once a minute)."""
+    """When this process last updated each key's last_used_at (at most once a minute). Keys
+    not touched for a minute are forgotten once the map is large: forgetting one only means
+    its next request touches it again."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_entries: int = 10_000) -> None:
         self._touched: dict[str, float] = {}
+        self._max_entries = max_entries
+
+    def __len__(self) -> int:
+        return len(self._touched)
 
     def due(self, key_id: str) -> bool:
         now = time.monotonic()
-        if now - self._touched.get(key_id, 0.0) < KEY_TOUCH_INTERVAL_S:
+        if now - self._touched.get(key_id, -KEY_TOUCH_INTERVAL_S) < KEY_TOUCH_INTERVAL_S:
             return False
+        if len(self._touched) >= self._max_entries:
+            self._touched = {
+                key: at for key, at in self._touched.items() if now - at < KEY_TOUCH_INTERVAL_S
+            }
         self._touched[key_id] = now
         return True
+
+
+class AlertChecks:
+    """Budget-alert checks after charges, at most one per workspace per interval_s.
+
+    A charge asks for a check after its commit. If one is already scheduled, that check will
+    start after this commit and see it, so nothing more is needed; otherwise one is scheduled
+    at once, or interval_s after the last one started. So a busy workspace costs a few checks a
+    second however many requests it makes, and the last charge of a burst is always checked
+    (the jobs loop's backstop covers a process that stops first). Event-loop thread only."""
+
+    def __init__(self, interval_s: float = ALERT_CHECK_INTERVAL_S) -> None:
+        self.interval_s = interval_s
+        self._scheduled: set[str] = set()
+        self._started: dict[str, float] = {}
+
+    def request(self, customer_id: str, run: Callable[[], None]) -> None:
+        if customer_id in self._scheduled:
+            return
+        self._scheduled.add(customer_id)
+
+        def start() -> None:
+            self._scheduled.discard(customer_id)
+            self._started[customer_id] = time.monotonic()
+            run()
+
+        now = time.monotonic()
+        if len(self._started) > 10_000:
+            self._started = {c: at for c, at in self._started.items() if now - at < self.interval_s}
+        wait = self._started.get(customer_id, -self.interval_s) + self.interval_s - now
+        if wait <= 0:
+            start()
+        else:
+            asyncio.get_running_loop().call_later(wait, start)
 
 
 class SettlementFailed(Exception):
@@ -160,6 +206,7 @@ class Ledgers:
     caps: SpendCaps
     touches: KeyTouches
     tasks: DetachedTasks
+    alerts: AlertChecks = field(default_factory=AlertChecks)
 
 
 class Settlement:
@@ -218,7 +265,9 @@ class Settlement:
         charged: int = await self.store.workers.run(self._finish_sync, outcome)
         if self._alerts_due:
             # After the commit, on a task of its own: the response does not wait for it.
-            self.detach(self._budget_alerts_sync)
+            self._shared.alerts.request(
+                self.call.key.customer_id, lambda: self.detach(self._budget_alerts_sync)
+            )
         return charged
 
     def settle_detached(self, outcome_of: Callable[[], Outcome]) -> None:
