@@ -23,6 +23,7 @@ from creditdash.cli import (
     members,
     orders,
     packages,
+    prices,
     seller,
     statements,
     tax,
@@ -54,6 +55,7 @@ for _group in (
     webhooks.group,
     mail.group,
     alerts.group,
+    prices.group,
 ):
     main.add_command(_group)
 main.add_command(demo.demo)

@@ -4,10 +4,12 @@ flagged, dry runs changing nothing, and a second run adding nothing."""
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from click.testing import CliRunner, Result
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
@@ -15,6 +17,7 @@ from creditdash.catalog import price_sync
 from creditdash.catalog.cost_schedules import apply_due_cost_schedules
 from creditdash.catalog.importer import import_catalog, parse_catalog
 from creditdash.catalog.models import PriceSyncReview, PublicModel, Route, RouteCostSchedule
+from creditdash.cli import main
 from creditdash.core import db, settings
 from creditdash.core.audit import Actor, AuditEntry
 from creditdash.core.errors import AlreadyResolved, ValidationFailed
@@ -269,3 +272,44 @@ def test_only_the_bundled_data_is_read(catalog: None, monkeypatch: pytest.Monkey
     result = _sync(dry_run=True)
     assert result.data_version == "genai-prices 0.2.5"
     assert _outcomes(result)["gpt-4o-mini:openai-direct/gpt-4o-mini"] == "changed"
+
+
+def _cli(*args: str) -> Result:
+    return CliRunner().invoke(main, list(args))
+
+
+def test_the_command_shows_dry_runs_syncs_and_accepts(catalog: None) -> None:
+    before = _counts()
+    dry = _cli("prices", "sync", "--dry-run", "--json")
+    assert dry.exit_code == 0, dry.output
+    shown = json.loads(dry.output)
+    assert shown["dry_run"] and shown["gate"] == "close"
+    assert shown["data_version"] == "genai-prices 0.2.5"
+    [cheap] = [r for r in shown["routes"] if r["route"].startswith("cheap-mini:")]
+    assert cheap["before"]["input_micros_per_mtok"] == 100_000
+    assert cheap["after"]["input_micros_per_mtok"] == 150_000
+    assert cheap["closed"] and cheap["loss_mix"]
+    assert _counts() == before
+    text = _cli("prices", "sync", "--effective", "2999-01-01T00:00:00")
+    assert text.exit_code == 0, text.output
+    assert "input_per_mtok 0.100000 -> 0.150000" in text.output
+    assert "CLOSED until accepted" in text.output
+    assert "effective 2999-01-01T00:00:00+00:00" in text.output
+    findings = json.loads(_cli("prices", "findings", "--json").output)
+    [closed] = [f for f in findings if f["route"].startswith("cheap-mini:")]
+    accepted = _cli("prices", "accept", str(closed["id"]), "--json")
+    assert json.loads(accepted.output)["status"] == "accepted"
+    again = _cli("prices", "accept", str(closed["id"]))
+    assert again.exit_code == 1 and "already decided" in again.output
+    assert _route("cheap-mini").enabled
+
+
+def test_the_command_refuses_bad_input_without_changing_anything(catalog: None) -> None:
+    before = _counts()
+    bad = _cli("prices", "sync", "--effective", "next tuesday")
+    assert bad.exit_code == 1 and "not an ISO 8601" in bad.output
+    past = _cli("prices", "sync", "--effective", "2001-01-01T00:00:00Z")
+    assert past.exit_code == 1 and "cannot be in the past" in past.output
+    missing = _cli("prices", "accept", "9999")
+    assert missing.exit_code == 1 and "no price sync finding 9999" in missing.output
+    assert _counts() == before
