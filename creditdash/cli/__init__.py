@@ -27,6 +27,7 @@ from creditdash.cli import (
     seller,
     statements,
     tax,
+    upstream,
     users,
     webhooks,
 )
@@ -56,6 +57,7 @@ for _group in (
     mail.group,
     alerts.group,
     prices.group,
+    upstream.group,
 ):
     main.add_command(_group)
 main.add_command(demo.demo)
