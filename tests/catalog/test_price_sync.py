@@ -74,7 +74,7 @@ models:
 
 
 @pytest.fixture
-def catalog(sqlite_engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+def catalog(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CREDITDASH_ALLOW_PRIVATE_UPSTREAMS", "1")
     settings.reset_settings()
     with db.session_scope() as session:

@@ -63,7 +63,7 @@ def fake_admin() -> Iterator[tuple[FakeAdmin, int]]:
 
 @pytest.fixture
 def admin_api(
-    sqlite_engine: Engine, fake_admin: tuple[FakeAdmin, int], monkeypatch: pytest.MonkeyPatch
+    engine: Engine, fake_admin: tuple[FakeAdmin, int], monkeypatch: pytest.MonkeyPatch
 ) -> FakeAdmin:
     monkeypatch.setenv("CREDITDASH_ALLOW_PRIVATE_UPSTREAMS", "1")
     settings.reset_settings()
@@ -89,7 +89,7 @@ def admin_api(
                       "--base-url", f"http://127.0.0.1:{port}/v1", stdin=key + "\n")  # fmt: skip
         assert stored.exit_code == 0, stored.output
         assert key not in stored.output
-    customer = funded_customer(sqlite_engine, credits_micros=0)
+    customer = funded_customer(engine, credits_micros=0)
     with db.session_scope() as session:
         api_key, _ = create_api_key(session, customer_id=customer.customer_id, name="t")
         for provider, model, day, cost in (
