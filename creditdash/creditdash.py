@@ -17,6 +17,7 @@ from creditdash.pages.admin.prices import admin_models_page
 from creditdash.pages.admin.providers import admin_providers_page
 from creditdash.pages.admin.requests import admin_requests_page
 from creditdash.pages.admin.sales import admin_sales_page
+from creditdash.pages.admin.upstream import admin_upstream_page
 from creditdash.pages.portal.account import account_page, first_password_page
 from creditdash.pages.portal.billing import billing_page
 from creditdash.pages.portal.invite import invite_page
@@ -45,6 +46,7 @@ from creditdash.state.admin.prices import AdminModelsState
 from creditdash.state.admin.providers import AdminProvidersState
 from creditdash.state.admin.requests import AdminRequestsState
 from creditdash.state.admin.sales import AdminSalesState
+from creditdash.state.admin.upstream import AdminUpstreamState
 from creditdash.state.portal.account import AccountState, FirstPasswordState
 from creditdash.state.portal.billing import BillingState
 from creditdash.state.portal.invite import InviteState
@@ -148,6 +150,12 @@ app.add_page(
     route="/admin/requests",
     title="Requests · admin · creditdash",
     on_load=AdminRequestsState.load,
+)
+app.add_page(
+    admin_upstream_page,
+    route="/admin/upstream",
+    title="Upstream costs · admin · creditdash",
+    on_load=AdminUpstreamState.load,
 )
 app.add_page(
     admin_sales_page,

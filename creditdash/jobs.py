@@ -1,11 +1,11 @@
 """The clock: periodic housekeeping that no request triggers.
 
 Each pass expires holds that their request never resolved (a crashed worker, a lost
-connection), expires payment orders whose payment window passed, applies price schedules
-that came due, deletes stored Responses-API answers past their retention, deletes expired
-Idempotency-Key rows, emits budget alerts a settlement missed, makes and sends webhook
-deliveries (notify/delivery.py), turns events into emails and sends the outbox's due mail
-(notify/dispatch.py, notify/mail.py). Each job is one service call in short transactions; a
+connection), expires payment orders whose payment window passed, applies price schedules and
+route cost schedules that came due, deletes stored Responses-API answers past their retention,
+deletes expired Idempotency-Key rows, emits budget alerts a settlement missed, makes and sends
+webhook deliveries (notify/delivery.py), turns events into emails and sends the outbox's due
+mail (notify/dispatch.py, notify/mail.py). Each job is one service call in short transactions; a
 failed pass is logged and the loop goes on. The Reflex app runs it as a lifespan task and
 `creditdash gateway` in its own lifespan (server.py); `creditdash ledger expire-holds` runs the
 first job once.
@@ -19,6 +19,7 @@ from collections.abc import Callable
 
 from creditdash.billing import budgets, ledger
 from creditdash.billing.payments.orders import expire_stale_orders
+from creditdash.catalog.cost_schedules import apply_due_cost_schedules
 from creditdash.catalog.pricing import apply_due_schedules
 from creditdash.core import db
 from creditdash.core.settings import get_settings
@@ -53,6 +54,11 @@ def apply_price_schedules_once() -> int:
         return apply_due_schedules(session)
 
 
+def apply_cost_schedules_once() -> int:
+    with db.session_scope() as session:
+        return apply_due_cost_schedules(session)
+
+
 def expire_idempotency_keys_once() -> int:
     """Delete Idempotency-Key rows older than their 24 h."""
     return idempotency_keys.delete_expired()
@@ -62,6 +68,7 @@ JOBS: tuple[tuple[str, Callable[[], int]], ...] = (
     ("hold expiry", expire_holds_once),
     ("order expiry", expire_orders_once),
     ("price schedule", apply_price_schedules_once),
+    ("route cost schedule", apply_cost_schedules_once),
     ("idempotency key expiry", expire_idempotency_keys_once),
     ("stored response expiry", stored_responses.purge_expired),
     # The backstop for alerts a settlement's own check missed (same dedupe keys: idempotent).

@@ -29,12 +29,20 @@ from creditdash.billing.payments.models import (
     PaymentOrder,
     Refund,
 )
-from creditdash.catalog.models import PriceSchedule, Provider, PublicModel, Route
+from creditdash.catalog.models import (
+    PriceSchedule,
+    PriceSyncReview,
+    Provider,
+    PublicModel,
+    Route,
+    RouteCostSchedule,
+)
 from creditdash.core.audit import AuditEntry
 from creditdash.core.outbox import Event, OutboxMail
 from creditdash.notify.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from creditdash.proxy.idempotency_keys import IdempotencyKey
 from creditdash.proxy.stored_responses import StoredResponse
+from creditdash.upstream.models import UpstreamCostSource, UpstreamDailyCost
 
 metadata = SQLModel.metadata
 
@@ -61,14 +69,18 @@ __all__ = [
     "PaymentEvent",
     "PaymentOrder",
     "PriceSchedule",
+    "PriceSyncReview",
     "Provider",
     "PublicModel",
     "Refund",
     "Route",
+    "RouteCostSchedule",
     "SellerProfile",
     "StoredResponse",
     "TaxRate",
     "Transfer",
+    "UpstreamCostSource",
+    "UpstreamDailyCost",
     "UsageRecord",
     "User",
     "WebSession",

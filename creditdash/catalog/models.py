@@ -193,3 +193,93 @@ class PriceSchedule(SQLModel, table=True):
     created_by_label: str = Field(max_length=200)
     created_at: datetime = Field(default_factory=utcnow)
     applied_at: datetime | None = None
+
+
+# Where a route cost schedule came from: an admin's edit, or `prices sync` (catalog/price_sync.py).
+COST_SCHEDULE_SOURCES = ("admin", "sync")
+
+
+class RouteCostSchedule(SQLModel, table=True):
+    """A route's upstream cost that takes effect at a set time (housekeeping applies it once,
+    audited), the cost-side twin of PriceSchedule."""
+
+    __tablename__ = "route_cost_schedules"
+    __table_args__ = (
+        # Two costs for one route at the same instant cannot both be meant; a repeated sync
+        # finds the first instead of adding a second.
+        UniqueConstraint("route_id", "effective_at", name="uq_route_cost_schedules_at"),
+        CheckConstraint(
+            "input_cost_micros_per_mtok >= 0 AND output_cost_micros_per_mtok >= 0 "
+            "AND cached_input_cost_micros_per_mtok >= 0 AND request_cost_micros >= 0",
+            name="ck_route_cost_schedules_costs",
+        ),
+        CheckConstraint(
+            "cache_write_cost_micros_per_mtok IS NULL OR cache_write_cost_micros_per_mtok >= 0",
+            name="ck_route_cost_schedules_cache_write",
+        ),
+        CheckConstraint(
+            "status IN ('pending', 'applied', 'cancelled')", name="ck_route_cost_schedules_status"
+        ),
+        CheckConstraint("source IN ('admin', 'sync')", name="ck_route_cost_schedules_source"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    route_id: int = Field(foreign_key="routes.id", index=True)
+    effective_at: datetime = Field(index=True)
+    input_cost_micros_per_mtok: int = Field(sa_column=_micros())
+    output_cost_micros_per_mtok: int = Field(sa_column=_micros())
+    cached_input_cost_micros_per_mtok: int = Field(sa_column=_micros())
+    request_cost_micros: int = Field(default=0, sa_column=_micros())
+    cache_write_cost_micros_per_mtok: int | None = Field(default=None, sa_column=_nullable_micros())
+    status: str = Field(default="pending", max_length=16)
+    source: str = Field(default="admin", max_length=16)
+    created_by_label: str = Field(max_length=200)
+    created_at: datetime = Field(default_factory=utcnow)
+    applied_at: datetime | None = None
+
+
+# What a price sync found on a route: a cost that differs from the data, or a model it lacks.
+SYNC_REVIEW_KINDS = ("cost_change", "unknown_model")
+SYNC_REVIEW_STATUSES = ("pending", "accepted", "rejected")
+
+
+class PriceSyncReview(SQLModel, table=True):
+    """One finding of `prices sync` on one route, pending until an admin accepts or rejects it.
+
+    A cost change carries its schedule; the margin review's verdict (losing) and whether the
+    gate closed the route for it (closed, with the route's enabled flag before) are kept so an
+    accept reopens exactly what the sync closed."""
+
+    __tablename__ = "price_sync_reviews"
+    __table_args__ = (
+        CheckConstraint(
+            "kind IN ('cost_change', 'unknown_model')", name="ck_price_sync_reviews_kind"
+        ),
+        CheckConstraint(
+            "status IN ('pending', 'accepted', 'rejected')", name="ck_price_sync_reviews_status"
+        ),
+        CheckConstraint(
+            "kind = 'unknown_model' OR schedule_id IS NOT NULL",
+            name="ck_price_sync_reviews_schedule",
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    route_id: int = Field(foreign_key="routes.id", index=True)
+    kind: str = Field(max_length=16)
+    schedule_id: int | None = Field(default=None, foreign_key="route_cost_schedules.id")
+    # The data's own name for the model it matched (e.g. "gpt-4o-mini"), and the data version.
+    matched_model: str = Field(default="", max_length=200)
+    data_version: str = Field(max_length=40)
+    # The cost the route had (or was scheduled to have) before, and the one proposed, as JSON
+    # of integer micros: shown on the admin page and kept for the audit.
+    before_json: str = Field(default="{}", sa_column=Column(Text, nullable=False))
+    after_json: str = Field(default="{}", sa_column=Column(Text, nullable=False))
+    losing: bool = Field(default=False)
+    loss_mix: str = Field(default="", max_length=200)
+    closed: bool = Field(default=False)
+    route_was_enabled: bool = Field(default=True)
+    status: str = Field(default="pending", max_length=16)
+    created_at: datetime = Field(default_factory=utcnow)
+    decided_at: datetime | None = None
+    decided_by_label: str = Field(default="", max_length=200)

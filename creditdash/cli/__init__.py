@@ -23,9 +23,11 @@ from creditdash.cli import (
     members,
     orders,
     packages,
+    prices,
     seller,
     statements,
     tax,
+    upstream,
     users,
     webhooks,
 )
@@ -54,6 +56,8 @@ for _group in (
     webhooks.group,
     mail.group,
     alerts.group,
+    prices.group,
+    upstream.group,
 ):
     main.add_command(_group)
 main.add_command(demo.demo)

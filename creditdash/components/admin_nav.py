@@ -10,6 +10,7 @@ ADMIN_NAV = [
     ("Packages and invoices", "/admin/sales"),
     ("Prices and margins", "/admin/models"),
     ("Providers", "/admin/providers"),
+    ("Upstream costs", "/admin/upstream"),
     ("Requests", "/admin/requests"),
     ("Mail", "/admin/mail"),
     ("Audit log", "/admin/audit"),

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import os
 import secrets
+from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -72,6 +74,16 @@ class Settings(BaseSettings):
     # The built-in sandbox takes test payments that credit real balances: on by default only in
     # development; elsewhere only when this is set to true.
     sandbox_payments: bool | None = None
+    # `prices sync`: a route the margin review flags (its new cost above the model's price, or
+    # a model the bundled price data does not know) is closed to traffic until an admin accepts
+    # ("close"), or only flagged on the admin prices page ("flag").
+    price_sync_gate: Literal["close", "flag"] = "close"
+    # Credits one US dollar of upstream cost is worth: turns the price data's and the providers'
+    # cost reports' USD into route costs in micros of a credit (1: a credit is a dollar).
+    price_sync_credits_per_usd: Decimal = Field(default=Decimal(1), gt=0, le=1_000_000)
+    # `upstream reconcile`: a day and model whose reported and recorded costs differ by more
+    # than this many micros is shown as a difference.
+    reconcile_tolerance_micros: int = Field(default=10_000, ge=0)
     # Where Stripe's API lives; only tests and Stripe-compatible mocks change it.
     stripe_api_base: str = ""
     stripe_secret_key: str = Field(

@@ -10,6 +10,7 @@ from creditdash.components.tables import table
 from creditdash.state.admin.prices import (
     AdminModelsState,
     FallbackRow,
+    FindingRow,
     MarginRow,
     ModelRow,
     RouteRow,
@@ -178,6 +179,50 @@ def _fallback_row(row: FallbackRow) -> rx.Component:
     )
 
 
+def _finding_row(row: FindingRow) -> rx.Component:
+    return rx.table.row(
+        rx.table.cell(rx.code(row["route"], size="1")),
+        rx.table.cell(
+            rx.cond(
+                row["kind"] == "unknown_model",
+                rx.badge("unknown model", color_scheme="orange"),
+                rx.badge("cost change"),
+            )
+        ),
+        rx.table.cell(rx.text(row["change"], size="1")),
+        rx.table.cell(rx.text(row["effective_at"], size="1")),
+        rx.table.cell(
+            rx.flex(
+                rx.cond(
+                    row["losing"],
+                    rx.badge("below cost: " + row["loss_mix"], color_scheme="red"),
+                    "",
+                ),
+                rx.cond(row["closed"], rx.badge("closed until accepted", color_scheme="red"), ""),
+                spacing="1",
+                wrap="wrap",
+            )
+        ),
+        rx.table.cell(
+            rx.flex(
+                rx.button(
+                    "Accept",
+                    size="1",
+                    on_click=AdminModelsState.accept_finding(row["id"]),
+                ),
+                rx.button(
+                    "Reject",
+                    size="1",
+                    variant="soft",
+                    color_scheme="red",
+                    on_click=AdminModelsState.reject_finding(row["id"]),
+                ),
+                spacing="2",
+            )
+        ),
+    )
+
+
 def _margin_row(row: MarginRow) -> rx.Component:
     return rx.table.row(
         rx.table.cell(row["model"]),
@@ -250,6 +295,38 @@ def admin_models_page() -> rx.Component:
                 rx.foreach(AdminModelsState.schedules, _schedule_row),
                 variant="surface",
             ),
+        ),
+        rx.heading("Price sync", size="5"),
+        rx.flex(
+            rx.text(
+                "Route costs checked against the price data bundled with genai-prices "
+                "(`creditdash prices sync`). A route its model's price no longer covers, or "
+                "whose model the data does not know, is closed until accepted when "
+                "CREDITDASH_PRICE_SYNC_GATE is close. Accept keeps the new cost and reopens "
+                "the route; reject keeps the cost before (an unknown model's route stays "
+                "closed).",
+                size="2",
+                color_scheme="gray",
+            ),
+            rx.button("Sync now", size="2", on_click=AdminModelsState.run_sync),
+            spacing="3",
+            align="center",
+        ),
+        rx.cond(
+            AdminModelsState.findings.length() > 0,
+            table(
+                (
+                    "Route",
+                    "Finding",
+                    "Change (credits per 1M tokens)",
+                    "Takes effect",
+                    "Review",
+                    "",
+                ),
+                rx.foreach(AdminModelsState.findings, _finding_row),
+                variant="surface",
+            ),
+            rx.text("No findings waiting.", size="2"),
         ),
         rx.heading("Routes: order, share and upstream cost", size="5"),
         table(

@@ -1,4 +1,5 @@
-"""Prices and margins: model prices, scheduled price changes, routes and fallback policies.
+"""Prices and margins: model prices, scheduled price changes, routes and fallback policies,
+and what `prices sync` found (catalog/price_sync.py), to accept or reject.
 
 Every handler is an @admin_event: the admin role is checked on the server first (state/base.py).
 """
@@ -12,7 +13,9 @@ import plotly.graph_objects as go
 import reflex as rx
 from reflex.event import EventSpec
 
-from creditdash.catalog import pricing
+from creditdash.catalog import price_sync, pricing
+from creditdash.catalog.cost_schedules import describe_cost
+from creditdash.catalog.prices import Price
 from creditdash.core import db
 from creditdash.core.audit import Actor
 from creditdash.core.db import Session
@@ -164,6 +167,49 @@ def _models() -> tuple[list[ModelRow], list[MarginRow], list[dict[str, object]]]
     return model_rows, margin_rows, chart
 
 
+class FindingRow(TypedDict):
+    id: int
+    route: str
+    kind: str
+    matched: str
+    change: str
+    effective_at: str
+    losing: bool
+    loss_mix: str
+    closed: bool
+
+
+def _change(before: Price | None, after: Price | None) -> str:
+    """The fields that differ, as "input 0.100000 -> 0.150000; ..." (credits per 1M tokens)."""
+    if before is None or after is None:
+        return "no price in the bundled data"
+    old, new = describe_cost(before), describe_cost(after)
+    return "; ".join(
+        f"{k.removesuffix('_per_mtok')} {old.get(k, '= input')} -> {v}"
+        for k, v in new.items()
+        if old.get(k) != v
+    )
+
+
+def _findings() -> list[FindingRow]:
+    with db.session_scope(readonly=True) as session:
+        views = price_sync.list_reviews(session)
+    return [
+        FindingRow(
+            id=v.id,
+            route=v.route,
+            kind=v.kind,
+            matched=v.matched_model or v.data_version,
+            change=_change(v.before, v.after),
+            effective_at=v.effective_at.strftime("%Y-%m-%d %H:%M UTC") if v.effective_at else "",
+            losing=v.losing,
+            loss_mix=v.loss_mix,
+            closed=v.closed,
+        )
+        for v in views
+    ]
+
+
 class AdminModelsState(AdminBase):
     models: list[ModelRow] = []
     margin_rows: list[MarginRow] = []
@@ -171,11 +217,52 @@ class AdminModelsState(AdminBase):
     routes: list[RouteRow] = []
     policies: list[FallbackRow] = []
     schedules: list[ScheduleRow] = []
+    findings: list[FindingRow] = []
 
     async def _reload(self) -> None:
         self.models, self.margin_rows, self.chart = await asyncio.to_thread(_models)
         self.routes, self.policies = await asyncio.to_thread(_routes)
         self.schedules = await asyncio.to_thread(_schedules)
+        self.findings = await asyncio.to_thread(_findings)
+
+    @rx.event
+    @admin_event
+    async def run_sync(self, actor: Actor) -> EventSpec | None:
+        """`prices sync` with the defaults: effective now, the configured gate."""
+        await self._run(
+            with_session(lambda s: price_sync.sync_prices(s, actor=actor)),
+            "Synced with the bundled price data; findings are listed below.",
+        )
+        await self._reload()
+        return None
+
+    @rx.event
+    @admin_event
+    async def accept_finding(self, actor: Actor, review_id: int) -> EventSpec | None:
+        await self._run(
+            with_session(
+                lambda s: price_sync.decide_review(
+                    s, review_id=int(review_id), accept=True, actor=actor
+                )
+            ),
+            "Finding accepted.",
+        )
+        await self._reload()
+        return None
+
+    @rx.event
+    @admin_event
+    async def reject_finding(self, actor: Actor, review_id: int) -> EventSpec | None:
+        await self._run(
+            with_session(
+                lambda s: price_sync.decide_review(
+                    s, review_id=int(review_id), accept=False, actor=actor
+                )
+            ),
+            "Finding rejected.",
+        )
+        await self._reload()
+        return None
 
     @rx.event
     @admin_event
