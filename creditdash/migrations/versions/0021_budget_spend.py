@@ -1,7 +1,7 @@
 """budgets.spent_micros becomes the running total of every budget: recount the current month
 
 Revision ID: 0021
-Revises: 0018
+Revises: 0020
 Create Date: 2026-12-06
 
 Until now a soft budget's row kept the spend of the moment it was set (its status summed the
@@ -20,8 +20,7 @@ import sqlmodel
 from alembic import op
 
 revision = "0021"
-# The integrator re-chains this after the newest revision of the branches merged with it.
-down_revision = "0018"
+down_revision = "0020"
 branch_labels = None
 depends_on = None
 
