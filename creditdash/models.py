@@ -22,6 +22,11 @@ from creditdash.billing.invoicing.models import (
     TaxRate,
 )
 from creditdash.billing.models import LedgerAccount, Transfer, UsageRecord
+from creditdash.billing.payments.autotopup_models import (
+    AutoTopupAttempt,
+    AutoTopupRule,
+    SavedPaymentMethod,
+)
 from creditdash.billing.payments.models import (
     CreditPackage,
     OrderEvent,
@@ -41,6 +46,8 @@ metadata = SQLModel.metadata
 __all__ = [
     "ApiKey",
     "AuditEntry",
+    "AutoTopupAttempt",
+    "AutoTopupRule",
     "BillingProfile",
     "Budget",
     "BudgetHold",
@@ -65,6 +72,7 @@ __all__ = [
     "PublicModel",
     "Refund",
     "Route",
+    "SavedPaymentMethod",
     "SellerProfile",
     "StoredResponse",
     "TaxRate",
