@@ -25,6 +25,7 @@ from typing import Any
 from creditdash.billing import budgets, ledger, metering
 from creditdash.billing.hotpath import HotLedger, PlacedHold
 from creditdash.billing.models import UsageEntry
+from creditdash.billing.payments import autotopup
 from creditdash.catalog.prices import cost_micros
 from creditdash.core import db
 from creditdash.core.dbworkers import DbWorkers
@@ -188,6 +189,8 @@ class Settlement:
         self.billed: bool | None = None
         # Set by a settlement that charged a workspace with a budget or low-balance alert.
         self._alerts_due = False
+        # Set by a settlement that charged a workspace with an active auto top-up rule.
+        self._topup_due = False
 
     # --------------------------------------------------------------------------- the claim
 
@@ -219,6 +222,9 @@ class Settlement:
         if self._alerts_due:
             # After the commit, on a task of its own: the response does not wait for it.
             self.detach(self._budget_alerts_sync)
+        if self._topup_due:
+            # A payment provider may be called: on a plain thread, never a metering one.
+            self._shared.tasks.spawn(asyncio.to_thread(self._autotopup_sync))
         return charged
 
     def settle_detached(self, outcome_of: Callable[[], Outcome]) -> None:
@@ -231,6 +237,8 @@ class Settlement:
             self._finish_sync(connection, outcome_of())
             if self._alerts_due:  # already off the request's path
                 self._budget_alerts_sync(connection)
+            if self._topup_due:  # a rare path (the client left mid-stream): run it here
+                self._autotopup_sync()
 
         self.detach(finish_detached)
 
@@ -377,6 +385,7 @@ class Settlement:
             charged = self._settle_in_transaction(connection, outcome, record, price, touch)
             self.billed = outcome.billable
             self._alerts_due = call.key.budget_alerts and charged > 0
+            self._topup_due = call.key.autotopup and charged > 0
             return charged
         except Exception:
             self.billed = False
@@ -446,6 +455,13 @@ class Settlement:
         except Exception:
             # The jobs loop's backstop emits whatever alert this missed (same dedupe keys).
             log.exception("budget alert check for %s failed", self.call.key.customer_id)
+
+    def _autotopup_sync(self) -> None:
+        try:
+            autotopup.trigger(self.call.key.customer_id, source="gateway")
+        except Exception:
+            # The jobs loop's backstop runs the same (idempotent) claim on its next pass.
+            log.exception("auto top-up check for %s failed", self.call.key.customer_id)
 
     def _void_sync(self, connection: Any, outcome: Outcome) -> None:
         try:
