@@ -10,6 +10,7 @@ import click
 
 from creditdash.cli import (
     alerts,
+    autotopup,
     budgets,
     catalog,
     customers,
@@ -54,6 +55,7 @@ for _group in (
     webhooks.group,
     mail.group,
     alerts.group,
+    autotopup.group,
 ):
     main.add_command(_group)
 main.add_command(demo.demo)

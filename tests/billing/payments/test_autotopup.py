@@ -400,3 +400,43 @@ def test_setup_events_out_of_order_still_save_the_card(shop: Shop) -> None:
     with db.session_scope(readonly=True) as session:
         method = session.get(SavedPaymentMethod, pending.id)
         assert method is not None and method.status == "active" and method.last4 == "4242"
+
+
+# ---------------------------------------------------------------------------- the CLI
+
+
+def _cli(*args: str) -> Any:
+    from click.testing import CliRunner
+
+    from creditdash.cli import main
+
+    return CliRunner().invoke(main, ["autotopup", *args])
+
+
+def test_cli_set_show_pause_resume(shop: Shop) -> None:
+    refused = _cli("set", "--customer", shop.customer_id, "--below", "5", "--package", "Nope")
+    assert refused.exit_code == 1 and "no credit package" in refused.output
+    save_card(shop)
+    done = _cli(
+        "set", "--customer", shop.customer_id, "--below", "5", "--package", "starter",
+        "--monthly-cap", "30", "--daily-cap", "20", "--cooldown-s", "0", "--json",
+    )  # fmt: skip
+    assert done.exit_code == 0, done.output
+    shown = json.loads(done.output)
+    assert shown["rule"]["status"] == "active" and shown["rule"]["threshold_micros"] == 5_000_000
+    assert shown["rule"]["package"] == "Starter" and shown["rule"]["cooldown_s"] == 0
+    assert shown["rule"]["monthly_cap_micros"] == 30_000_000
+    assert shown["payment_method"]["last4"] == "4242"
+    assert "without asking me each time" in shown["payment_method"]["consent_text"]
+    assert autotopup.trigger(shop.customer_id, source="cli") is not None
+    text = _cli("show", shop.customer_id)
+    assert text.exit_code == 0 and "succeeded" in text.output and "visa ending 4242" in text.output
+    paused = json.loads(_cli("pause", shop.customer_id, "--reason", "audit", "--json").output)
+    assert paused["rule"]["status"] == "paused" and paused["rule"]["paused_reason"] == "audit"
+    spend(shop, STARTER, "cli-spend")
+    assert autotopup.trigger(shop.customer_id) is None
+    resumed = json.loads(_cli("resume", shop.customer_id, "--json").output)
+    assert resumed["rule"]["status"] == "active"
+    assert len(resumed["attempts"]) == 1 and resumed["month_spent_micros"] == STARTER
+    missing = _cli("show", "cus_nope")
+    assert missing.exit_code == 1 and "error:" in missing.output
