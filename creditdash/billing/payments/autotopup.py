@@ -36,7 +36,7 @@ from sqlmodel import Session, col, select
 
 from creditdash.accounts.customers import get_customer
 from creditdash.billing import ledger
-from creditdash.billing.payments import autotopup_results, autotopup_rules, orders
+from creditdash.billing.payments import autotopup_results, autotopup_rules, orders, placing
 from creditdash.billing.payments.autotopup_models import (
     AutoTopupAttempt,
     AutoTopupRule,
@@ -57,6 +57,7 @@ from creditdash.core.errors import NotFound, ValidationFailed
 from creditdash.core.ids import new_id
 from creditdash.core.settings import Settings, get_settings
 from creditdash.core.timeutil import utcnow
+from creditdash.routes import AUTOTOPUP_PATH
 
 log = logging.getLogger(__name__)
 
@@ -260,8 +261,8 @@ def open_setup(
         method,
         email=email,
         currency=package.currency if package is not None else "EUR",
-        success_url=f"{base}/billing/autotopup?setup=done&method={method.id}",
-        cancel_url=f"{base}/billing/autotopup?setup=cancelled&method={method.id}",
+        success_url=f"{base}{AUTOTOPUP_PATH}?setup=done&method={method.id}",
+        cancel_url=f"{base}{AUTOTOPUP_PATH}?setup=cancelled&method={method.id}",
     )
     with db.session_scope() as session:
         session.execute(
@@ -389,3 +390,19 @@ def has_active_rule(session: Session, customer_id: str) -> bool:
         select(AutoTopupRule.status).where(col(AutoTopupRule.customer_id) == customer_id)
     ).first()
     return status == "active"
+
+
+def pay_on_session(*, customer_id: str, order_id: str, actor: Actor) -> placing.Placement:
+    """After an automatic top-up failed: a normal checkout for the same package, paid by the
+    member now (3-D Secure and all). Only for the workspace's own automatic orders."""
+    with db.session_scope(readonly=True) as session:
+        order = orders.get_order(session, order_id, customer_id=customer_id)
+        attempt = session.exec(
+            select(AutoTopupAttempt).where(col(AutoTopupAttempt.order_id) == order.id)
+        ).first()
+        if attempt is None:
+            raise NotFound(f"no automatic order {order_id!r}")
+        package_name, quantity = order.package_name, order.quantity
+    return placing.place(
+        customer_id=customer_id, package_name=package_name, quantity=quantity, actor=actor
+    )

@@ -30,6 +30,7 @@ from creditdash.billing.payments.models import PaymentEvent, PaymentOrder
 from creditdash.core import db, outbox
 from creditdash.core.money import format_minor
 from creditdash.core.timeutil import utcnow
+from creditdash.routes import AUTOTOPUP_PATH
 
 FAILED_EVENT = "autotopup.failed"
 PAUSED_EVENT = "autotopup.paused"
@@ -43,7 +44,7 @@ _methods = SavedPaymentMethod.__table__  # type: ignore[attr-defined]
 
 def pay_link(order: PaymentOrder) -> str:
     """Where a member pays the same package on-session (a normal checkout)."""
-    return f"/billing/autotopup?pay={order.id}"
+    return f"{AUTOTOPUP_PATH}?pay={order.id}"
 
 
 # ------------------------------------------------------------------------- saved cards

@@ -440,3 +440,31 @@ def test_cli_set_show_pause_resume(shop: Shop) -> None:
     assert len(resumed["attempts"]) == 1 and resumed["month_spent_micros"] == STARTER
     missing = _cli("show", "cus_nope")
     assert missing.exit_code == 1 and "error:" in missing.output
+
+
+def test_the_sandbox_setup_page_saves_a_test_card(shop: Shop) -> None:
+    import httpx
+
+    with db.session_scope() as session:
+        pending = autotopup_rules.start_setup(
+            session, customer_id=shop.customer_id, actor=CLI, accept=True
+        )
+        session.expunge(pending)
+    opened = autotopup.open_setup(pending.id)
+    assert opened.setup_url and "/sandbox/setup/" in opened.setup_url
+    page = httpx.get(opened.setup_url)
+    assert page.status_code == 200 and "4000000000000002" in page.text
+    assert "charge it without asking me each time" in page.text
+    save = f"{opened.setup_url}/save"
+    refused = httpx.post(save, data={"card_number": SUCCESS_CARD})
+    assert refused.status_code == 400 and "consent" in refused.text
+    wrong = httpx.post(save, data={"card_number": "4111111111111111", "consent": "yes"})
+    assert wrong.status_code == 400
+    done = httpx.post(save, data={"card_number": DECLINE_CARD, "consent": "yes"})
+    assert done.status_code == 303
+    assert done.headers["location"] == f"/billing/autotopup?setup=done&method={pending.id}"
+    with db.session_scope(readonly=True) as session:
+        method = autotopup_rules.active_method(session, shop.customer_id)
+        assert method is not None and method.id == pending.id and method.last4 == "0002"
+    again = httpx.post(save, data={"card_number": SUCCESS_CARD, "consent": "yes"})
+    assert again.status_code == 409
