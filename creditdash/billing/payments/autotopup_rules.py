@@ -451,3 +451,16 @@ def describe(session: Session, customer_id: str, *, now: datetime | None = None)
 def all_rules(session: Session) -> list[AutoTopupRule]:
     """Every workspace's rule (the admin's list and the jobs backstop)."""
     return list(session.exec(select(AutoTopupRule).order_by(col(AutoTopupRule.customer_id))))
+
+
+def rule_summaries(session: Session) -> dict[str, str]:
+    """Every workspace's rule in a few words, by customer id (the admin's customer list)."""
+    names = {p.id: p.name for p in session.exec(select(CreditPackage))}
+    return {
+        rule.customer_id: (
+            f"{rule.status}: below {format_credits(rule.threshold_micros)}, "
+            f"{names.get(rule.package_id, '?')} x{rule.quantity}"
+            + (f" ({rule.consecutive_failures} failed)" if rule.consecutive_failures else "")
+        )
+        for rule in all_rules(session)
+    }
