@@ -8,8 +8,8 @@ from typing import Any
 import click
 from sqlmodel import Session
 
-from creditdash.billing.payments import autotopup_rules
-from creditdash.cli.common import emit, in_transaction
+from creditdash.billing.payments import autotopup, autotopup_rules
+from creditdash.cli.common import emit, in_transaction, refusals
 from creditdash.core.audit import CLI
 from creditdash.core.money import format_credits, parse_credits
 
@@ -144,3 +144,26 @@ def autotopup_pause(customer_id: str, reason: str, as_json: bool) -> None:
 def autotopup_resume(customer_id: str, as_json: bool) -> None:
     """Turn a paused rule back on (the failure count starts again at 0)."""
     _status(customer_id, "active", as_json)
+
+
+@group.command("sandbox-card")
+@click.option("--customer", "customer_id", required=True)
+@click.option("--decline", is_flag=True, help="A card whose off-session charges are declined")
+@click.option("--requires-action", is_flag=True, help="A card that always needs 3-D Secure")
+@click.option("--json", "as_json", is_flag=True)
+def autotopup_sandbox_card(
+    customer_id: str, decline: bool, requires_action: bool, as_json: bool
+) -> None:
+    """Save a sandbox test card for a workspace (test deployments; consent recorded as the
+    operator's). Refused when cards are saved at Stripe."""
+    number = (
+        "4000000000000002"
+        if decline
+        else "4000002760003184"
+        if requires_action
+        else "4242424242424242"
+    )
+    with refusals():
+        saved = autotopup.save_sandbox_card(customer_id=customer_id, card_number=number, actor=CLI)
+    shown = autotopup_rules.describe_method(saved) or {}
+    emit(shown, as_json, f"saved {saved.brand} ending {saved.last4} for {customer_id}")

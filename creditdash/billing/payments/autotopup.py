@@ -406,3 +406,27 @@ def pay_on_session(*, customer_id: str, order_id: str, actor: Actor) -> placing.
     return placing.place(
         customer_id=customer_id, package_name=package_name, quantity=quantity, actor=actor
     )
+
+
+def save_sandbox_card(
+    *, customer_id: str, card_number: str, actor: Actor, settings: Settings | None = None
+) -> SavedPaymentMethod:
+    """A sandbox test card saved for the workspace without the hosted page (test deployments
+    and scripts): the same consent row, setup and signed events as the page makes. Refused
+    when new cards go to Stripe."""
+    settings = settings or get_settings()
+    with db.session_scope() as session:
+        pending = autotopup_rules.start_setup(
+            session, customer_id=customer_id, actor=actor, accept=True
+        )
+        if pending.provider != "sandbox":
+            raise ValidationFailed("cards are saved at Stripe here; use the dashboard")
+        method_id = pending.id
+    opened = open_setup(method_id, customer_id=customer_id, settings=settings)
+    for body in sandbox_setup_events(opened, card_number):
+        deliver_sandbox_event(body, settings)
+    with db.session_scope(readonly=True) as session:
+        saved = session.get(SavedPaymentMethod, method_id)
+        assert saved is not None
+        session.expunge(saved)
+    return saved

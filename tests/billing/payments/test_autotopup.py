@@ -468,3 +468,22 @@ def test_the_sandbox_setup_page_saves_a_test_card(shop: Shop) -> None:
         assert method is not None and method.id == pending.id and method.last4 == "0002"
     again = httpx.post(save, data={"card_number": SUCCESS_CARD, "consent": "yes"})
     assert again.status_code == 409
+
+
+def test_cli_sandbox_card(shop: Shop) -> None:
+    saved = _cli("sandbox-card", "--customer", shop.customer_id, "--decline", "--json")
+    assert saved.exit_code == 0, saved.output
+    shown = json.loads(saved.output)
+    assert shown["last4"] == "0002" and shown["status"] == "active"
+    set_rule(shop)
+    assert autotopup.trigger(shop.customer_id) is not None
+    assert [a.status for a in attempts(shop)] == ["failed"]
+    text = _cli("sandbox-card", "--customer", shop.customer_id)
+    assert text.exit_code == 0 and "ending 4242" in text.output
+    assert autotopup.trigger(shop.customer_id) is not None
+    assert shop.available() == STARTER
+
+
+def test_cli_sandbox_card_is_refused_with_stripe(stripe_shop: Shop) -> None:
+    refused = _cli("sandbox-card", "--customer", stripe_shop.customer_id)
+    assert refused.exit_code == 1 and "use the dashboard" in refused.output
