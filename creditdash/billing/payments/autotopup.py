@@ -111,6 +111,9 @@ def claim(
     method = session.get(SavedPaymentMethod, rule.method_id)
     if package is None or method is None or method.status != "active":
         return None
+    credits = (package.credits_micros + package.bonus_micros) * rule.quantity
+    if autotopup_rules.cap_refusal(session, rule, credits, now) is not None:
+        return None  # read-only: a capped workspace's settlements write nothing here
     attempt_id = new_id("att")
     won = session.execute(
         update(_rules)
@@ -126,7 +129,8 @@ def claim(
     )
     if db.rowcount(won) != 1:
         return None
-    credits = (package.credits_micros + package.bonus_micros) * rule.quantity
+    # Again now that no other attempt of the workspace can be in flight: the check above may
+    # have read the sums before a racing attempt was written.
     refusal = autotopup_rules.cap_refusal(session, rule, credits, now)
     if refusal is not None:
         # Give the slot back (and the cool-down): nothing was bought.

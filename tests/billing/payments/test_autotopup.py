@@ -487,3 +487,42 @@ def test_cli_sandbox_card(shop: Shop) -> None:
 def test_cli_sandbox_card_is_refused_with_stripe(stripe_shop: Shop) -> None:
     refused = _cli("sandbox-card", "--customer", stripe_shop.customer_id)
     assert refused.exit_code == 1 and "use the dashboard" in refused.output
+
+
+def test_the_database_refuses_a_second_attempt_in_flight(shop: Shop) -> None:
+    from sqlalchemy.exc import IntegrityError
+
+    save_card(shop, DECLINE_CARD)
+    set_rule(shop)
+    with db.session_scope() as session:
+        claimed = autotopup.claim(session, customer_id=shop.customer_id, source="test")
+    assert claimed is not None
+    # Even a path that skipped the rule's conditional claim cannot write a second attempt.
+    with db.session_scope() as session:
+        first = session.get(AutoTopupAttempt, claimed.attempt_id)
+        assert first is not None and first.in_flight_key == shop.customer_id
+        order_id, method_id = first.order_id, first.method_id
+    other = shop.order("Starter")
+    with pytest.raises(IntegrityError), db.session_scope() as session:
+        session.add(
+            AutoTopupAttempt(
+                id="att_second",
+                customer_id=shop.customer_id,
+                in_flight_key=shop.customer_id,
+                order_id=other.id,
+                method_id=method_id,
+                provider="sandbox",
+                trigger="test",
+                available_micros=0,
+                credits_micros=STARTER,
+                amount_minor=1000,
+                currency="EUR",
+            )
+        )
+    with db.session_scope() as session:
+        assert autotopup.claim(session, customer_id=shop.customer_id, source="test") is None
+    # Once the first resolves (declined), the slot is free again.
+    assert autotopup.charge(claimed.attempt_id) == "declined"
+    assert shop.get(order_id).status == "cancelled"
+    with db.session_scope() as session:
+        assert autotopup.claim(session, customer_id=shop.customer_id, source="test") is not None
