@@ -526,3 +526,28 @@ def test_the_database_refuses_a_second_attempt_in_flight(shop: Shop) -> None:
     assert shop.get(order_id).status == "cancelled"
     with db.session_scope() as session:
         assert autotopup.claim(session, customer_id=shop.customer_id, source="test") is not None
+
+
+def test_after_a_decline_the_member_pays_the_same_package_on_session(shop: Shop) -> None:
+    from creditdash.core.errors import NotFound
+    from tests.factories import funded_customer
+
+    save_card(shop, DECLINE_CARD)
+    set_rule(shop)
+    assert autotopup.trigger(shop.customer_id) is not None
+    [attempt] = attempts(shop)
+    placed = autotopup.pay_on_session(
+        customer_id=shop.customer_id, order_id=attempt.order_id, actor=CLI
+    )
+    assert placed.order_id != attempt.order_id and placed.method == "checkout"
+    assert placed.checkout_url and "/sandbox/checkout/" in placed.checkout_url
+    fresh = shop.get(placed.order_id)
+    assert fresh.package_name == "Starter" and fresh.status == "awaiting_payment"
+    # Only the workspace's own automatic orders: another's, or a plain order, is not found.
+    stranger = funded_customer(shop.engine, credits_micros=0, name="Stranger")
+    with pytest.raises(NotFound):
+        autotopup.pay_on_session(
+            customer_id=stranger.customer_id, order_id=attempt.order_id, actor=CLI
+        )
+    with pytest.raises(NotFound):
+        autotopup.pay_on_session(customer_id=shop.customer_id, order_id=fresh.id, actor=CLI)
