@@ -19,6 +19,7 @@ from creditdash.pages.admin.requests import admin_requests_page
 from creditdash.pages.admin.sales import admin_sales_page
 from creditdash.pages.admin.upstream import admin_upstream_page
 from creditdash.pages.portal.account import account_page, first_password_page
+from creditdash.pages.portal.autotopup import autotopup_page
 from creditdash.pages.portal.billing import billing_page
 from creditdash.pages.portal.invite import invite_page
 from creditdash.pages.portal.keys import keys_page
@@ -32,6 +33,7 @@ from creditdash.pages.portal.usage import usage_page
 from creditdash.pages.portal.webhooks import webhooks_page
 from creditdash.proxy.app import check_mounted_startup
 from creditdash.routes import (
+    AUTOTOPUP_PATH,
     CHANGE_PASSWORD_PATH,
     FORGOT_PASSWORD_PATH,
     RESET_PASSWORD_PATH,
@@ -48,6 +50,7 @@ from creditdash.state.admin.requests import AdminRequestsState
 from creditdash.state.admin.sales import AdminSalesState
 from creditdash.state.admin.upstream import AdminUpstreamState
 from creditdash.state.portal.account import AccountState, FirstPasswordState
+from creditdash.state.portal.autotopup import AutoTopupState
 from creditdash.state.portal.billing import BillingState
 from creditdash.state.portal.invite import InviteState
 from creditdash.state.portal.keys import KeysState
@@ -102,6 +105,12 @@ app.add_page(
 app.add_page(usage_page, route="/usage", title="Usage · creditdash", on_load=UsageState.load)
 app.add_page(
     billing_page, route="/billing", title="Billing · creditdash", on_load=BillingState.load
+)
+app.add_page(
+    autotopup_page,
+    route=AUTOTOPUP_PATH,
+    title="Automatic top-ups · creditdash",
+    on_load=AutoTopupState.load,
 )
 app.add_page(
     account_page, route="/account", title="Account · creditdash", on_load=AccountState.load

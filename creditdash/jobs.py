@@ -3,9 +3,10 @@
 Each pass expires holds that their request never resolved (a crashed worker, a lost
 connection), expires payment orders whose payment window passed, applies price schedules and
 route cost schedules that came due, deletes stored Responses-API answers past their retention,
-deletes expired Idempotency-Key rows, emits budget alerts a settlement missed, makes and sends
-webhook deliveries (notify/delivery.py), turns events into emails and sends the outbox's due
-mail (notify/dispatch.py, notify/mail.py). Each job is one service call in short transactions; a
+deletes expired Idempotency-Key rows, emits budget alerts a settlement missed, starts automatic
+top-ups a settlement missed, makes and sends webhook deliveries (notify/delivery.py), turns
+events into emails and sends the outbox's due mail (notify/dispatch.py, notify/mail.py). Each
+job is one service call in short transactions; a
 failed pass is logged and the loop goes on. The Reflex app runs it as a lifespan task and
 `creditdash gateway` in its own lifespan (server.py); `creditdash ledger expire-holds` runs the
 first job once.
@@ -18,6 +19,7 @@ import logging
 from collections.abc import Callable
 
 from creditdash.billing import budgets, ledger
+from creditdash.billing.payments import autotopup
 from creditdash.billing.payments.orders import expire_stale_orders
 from creditdash.catalog.cost_schedules import apply_due_cost_schedules
 from creditdash.catalog.pricing import apply_due_schedules
@@ -73,6 +75,9 @@ JOBS: tuple[tuple[str, Callable[[], int]], ...] = (
     ("stored response expiry", stored_responses.purge_expired),
     # The backstop for alerts a settlement's own check missed (same dedupe keys: idempotent).
     ("budget alerts", budgets.check_all_alerts),
+    # The backstop for top-ups a settlement's own trigger missed (same claim: idempotent), and
+    # the retry of charges whose answer was lost (same idempotency key).
+    ("auto top-up", autotopup.check_all),
     ("webhook fan-out", fan_out_once),
     ("webhook delivery", deliver_due_once),
     ("event mail", dispatch.mail_events_once),

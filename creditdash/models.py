@@ -22,6 +22,11 @@ from creditdash.billing.invoicing.models import (
     TaxRate,
 )
 from creditdash.billing.models import LedgerAccount, Transfer, UsageRecord
+from creditdash.billing.payments.autotopup_models import (
+    AutoTopupAttempt,
+    AutoTopupRule,
+    SavedPaymentMethod,
+)
 from creditdash.billing.payments.models import (
     CreditPackage,
     OrderEvent,
@@ -49,6 +54,8 @@ metadata = SQLModel.metadata
 __all__ = [
     "ApiKey",
     "AuditEntry",
+    "AutoTopupAttempt",
+    "AutoTopupRule",
     "BillingProfile",
     "Budget",
     "BudgetHold",
@@ -75,6 +82,7 @@ __all__ = [
     "Refund",
     "Route",
     "RouteCostSchedule",
+    "SavedPaymentMethod",
     "SellerProfile",
     "StoredResponse",
     "TaxRate",

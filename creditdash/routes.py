@@ -16,6 +16,8 @@ RESET_PASSWORD_PATH = "/reset-password"  # noqa: S105 (a path)
 RESET_DONE_PATH = "/?reset=done"
 SIGN_OUT_PATH = "/auth/sign-out"
 WEBHOOKS_PATH = "/webhooks"
+# Automatic top-ups; the failure emails link here with ?pay=<order id> to pay on-session.
+AUTOTOPUP_PATH = "/billing/autotopup"
 # Where a sign-in handoff may send the browser: never an address from the query string as such.
 NEXT_PAGES = frozenset({"/", "/home", "/admin", CHANGE_PASSWORD_PATH})
 INVITE_PATH = "/invite"

@@ -46,6 +46,8 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "webhooks.manage": _MANAGERS,
     "billing.read": frozenset({"owner", "admin", "billing", "viewer"}),
     "billing.manage": frozenset({"owner", "admin", "billing"}),  # orders, billing profile
+    # Saving a card for automatic top-ups and the rule that charges it.
+    "autotopup.manage": frozenset({"owner", "admin", "billing"}),
 }
 
 # Who is told by email about what happens to the workspace's money.

@@ -88,3 +88,19 @@ def admin_adjustment_key(form_key: str) -> str:
 def checkout_key(order_id: str) -> str:
     """The payment provider's key for an order's checkout session: one session per order."""
     return f"checkout:{order_id}"
+
+
+def autotopup_charge_key(attempt_id: str) -> str:
+    """The provider's key for an automatic top-up's off-session payment: a retried charge of
+    the same attempt (a timeout, a crash before the answer was stored) never pays twice."""
+    return f"autotopup:{attempt_id}"
+
+
+def autotopup_setup_key(method_id: str) -> str:
+    """The provider's key for the hosted page that saves a payment method: one per setup."""
+    return f"autotopup-setup:{method_id}"
+
+
+def autotopup_customer_key(customer_id: str) -> str:
+    """The provider's key for creating the workspace's customer record at the provider."""
+    return f"autotopup-customer:{customer_id}"

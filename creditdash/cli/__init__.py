@@ -10,6 +10,7 @@ import click
 
 from creditdash.cli import (
     alerts,
+    autotopup,
     budgets,
     catalog,
     customers,
@@ -58,6 +59,7 @@ for _group in (
     alerts.group,
     prices.group,
     upstream.group,
+    autotopup.group,
 ):
     main.add_command(_group)
 main.add_command(demo.demo)

@@ -36,6 +36,8 @@ WEBHOOK_EVENT_TYPES = (
     "refund.succeeded",
     "key.created",
     "key.revoked",
+    "autotopup.failed",
+    "autotopup.paused",
 )
 MAIL_STATUSES = ("pending", "sent", "failed")
 MAX_SUBJECT = 300

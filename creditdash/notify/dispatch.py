@@ -4,7 +4,8 @@ Each event is handled in one transaction: it is claimed with a conditional UPDAT
 IS NULL (checked by row count, so of two job loops only one goes on), then one OutboxMail per
 recipient is queued with the dedupe key "<event id>:<address>". Either all of an event's emails
 are queued and it is marked, or nothing is. Types without an email (key.created, key.revoked:
-webhooks only; types unknown here) are just marked.
+webhooks only; types unknown here) are just marked, and so is an autotopup.failed that paused
+the rule: its autotopup.paused email says both, so the members get one email, not two.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ AUDIENCES: dict[str, frozenset[str]] = {
     "balance.low": roles.ALERT_AUDIENCE,
     "budget.threshold": roles.ALERT_AUDIENCE,
     "autotopup.failed": roles.ALERT_AUDIENCE,
+    # A paused rule is a money matter: the owners and billing members hear of it.
+    "autotopup.paused": roles.MONEY_AUDIENCE,
     "webhook.endpoint_disabled": MANAGERS,
 }
 
@@ -72,6 +75,8 @@ def mail_event(session: Session, event: Event) -> int:
     customer = session.get(Customer, event.customer_id)
     workspace = customer.name if customer is not None else "your workspace"
     rendered = template(event.data(), workspace, get_settings().resolved_public_url())
+    if rendered is None:  # the template has nothing to say about this one
+        return 0
     queued = 0
     for address in recipients(session, event.customer_id, audience):
         made = enqueue_mail(

@@ -104,13 +104,31 @@ def budget_threshold(data: dict[str, Any], workspace: str, base_url: str) -> Ren
     return Rendered(f"Budget alert: {percent}% of the {period} budget used", text + SIGN_OFF)
 
 
-def topup_failed(data: dict[str, Any], workspace: str, base_url: str) -> Rendered:
+def topup_failed(data: dict[str, Any], workspace: str, base_url: str) -> Rendered | None:
+    if data.get("paused"):
+        return None  # the autotopup.paused email of the same failure tells it
     reason = str(data.get("reason") or "the payment was declined")
+    amount = _money(data.get("amount_minor", 0), data.get("currency", ""))
+    pay = f"{base_url}{data['pay_path']}" if data.get("pay_path") else f"{base_url}/billing"
     text = (
-        f"Hello,\n\nAn automatic top-up of {workspace} did not go through: {reason}.\n"
-        f"Please check the payment method in the dashboard: {base_url}/billing"
+        f"Hello,\n\nAn automatic top-up of {workspace} ({data.get('package', 'credits')}, "
+        f"{amount}) did not go through: {reason}.\nNothing was charged and no credits were "
+        f"added. You can pay for the same package yourself here:\n{pay}\n"
+        f"Or check the saved card in the dashboard: {base_url}/billing/autotopup"
     )
     return Rendered(f"Automatic top-up failed for {workspace}", text + SIGN_OFF)
+
+
+def topup_paused(data: dict[str, Any], workspace: str, base_url: str) -> Rendered:
+    reason = str(data.get("reason") or "the last automatic top-ups failed")
+    pay = f"{base_url}{data['pay_path']}" if data.get("pay_path") else f"{base_url}/billing"
+    text = (
+        f"Hello,\n\nAutomatic top-ups of {workspace} are paused: {reason}.\n"
+        "No further automatic payments are attempted until someone resumes them in the "
+        f"dashboard ({base_url}/billing/autotopup).\n"
+        f"To add credits now, pay for the package yourself here:\n{pay}"
+    )
+    return Rendered(f"Automatic top-ups paused for {workspace}", text + SIGN_OFF)
 
 
 def endpoint_disabled(data: dict[str, Any], workspace: str, base_url: str) -> Rendered:
@@ -123,7 +141,7 @@ def endpoint_disabled(data: dict[str, Any], workspace: str, base_url: str) -> Re
     return Rendered("A webhook endpoint was disabled", text + SIGN_OFF)
 
 
-Template = Callable[[dict[str, Any], str, str], Rendered]
+Template = Callable[[dict[str, Any], str, str], Rendered | None]
 TEMPLATES: dict[str, Template] = {
     "payment.succeeded": payment_succeeded,
     "invoice.issued": invoice_issued,
@@ -131,5 +149,6 @@ TEMPLATES: dict[str, Template] = {
     "balance.low": balance_low,
     "budget.threshold": budget_threshold,
     "autotopup.failed": topup_failed,
+    "autotopup.paused": topup_paused,
     "webhook.endpoint_disabled": endpoint_disabled,
 }

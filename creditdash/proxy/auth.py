@@ -19,6 +19,7 @@ from creditdash.accounts.api_keys import find_unrevoked_key, hash_key
 from creditdash.accounts.models import Customer
 from creditdash.billing.budgets_models import Budget
 from creditdash.billing.models import LedgerAccount
+from creditdash.billing.payments.autotopup import has_active_rule
 from creditdash.core import db
 from creditdash.proxy.errors import GatewayError
 
@@ -42,6 +43,9 @@ class KeyInfo:
     # alert check after settlement. Workspaces without one take the hot path, unchanged.
     hard_budget: bool = False
     budget_alerts: bool = False
+    # The workspace has an active auto top-up rule: a settlement that charged asks for the
+    # top-up check afterwards, off the request's path (billing/payments/autotopup.py).
+    autotopup: bool = False
 
     def may_use(self, model: str) -> bool:
         return self.allowed_models is None or model in self.allowed_models
@@ -81,6 +85,7 @@ def lookup_key(raw_key: str) -> KeyInfo | None:
             suspended=status != "active",
             hard_budget=budget is not None and budget[0] is not None and bool(budget[1]),
             budget_alerts=budget is not None and (budget[0] is not None or budget[2] is not None),
+            autotopup=has_active_rule(session, key.customer_id),
         )
 
 

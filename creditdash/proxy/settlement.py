@@ -25,6 +25,7 @@ from typing import Any
 from creditdash.billing import budgets, ledger, metering
 from creditdash.billing.hotpath import HotLedger, PlacedHold
 from creditdash.billing.models import UsageEntry
+from creditdash.billing.payments import autotopup
 from creditdash.catalog.prices import cost_micros
 from creditdash.core import db
 from creditdash.core.dbworkers import DbWorkers
@@ -174,7 +175,7 @@ class AlertChecks:
         self._scheduled: set[str] = set()
         self._started: dict[str, float] = {}
 
-    def request(self, customer_id: str, run: Callable[[], None]) -> None:
+    def request(self, customer_id: str, run: Callable[[], object]) -> None:
         if customer_id in self._scheduled:
             return
         self._scheduled.add(customer_id)
@@ -207,6 +208,8 @@ class Ledgers:
     touches: KeyTouches
     tasks: DetachedTasks
     alerts: AlertChecks = field(default_factory=AlertChecks)
+    # The same throttle for the auto top-up trigger (billing/payments/autotopup.py).
+    topups: AlertChecks = field(default_factory=AlertChecks)
 
 
 class Settlement:
@@ -235,6 +238,8 @@ class Settlement:
         self.billed: bool | None = None
         # Set by a settlement that charged a workspace with a budget or low-balance alert.
         self._alerts_due = False
+        # Set by a settlement that charged a workspace with an active auto top-up rule.
+        self._topup_due = False
 
     # --------------------------------------------------------------------------- the claim
 
@@ -268,6 +273,13 @@ class Settlement:
             self._shared.alerts.request(
                 self.call.key.customer_id, lambda: self.detach(self._budget_alerts_sync)
             )
+        if self._topup_due:
+            # A payment provider may be called: on a plain thread, never a metering one. At
+            # most one trigger per workspace every ALERT_CHECK_INTERVAL_S, as for the alerts.
+            self._shared.topups.request(
+                self.call.key.customer_id,
+                lambda: self._shared.tasks.spawn(asyncio.to_thread(self._autotopup_sync)),
+            )
         return charged
 
     def settle_detached(self, outcome_of: Callable[[], Outcome]) -> None:
@@ -280,6 +292,8 @@ class Settlement:
             self._finish_sync(connection, outcome_of())
             if self._alerts_due:  # already off the request's path
                 self._budget_alerts_sync(connection)
+            if self._topup_due:  # a rare path (the client left mid-stream): run it here
+                self._autotopup_sync()
 
         self.detach(finish_detached)
 
@@ -428,6 +442,7 @@ class Settlement:
             charged = self._settle_in_transaction(connection, outcome, record, price, touch)
             self.billed = outcome.billable
             self._alerts_due = call.key.budget_alerts and charged > 0
+            self._topup_due = call.key.autotopup and charged > 0
             return charged
         except Exception:
             self.billed = False
@@ -497,6 +512,13 @@ class Settlement:
         except Exception:
             # The jobs loop's backstop emits whatever alert this missed (same dedupe keys).
             log.exception("budget alert check for %s failed", self.call.key.customer_id)
+
+    def _autotopup_sync(self) -> None:
+        try:
+            autotopup.trigger(self.call.key.customer_id, source="gateway")
+        except Exception:
+            # The jobs loop's backstop runs the same (idempotent) claim on its next pass.
+            log.exception("auto top-up check for %s failed", self.call.key.customer_id)
 
     def _void_sync(self, connection: Any, outcome: Outcome) -> None:
         try:

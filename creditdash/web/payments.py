@@ -1,4 +1,5 @@
-"""HTTP for payments: the two webhook endpoints and the sandbox provider's hosted test page.
+"""HTTP for payments: the two webhook endpoints and the sandbox provider's hosted test pages
+(checkout, and saving a card for automatic top-ups).
 
 Mounted beside the gateway routes, so the same paths answer on the Reflex app's port and on
 `creditdash gateway`. Signatures are checked on the raw body before anything is parsed or
@@ -19,10 +20,16 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from creditdash.billing.payments import orders, refunds
+from creditdash.billing.payments import autotopup, orders, refunds
+from creditdash.billing.payments.autotopup_models import SavedPaymentMethod
 from creditdash.billing.payments.checkout import return_urls
 from creditdash.billing.payments.models import PaymentOrder
-from creditdash.billing.payments.providers import SANDBOX_CHECKOUT_PATH, webhook_secrets
+from creditdash.billing.payments.providers import (
+    SANDBOX_CHECKOUT_PATH,
+    SANDBOX_SETUP_PATH,
+    SANDBOX_TEST_CARDS,
+    webhook_secrets,
+)
 from creditdash.billing.payments.webhooks import (
     MAX_EVENT_BYTES,
     Applied,
@@ -31,8 +38,10 @@ from creditdash.billing.payments.webhooks import (
     verify_event,
 )
 from creditdash.core import db
+from creditdash.core.errors import ValidationFailed
 from creditdash.core.money import format_credits, format_minor
 from creditdash.core.settings import Settings, get_settings
+from creditdash.routes import AUTOTOPUP_PATH
 
 log = logging.getLogger(__name__)
 SANDBOX_WEBHOOK_PATH = "/webhooks/sandbox"
@@ -103,11 +112,26 @@ def payment_routes(settings: Settings | None = None) -> list[Route]:
     async def sandbox_pay(request: Request) -> Response:
         return await _sandbox_pay(request, current())
 
+    async def sandbox_setup_page(request: Request) -> Response:
+        if not current().sandbox_enabled:
+            return HTMLResponse(_page("Not available", "<p>Test payments are off.</p>"), 404)
+        method = await asyncio.to_thread(
+            autotopup.sandbox_setup_method, request.path_params["session_id"]
+        )
+        if method is None:
+            return HTMLResponse(_page("Setup not found", "<p>No such card setup.</p>"), 404)
+        return HTMLResponse(_setup_page(method, error=""))
+
+    async def sandbox_setup_save(request: Request) -> Response:
+        return await _sandbox_setup_save(request, current())
+
     return [
         Route("/webhooks/stripe", stripe_webhook, methods=["POST"]),
         Route(SANDBOX_WEBHOOK_PATH, sandbox_webhook, methods=["POST"]),
         Route(SANDBOX_CHECKOUT_PATH + "/{session_id}", sandbox_page, methods=["GET"]),
         Route(SANDBOX_CHECKOUT_PATH + "/{session_id}/pay", sandbox_pay, methods=["POST"]),
+        Route(SANDBOX_SETUP_PATH + "/{session_id}", sandbox_setup_page, methods=["GET"]),
+        Route(SANDBOX_SETUP_PATH + "/{session_id}/save", sandbox_setup_save, methods=["POST"]),
     ]
 
 
@@ -190,6 +214,69 @@ async def _sandbox_pay(request: Request, settings: Settings) -> Response:
     # Back on the same origin the page was opened on (its path only): the browser keeps its
     # session cookie even when CREDITDASH_PUBLIC_URL names another host for the same app.
     return RedirectResponse(_path_only(success_url), status_code=303)
+
+
+async def _sandbox_setup_save(request: Request, settings: Settings) -> Response:
+    """The test card page's Save button: the events Stripe would send after a setup-mode
+    checkout, signed and delivered in process like the checkout's payment."""
+    if not settings.sandbox_enabled:
+        return HTMLResponse(_page("Not available", "<p>Test payments are off.</p>"), 404)
+    method = await asyncio.to_thread(
+        autotopup.sandbox_setup_method, request.path_params["session_id"]
+    )
+    if method is None:
+        return HTMLResponse(_page("Setup not found", "<p>No such card setup.</p>"), 404)
+    if method.status != "pending":
+        return HTMLResponse(_setup_page(method, error=""), 409)
+    form = await request.form()
+    if form.get("consent") != "yes":
+        return HTMLResponse(_setup_page(method, error="Give your consent to save the card."), 400)
+    try:
+        bodies = autotopup.sandbox_setup_events(method, str(form.get("card_number") or ""))
+    except ValidationFailed as exc:
+        return HTMLResponse(_setup_page(method, error=exc.message), 400)
+    import stripe
+
+    for body in bodies:
+        header = stripe.WebhookSignature.generate_signature_header(
+            body, settings.resolved_sandbox_webhook_secret()
+        )
+        answer = await receive_event("sandbox", body.encode(), header, settings)
+        if answer.status_code >= 300:
+            error = "The card could not be saved; try again."
+            return HTMLResponse(_setup_page(method, error=error), 502)
+    back = f"{settings.resolved_public_url()}{AUTOTOPUP_PATH}?setup=done&method={method.id}"
+    return RedirectResponse(_path_only(back), status_code=303)
+
+
+def _setup_page(method: SavedPaymentMethod, *, error: str) -> str:
+    e = html.escape
+    cards = "".join(
+        f'<option value="{e(number)}">{e(number)} ({e(brand)}: {e(behaviour.replace("_", " "))})'
+        "</option>"
+        for number, (brand, behaviour) in SANDBOX_TEST_CARDS.items()
+    )
+    if method.status != "pending":
+        action = f'<p class="done">This card setup is <b>{e(method.status)}</b>.</p>'
+    else:
+        action = f"""
+<form method="post" action="{e(SANDBOX_SETUP_PATH)}/{e(method.setup_session_id or "")}/save">
+  <label>Test card <select name="card_number" id="card-number">{cards}</select></label>
+  <label class="terms"><input type="checkbox" name="consent" value="yes" required>
+    {e(method.consent_text)}</label>
+  <button type="submit">Save card</button>
+  <a class="cancel" href="{e(AUTOTOPUP_PATH)}?setup=cancelled">Cancel and return</a>
+</form>"""
+    error_html = f'<p class="error" role="alert">{e(error)}</p>' if error else ""
+    body = f"""
+<div class="banner">TEST MODE — sandbox cards move no real money</div>
+<main>
+  <h1>Save a card for automatic top-ups</h1>
+  <p class="muted">Setup {e(method.id)}</p>
+  {error_html}
+  {action}
+</main>"""
+    return _page("Save a test card · creditdash", body)
 
 
 def _path_only(url: str) -> str:

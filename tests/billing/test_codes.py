@@ -46,6 +46,9 @@ def test_key_builders_give_todays_keys() -> None:
     assert codes.opening_grant_key("cus_y") == "opening-grant:cus_y"
     assert codes.admin_adjustment_key("k1") == "admin-adjust:k1"
     assert codes.checkout_key("ord_x") == "checkout:ord_x"
+    assert codes.autotopup_charge_key("att_x") == "autotopup:att_x"
+    assert codes.autotopup_setup_key("pmt_x") == "autotopup-setup:pmt_x"
+    assert codes.autotopup_customer_key("cus_y") == "autotopup-customer:cus_y"
 
 
 def test_the_resolution_keys_are_the_reserved_ones() -> None:

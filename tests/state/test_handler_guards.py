@@ -44,6 +44,7 @@ from tests.state.browser import connection
 # Handlers that only change what the browser shows: they read and write nothing on the server,
 # so they need no guard (each named with what it does).
 UI_ONLY = {
+    "AutoTopupState.set_accept_consent",  # a checkbox
     "BillingState.set_accept_terms",  # a checkbox
     "BillingState.set_statement_from",  # a date field
     "BillingState.set_statement_to",

@@ -158,6 +158,7 @@ class PaymentEvent(SQLModel, table=True):
     order_id: str | None = Field(default=None, max_length=40, index=True)
     # credited | already_settled | amount_mismatch | unknown_order | ignored | expired |
     # payment_failed | refunded | awaiting_async_payment | not_applicable
+    # card_saved | card_details | unknown_setup | payment_failed (automatic top-ups)
     outcome: str = Field(max_length=32)
     # The provider's payment (PaymentIntent) a refund event names, to match it to its order.
     provider_payment_id: str | None = Field(default=None, max_length=255, index=True)

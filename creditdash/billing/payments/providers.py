@@ -1,16 +1,26 @@
 """Payment providers behind one interface: Stripe Checkout, and the built-in sandbox.
 
-A provider creates a hosted checkout page for an order and refunds payments. It never credits
+A provider creates a hosted checkout page for an order, a hosted page that saves a card for
+automatic top-ups, charges a saved card off-session, and refunds payments. It never credits
 anything: credit comes only from the provider's signed webhook (billing/payments/webhooks.py).
 """
 
 from __future__ import annotations
 
+import json
 import secrets
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from creditdash.billing.codes import checkout_key, refund_key
+from creditdash.billing.codes import (
+    autotopup_charge_key,
+    autotopup_customer_key,
+    autotopup_setup_key,
+    checkout_key,
+    refund_key,
+)
+from creditdash.billing.payments.autotopup_models import SavedPaymentMethod
 from creditdash.billing.payments.models import PaymentOrder
 from creditdash.core.errors import CreditdashError
 from creditdash.core.settings import Settings, get_settings
@@ -19,6 +29,14 @@ if TYPE_CHECKING:
     import stripe
 
 SANDBOX_CHECKOUT_PATH = "/sandbox/checkout"
+SANDBOX_SETUP_PATH = "/sandbox/setup"
+# The sandbox's test cards, numbered like Stripe's: what an off-session charge of each does.
+SANDBOX_TEST_CARDS: dict[str, tuple[str, str]] = {
+    "4242424242424242": ("visa", "succeeds"),
+    "5555555555554444": ("mastercard", "succeeds"),
+    "4000000000000002": ("visa", "declined"),
+    "4000002760003184": ("visa", "requires_action"),
+}
 
 
 class ProviderFailed(CreditdashError):
@@ -38,6 +56,29 @@ class CheckoutPage:
     url: str
 
 
+@dataclass(frozen=True)
+class SetupPage:
+    session_id: str
+    url: str
+    customer_ref: str
+
+
+# How an off-session charge answered: "submitted" (the provider took it; the signed webhook
+# settles the order), "declined" or "requires_action" (no money moved; the order is cancelled).
+CHARGE_OUTCOMES = ("submitted", "declined", "requires_action")
+
+
+@dataclass(frozen=True)
+class OffSessionCharge:
+    outcome: str
+    payment_id: str | None = None
+    code: str = ""
+    message: str = ""
+    # The sandbox's events about this charge, to be signed and delivered in process (Stripe
+    # sends its own to the webhook endpoint).
+    events: tuple[str, ...] = field(default=())
+
+
 class PaymentProvider(Protocol):
     name: str
 
@@ -50,6 +91,26 @@ class PaymentProvider(Protocol):
         ...
 
     def webhook_secrets(self) -> list[str]: ...
+
+    def create_setup(
+        self,
+        method: SavedPaymentMethod,
+        *,
+        email: str,
+        currency: str,
+        success_url: str,
+        cancel_url: str,
+    ) -> SetupPage:
+        """A hosted page where the customer saves a card for off-session payments, with the
+        consent text shown. Idempotent by the method's id."""
+        ...
+
+    def charge_off_session(
+        self, order: PaymentOrder, method: SavedPaymentMethod, *, attempt_id: str
+    ) -> OffSessionCharge:
+        """Charge the saved card for the order without the customer present. Idempotent by
+        attempt_id: a retry gets the first answer, never a second payment."""
+        ...
 
 
 class StripeProvider:
@@ -146,6 +207,98 @@ class StripeProvider:
         # "pending" and "requires_action" are accepted; a later refund.failed event undoes them.
         return str(refund.id)
 
+    def create_setup(
+        self,
+        method: SavedPaymentMethod,
+        *,
+        email: str,
+        currency: str,
+        success_url: str,
+        cancel_url: str,
+    ) -> SetupPage:
+        import stripe
+
+        try:
+            customer_ref = method.customer_ref
+            if not customer_ref:
+                created = self._client.v1.customers.create(
+                    params={"email": email, "metadata": {"customer_id": method.customer_id}},
+                    options={"idempotency_key": autotopup_customer_key(method.customer_id)},
+                )
+                customer_ref = str(created.id)
+            metadata = {"setup_id": method.id, "customer_id": method.customer_id}
+            params: dict[str, Any] = {
+                "mode": "setup",
+                "customer": customer_ref,
+                "currency": currency.lower(),
+                "payment_method_types": ["card"],
+                "client_reference_id": method.id,
+                "success_url": success_url,
+                "cancel_url": cancel_url,
+                "metadata": metadata,
+                "setup_intent_data": {"metadata": metadata},
+                "custom_text": {"submit": {"message": method.consent_text[:1000]}},
+            }
+            session = self._client.v1.checkout.sessions.create(
+                params=params,  # type: ignore[arg-type]
+                options={"idempotency_key": autotopup_setup_key(method.id)},
+            )
+        except stripe.StripeError as exc:
+            message = _stripe_message(exc)
+            raise ProviderFailed(f"Stripe refused the card setup: {message}") from None
+        if not session.url:
+            raise ProviderFailed("Stripe returned a setup session without a URL")
+        return SetupPage(session_id=session.id, url=session.url, customer_ref=customer_ref)
+
+    def charge_off_session(
+        self, order: PaymentOrder, method: SavedPaymentMethod, *, attempt_id: str
+    ) -> OffSessionCharge:
+        if not method.method_ref or not method.customer_ref:
+            return OffSessionCharge("declined", code="no_payment_method", message="no saved card")
+        import stripe
+
+        params: dict[str, Any] = {
+            "amount": order.gross_minor,
+            "currency": order.currency.lower(),
+            "customer": method.customer_ref,
+            "payment_method": method.method_ref,
+            "off_session": True,
+            "confirm": True,
+            "description": f"Automatic top-up: {order.package_name} credits x{order.quantity}",
+            "metadata": {
+                "order_id": order.id,
+                "attempt_id": attempt_id,
+                "customer_id": order.customer_id,
+            },
+        }
+        try:
+            intent = self._client.v1.payment_intents.create(
+                params=params,  # type: ignore[arg-type]
+                options={"idempotency_key": autotopup_charge_key(attempt_id)},
+            )
+        except stripe.CardError as exc:
+            error = exc.error
+            found = getattr(error, "payment_intent", None) if error is not None else None
+            payment_id = getattr(found, "id", None) if found is not None else None
+            code = str(exc.code or "card_declined")
+            outcome = "requires_action" if code == "authentication_required" else "declined"
+            return OffSessionCharge(outcome, payment_id, code, _stripe_message(exc))
+        except _definite_refusals() as exc:
+            return OffSessionCharge("declined", code="refused", message=_stripe_message(exc))
+        except stripe.StripeError as exc:
+            # Timeouts, connection errors, 429 and 5xx: the payment may have happened. The
+            # attempt stays in flight; a retry with the same key learns the first answer.
+            raise ProviderFailed(
+                f"Stripe did not confirm the payment: {_stripe_message(exc)}", definite=False
+            ) from None
+        if intent.status in ("succeeded", "processing"):
+            return OffSessionCharge("submitted", str(intent.id))
+        if intent.status == "requires_action":
+            return OffSessionCharge(
+                "requires_action", str(intent.id), "authentication_required", "3-D Secure needed"
+            )
+        return OffSessionCharge("declined", str(intent.id), str(intent.status), "not confirmed")
+
     def webhook_secrets(self) -> list[str]:
         return webhook_secrets(self.name, self._settings)
 
@@ -188,6 +341,41 @@ class SandboxProvider:
         # No money moved in test mode; the refund is the ledger reversal alone.
         return f"re_sandbox_{refund_id}"
 
+    def create_setup(
+        self,
+        method: SavedPaymentMethod,
+        *,
+        email: str,
+        currency: str,
+        success_url: str,
+        cancel_url: str,
+    ) -> SetupPage:
+        session_id = "seti_sandbox_" + secrets.token_urlsafe(24)
+        url = f"{self._settings.resolved_public_url()}{SANDBOX_SETUP_PATH}/{session_id}"
+        customer_ref = method.customer_ref or f"cus_sandbox_{method.customer_id}"
+        return SetupPage(session_id=session_id, url=url, customer_ref=customer_ref)
+
+    def charge_off_session(
+        self, order: PaymentOrder, method: SavedPaymentMethod, *, attempt_id: str
+    ) -> OffSessionCharge:
+        """Decided by the saved test card; the answer and its event ids follow from the
+        attempt id, so a retried charge repeats the same answer and the same events."""
+        payment_id = f"pi_sandbox_{attempt_id}"
+        behaviour = sandbox_card_behaviour(method.last4)
+        if behaviour == "succeeds":
+            event = payment_intent_event(order, payment_id, attempt_id, "payment_intent.succeeded")
+            return OffSessionCharge("submitted", payment_id, events=(event,))
+        code = "authentication_required" if behaviour == "requires_action" else "card_declined"
+        event = payment_intent_event(
+            order, payment_id, attempt_id, "payment_intent.payment_failed", failure_code=code
+        )
+        message = (
+            "The card needs 3-D Secure authentication."
+            if behaviour == "requires_action"
+            else "Your card was declined."
+        )
+        return OffSessionCharge(behaviour, payment_id, code, message, events=(event,))
+
     def webhook_secrets(self) -> list[str]:
         return webhook_secrets(self.name, self._settings)
 
@@ -205,6 +393,22 @@ class ManualProvider:
     def refund(self, order: PaymentOrder, *, amount_minor: int, refund_id: str) -> str:
         # The money goes back by bank transfer outside creditdash; the admin records it here.
         return f"manual_{refund_id}"
+
+    def create_setup(
+        self,
+        method: SavedPaymentMethod,
+        *,
+        email: str,
+        currency: str,
+        success_url: str,
+        cancel_url: str,
+    ) -> SetupPage:
+        raise ProviderFailed("bank transfers cannot be saved for automatic top-ups")
+
+    def charge_off_session(
+        self, order: PaymentOrder, method: SavedPaymentMethod, *, attempt_id: str
+    ) -> OffSessionCharge:
+        raise ProviderFailed("bank transfers cannot be charged automatically")
 
     def webhook_secrets(self) -> list[str]:
         return []
@@ -248,3 +452,49 @@ def provider_named(name: str, settings: Settings | None = None) -> PaymentProvid
     if name == "manual":
         return ManualProvider()
     raise ProviderFailed(f"unknown payment provider {name!r}")
+
+
+def sandbox_card_behaviour(last4: str) -> str:
+    """What an off-session charge of a sandbox card ending in last4 does."""
+    for number, (_brand, behaviour) in SANDBOX_TEST_CARDS.items():
+        if number.endswith(last4):
+            return behaviour
+    return "declined"
+
+
+def payment_intent_event(
+    order: PaymentOrder,
+    payment_id: str,
+    attempt_id: str,
+    event_type: str,
+    *,
+    failure_code: str = "",
+) -> str:
+    """A PaymentIntent event shaped like Stripe's (the fields creditdash reads), with an id
+    that follows from the attempt: redelivered, it is the same event."""
+    succeeded = event_type == "payment_intent.succeeded"
+    intent: dict[str, Any] = {
+        "id": payment_id,
+        "object": "payment_intent",
+        "amount": order.gross_minor,
+        "amount_received": order.gross_minor if succeeded else 0,
+        "currency": order.currency.lower(),
+        "status": "succeeded" if succeeded else "requires_payment_method",
+        "metadata": {
+            "order_id": order.id,
+            "attempt_id": attempt_id,
+            "customer_id": order.customer_id,
+        },
+    }
+    if failure_code:
+        intent["last_payment_error"] = {"code": failure_code, "type": "card_error"}
+    return json.dumps(
+        {
+            "id": f"evt_sandbox_{attempt_id}_{event_type.rsplit('.', 1)[-1]}",
+            "object": "event",
+            "type": event_type,
+            "created": int(time.time()),
+            "livemode": False,
+            "data": {"object": intent},
+        }
+    )

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from creditdash.billing.payments import orders, refunds
+from creditdash.billing.payments import autotopup_results, orders, refunds
 from creditdash.billing.payments.models import PaymentEvent, PaymentOrder, Refund
 from creditdash.core.errors import CreditdashError
 from creditdash.core.money import format_minor
@@ -163,6 +163,9 @@ def _find_order(session: Session, provider: str, obj: dict[str, Any]) -> Payment
 
 
 def _paid(session: Session, provider: str, event: PaymentEvent, obj: dict[str, Any]) -> Outcome:
+    if obj.get("mode") == "setup":
+        # A card saved for automatic top-ups: setup_intent.succeeded carries the card.
+        return "not_applicable", None, "setup session; its setup intent saves the card"
     order = _find_order(session, provider, obj)
     if order is None:
         return "unknown_order", None, "no order of this provider matches the session"
@@ -271,6 +274,18 @@ def _ignore(session: Session, provider: str, event: PaymentEvent, obj: dict[str,
     return "ignored", None, "event type not used"
 
 
+def _setup_succeeded(
+    session: Session, provider: str, event: PaymentEvent, obj: dict[str, Any]
+) -> Outcome:
+    return autotopup_results.setup_succeeded(session, provider, obj)
+
+
+def _method_attached(
+    session: Session, provider: str, event: PaymentEvent, obj: dict[str, Any]
+) -> Outcome:
+    return autotopup_results.method_attached(session, provider, obj)
+
+
 _HANDLERS = {
     "checkout.session.completed": _paid,
     "checkout.session.async_payment_succeeded": _paid,
@@ -279,4 +294,11 @@ _HANDLERS = {
     "charge.refunded": _refunded,
     "refund.failed": _refund_failed,
     "charge.refund.updated": _refund_failed,
+    # Automatic top-ups (billing/payments/autotopup_results.py): the saved card, and the
+    # off-session payments, which settle through the same orders.settle as a checkout.
+    "setup_intent.succeeded": _setup_succeeded,
+    "payment_method.attached": _method_attached,
+    "payment_intent.succeeded": autotopup_results.intent_succeeded,
+    "payment_intent.payment_failed": autotopup_results.intent_failed,
+    "payment_intent.requires_action": autotopup_results.intent_failed,
 }

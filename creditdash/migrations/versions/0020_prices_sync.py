@@ -2,7 +2,7 @@
 reconciliation (admin keys per provider, the providers' daily costs per model)
 
 Revision ID: 0020
-Revises: 0018
+Revises: 0019
 Create Date: 2026-12-06
 
 route_cost_schedules: a route's upstream cost taking effect at a set time (admin or sync).
@@ -21,7 +21,7 @@ import sqlmodel
 from alembic import op
 
 revision = "0020"
-down_revision = "0018"
+down_revision = "0019"
 branch_labels = None
 depends_on = None
 

@@ -30,6 +30,7 @@ def customer_row(row: CustomerRow) -> rx.Component:
         rx.table.cell(rx.text(row["available"], **mono), text_align="right"),
         rx.table.cell(rx.text(row["credit_limit"], **mono), text_align="right"),
         rx.table.cell(rx.text(row["budget"], **mono), text_align="right"),
+        rx.table.cell(rx.text(row["autotopup"], size="1"), class_name="autotopup-rule"),
         rx.table.cell(customer_actions(row)),
     )
 
@@ -120,6 +121,22 @@ def customer_actions(row: CustomerRow) -> rx.Component:
                 ),
                 rx.divider(),
                 rx.cond(
+                    row["autotopup_status"] == "active",
+                    rx.button(
+                        "Pause automatic top-ups",
+                        variant="soft",
+                        on_click=AdminState.set_autotopup(row["id"], "paused"),
+                    ),
+                    rx.cond(
+                        row["autotopup_status"] == "paused",
+                        rx.button(
+                            "Resume automatic top-ups",
+                            variant="soft",
+                            on_click=AdminState.set_autotopup(row["id"], "active"),
+                        ),
+                    ),
+                ),
+                rx.cond(
                     row["status"] == "active",
                     rx.button(
                         "Suspend (keys stop within seconds)",
@@ -182,6 +199,7 @@ def admin_page() -> rx.Component:
                         rx.table.column_header_cell("Available", text_align="right"),
                         rx.table.column_header_cell("Limit", text_align="right"),
                         rx.table.column_header_cell("Budget this month", text_align="right"),
+                        rx.table.column_header_cell("Auto top-up"),
                         rx.table.column_header_cell(""),
                     )
                 ),

@@ -14,6 +14,7 @@ from creditdash.components.layout import (
     page_layout,
 )
 from creditdash.components.tables import table
+from creditdash.routes import AUTOTOPUP_PATH
 from creditdash.state.portal.billing import BillingState
 from creditdash.state.portal.billing_rows import InvoiceRow, OrderRow, PackageCard
 
@@ -308,7 +309,18 @@ def statements_card() -> rx.Component:
 def billing_page() -> rx.Component:
     return page_layout(
         rx.moment(interval=2000, on_change=BillingState.tick, display="none"),
-        rx.heading("Billing", size="7"),
+        rx.flex(
+            rx.heading("Billing", size="7"),
+            rx.link(
+                rx.icon("refresh-cw", size=16),
+                " Automatic top-ups",
+                href=AUTOTOPUP_PATH,
+                id="autotopup-link",
+            ),
+            justify="between",
+            align="center",
+            width="100%",
+        ),
         notice_callout(BillingState.notice),
         rx.cond(
             BillingState.pending_order != "",

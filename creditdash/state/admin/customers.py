@@ -15,6 +15,7 @@ from reflex.event import EventSpec
 
 from creditdash.accounts import customers
 from creditdash.billing import adjustments, balances, budgets, codes, health
+from creditdash.billing.payments import autotopup_rules
 from creditdash.core import db
 from creditdash.core.audit import Actor
 from creditdash.core.db import Session
@@ -35,6 +36,9 @@ class CustomerRow(TypedDict):
     allowed_models: str
     # This month's spend against the workspace's budget, e.g. "2.000000 / 10.000000 (20%, hard)".
     budget: str
+    # The auto top-up rule in a few words ("active: below 5.000000, Starter x1"), or "—".
+    autotopup: str
+    autotopup_status: str
 
 
 def _budget_text(status: budgets.BudgetStatus | None) -> str:
@@ -50,6 +54,7 @@ def _customers(search: str) -> list[CustomerRow]:
     with db.session_scope(readonly=True) as session:
         found = balances.customers_with_balances(session, search=search, limit=100)
         statuses = budgets.budget_statuses(session)
+        topups = autotopup_rules.rule_summaries(session)
     return [
         CustomerRow(
             id=row.customer.id,
@@ -64,6 +69,8 @@ def _customers(search: str) -> list[CustomerRow]:
             else "",
             credit_limit=format_credits(row.credit_limit_micros),
             budget=_budget_text(statuses.get(row.customer.id)),
+            autotopup=topups.get(row.customer.id, "—"),
+            autotopup_status=topups.get(row.customer.id, "").split(":")[0],
         )
         for row in found
     ]
@@ -148,6 +155,25 @@ class AdminState(AdminBase):
                 )
             ),
             f"Customer {status}.",
+        )
+        self.customers = await asyncio.to_thread(_customers, self.search)
+        return None
+
+    @rx.event
+    @admin_event
+    async def set_autotopup(self, actor: Actor, customer_id: str, status: str) -> EventSpec | None:
+        """Pause (or resume) a workspace's automatic top-ups (audited)."""
+        await self._run(
+            with_session(
+                lambda s: autotopup_rules.set_status(
+                    s,
+                    customer_id=customer_id,
+                    status="paused" if status == "paused" else "active",
+                    actor=actor,
+                    reason="set in the admin UI",
+                )
+            ),
+            "Automatic top-ups paused." if status == "paused" else "Automatic top-ups resumed.",
         )
         self.customers = await asyncio.to_thread(_customers, self.search)
         return None
