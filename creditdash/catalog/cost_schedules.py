@@ -30,6 +30,7 @@ from creditdash.core.timeutil import utcnow
 
 
 def route_cost(route: Route) -> Price:
+    """The route's upstream cost as a Price (also catalog/pricing.py's)."""
     return Price(
         route.input_cost_micros_per_mtok,
         route.output_cost_micros_per_mtok,
@@ -50,7 +51,7 @@ def schedule_cost(schedule: RouteCostSchedule) -> Price:
 
 
 def describe_cost(cost: Price) -> dict[str, str]:
-    """A cost as decimal credit strings, for the audit log and the pages."""
+    """A cost (or a price) as decimal credit strings, for the audit log and the pages."""
     described = {
         "input_per_mtok": format_credits(cost.input_micros_per_mtok),
         "cached_input_per_mtok": format_credits(cost.cached_input_micros_per_mtok),

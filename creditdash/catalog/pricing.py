@@ -14,6 +14,8 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlmodel import Session, col
 
+from creditdash.catalog.cost_schedules import describe_cost as _describe
+from creditdash.catalog.cost_schedules import route_cost as _cost_of
 from creditdash.catalog.importer import CooldownSpec, FallbackSpec, MarginLine
 from creditdash.catalog.models import FAILURE_KINDS, PriceSchedule, Provider, PublicModel, Route
 from creditdash.catalog.prices import (
@@ -48,16 +50,6 @@ def _price_of(model: PublicModel) -> Price:
         model.cached_input_price_micros_per_mtok,
         model.request_fee_micros,
         model.cache_write_price_micros_per_mtok,
-    )
-
-
-def _cost_of(route: Route) -> Price:
-    return Price(
-        route.input_cost_micros_per_mtok,
-        route.output_cost_micros_per_mtok,
-        route.cached_input_cost_micros_per_mtok,
-        route.request_cost_micros,
-        route.cache_write_cost_micros_per_mtok,
     )
 
 
@@ -163,18 +155,6 @@ def set_model_price(
         after={**_describe(price), "acknowledged_loss": acknowledge_loss},
     )
     return lines
-
-
-def _describe(price: Price) -> dict[str, object]:
-    described: dict[str, object] = {
-        "input_per_mtok": format_credits(price.input_micros_per_mtok),
-        "output_per_mtok": format_credits(price.output_micros_per_mtok),
-        "cached_input_per_mtok": format_credits(price.cached_input_micros_per_mtok),
-        "per_request": format_credits(price.request_fee_micros),
-    }
-    if price.cache_write_micros_per_mtok is not None:
-        described["cache_write_per_mtok"] = format_credits(price.cache_write_micros_per_mtok)
-    return described
 
 
 @dataclass(frozen=True)
