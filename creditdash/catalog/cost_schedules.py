@@ -93,16 +93,7 @@ def add_cost_schedule(
         raise ValidationFailed(f"unknown schedule source {source!r}")
     if effective_at.tzinfo is None:
         raise ValidationFailed("the effective time needs a time zone (UTC)")
-    if (
-        min(
-            cost.input_micros_per_mtok,
-            cost.output_micros_per_mtok,
-            cost.cached_input_micros_per_mtok,
-            cost.cache_write_micros,
-            cost.request_fee_micros,
-        )
-        < 0
-    ):
+    if cost.has_negative:
         raise ValidationFailed("costs cannot be negative")
     assert route.id is not None
     schedule = RouteCostSchedule(

@@ -36,6 +36,20 @@ class Price:
             return self.input_micros_per_mtok
         return self.cache_write_micros_per_mtok
 
+    @property
+    def has_negative(self) -> bool:
+        """Whether any part is below zero (no price or cost may be)."""
+        return (
+            min(
+                self.input_micros_per_mtok,
+                self.output_micros_per_mtok,
+                self.cached_input_micros_per_mtok,
+                self.cache_write_micros,
+                self.request_fee_micros,
+            )
+            < 0
+        )
+
 
 @dataclass(frozen=True)
 class TokenUsage:

@@ -197,16 +197,7 @@ def set_route(
     """Change one route's order, share and upstream cost, with the same margin review."""
     if not 0 <= priority <= 1000 or not 0 <= weight <= 1000:
         raise ValidationFailed("priority and weight are 0-1000")
-    if (
-        min(
-            cost.input_micros_per_mtok,
-            cost.output_micros_per_mtok,
-            cost.cached_input_micros_per_mtok,
-            cost.cache_write_micros,
-            cost.request_fee_micros,
-        )
-        < 0
-    ):
+    if cost.has_negative:
         raise ValidationFailed("costs cannot be negative")
     found = session.execute(
         select(PublicModel, Route)
