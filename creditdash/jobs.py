@@ -2,7 +2,7 @@
 
 Each pass expires holds that their request never resolved (a crashed worker, a lost
 connection), expires payment orders whose payment window passed, applies price schedules and
-route cost schedules that came due, deletes stored Responses-API answers past their retention,
+route cost schedules that came due, reconciles paid checkout sessions once a day, deletes stored Responses-API answers past their retention,
 deletes expired Idempotency-Key rows, emits budget alerts a settlement missed, starts automatic
 top-ups a settlement missed, makes and sends webhook deliveries (notify/delivery.py), turns
 events into emails and sends the outbox's due mail (notify/dispatch.py, notify/mail.py). Each
@@ -19,7 +19,7 @@ import logging
 from collections.abc import Callable
 
 from creditdash.billing import budgets, ledger
-from creditdash.billing.payments import autotopup
+from creditdash.billing.payments import autotopup, reconcile
 from creditdash.billing.payments.orders import expire_stale_orders
 from creditdash.catalog.cost_schedules import apply_due_cost_schedules
 from creditdash.catalog.pricing import apply_due_schedules
@@ -61,6 +61,12 @@ def apply_cost_schedules_once() -> int:
         return apply_due_cost_schedules(session)
 
 
+def reconcile_payments_once() -> int:
+    """The daily `payments reconcile`: due once per 24 h across processes and restarts (its
+    last run is a row in payment_reconcile_runs); the orders it credited."""
+    return reconcile.run_daily()
+
+
 def expire_idempotency_keys_once() -> int:
     """Delete Idempotency-Key rows older than their 24 h."""
     return idempotency_keys.delete_expired()
@@ -78,6 +84,8 @@ JOBS: tuple[tuple[str, Callable[[], int]], ...] = (
     # The backstop for top-ups a settlement's own trigger missed (same claim: idempotent), and
     # the retry of charges whose answer was lost (same idempotency key).
     ("auto top-up", autotopup.check_all),
+    # Paid checkout sessions whose webhook never came (same settlement keys: idempotent).
+    ("payment reconcile", reconcile_payments_once),
     ("webhook fan-out", fan_out_once),
     ("webhook delivery", deliver_due_once),
     ("event mail", dispatch.mail_events_once),

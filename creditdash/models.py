@@ -34,6 +34,11 @@ from creditdash.billing.payments.models import (
     PaymentOrder,
     Refund,
 )
+from creditdash.billing.payments.reconcile_models import (
+    Dispute,
+    ReconcileRun,
+    SandboxPaidSession,
+)
 from creditdash.catalog.models import (
     PriceSchedule,
     PriceSyncReview,
@@ -61,6 +66,7 @@ __all__ = [
     "BudgetHold",
     "CreditPackage",
     "Customer",
+    "Dispute",
     "Event",
     "IdempotencyKey",
     "Invite",
@@ -79,9 +85,11 @@ __all__ = [
     "PriceSyncReview",
     "Provider",
     "PublicModel",
+    "ReconcileRun",
     "Refund",
     "Route",
     "RouteCostSchedule",
+    "SandboxPaidSession",
     "SavedPaymentMethod",
     "SellerProfile",
     "StoredResponse",

@@ -31,6 +31,8 @@ class TransferCode(StrEnum):
     # A refund takes credits back; a refund the provider failed gives them back again.
     REFUND = "refund"
     REFUND_REVERSAL = "refund_reversal"
+    # A disputed payment's credits: held while the dispute is open, posted when it is lost.
+    DISPUTE = "dispute"
 
 
 # Keys the ledger makes itself (hold resolutions). The ledger refuses this prefix from callers,
@@ -104,3 +106,8 @@ def autotopup_setup_key(method_id: str) -> str:
 def autotopup_customer_key(customer_id: str) -> str:
     """The provider's key for creating the workspace's customer record at the provider."""
     return f"autotopup-customer:{customer_id}"
+
+
+def dispute_hold_key(dispute_id: str) -> str:
+    """The hold that freezes a disputed payment's credits: one per dispute."""
+    return f"dispute:{dispute_id}:hold"

@@ -42,7 +42,9 @@ USAGE_REVENUE = "platform:usage_revenue"
 PROMOTIONS = "platform:promotions"
 REFUNDS = "platform:refunds"
 ADJUSTMENTS = "platform:adjustments"
-PLATFORM_ACCOUNTS = (PAYMENTS_CLEARING, USAGE_REVENUE, PROMOTIONS, REFUNDS, ADJUSTMENTS)
+# The other side of a disputed payment's frozen credits (billing/payments/disputes.py).
+DISPUTES = "platform:disputes"
+PLATFORM_ACCOUNTS = (PAYMENTS_CLEARING, USAGE_REVENUE, PROMOTIONS, REFUNDS, ADJUSTMENTS, DISPUTES)
 
 MAX_KEY_CHARS = 200
 

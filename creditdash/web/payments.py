@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from creditdash.billing.payments import autotopup, orders, refunds
+from creditdash.billing.payments import autotopup, orders, reconcile, refunds
 from creditdash.billing.payments.autotopup_models import SavedPaymentMethod
 from creditdash.billing.payments.checkout import return_urls
 from creditdash.billing.payments.models import PaymentOrder
@@ -203,6 +203,9 @@ async def _sandbox_pay(request: Request, settings: Settings) -> Response:
     import stripe  # on first use, like everything else of the library
 
     body = sandbox_event(order)
+    # The sandbox's own record that this session is paid, kept whatever the delivery does:
+    # `payments reconcile` credits it if the event below is lost.
+    await asyncio.to_thread(reconcile.record_sandbox_payment, json.loads(body)["data"]["object"])
     header = stripe.WebhookSignature.generate_signature_header(
         body, settings.resolved_sandbox_webhook_secret()
     )

@@ -23,6 +23,7 @@ def test_transfer_codes_are_the_stored_strings() -> None:
         "TOPUP_BONUS": "topup_bonus",
         "REFUND": "refund",
         "REFUND_REVERSAL": "refund_reversal",
+        "DISPUTE": "dispute",
     }
 
 
@@ -49,6 +50,7 @@ def test_key_builders_give_todays_keys() -> None:
     assert codes.autotopup_charge_key("att_x") == "autotopup:att_x"
     assert codes.autotopup_setup_key("pmt_x") == "autotopup-setup:pmt_x"
     assert codes.autotopup_customer_key("cus_y") == "autotopup-customer:cus_y"
+    assert codes.dispute_hold_key("dsp_x") == "dispute:dsp_x:hold"
 
 
 def test_the_resolution_keys_are_the_reserved_ones() -> None:

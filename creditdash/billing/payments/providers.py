@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     import stripe
 
 SANDBOX_CHECKOUT_PATH = "/sandbox/checkout"
+# The most checkout sessions one reconcile run reads from a provider.
+MAX_LISTED_SESSIONS = 10_000
 SANDBOX_SETUP_PATH = "/sandbox/setup"
 # The sandbox's test cards, numbered like Stripe's: what an off-session charge of each does.
 SANDBOX_TEST_CARDS: dict[str, tuple[str, str]] = {
@@ -301,6 +303,29 @@ class StripeProvider:
 
     def webhook_secrets(self) -> list[str]:
         return webhook_secrets(self.name, self._settings)
+
+    def list_checkout_sessions(
+        self, *, created_gte: int, max_sessions: int = MAX_LISTED_SESSIONS
+    ) -> list[dict[str, Any]]:
+        """Checkout Sessions created at or after created_gte (epoch seconds), every page
+        (the library's auto-paging), as plain dicts; at most max_sessions of them."""
+        import stripe
+
+        found: list[dict[str, Any]] = []
+        try:
+            page = self._client.v1.checkout.sessions.list(
+                params={"created": {"gte": created_gte}, "limit": 100}
+            )
+            for item in page.auto_paging_iter():
+                found.append(item.to_dict())
+                if len(found) >= max_sessions:
+                    break
+        except stripe.StripeError as exc:
+            raise ProviderFailed(
+                f"Stripe did not list the checkout sessions: {_stripe_message(exc)}",
+                definite=False,
+            ) from None
+        return found
 
 
 def _definite_refusals() -> tuple[type[stripe.StripeError], ...]:

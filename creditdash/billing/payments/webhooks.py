@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from creditdash.billing.payments import autotopup_results, orders, refunds
+from creditdash.billing.payments import autotopup_results, disputes, orders, refunds
 from creditdash.billing.payments.models import PaymentEvent, PaymentOrder, Refund
 from creditdash.core.errors import CreditdashError
 from creditdash.core.money import format_minor
@@ -195,6 +195,28 @@ def _paid(session: Session, provider: str, event: PaymentEvent, obj: dict[str, A
     return "credited", order, format_minor(order.gross_minor, order.currency) + " " + order.currency
 
 
+def order_for_session(session: Session, provider: str, obj: dict[str, Any]) -> PaymentOrder | None:
+    """The order a Checkout Session pays, by the same rules as its webhook."""
+    return _find_order(session, provider, obj)
+
+
+def settle_paid_session(
+    session: Session, *, provider: str, obj: dict[str, Any], source: str
+) -> Outcome:
+    """A paid Checkout Session learned from the provider's list rather than its webhook
+    (payments reconcile): the same checks and the same orders.settle as
+    checkout.session.completed, so whichever comes first credits the order and the other
+    credits nothing. `source` names who found it, in the order's history."""
+    found = PaymentEvent(
+        provider=provider,
+        event_id=source[:255],
+        event_type="payments reconcile",
+        outcome="received",
+        payload_json="{}",
+    )
+    return _paid(session, provider, found, obj)
+
+
 def _failed(session: Session, provider: str, event: PaymentEvent, obj: dict[str, Any]) -> Outcome:
     order = _find_order(session, provider, obj)
     if order is None:
@@ -301,4 +323,7 @@ _HANDLERS = {
     "payment_intent.succeeded": autotopup_results.intent_succeeded,
     "payment_intent.payment_failed": autotopup_results.intent_failed,
     "payment_intent.requires_action": autotopup_results.intent_failed,
+    # Chargebacks (billing/payments/disputes.py): freeze the credits, then release or take them.
+    "charge.dispute.created": disputes.dispute_created,
+    "charge.dispute.closed": disputes.dispute_closed,
 }

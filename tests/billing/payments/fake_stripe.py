@@ -74,6 +74,9 @@ class FakeStripe:
     outbox: list[dict[str, Any]] = field(default_factory=list)
     webhook_url: str = ""
     webhook_secret: str = ""
+    # Pages of GET /v1/checkout/sessions hold at most this many, whatever limit asks (tests
+    # of auto-paging set it small).
+    page_cap: int = 100
 
     def reset(self) -> None:
         self.calls.clear()
@@ -86,6 +89,7 @@ class FakeStripe:
         self.outbox.clear()
         self.refuse_refunds = False
         self.refund_then_fail_with = None
+        self.page_cap = 100
 
     @property
     def base_url(self) -> str:
@@ -95,6 +99,7 @@ class FakeStripe:
         return Starlette(
             routes=[
                 Route("/v1/checkout/sessions", self._create_session, methods=["POST"]),
+                Route("/v1/checkout/sessions", self._list_sessions, methods=["GET"]),
                 Route("/v1/refunds", self._create_refund, methods=["POST"]),
                 Route("/v1/customers", self._create_customer, methods=["POST"]),
                 Route("/v1/payment_intents", self._create_intent, methods=["POST"]),
@@ -149,9 +154,70 @@ class FakeStripe:
             "cancel_url": params.get("cancel_url"),
             "expires_at": int(params.get("expires_at") or time.time() + 3600),
             "payment_intent": None,
+            "created": int(time.time()),
         }
         self.sessions[session_id] = session
         return self._remember(call, 200, session)
+
+    # ---------------------------------------------------------------- listing sessions
+
+    def mark_paid(
+        self,
+        session_id: str,
+        *,
+        payment_intent: str | None = None,
+        amount_total: int | None = None,
+        currency: str | None = None,
+    ) -> dict[str, Any]:
+        """The customer paid on the hosted page, and the webhook never arrives: the session is
+        listed as paid, and no event is queued. Returns the session (an event's data.object)."""
+        session = self.sessions[session_id]
+        session["payment_status"] = "paid"
+        session["status"] = "complete"
+        session["payment_intent"] = payment_intent or "pi_" + secrets.token_hex(12)
+        if amount_total is not None:
+            session["amount_total"] = amount_total
+        if currency is not None:
+            session["currency"] = currency
+        return dict(session)
+
+    async def _list_sessions(self, request: Request) -> Response:
+        """GET /v1/checkout/sessions as Stripe documents it: newest first, created[gte],
+        limit (1-100, default 10), starting_after (an id from the previous page), has_more."""
+        params = unflatten(list(request.query_params.multi_items()))
+        self.calls.append(
+            Call("GET", request.url.path, params, None, request.headers.get("authorization"))
+        )
+        if request.headers.get("authorization") != f"Bearer {API_KEY}":
+            error = {"error": {"type": "invalid_request_error", "message": "Invalid API Key"}}
+            return JSONResponse(error, status_code=401)
+        limit = int(params.get("limit", 10))
+        if not 1 <= limit <= 100:
+            error = {"error": {"type": "invalid_request_error", "message": "Invalid limit"}}
+            return JSONResponse(error, status_code=400)
+        gte = int(params.get("created", {}).get("gte", 0))
+        listed = sorted(
+            (s for s in self.sessions.values() if s.get("created", 0) >= gte),
+            key=lambda s: (s.get("created", 0), s["id"]),
+            reverse=True,
+        )
+        after = params.get("starting_after")
+        if after:
+            ids = [s["id"] for s in listed]
+            if after not in ids:
+                error = {"error": {"type": "invalid_request_error", "message": "No such object"}}
+                return JSONResponse(error, status_code=400)
+            listed = listed[ids.index(after) + 1 :]
+        limit = min(limit, self.page_cap)
+        page = listed[:limit]
+        return JSONResponse(
+            {
+                "object": "list",
+                "url": "/v1/checkout/sessions",
+                "has_more": len(listed) > limit,
+                "data": page,
+            }
+        )
 
     async def _create_refund(self, request: Request) -> Response:
         call, early = await self._record(request)
@@ -240,6 +306,7 @@ class FakeStripe:
             "success_url": params.get("success_url"),
             "cancel_url": params.get("cancel_url"),
             "custom_text": params.get("custom_text", {}),
+            "created": int(time.time()),
         }
         self.sessions[session_id] = session
         return session
