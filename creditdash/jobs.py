@@ -2,7 +2,8 @@
 
 Each pass expires holds that their request never resolved (a crashed worker, a lost
 connection), expires payment orders whose payment window passed, applies price schedules and
-route cost schedules that came due, reconciles paid checkout sessions once a day, deletes stored Responses-API answers past their retention,
+route cost schedules that came due, reconciles paid checkout sessions once a day
+(billing/payments/reconcile.py), deletes stored Responses-API answers past their retention,
 deletes expired Idempotency-Key rows, emits budget alerts a settlement missed, starts automatic
 top-ups a settlement missed, makes and sends webhook deliveries (notify/delivery.py), turns
 events into emails and sends the outbox's due mail (notify/dispatch.py, notify/mail.py). Each

@@ -36,6 +36,9 @@ AUDIENCES: dict[str, frozenset[str]] = {
     # A paused rule is a money matter: the owners and billing members hear of it.
     "autotopup.paused": roles.MONEY_AUDIENCE,
     "webhook.endpoint_disabled": MANAGERS,
+    # A disputed payment (billing/payments/disputes.py): the workspace's owners.
+    "dispute.opened": frozenset({"owner"}),
+    "dispute.closed": frozenset({"owner"}),
 }
 
 

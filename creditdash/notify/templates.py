@@ -141,6 +141,37 @@ def endpoint_disabled(data: dict[str, Any], workspace: str, base_url: str) -> Re
     return Rendered("A webhook endpoint was disabled", text + SIGN_OFF)
 
 
+def dispute_opened(data: dict[str, Any], workspace: str, base_url: str) -> Rendered:
+    amount = _money(data.get("amount_minor", 0), data.get("currency", ""))
+    frozen = _credits(data.get("credits_frozen_micros"))
+    text = (
+        f"Hello,\n\nA payment of {workspace} ({amount}, order {data.get('order_id', '?')}) "
+        f"was disputed with the card issuer.\n{frozen} bought with it are frozen while the "
+        "dispute is open: they stay on the balance but cannot be spent. If the dispute is "
+        "decided for us they are released again; if the payment is returned to the card "
+        f"holder they are taken back.\nSee the balance in the dashboard: {base_url}/billing"
+    )
+    return Rendered(f"Payment disputed: {amount}", text + SIGN_OFF)
+
+
+def dispute_closed(data: dict[str, Any], workspace: str, base_url: str) -> Rendered:
+    amount = _money(data.get("amount_minor", 0), data.get("currency", ""))
+    frozen = _credits(data.get("credits_frozen_micros"))
+    lost = data.get("status") == "lost"
+    outcome = (
+        f"the payment was returned to the card holder, and the {frozen} frozen for it were "
+        "taken off the balance; a credit note for the invoice follows"
+        if lost
+        else f"it was closed in the workspace's favour, and the {frozen} frozen for it can be "
+        "spent again"
+    )
+    text = (
+        f"Hello,\n\nThe dispute over a payment of {workspace} ({amount}, order "
+        f"{data.get('order_id', '?')}) is closed: {outcome}."
+    )
+    return Rendered(f"Payment dispute {'lost' if lost else 'closed'}: {amount}", text + SIGN_OFF)
+
+
 Template = Callable[[dict[str, Any], str, str], Rendered | None]
 TEMPLATES: dict[str, Template] = {
     "payment.succeeded": payment_succeeded,
@@ -151,4 +182,6 @@ TEMPLATES: dict[str, Template] = {
     "autotopup.failed": topup_failed,
     "autotopup.paused": topup_paused,
     "webhook.endpoint_disabled": endpoint_disabled,
+    "dispute.opened": dispute_opened,
+    "dispute.closed": dispute_closed,
 }

@@ -42,6 +42,7 @@ from creditdash.billing.payments.providers import (
     ProviderFailed,
     provider_named,
 )
+from creditdash.billing.payments.reconcile_models import Dispute
 from creditdash.core import db, outbox
 from creditdash.core.audit import Actor, record
 from creditdash.core.errors import Conflict, IdempotencyConflict, ValidationFailed
@@ -96,6 +97,10 @@ def refund_limit(
     if order.status not in orders.REFUNDABLE or order.paid_at is None:
         return RefundLimit(0, order.currency, None, f"the order is {order.status}")
     window_ends = order.paid_at + timedelta(days=settings.refund_window_days)
+    if _disputed(session, order.id):
+        # The card issuer decides this money (billing/payments/disputes.py): a refund on top
+        # of a lost dispute would pay it back twice.
+        return RefundLimit(0, order.currency, window_ends, "the payment is disputed")
     remaining = order.gross_minor - order.refunded_minor
     if utcnow() > window_ends:
         return RefundLimit(
@@ -112,6 +117,17 @@ def refund_limit(
     allowed = max(0, min(remaining, ceiling - order.refunded_minor))
     why = "unused credits of this order" if allowed < remaining else "within the refund window"
     return RefundLimit(allowed, order.currency, window_ends, why)
+
+
+def _disputed(session: Session, order_id: str) -> bool:
+    return (
+        session.execute(
+            select(col(Dispute.id)).where(
+                col(Dispute.order_id) == order_id, col(Dispute.status).in_(("open", "lost"))
+            )
+        ).first()
+        is not None
+    )
 
 
 def unused_credits(session: Session, order: PaymentOrder) -> int:
