@@ -24,6 +24,7 @@ from creditdash.cli import (
     members,
     orders,
     packages,
+    payments,
     prices,
     seller,
     statements,
@@ -60,6 +61,7 @@ for _group in (
     prices.group,
     upstream.group,
     autotopup.group,
+    payments.group,
 ):
     main.add_command(_group)
 main.add_command(demo.demo)

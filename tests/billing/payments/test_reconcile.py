@@ -199,3 +199,53 @@ def test_since_is_checked() -> None:
             reconcile.parse_since(bad, now=now)
     with pytest.raises(ValidationFailed, match="at most 90 days"):
         reconcile.parse_since((now - timedelta(days=91)).date().isoformat(), now=now)
+
+
+def test_cli_reconcile_json_and_exit_statuses(stripe_shop: Shop) -> None:
+    from click.testing import CliRunner
+
+    from creditdash.cli import main
+
+    shop = stripe_shop
+    good, bad = shop.order("Growth"), shop.order("Starter")
+    assert good.checkout_session_id and bad.checkout_session_id
+    shop.stripe.mark_paid(good.checkout_session_id)
+    shop.stripe.mark_paid(bad.checkout_session_id, amount_total=1)
+    answer = CliRunner().invoke(main, ["payments", "reconcile", "--json"])
+    assert answer.exit_code == 2, answer.output
+    shown = json.loads(answer.output)
+    assert shown["counts"] == {
+        "sessions_seen": 2,
+        "credited": 1,
+        "already_credited": 0,
+        "mismatches": 1,
+        "unmatched": 0,
+    }
+    assert shown["credited"][0]["order_id"] == good.id
+    assert shown["mismatches"][0]["order_id"] == bad.id
+    assert shown["window"]["since"] < shown["window"]["until"]
+    last = CliRunner().invoke(main, ["payments", "last-run", "--json"])
+    assert last.exit_code == 0 and json.loads(last.output)["run_id"] == shown["run_id"]
+    assert shop.available() == 55_000_000
+
+    refused = CliRunner().invoke(main, ["payments", "reconcile", "--since", "soon"])
+    assert refused.exit_code == 1 and "is a date" in refused.output
+
+
+def test_cli_reconcile_exit_1_when_stripe_cannot_be_read(
+    stripe_shop: Shop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from creditdash.cli import main
+    from creditdash.core import settings
+
+    monkeypatch.setenv("STRIPE_SECRET_KEY", "sk_test_wrong_key_0123456789abcdef")
+    settings.reset_settings()
+    answer = CliRunner().invoke(main, ["payments", "reconcile", "--json"])
+    assert answer.exit_code == 1
+    shown = json.loads(answer.output)
+    assert "Stripe did not list" in shown["error"]
+    with db.session_scope(readonly=True) as session:
+        run = session.get(ReconcileRun, shown["run_id"])
+        assert run is not None and run.error and run.finished_at is not None
