@@ -13,6 +13,7 @@ from creditdash.pages.admin.audit import admin_audit_page
 from creditdash.pages.admin.customers import admin_page
 from creditdash.pages.admin.mail import admin_mail_page
 from creditdash.pages.admin.orders import admin_orders_page
+from creditdash.pages.admin.payments import admin_payments_page
 from creditdash.pages.admin.prices import admin_models_page
 from creditdash.pages.admin.providers import admin_providers_page
 from creditdash.pages.admin.requests import admin_requests_page
@@ -44,6 +45,7 @@ from creditdash.state.admin.audit import AdminAuditState
 from creditdash.state.admin.customers import AdminState
 from creditdash.state.admin.mail import AdminMailState
 from creditdash.state.admin.orders import AdminOrdersState
+from creditdash.state.admin.payments import AdminPaymentsState
 from creditdash.state.admin.prices import AdminModelsState
 from creditdash.state.admin.providers import AdminProvidersState
 from creditdash.state.admin.requests import AdminRequestsState
@@ -159,6 +161,12 @@ app.add_page(
     route="/admin/requests",
     title="Requests · admin · creditdash",
     on_load=AdminRequestsState.load,
+)
+app.add_page(
+    admin_payments_page,
+    route="/admin/payments",
+    title="Payments · admin · creditdash",
+    on_load=AdminPaymentsState.load,
 )
 app.add_page(
     admin_upstream_page,

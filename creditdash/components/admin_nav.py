@@ -7,6 +7,7 @@ import reflex as rx
 ADMIN_NAV = [
     ("Customers", "/admin"),
     ("Payment orders", "/admin/orders"),
+    ("Payments", "/admin/payments"),
     ("Packages and invoices", "/admin/sales"),
     ("Prices and margins", "/admin/models"),
     ("Providers", "/admin/providers"),
