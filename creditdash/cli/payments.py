@@ -14,7 +14,7 @@ from creditdash.cli.common import emit, in_transaction, refusals
 # Exit statuses of `payments reconcile` (docs/contract.md section 15).
 EXIT_OK = 0
 EXIT_ERROR = 1
-EXIT_FINDINGS = 2
+EXIT_FINDINGS = 3
 
 
 @click.group("payments")
@@ -49,7 +49,7 @@ def _text(report: dict[str, Any]) -> str:
 def payments_reconcile(since_text: str | None, as_json: bool) -> None:
     """Credit paid checkout sessions whose webhook never arrived; list mismatches.
 
-    Exit 0 when nothing needs attention, 2 when mismatches or sessions without an order were
+    Exit 0 when nothing needs attention, 3 when mismatches or sessions without an order were
     found, 1 when the run could not read a provider (or was refused)."""
     with refusals():
         since = reconcile.parse_since(since_text)

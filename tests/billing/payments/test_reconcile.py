@@ -212,7 +212,7 @@ def test_cli_reconcile_json_and_exit_statuses(stripe_shop: Shop) -> None:
     shop.stripe.mark_paid(good.checkout_session_id)
     shop.stripe.mark_paid(bad.checkout_session_id, amount_total=1)
     answer = CliRunner().invoke(main, ["payments", "reconcile", "--json"])
-    assert answer.exit_code == 2, answer.output
+    assert answer.exit_code == 3, answer.output
     shown = json.loads(answer.output)
     assert shown["counts"] == {
         "sessions_seen": 2,
