@@ -249,3 +249,20 @@ def test_cli_reconcile_exit_1_when_stripe_cannot_be_read(
     with db.session_scope(readonly=True) as session:
         run = session.get(ReconcileRun, shown["run_id"])
         assert run is not None and run.error and run.finished_at is not None
+
+
+def test_reconcile_and_the_webhook_together_credit_once(stripe_shop: Shop) -> None:
+    from tests.billing.payments.helpers import together
+
+    shop = stripe_shop
+    order = shop.order("Growth")
+    assert order.checkout_session_id
+    shop.stripe.mark_paid(order.checkout_session_id, payment_intent="pi_race")
+    event = session_event(order, payment_intent="pi_race", event_id="evt_race")
+    webhook, run = together(lambda: shop.post_event(event, provider="stripe"), lambda: _run(shop))
+    assert not isinstance(run, Exception), run
+    assert getattr(webhook, "status_code", None) == 200
+    assert shop.available() == 55_000_000 and _topups(order.id) == 1
+    assert isinstance(run, reconcile.Report)
+    assert len(run.credited) + run.already_credited == 1
+    shop.verify_ledger()
