@@ -159,6 +159,8 @@ class PaymentEvent(SQLModel, table=True):
     # credited | already_settled | amount_mismatch | unknown_order | ignored | expired |
     # payment_failed | refunded | awaiting_async_payment | not_applicable
     # card_saved | card_details | unknown_setup | payment_failed (automatic top-ups)
+    # dispute_opened | dispute_won | dispute_lost | dispute_warning_closed | already_recorded |
+    # already_closed | unknown_payment (disputes, billing/payments/disputes.py)
     outcome: str = Field(max_length=32)
     # The provider's payment (PaymentIntent) a refund event names, to match it to its order.
     provider_payment_id: str | None = Field(default=None, max_length=255, index=True)
