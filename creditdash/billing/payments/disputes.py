@@ -17,6 +17,9 @@ exactly once, in the transaction that stores it.
   hold is voided and the credits are spendable again.
 - The hold's expiry is far in the future (FROZEN_UNTIL): the jobs loop's hold expiry only
   expires holds past their expires_at, so it never releases a dispute's credits.
+- Before its payment: a dispute event about a payment no settled order has yet is stored with
+  the payment's id (outcome unknown_payment) and applied when the order settles, by the
+  webhook or by reconcile (apply_early_disputes), as early refund events are.
 - Out of order: a closed event for a dispute never seen is applied as created-then-closed in
   one go (lost takes the credits back; won changes nothing), and the late created event then
   finds the dispute recorded and changes nothing.
@@ -24,6 +27,7 @@ exactly once, in the transaction that stores it.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -111,7 +115,7 @@ def dispute_created(
         return "ignored", None, "dispute without id, payment_intent or amount"
     order = _order_of(session, provider, facts.payment_id)
     if order is None:
-        return "unknown_payment", None, f"no settled order for {facts.payment_id}"
+        return _early(event, facts)
     if find_dispute(session, provider, facts.dispute_id) is not None:
         return "already_recorded", order, f"dispute {facts.dispute_id} already recorded"
     dispute = _open(session, provider, order, facts, event)
@@ -191,6 +195,39 @@ def _freeze(
     return 0, None
 
 
+def _early(event: PaymentEvent, facts: DisputeFacts) -> Outcome:
+    """A dispute about a payment no settled order has yet (its checkout webhook is late, or
+    lost until reconcile finds it): kept with the payment's id, and applied by
+    apply_early_disputes when that order settles, so the dispute is not lost."""
+    event.provider_payment_id = facts.payment_id
+    return "unknown_payment", None, f"no settled order for {facts.payment_id} yet"
+
+
+def apply_early_disputes(session: Session, provider: str, order: PaymentOrder) -> None:
+    """Dispute events that arrived before their payment settled, applied in their order."""
+    if not order.provider_payment_id:
+        return
+    early = (
+        session.execute(
+            select(PaymentEvent)
+            .where(
+                col(PaymentEvent.provider) == provider,
+                col(PaymentEvent.provider_payment_id) == order.provider_payment_id,
+                col(PaymentEvent.outcome) == "unknown_payment",
+                col(PaymentEvent.event_type).in_(tuple(HANDLERS)),
+            )
+            .order_by(col(PaymentEvent.id))
+        )
+        .scalars()
+        .all()
+    )
+    for waiting in early:
+        obj = json.loads(waiting.payload_json)["data"]["object"]
+        outcome, _, detail = HANDLERS[waiting.event_type](session, provider, waiting, obj)
+        waiting.outcome, waiting.order_id, waiting.detail = outcome, order.id, detail[:500]
+        session.add(waiting)
+
+
 def dispute_closed(
     session: Session, provider: str, event: PaymentEvent, obj: dict[str, Any]
 ) -> Outcome:
@@ -204,7 +241,7 @@ def dispute_closed(
         # Closed before created reached us: open it now, then close it, in this transaction.
         order = _order_of(session, provider, facts.payment_id)
         if order is None:
-            return "unknown_payment", None, f"no settled order for {facts.payment_id}"
+            return _early(event, facts)
         dispute = _open(session, provider, order, facts, event)
     order = orders.get_order(session, dispute.order_id)
     if not close(
@@ -341,3 +378,9 @@ def list_disputes(
     if status is not None:
         query = query.where(col(Dispute.status) == status)
     return list(session.execute(query).scalars())
+
+
+HANDLERS = {
+    "charge.dispute.created": dispute_created,
+    "charge.dispute.closed": dispute_closed,
+}

@@ -192,6 +192,7 @@ def _paid(session: Session, provider: str, event: PaymentEvent, obj: dict[str, A
         orders.note(session, order, f"{provider}:{event.event_id}", "payment already settled")
         return "already_settled", order, "the order was already settled; nothing credited"
     refunds.apply_early_refunds(session, provider, order)
+    disputes.apply_early_disputes(session, provider, order)
     return "credited", order, format_minor(order.gross_minor, order.currency) + " " + order.currency
 
 
@@ -324,6 +325,5 @@ _HANDLERS = {
     "payment_intent.payment_failed": autotopup_results.intent_failed,
     "payment_intent.requires_action": autotopup_results.intent_failed,
     # Chargebacks (billing/payments/disputes.py): freeze the credits, then release or take them.
-    "charge.dispute.created": disputes.dispute_created,
-    "charge.dispute.closed": disputes.dispute_closed,
+    **disputes.HANDLERS,
 }

@@ -253,3 +253,21 @@ def test_dispute_without_a_positive_amount_is_ignored(stripe_shop: Shop, amount:
     )
     assert answer.json()["outcome"] == "ignored"
     assert shop.available() == GROWTH_CREDITS
+
+
+def test_dispute_before_the_payment_settles_is_applied_when_it_does(stripe_shop: Shop) -> None:
+    shop = stripe_shop
+    order = shop.order("Growth")
+    early = shop.post_event(dispute_event("charge.dispute.created"), provider="stripe")
+    assert early.json()["outcome"] == "unknown_payment"
+    assert shop.available() == 0
+    paid = shop.post_event(session_event(order, payment_intent="pi_disputed"), provider="stripe")
+    assert paid.json()["outcome"] == "credited"
+    # Credited and frozen at once: nothing of the disputed payment is spendable.
+    assert shop.available() == 0
+    assert _dispute().frozen_micros == GROWTH_CREDITS
+    [stored] = [e for e in shop.events() if e.event_type == "charge.dispute.created"]
+    assert stored.outcome == "dispute_opened" and stored.order_id == order.id
+    shop.post_event(dispute_event("charge.dispute.closed", status="won"), provider="stripe")
+    assert shop.available() == GROWTH_CREDITS
+    _healthy()
