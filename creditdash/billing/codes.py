@@ -31,6 +31,8 @@ class TransferCode(StrEnum):
     # A refund takes credits back; a refund the provider failed gives them back again.
     REFUND = "refund"
     REFUND_REVERSAL = "refund_reversal"
+    # Usage revenue moved between its shards (migration 0023; platform accounts only).
+    REVENUE_SHARD = "revenue_shard"
 
 
 # Keys the ledger makes itself (hold resolutions). The ledger refuses this prefix from callers,

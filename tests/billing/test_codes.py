@@ -23,6 +23,7 @@ def test_transfer_codes_are_the_stored_strings() -> None:
         "TOPUP_BONUS": "topup_bonus",
         "REFUND": "refund",
         "REFUND_REVERSAL": "refund_reversal",
+        "REVENUE_SHARD": "revenue_shard",
     }
 
 
