@@ -3,6 +3,9 @@
  *
  *   loadgen HOST PORT PATH BODY_FILE CONCURRENCY WARMUP_S DURATION_S [HEADER ...]
  *
+ * A HEADER of the form @FILE stands for one header per line of FILE: connection i sends the
+ * line i modulo their number (so that, say, 16 connections act for 16 customers' keys).
+ *
  * Keeps CONCURRENCY requests in flight: one thread per kept-alive connection, each sending a
  * POST and reading the whole answer (Content-Length or chunked) before sending the next. Only
  * answers completed inside the measured window (after WARMUP_S, for DURATION_S) count. For each
@@ -28,11 +31,16 @@
 #define BUFFER_BYTES (1 << 20)
 
 static struct sockaddr_in target;
-static char *request;
-static size_t request_len;
+#define MAX_VARIANTS 256
+
+/* One request per header variant; connection i sends requests[i % variants]. */
+static char *requests[MAX_VARIANTS];
+static size_t request_lens[MAX_VARIANTS];
+static int variants = 1;
 static uint64_t window_start_ns, window_end_ns;
 
 typedef struct {
+    int variant;
     uint32_t *total_us, *ttfb_us;
     size_t count, capacity;
     long errors, non2xx, ok_all; /* ok_all: 2xx answers, warm-up included */
@@ -135,7 +143,7 @@ static void *run_connection(void *arg) {
         uint64_t started = now_ns(), first = 0;
         size_t have = 0;
         long need = 0;
-        int status = 0, closing = 0, failed = write_all(fd, request, request_len) != 0;
+        int status = 0, closing = 0, failed = write_all(fd, requests[s->variant], request_lens[s->variant]) != 0;
         while (!failed && need == 0) {
             ssize_t got = read(fd, buf + have, BUFFER_BYTES - have);
             if (got < 0 && errno == EINTR) continue;
@@ -202,16 +210,39 @@ int main(int argc, char **argv) {
     size_t body_len = fread(body, 1, sizeof body, file);
     fclose(file);
 
-    size_t cap = body_len + 8192;
-    request = malloc(cap);
-    int at = snprintf(request, cap,
-                      "POST %s HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: application/json\r\n"
-                      "Content-Length: %zu\r\n",
-                      path, host, port, body_len);
-    for (int i = 8; i < argc; i++) at += snprintf(request + at, cap - (size_t)at, "%s\r\n", argv[i]);
-    at += snprintf(request + at, cap - (size_t)at, "\r\n");
-    memcpy(request + at, body, body_len);
-    request_len = (size_t)at + body_len;
+    /* The @FILE header's lines, if one was given: one request variant per line. */
+    static char lines[MAX_VARIANTS][1024];
+    int line_count = 0;
+    for (int i = 8; i < argc; i++) {
+        if (argv[i][0] != '@') continue;
+        FILE *alternatives = fopen(argv[i] + 1, "r");
+        if (!alternatives) {
+            perror("header file");
+            return 2;
+        }
+        while (line_count < MAX_VARIANTS && fgets(lines[line_count], sizeof lines[0], alternatives)) {
+            lines[line_count][strcspn(lines[line_count], "\r\n")] = 0;
+            if (lines[line_count][0]) line_count++;
+        }
+        fclose(alternatives);
+    }
+    variants = line_count > 0 ? line_count : 1;
+    for (int v = 0; v < variants; v++) {
+        size_t cap = body_len + 8192;
+        char *request = malloc(cap);
+        int at = snprintf(request, cap,
+                          "POST %s HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: application/json\r\n"
+                          "Content-Length: %zu\r\n",
+                          path, host, port, body_len);
+        for (int i = 8; i < argc; i++) {
+            const char *header = argv[i][0] == '@' ? (line_count ? lines[v] : NULL) : argv[i];
+            if (header) at += snprintf(request + at, cap - (size_t)at, "%s\r\n", header);
+        }
+        at += snprintf(request + at, cap - (size_t)at, "\r\n");
+        memcpy(request + at, body, body_len);
+        requests[v] = request;
+        request_lens[v] = (size_t)at + body_len;
+    }
 
     target.sin_family = AF_INET;
     target.sin_port = htons((uint16_t)port);
@@ -226,6 +257,7 @@ int main(int argc, char **argv) {
     pthread_t *threads = calloc((size_t)concurrency, sizeof *threads);
     samples_t *samples = calloc((size_t)concurrency, sizeof *samples);
     for (int i = 0; i < concurrency; i++) {
+        samples[i].variant = i % variants;
         pthread_attr_t attr;
         pthread_attr_init(&attr);
         pthread_attr_setstacksize(&attr, 256 * 1024);

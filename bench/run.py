@@ -125,6 +125,8 @@ class Target:
     # creditdash: the bench customer has a hard monthly budget (far above what the run spends),
     # so every hold is also counted in the budget row.
     hard_budget: bool = False
+    # creditdash: the number of customers (one key each) the connections share, round robin.
+    customers: int = 1
 
 
 # ------------------------------------------------------------------------------ helpers
@@ -167,8 +169,15 @@ def wait_ready(port: int, probe: Callable[[], bool], timeout_s: float = 120) -> 
     raise TimeoutError(f"nothing ready on port {port}")
 
 
+def first_headers(target: Target) -> list[str]:
+    """The target's headers, with an @FILE of alternatives (loadgen.c) as its first line."""
+    return [
+        Path(h[1:]).read_text().splitlines()[0] if h.startswith("@") else h for h in target.headers
+    ]
+
+
 def post_once(target: Target, mode: str) -> bool:
-    headers = dict(h.split(": ", 1) for h in target.headers)
+    headers = dict(h.split(": ", 1) for h in first_headers(target))
     request = urllib.request.Request(
         f"http://127.0.0.1:{target.port}{target.paths[mode]}",
         data=json.dumps({**BODIES[mode], "messages": MESSAGES}).encode(),
@@ -321,13 +330,26 @@ def start_creditdash(target: Target, env: dict[str, str], tmp: Path) -> None:
         env=env, check=True, capture_output=True, text=True,
     )  # fmt: skip
     customer = json.loads(created.stdout)
+    keys = [customer["api_key"]]
+    for number in range(1, target.customers):
+        more = subprocess.run(
+            [*cli, "customers", "create", "--email", f"bench{number}@example.com",
+             "--name", f"Bench {number}", "--credits", "1000000", "--json"],
+            env=env, check=True, capture_output=True, text=True,
+        )  # fmt: skip
+        keys.append(json.loads(more.stdout)["api_key"])
     if target.hard_budget:
         subprocess.run(
             [*cli, "budgets", "set", "--customer", customer["customer_id"], "--monthly", "900000",
              "--hard"],
             env=env, check=True, capture_output=True,
         )  # fmt: skip
-    target.headers = [f"Authorization: Bearer {customer['api_key']}"]
+    if len(keys) == 1:
+        target.headers = [f"Authorization: Bearer {keys[0]}"]
+    else:
+        alternatives = tmp / "authorization.txt"
+        alternatives.write_text("".join(f"Authorization: Bearer {key}\n" for key in keys))
+        target.headers = [f"@{alternatives}"]
     target.paths = {mode: "/v1/chat/completions" for mode in MODES}
     target.process = subprocess.Popen(
         [*cli, "gateway", "--port", str(target.port), "--workers", str(target.workers)],
@@ -386,6 +408,14 @@ def plan(only: set[str] | None) -> list[Target]:
         Target("creditdash SQLite w1 hard budget", "creditdash", 1, "SQLite", hard_budget=True),
         Target(
             "creditdash PostgreSQL w1 hard budget", "creditdash", 1, "PostgreSQL", hard_budget=True
+        ),
+        # 16 customers: each request locks its own customer's account and one revenue shard.
+        Target("creditdash SQLite w2 16 customers", "creditdash", 2, "SQLite", customers=16),
+        Target(
+            "creditdash PostgreSQL w1 16 customers", "creditdash", 1, "PostgreSQL", customers=16
+        ),
+        Target(
+            "creditdash PostgreSQL w2 16 customers", "creditdash", 2, "PostgreSQL", customers=16
         ),
         Target("LiteLLM w1", "litellm", 1),
         Target("LiteLLM w2", "litellm", 2),

@@ -11,7 +11,7 @@ from creditdash.accounts.models import (
     User,
     WebSession,
 )
-from creditdash.billing.budgets_models import Budget, BudgetHold
+from creditdash.billing.budgets_models import Budget, BudgetHold, KeyHold, KeySpend
 from creditdash.billing.invoicing.models import (
     BillingProfile,
     Invoice,
@@ -74,6 +74,8 @@ __all__ = [
     "InvoiceCounter",
     "InvoiceLine",
     "InvoiceTaxLine",
+    "KeyHold",
+    "KeySpend",
     "LedgerAccount",
     "Membership",
     "OrderEvent",

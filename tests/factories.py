@@ -37,7 +37,7 @@ def funded_customer(engine: Engine, *, credits_micros: int, name: str = "Acme") 
             opening_credits_micros=credits_micros,
         )
         account_id = ledger.customer_account_id(session, customer.id)
-        revenue_id = ledger.platform_account_id(session, ledger.USAGE_REVENUE)
+        revenue_id = ledger.usage_revenue_account_id(session, account_id)
         return Funded(customer.id, account_id, revenue_id)
 
 

@@ -53,3 +53,29 @@ class BudgetHold(SQLModel, table=True):
     hold_id: int = Field(primary_key=True, foreign_key="transfers.id")
     customer_id: str = Field(foreign_key="customers.id", max_length=40, index=True)
     amount_micros: int = Field(sa_type=BigInteger)
+
+
+class KeySpend(SQLModel, table=True):
+    """One API key's month: what it spent and what its open holds keep back, for its monthly
+    spend cap (billing/key_caps.py). The cap itself stays on the key (api_keys)."""
+
+    __tablename__ = "key_spend"
+    __table_args__ = (
+        CheckConstraint("spent_micros >= 0 AND held_micros >= 0", name="ck_key_spend_nonnegative"),
+    )
+
+    api_key_id: str = Field(primary_key=True, foreign_key="api_keys.id", max_length=40)
+    # The UTC calendar month ('YYYY-MM') spent_micros counts.
+    period: str = Field(max_length=7)
+    spent_micros: int = Field(sa_column=_micros())
+    held_micros: int = Field(sa_column=_micros())
+
+
+class KeyHold(SQLModel, table=True):
+    """The amount of one open hold counted in its key's key_spend.held_micros."""
+
+    __tablename__ = "key_holds"
+
+    hold_id: int = Field(primary_key=True, foreign_key="transfers.id")
+    api_key_id: str = Field(foreign_key="api_keys.id", max_length=40, index=True)
+    amount_micros: int = Field(sa_type=BigInteger)

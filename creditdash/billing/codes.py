@@ -33,6 +33,8 @@ class TransferCode(StrEnum):
     REFUND_REVERSAL = "refund_reversal"
     # A disputed payment's credits: held while the dispute is open, posted when it is lost.
     DISPUTE = "dispute"
+    # Usage revenue moved between its shards (migration 0023; platform accounts only).
+    REVENUE_SHARD = "revenue_shard"
 
 
 # Keys the ledger makes itself (hold resolutions). The ledger refuses this prefix from callers,

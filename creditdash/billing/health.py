@@ -10,15 +10,17 @@ from __future__ import annotations
 
 from sqlmodel import Session
 
-from creditdash.billing import budgets, ledger
+from creditdash.billing import budgets, key_caps, ledger, metering
 from creditdash.billing.payments.verify import verify_payments
 
 
 def check(session: Session) -> list[str]:
-    """Every violated invariant, ledger first (with the budgets' held amounts), then payments;
-    empty when the books hold."""
+    """Every violated invariant, ledger first (with what budgets and capped keys hold), then
+    payments; empty when the books hold."""
     return (
         ledger.verify(session)
+        + metering.usage_revenue_problems(session)
         + budgets.open_budget_hold_problems(session)
+        + key_caps.problems(session)
         + verify_payments(session)
     )

@@ -12,7 +12,9 @@ billing/ledger.py kept statement for statement:
   uses ("req:<request id>", "ledger:resolve:<hold id>"), and the resolution's UNIQUE(pending_id)
   still makes a hold resolve once;
 - the usage record is written in the same transaction as the post, and so is its price in the
-  month's spend of the workspace's budget row (billing/budget_holds.py: the same statements);
+  month's spend of the workspace's budget row (billing/budget_holds.py: the same statements)
+  and of the key's spend row (billing/key_caps.py; capped holds themselves are placed and
+  settled on the ledger's path, never here);
 - a workspace with a hard budget has its hold counted in the budget row in the hold's own
   transaction, after the accounts, refused by row count; the settlement takes it out again.
 
@@ -47,7 +49,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from creditdash.billing import budget_holds
+from creditdash.billing import budget_holds, key_caps
 from creditdash.billing.budget_holds import period_of
 from creditdash.billing.codes import TransferCode, hold_key, resolve_key
 from creditdash.billing.models import UsageEntry, UsageRecord
@@ -198,10 +200,19 @@ def _pg_settle_sql(debit_first: bool, touch_key: bool, budgeted: bool) -> str:
             f"budget AS ({spend} RETURNING customer_id)"
         )
         joined = "debit, credit, budget"
+        after_budget = "budget"
     else:
         # No row for a workspace without a budget: nothing to check.
         budget = f"budget AS ({spend} AND EXISTS (SELECT FROM {second}))"
         joined = "debit, credit"
+        after_budget = second
+    # The price into the key's spend too (a key that never held under a cap has no row). Capped
+    # holds never settle here (the gateway places them on the ledger's path), so held is not.
+    key_spend = _named(
+        key_caps.COUNT_SPEND_SQL, "spend_period", "price", "spend_period", "price",
+        "spend_period", "spend_period", "api_key",
+    )  # fmt: skip
+    budget += f", key_spend AS ({key_spend} AND EXISTS (SELECT FROM {after_budget}))"
     # The balance after comes from the join of both releases (and the budget's): NULL (refused,
     # the statement undone) unless each of them matched its row.
     usage = ", ".join(
@@ -280,6 +291,7 @@ class HotLedger:
         self._budget_delete_hold = sql(budget_holds.DELETE_HOLD_SQL)
         self._budget_release = sql(budget_holds.RELEASE_SQL)
         self._count_spend = sql(budget_holds.COUNT_SPEND_SQL)
+        self._count_key_spend = sql(key_caps.COUNT_SPEND_SQL)
         # PostgreSQL's single statements, by (debit account id < credit account id, budgeted)
         # and (debit account id < credit account id, touch, budgeted).
         both = (False, True)
@@ -570,6 +582,12 @@ class HotLedger:
                     self._count_spend,
                     budget_holds.count_spend_params(
                         record.customer_id, price_micros, period_of(record.created_at)
+                    ),
+                )
+                cursor.execute(
+                    self._count_key_spend,
+                    key_caps.count_spend_params(
+                        record.api_key_id, price_micros, period_of(record.created_at)
                     ),
                 )
             record.price_micros = price_micros

@@ -22,7 +22,7 @@ from sqlalchemy import and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
-from creditdash.billing import budget_holds
+from creditdash.billing import budget_holds, key_caps
 from creditdash.billing.codes import RESERVED_KEY_PREFIX, resolve_key
 from creditdash.billing.models import LedgerAccount, Transfer, TransferRow
 from creditdash.core.db import rowcount
@@ -45,6 +45,24 @@ ADJUSTMENTS = "platform:adjustments"
 # The other side of a disputed payment's frozen credits (billing/payments/disputes.py).
 DISPUTES = "platform:disputes"
 PLATFORM_ACCOUNTS = (PAYMENTS_CLEARING, USAGE_REVENUE, PROMOTIONS, REFUNDS, ADJUSTMENTS, DISPUTES)
+
+# Usage revenue is one account in 16 shards, and a customer's charges always credit the shard of
+# its own account id (usage_revenue_code). Were it one row, every metered request of every
+# customer would update it, and on PostgreSQL each request's commit would wait for the one
+# before it to release that row's lock: all traffic in one queue. Sharded, a request locks only
+# its customer's account and a revenue row shared with a sixteenth of the other customers.
+# Shard 0 keeps the account's original code; verify() checks the shards together.
+USAGE_REVENUE_SHARDS = 16
+
+
+def usage_revenue_code(shard: int) -> str:
+    """The code of one shard of the usage revenue account."""
+    if not 0 <= shard < USAGE_REVENUE_SHARDS:
+        raise ValueError(f"no usage revenue shard {shard}")
+    return USAGE_REVENUE if shard == 0 else f"{USAGE_REVENUE}:{shard:02d}"
+
+
+USAGE_REVENUE_CODES = tuple(usage_revenue_code(shard) for shard in range(USAGE_REVENUE_SHARDS))
 
 MAX_KEY_CHARS = 200
 
@@ -167,7 +185,7 @@ def _account_by_code(session: Session, code: str) -> LedgerAccount | None:
 
 def platform_account_id(session: Session, code: str) -> int:
     """The id of a platform account (the migrations create them; opened here if missing)."""
-    if code not in PLATFORM_ACCOUNTS:
+    if code not in PLATFORM_ACCOUNTS and code not in USAGE_REVENUE_CODES:
         raise NotFound(f"unknown platform account {code!r}")
     account_id = session.connection().execute(_ACCOUNT_BY_CODE, {"p_code": code}).scalar()
     if account_id is not None:
@@ -175,6 +193,13 @@ def platform_account_id(session: Session, code: str) -> int:
     account = open_account(session, code=code)
     assert account.id is not None
     return account.id
+
+
+def usage_revenue_account_id(session: Session, customer_account_id: int) -> int:
+    """The usage revenue shard a customer account's charges credit."""
+    return platform_account_id(
+        session, usage_revenue_code(customer_account_id % USAGE_REVENUE_SHARDS)
+    )
 
 
 def customer_account_id(session: Session, customer_id: str) -> int:
@@ -460,6 +485,7 @@ def _resolve(session: Session, *, hold_id: int, kind: str, amount_micros: int) -
             _release_and_post(session, held, amount_micros)
             # After the accounts, as every path locks them: the hold's share of a hard budget.
             budget_holds.release(connection, hold_id=hold_id)
+            key_caps.release(connection, hold_id=hold_id)
     except IntegrityError:
         existing = _row_to_transfer(connection.execute(_RESOLUTION_OF, {"p_id": hold_id}).first())
         if existing is None:

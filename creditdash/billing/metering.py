@@ -14,9 +14,9 @@ from sqlalchemy import bindparam, func, insert, select, update
 from sqlmodel import Session, col
 
 from creditdash.accounts.models import ApiKey
-from creditdash.billing import budget_holds, ledger
+from creditdash.billing import budget_holds, key_caps, ledger
 from creditdash.billing.codes import TransferCode, hold_key, overage_key
-from creditdash.billing.models import UsageEntry, UsageRecord
+from creditdash.billing.models import LedgerAccount, UsageEntry, UsageRecord
 from creditdash.core.errors import AlreadyResolved, InsufficientCredits
 from creditdash.core.timeutil import utcnow
 
@@ -33,19 +33,21 @@ def reserve(
     amount_micros: int,
     ttl: timedelta,
     budget_customer_id: str | None = None,
+    key_cap: tuple[str, int] | None = None,
 ) -> int | None:
     """Hold amount_micros for a request; None for a free request. InsufficientCredits if short.
 
     With budget_customer_id (a workspace with a hard budget) the hold is also counted in the
     budget, in this transaction: BudgetExceeded if it would pass it (the caller's transaction,
-    with the balance hold, is then rolled back)."""
+    with the balance hold, is then rolled back). With key_cap (the key's id and its monthly
+    spend cap) it is counted against the cap after that: SpendCapReached, likewise."""
     if amount_micros == 0:
         return None
     held = ledger.hold(
         session,
         idempotency_key=hold_key(request_id),
         debit_account_id=account_id,
-        credit_account_id=ledger.platform_account_id(session, ledger.USAGE_REVENUE),
+        credit_account_id=ledger.usage_revenue_account_id(session, account_id),
         amount_micros=amount_micros,
         code=TransferCode.USAGE,
         reference=request_id,
@@ -55,6 +57,14 @@ def reserve(
         budget_holds.reserve(
             session.connection(),
             customer_id=budget_customer_id,
+            hold_id=held.id,
+            amount_micros=amount_micros,
+        )
+    if key_cap is not None and held.id is not None:
+        key_caps.reserve(
+            session.connection(),
+            key_id=key_cap[0],
+            cap_micros=key_cap[1],
             hold_id=held.id,
             amount_micros=amount_micros,
         )
@@ -99,7 +109,7 @@ def settle(
                 session,
                 idempotency_key=overage_key(record.id),
                 debit_account_id=account_id,
-                credit_account_id=ledger.platform_account_id(session, ledger.USAGE_REVENUE),
+                credit_account_id=ledger.usage_revenue_account_id(session, account_id),
                 amount_micros=excess,
                 code=TransferCode.USAGE_OVERAGE,
                 reference=record.id,
@@ -124,6 +134,7 @@ def cancel(
 
 
 _usage_table = UsageRecord.__table__  # type: ignore[attr-defined]
+_accounts = LedgerAccount.__table__  # type: ignore[attr-defined]
 _USAGE_COLUMNS = tuple(c.name for c in _usage_table.columns)
 _INSERT_USAGE = insert(_usage_table)
 _TOUCH_KEY = (
@@ -145,6 +156,10 @@ def _store(session: Session, record: UsageEntry, account_id: int, touch_key: boo
         price_micros=record.price_micros,
         at=record.created_at,
     )
+    # And the key's (for its spend cap), after the budget row as on every path.
+    key_caps.count_spend(
+        connection, key_id=record.api_key_id, price_micros=record.price_micros, at=record.created_at
+    )
     if touch_key:
         connection.execute(_TOUCH_KEY, {"p_key": record.api_key_id, "p_now": utcnow()})
     return record
@@ -158,6 +173,33 @@ def key_spend_since(session: Session, *, api_key_id: str, since: datetime) -> in
         )
     ).scalar_one()
     return int(total)
+
+
+def usage_revenue_problems(session: Session) -> list[str]:
+    """ledger verify's check of the revenue shards: each holds exactly what the usage records of
+    the customers whose account ids fall in it charged (nothing else moves usage revenue)."""
+    usage = UsageRecord.__table__  # type: ignore[attr-defined]
+    shard = _accounts.c.id % ledger.USAGE_REVENUE_SHARDS
+    charged = dict(
+        session.execute(
+            select(shard, func.sum(usage.c.price_micros))
+            .select_from(usage.join(_accounts, _accounts.c.customer_id == usage.c.customer_id))
+            .group_by(shard)
+        ).all()
+    )
+    booked = dict(
+        session.execute(
+            select(_accounts.c.code, _accounts.c.credits_posted - _accounts.c.debits_posted).where(
+                _accounts.c.code.in_(ledger.USAGE_REVENUE_CODES)
+            )
+        ).all()
+    )
+    problems = []
+    for number, code in enumerate(ledger.USAGE_REVENUE_CODES):
+        want, have = int(charged.get(number) or 0), int(booked.get(code) or 0)
+        if want != have:
+            problems.append(f"{code}: holds {have} micros, its customers' usage charged {want}")
+    return problems
 
 
 def month_start(now: datetime | None = None) -> datetime:

@@ -59,6 +59,12 @@ class TooManyAttempts(AuthenticationFailed):
         self.retry_after_s = retry_after_s
 
 
+class SpendCapReached(CreditdashError):
+    """A hold would take an API key past its monthly spend cap."""
+
+    code = "spend_cap_reached"
+
+
 class BudgetExceeded(CreditdashError):
     """A hold would take a workspace past its hard monthly budget."""
 

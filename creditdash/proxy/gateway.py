@@ -60,7 +60,6 @@ from creditdash.proxy.settlement import (
     MeteringStore,
     Settlement,
     SettlementFailed,
-    SpendCaps,
 )
 from creditdash.proxy.snapshot import CatalogCache, ModelEntry, RouteTarget
 from creditdash.proxy.streaming import MeteredStream
@@ -84,7 +83,7 @@ class Gateway:
         # A request (all attempts, a whole stream) ends before its hold can expire; settings
         # refuse a hold lifetime that leaves less than 30 s (settings.MIN_HOLD_TTL_S).
         self.request_budget_s = float(self.settings.hold_ttl_s - HOLD_MARGIN_S)
-        self._ledgers = Ledgers(self.hold_ttl, SpendCaps(), KeyTouches(), self._tasks)
+        self._ledgers = Ledgers(self.hold_ttl, KeyTouches(), self._tasks)
         self.idempotency = Idempotency(self._tasks, self.hold_ttl)
 
     # ------------------------------------------------------------------------------ plumbing

@@ -14,10 +14,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import threading
 import time
-from collections.abc import Callable, Coroutine, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -29,7 +27,7 @@ from creditdash.billing.payments import autotopup
 from creditdash.catalog.prices import cost_micros
 from creditdash.core import db
 from creditdash.core.dbworkers import DbWorkers
-from creditdash.core.errors import BudgetExceeded, InsufficientCredits
+from creditdash.core.errors import BudgetExceeded, InsufficientCredits, SpendCapReached
 from creditdash.core.timeutil import utcnow
 from creditdash.proxy import credit_refusal, errors
 from creditdash.proxy.call import Call, Outcome, failed, ms_since
@@ -59,13 +57,18 @@ class MeteringStore:
         self.hot = HotLedger(
             dialect.name, dialect.loaded_dbapi.IntegrityError, db.writer_lock(engine)
         )
-        self._revenue_account_id: int | None = None
+        # The id of each usage revenue shard, by shard, as first asked.
+        self._revenue_shards: dict[int, int] = {}
 
-    def revenue_account_id(self) -> int:
-        if self._revenue_account_id is None:
+    def revenue_account_id(self, customer_account_id: int) -> int:
+        """The usage revenue shard a customer account's charges credit (ledger.py)."""
+        shard = customer_account_id % ledger.USAGE_REVENUE_SHARDS
+        account_id = self._revenue_shards.get(shard)
+        if account_id is None:
             with db.session_scope(engine=self.engine) as session:
-                self._revenue_account_id = ledger.platform_account_id(session, ledger.USAGE_REVENUE)
-        return self._revenue_account_id
+                account_id = ledger.usage_revenue_account_id(session, customer_account_id)
+            self._revenue_shards[shard] = account_id
+        return account_id
 
 
 class DetachedTasks:
@@ -91,50 +94,6 @@ class DetachedTasks:
     async def drain(self) -> None:
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
-
-
-@dataclass
-class _KeyHolds:
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    micros: int = 0  # what this process holds for the key right now
-    users: int = 0  # callers inside or waiting for the lock
-
-
-class SpendCaps:
-    """The credit this process holds for each spend-capped key, under one lock per key.
-
-    An entry lives only while its key has credit held or a caller at its lock: an absent entry
-    means exactly what an idle one does (nothing held), so the map is bounded by the requests
-    in flight, not by the number of keys ever seen, and no entry that counts is ever dropped.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._keys: dict[str, _KeyHolds] = {}
-
-    def __len__(self) -> int:
-        return len(self._keys)
-
-    def held(self, key_id: str) -> int:
-        entry = self._keys.get(key_id)
-        return entry.micros if entry is not None else 0
-
-    @contextmanager
-    def locked(self, key_id: str) -> Iterator[_KeyHolds]:
-        """The key's entry, with its lock held for the block."""
-        with self._lock:
-            entry = self._keys.get(key_id)
-            if entry is None:
-                entry = self._keys[key_id] = _KeyHolds()
-            entry.users += 1
-        try:
-            with entry.lock:
-                yield entry
-        finally:
-            with self._lock:
-                entry.users -= 1
-                if entry.users == 0 and entry.micros == 0:
-                    del self._keys[key_id]
 
 
 class KeyTouches:
@@ -204,7 +163,6 @@ class Ledgers:
     """What every request's settlement in one process shares."""
 
     hold_ttl: timedelta
-    caps: SpendCaps
     touches: KeyTouches
     tasks: DetachedTasks
     alerts: AlertChecks = field(default_factory=AlertChecks)
@@ -229,7 +187,6 @@ class Settlement:
         self.hold_id: int | None = None
         # Set when the hold was placed on the hot path: what settling it needs, without a re-read.
         self.hold: PlacedHold | None = None
-        self._capped_hold_micros = 0
         # What the client is told of its money (x-credits-*): the available balance after the
         # hold (streams), and the posted balance after the settlement, both without a read.
         self.available_micros: int | None = None
@@ -337,6 +294,10 @@ class Settlement:
             refusal = credit_refusal.budget_exceeded(exceeded.message)
             refusal.request_id = self.call.request_id
             raise refusal from None
+        except SpendCapReached as reached:
+            refusal = errors.rate_limited(reached.message, "spend_cap_reached")
+            refusal.request_id = self.call.request_id
+            raise refusal from None
 
     def _balance_sync(self, _connection: Any) -> ledger.Balance:
         with db.session_scope(engine=self.store.engine, readonly=True) as session:
@@ -344,25 +305,12 @@ class Settlement:
 
     def _reserve_sync(self, connection: Any, amount: int) -> int | None:
         key = self.call.key
-        cap = key.monthly_spend_cap_micros
-        if cap is None:
+        if amount and key.monthly_spend_cap_micros is None:
             return self._hold(connection, amount)
-        # The spend cap is checked and the hold placed under one lock per key, counting what
-        # this process already holds for the key: concurrent requests cannot all slip under
-        # the cap. (Across gateway processes the cap is per process, like the rate limits.)
-        with self._shared.caps.locked(key.key_id) as held:
-            with db.session_scope(readonly=True) as session:
-                spent = metering.key_spend_since(
-                    session, api_key_id=key.key_id, since=metering.month_start()
-                )
-            if spent + held.micros + amount > cap:
-                raise errors.rate_limited(
-                    "This request could pass this key's monthly spend cap.", "spend_cap_reached"
-                )
-            hold_id = self._hold(connection, amount)
-            held.micros += amount
-            self._capped_hold_micros = amount
-            return hold_id
+        # A capped key's hold is counted against its cap in the database, in the hold's own
+        # transaction (billing/key_caps.py), so the cap holds across gateway processes. That is
+        # the ledger's path: capped keys are rare, and their holds stay off the raw one.
+        return self._ledger_hold(amount)
 
     def _hold(self, connection: Any, amount: int) -> int | None:
         call, store = self.call, self.store
@@ -373,7 +321,7 @@ class Settlement:
                 connection,
                 request_id=call.request_id,
                 account_id=call.key.account_id,
-                revenue_account_id=store.revenue_account_id(),
+                revenue_account_id=store.revenue_account_id(call.key.account_id),
                 amount_micros=amount,
                 expires_at=utcnow() + self._shared.hold_ttl,
                 budget_customer_id=call.key.customer_id if hard_budget else None,
@@ -384,6 +332,12 @@ class Settlement:
                 return placed.id
         # A free request, or the hold did not simply fit: the ledger decides (402, replay,
         # budget_exceeded).
+        return self._ledger_hold(amount)
+
+    def _ledger_hold(self, amount: int) -> int | None:
+        call, store = self.call, self.store
+        hard_budget = call.key.hard_budget
+        cap = call.key.monthly_spend_cap_micros
         with db.session_scope(engine=store.engine) as session:
             hold_id = metering.reserve(
                 session,
@@ -392,17 +346,12 @@ class Settlement:
                 amount_micros=amount,
                 ttl=self._shared.hold_ttl,
                 budget_customer_id=call.key.customer_id if hard_budget else None,
+                key_cap=(call.key.key_id, cap) if cap is not None else None,
             )
             if call.stream:  # off the hot path: the stream's x-credits-available is read
                 balance = ledger.get_balance(session, call.key.account_id)
                 self.available_micros = balance.available_micros
             return hold_id
-
-    def _forget_capped_hold(self) -> None:
-        if self._capped_hold_micros:
-            with self._shared.caps.locked(self.call.key.key_id) as held:
-                held.micros = max(0, held.micros - self._capped_hold_micros)
-            self._capped_hold_micros = 0
 
     # ----------------------------------------------------------------------- the settlement
 
@@ -451,8 +400,6 @@ class Settlement:
             log.exception("settling %s failed; voiding its hold", call.request_id)
             self._void_after_failed_settlement(record)
             raise SettlementFailed() from None
-        finally:
-            self._forget_capped_hold()
 
     def _void_after_failed_settlement(self, record: UsageEntry) -> None:
         record.status = "settlement_failed"

@@ -24,6 +24,7 @@ def test_transfer_codes_are_the_stored_strings() -> None:
         "REFUND": "refund",
         "REFUND_REVERSAL": "refund_reversal",
         "DISPUTE": "dispute",
+        "REVENUE_SHARD": "revenue_shard",
     }
 
 

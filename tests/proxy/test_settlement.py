@@ -22,7 +22,6 @@ from creditdash.proxy.settlement import (
     KeyTouches,
     Ledgers,
     Settlement,
-    SpendCaps,
 )
 from creditdash.proxy.snapshot import ModelEntry
 from creditdash.proxy.streaming import relay
@@ -83,7 +82,7 @@ def _settlement(stream: bool = False) -> tuple[Settlement, _Workers]:
         output_cap=100,
     )
     store = _Store()
-    shared = Ledgers(timedelta(seconds=90), SpendCaps(), KeyTouches(), DetachedTasks())
+    shared = Ledgers(timedelta(seconds=90), KeyTouches(), DetachedTasks())
     return Settlement(call, store, shared), store.workers  # type: ignore[arg-type]
 
 
@@ -201,19 +200,6 @@ def test_a_finished_stream_settles_once_before_its_end_marker() -> None:
         assert released == [1]
 
     _run(main)
-
-
-def test_spend_cap_entries_live_only_while_credit_is_held() -> None:
-    caps = SpendCaps()
-    with caps.locked("key_1") as held:
-        held.micros += 5
-    assert (len(caps), caps.held("key_1")) == (1, 5)
-    with caps.locked("key_1") as held:
-        held.micros = max(0, held.micros - 5)
-    assert (len(caps), caps.held("key_1")) == (0, 0)
-    with caps.locked("key_2"):
-        pass  # a request refused at the cap leaves nothing behind
-    assert len(caps) == 0
 
 
 def test_text_in_the_same_read_as_an_error_event_is_delivered_before_the_error() -> None:
