@@ -49,8 +49,11 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         _configure_sqlite(engine)
         return engine
     if "poolclass" not in kwargs:
-        kwargs.setdefault("pool_size", 10)
-        kwargs.setdefault("max_overflow", 20)
+        # CREDITDASH_DB_POOL_SIZE, _MAX_OVERFLOW, _POOL_TIMEOUT_S (docs/deploy.md, "Pools").
+        settings = get_settings()
+        kwargs.setdefault("pool_size", settings.db_pool_size)
+        kwargs.setdefault("max_overflow", settings.db_max_overflow)
+        kwargs.setdefault("pool_timeout", settings.db_pool_timeout_s)
     return create_engine(url, pool_pre_ping=True, **kwargs)
 
 
