@@ -15,8 +15,9 @@ import hmac
 import logging
 from collections.abc import Iterator
 
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 from sqlalchemy.exc import SQLAlchemyError
@@ -131,6 +132,7 @@ def metrics_routes(settings: Settings | None = None) -> list[Route]:
                 headers={"www-authenticate": 'Bearer realm="metrics"'},
             )  # fmt: skip
         body = await asyncio.to_thread(exposition)
-        return Response(body, media_type=CONTENT_TYPE_LATEST)
+        # The classic text format: every name here is a plain one, and every Prometheus reads it.
+        return Response(body, media_type=CONTENT_TYPE_PLAIN_0_0_4)
 
     return [Route(METRICS_PATH, scrape, methods=["GET"])]
