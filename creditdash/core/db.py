@@ -16,6 +16,7 @@ from typing import Any, cast
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import CursorResult, Engine, Result, make_url
+from sqlalchemy.pool import NullPool
 from sqlmodel import Session, create_engine
 
 from creditdash.core.settings import get_settings
@@ -160,3 +161,15 @@ def downgrade(url: str | None = None, revision: str = "-1") -> None:
     from alembic import command
 
     command.downgrade(alembic_config(url), revision)
+
+
+def current_revision(url: str | None = None) -> str | None:
+    """The migration the database is at (None: none applied)."""
+    from alembic.runtime.migration import MigrationContext
+
+    engine = make_engine(url or get_settings().database_url, poolclass=NullPool)
+    try:
+        with engine.connect() as connection:
+            return MigrationContext.configure(connection).get_current_revision()
+    finally:
+        engine.dispose()
