@@ -3,6 +3,7 @@ is off unless enabled and needs its token, and several processes report through 
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -321,3 +322,28 @@ def test_attempts_read_as_bounded_results() -> None:
         ("refused", None): "refused", ("unsupported", None): "unsupported",
     }  # fmt: skip
     assert {case: metrics.attempt_result(*case) for case in cases} == cases
+
+
+def test_the_grafana_dashboard_uses_only_metrics_that_exist() -> None:
+    import re
+
+    dashboard = json.loads((REPO / "docs" / "grafana" / "creditdash.json").read_text())
+    used = {
+        name
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+        for name in re.findall(r"creditdash_[a-z_]+", target["expr"])
+    }
+    suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum"), "gauge": ("",)}
+    defined = {
+        metric._name + suffix  # type: ignore[attr-defined]
+        for metric in vars(metrics).values()
+        if hasattr(metric, "_type") and hasattr(metric, "_name")
+        for suffix in suffixes[metric._type]  # type: ignore[attr-defined]
+    }
+    defined |= {"creditdash_held_micros", "creditdash_outbox_backlog", "creditdash_database_up"}
+    assert used and used <= defined, used - defined
+    titles = " ".join(panel["title"] for panel in dashboard["panels"]).lower()
+    for topic in ("request rate", "error rate", "latency", "first byte", "upstream failures",
+                  "credits charged", "open holds", "webhooks", "outbox"):  # fmt: skip
+        assert topic in titles
