@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from pathlib import Path
 
@@ -20,18 +21,23 @@ from sqlalchemy.engine import Engine
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
+from creditdash.accounts.api_keys import create_api_key
+from creditdash.catalog.importer import import_catalog, parse_catalog
 from creditdash.catalog.prices import Price, TokenUsage, cost_micros
-from creditdash.core import metrics
+from creditdash.core import db, metrics
 from creditdash.core.settings import Settings
 from creditdash.server import create_app
 from creditdash.web.metrics import metrics_routes
 from tests.billing.shop import SANDBOX_SECRET, _shop, fake_stripe, session_event
-from tests.conftest import free_port
-from tests.proxy.conftest import MAX_BODY_BYTES, GatewayRig, _rig
+from tests.conftest import free_port, stop_process_group, wait_for_port
+from tests.factories import funded_customer
+from tests.proxy.conftest import MAX_BODY_BYTES, GatewayRig, _rig, catalog_yaml
 from tests.proxy.fake_anthropic import FakeAnthropic
 from tests.proxy.fake_upstream import FakeUpstream, ServerThread
+from tests.proxy.test_scaleout import pg_engine
 
-__all__ = ["fake_stripe"]  # the payments fixture, used here for the webhook test
+# Fixtures of other modules: the payments' fake Stripe, the scale-out test's PostgreSQL engine.
+__all__ = ["fake_stripe", "pg_engine"]
 
 TOKEN = "scrape-token-0123456789abcdef"
 PRICE = Price(1_000_000, 2_000_000, 500_000)
@@ -347,3 +353,65 @@ def test_the_grafana_dashboard_uses_only_metrics_that_exist() -> None:
     for topic in ("request rate", "error rate", "latency", "first byte", "upstream failures",
                   "credits charged", "open holds", "webhooks", "outbox"):  # fmt: skip
         assert topic in titles
+
+
+@pytest.mark.postgres
+def test_creditdash_gateway_workers_report_together(
+    pg_engine: Engine, fake_upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    """The real command with two uvicorn workers: a stale file of an earlier run is removed,
+    every scrape (whichever worker answers it) counts every request, and the workers' live
+    gauges are dropped when they stop."""
+    with db.session_scope(engine=pg_engine) as session:
+        import_catalog(session, parse_catalog(catalog_yaml(fake_upstream.port)))
+    who = funded_customer(pg_engine, credits_micros=10_000_000, name="Metered")
+    with db.session_scope(engine=pg_engine) as session:
+        _key, raw_key = create_api_key(session, customer_id=who.customer_id, name="metrics")
+    port = free_port()
+    directory = Path(os.environ["CREDITDASH_DATA_DIR"]) / "metrics" / f"gateway-{port}"
+    directory.mkdir(parents=True)
+    (directory / "counter_999999.db").write_bytes(b"an earlier run's")
+    env = {k: v for k, v in os.environ.items() if k != metrics.MULTIPROC_ENV}
+    env |= {"CREDITDASH_METRICS_ENABLED": "true", "CREDITDASH_METRICS_TOKEN": TOKEN,
+            "PYTHONPATH": str(REPO)}  # fmt: skip
+    process = subprocess.Popen(
+        [sys.executable, "-m", "creditdash.cli", "gateway", "--port", str(port), "--workers", "2"],
+        env=env, start_new_session=True, stdout=subprocess.DEVNULL,
+        stderr=(tmp_path / "gateway.log").open("wb"),
+    )  # fmt: skip
+    base_url = f"http://127.0.0.1:{port}"
+    body = {"model": "chat", "max_tokens": 20, "messages": MESSAGES}
+    sent = 0
+
+    def one(_n: int) -> int:
+        with httpx.Client(headers={"authorization": f"Bearer {raw_key}"}, timeout=30) as client:
+            return client.post(f"{base_url}/v1/chat/completions", json=body).status_code
+
+    def writers() -> set[str]:
+        return {p.stem.rsplit("_", 1)[-1] for p in directory.glob("counter_*.db")}
+
+    try:
+        wait_for_port(port, timeout_s=60)
+        assert not (directory / "counter_999999.db").exists()
+        # Until both workers have answered some (the kernel decides who accepts).
+        with ThreadPoolExecutor(8) as pool:
+            for _batch in range(20):
+                assert set(pool.map(one, range(16))) == {200}
+                sent += 16
+                if len(writers()) >= 2:
+                    break
+        assert len(writers()) == 2, writers()
+        for _scrape in range(6):  # answered by either worker: the same sums
+            samples = scrape(base_url)
+            ok = {"model": "chat", "provider": "fake", "status": "ok"}
+            assert value(samples, "creditdash_requests_total", **ok) == sent
+            assert value(
+                samples, "creditdash_credits_charged_micros_total", model="chat", provider="fake"
+            ) == sent * cost_micros(PRICE, FAKE_USAGE)
+            assert value(samples, "creditdash_open_holds") == 0
+        assert list(directory.glob("gauge_livesum_*.db"))
+    finally:
+        stop_process_group(process)
+    log = (tmp_path / "gateway.log").read_text()
+    assert "Traceback" not in log, log
+    assert not list(directory.glob("gauge_livesum_*.db"))  # each worker marked itself dead
