@@ -23,6 +23,8 @@ from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from creditdash.core.settings import get_settings
+
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 # Seconds. Latency covers a whole answer (a stream until its end), so the upper buckets are long.
@@ -76,6 +78,12 @@ WEBHOOKS = Counter(
 _NOT_FAILURES = frozenset({"ok", "4xx"})
 
 
+def recording() -> bool:
+    """Whether this process records at all: only with CREDITDASH_METRICS_ENABLED, so a gateway
+    that is never scraped spends nothing on it (the settings are read once and cached)."""
+    return get_settings().metrics_enabled
+
+
 # Each metric's children by label values: labels() validates and locks on every call, which
 # is most of the cost of a sample (about 2 us of 3 measured); a dict lookup is not. Labels are
 # bounded (see above), so these stay small. A race only makes labels() run twice, which returns
@@ -124,6 +132,8 @@ def request_settled(
     attempts: Iterable[tuple[str, str, int | None]],
 ) -> None:
     """One request's ending (attempts: provider, outcome, status of each try)."""
+    if not recording():
+        return
     _child(REQUESTS, (model, provider, status)).inc()
     streamed = "true" if stream else "false"
     _child(LATENCY, (model, streamed)).observe(latency_s)
@@ -140,19 +150,24 @@ def request_settled(
 
 def request_refused(*, model: str, status: str) -> None:
     """A request refused before anything went upstream (402 credits, a budget)."""
+    if not recording():
+        return
     _child(REQUESTS, (model, "", status)).inc()
 
 
 def hold_opened() -> None:
-    OPEN_HOLDS.inc()
+    if recording():
+        OPEN_HOLDS.inc()
 
 
 def hold_closed() -> None:
-    OPEN_HOLDS.dec()
+    if recording():
+        OPEN_HOLDS.dec()
 
 
 def webhook_received(provider: str, outcome: str) -> None:
-    _child(WEBHOOKS, (provider, outcome)).inc()
+    if recording():
+        _child(WEBHOOKS, (provider, outcome)).inc()
 
 
 # ------------------------------------------------------------------------- multiprocess

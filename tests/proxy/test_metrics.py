@@ -75,6 +75,7 @@ def mrig(
     metrics_server: tuple[Starlette, str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> GatewayRig:
+    monkeypatch.setenv("CREDITDASH_METRICS_ENABLED", "true")  # recording follows the process's
     return _rig(engine, fake_upstream, fake_anthropic, metrics_server, monkeypatch)
 
 
@@ -178,6 +179,7 @@ def test_webhooks_are_counted_by_outcome(
     fake_stripe: object,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setenv("CREDITDASH_METRICS_ENABLED", "true")
     shop = _shop(engine, metrics_server, fake_stripe, monkeypatch, use_stripe=False)  # type: ignore[arg-type]
     base_url = metrics_server[1]
     before = scrape(base_url)
@@ -268,7 +270,8 @@ if linger:
 
 
 def _worker(directory: Path, *args: int) -> subprocess.Popen[str]:
-    env = {**os.environ, metrics.MULTIPROC_ENV: str(directory), "PYTHONPATH": str(REPO)}
+    env = {**os.environ, metrics.MULTIPROC_ENV: str(directory), "PYTHONPATH": str(REPO),
+           "CREDITDASH_METRICS_ENABLED": "true"}  # fmt: skip
     process = subprocess.Popen(
         [sys.executable, "-c", _WORKER, *map(str, args)],
         env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
@@ -415,3 +418,23 @@ def test_creditdash_gateway_workers_report_together(
     log = (tmp_path / "gateway.log").read_text()
     assert "Traceback" not in log, log
     assert not list(directory.glob("gauge_livesum_*.db"))  # each worker marked itself dead
+
+
+def test_nothing_is_recorded_while_metrics_are_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    from creditdash.core import settings
+
+    labels = ("off-model", "off-provider", "ok")
+
+    def counted() -> float:
+        return metrics._child(metrics.REQUESTS, labels)._value.get()  # type: ignore[no-any-return]
+
+    before = counted()
+    for enabled, moved in (("false", 0), ("true", 1)):
+        monkeypatch.setenv("CREDITDASH_METRICS_ENABLED", enabled)
+        settings.reset_settings()
+        metrics.request_settled(
+            model="off-model", provider="off-provider", status="ok", stream=False,
+            latency_s=0.1, ttfb_s=None, charged_micros=0, attempts=[],
+        )  # fmt: skip
+        assert counted() - before == moved
+    settings.reset_settings()
