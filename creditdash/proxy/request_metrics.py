@@ -44,8 +44,18 @@ def record_held() -> None:
 
 
 def record_refused(call: Call, status: str) -> None:
-    """A request whose hold was refused (402 for credits, a hard budget): nothing went out."""
+    """A request whose hold was refused (402 for credits, a hard budget, 429 for the key's
+    spend cap): nothing went out."""
     try:
         metrics.request_refused(model=call.model.name, status=status)
     except Exception:
         log.warning("recording the metrics of %s failed", call.request_id, exc_info=True)
+
+
+def record_limited(model: str, status: str) -> None:
+    """A request the key's rate or concurrency limit refused (429), before any hold; model is
+    the catalog's (it was found before the limits are checked)."""
+    try:
+        metrics.request_refused(model=model, status=status)
+    except Exception:
+        log.warning("recording a refusal failed", exc_info=True)

@@ -338,6 +338,9 @@ class Settlement:
             )
             refusal.request_id = self.call.request_id
             raise refusal from None
+        except errors.GatewayError as refused:  # the key's monthly spend cap (429)
+            record_refused(self.call, refused.code or "refused")
+            raise
         except BudgetExceeded as exceeded:
             record_refused(self.call, "budget_exceeded")
             refusal = credit_refusal.budget_exceeded(exceeded.message)

@@ -173,6 +173,44 @@ def test_counters_move_by_exactly_the_requests_made(mrig: GatewayRig) -> None:
     assert mrig.key not in labels and mrig.customer_id not in labels
 
 
+def test_limit_and_spend_cap_refusals_are_counted(mrig: GatewayRig) -> None:
+    from creditdash.accounts.api_keys import KeyLimits
+
+    with db.session_scope(engine=mrig.engine) as session:
+        _k, rpm_key = create_api_key(
+            session, customer_id=mrig.customer_id, name="rpm", limits=KeyLimits(rpm=1)
+        )
+        _k, capped_key = create_api_key(
+            session, customer_id=mrig.customer_id, name="capped",
+            limits=KeyLimits(monthly_spend_cap_micros=1),
+        )  # fmt: skip
+    before = scrape(mrig.base_url)
+    body = {"model": "chat", "messages": MESSAGES}
+    with mrig.http(rpm_key) as http:
+        codes = [http.post("/v1/chat/completions", json=body).status_code for _ in range(2)]
+    assert codes == [200, 429]
+    with mrig.http(capped_key) as http:
+        capped = http.post("/v1/chat/completions", json=body)
+    assert capped.status_code == 429 and capped.json()["error"]["code"] == "spend_cap_reached"
+    statuses = ("ok", "rate_limit_exceeded", "spend_cap_reached", "concurrency_limit_exceeded")
+
+    def moved() -> dict[str, float]:
+        after = scrape(mrig.base_url)
+
+        def count(samples: Samples, status: str) -> float:
+            name = "creditdash_requests_total"
+            return sum(value(samples, name, model="chat", provider=p, status=status)
+                       for p in ("", "fake"))  # fmt: skip
+
+        return {status: count(after, status) - count(before, status) for status in statuses}
+
+    expected = {
+        "ok": 1, "rate_limit_exceeded": 1, "spend_cap_reached": 1, "concurrency_limit_exceeded": 0
+    }  # fmt: skip
+    eventually(lambda: moved() == expected)
+    assert moved() == expected
+
+
 def test_webhooks_are_counted_by_outcome(
     engine: Engine,
     metrics_server: tuple[Starlette, str],
