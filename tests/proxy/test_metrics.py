@@ -173,6 +173,36 @@ def test_counters_move_by_exactly_the_requests_made(mrig: GatewayRig) -> None:
     assert mrig.key not in labels and mrig.customer_id not in labels
 
 
+def test_a_stream_in_flight_is_an_open_hold_until_it_ends(mrig: GatewayRig) -> None:
+    from creditdash.billing import ledger
+
+    before = scrape(mrig.base_url)
+    body = {"model": "slow", "messages": MESSAGES, "stream": True}
+    with mrig.http() as http, http.stream("POST", "/v1/chat/completions", json=body) as answer:
+        assert answer.status_code == 200
+        chunks = answer.iter_bytes()  # kept: a dropped iterator closes the connection
+        next(chunks)
+        during = scrape(mrig.base_url)
+        with db.session_scope(engine=mrig.engine, readonly=True) as session:
+            held = ledger.get_balance(session, mrig.account_id).held_micros
+    assert value(during, "creditdash_open_holds") - value(before, "creditdash_open_holds") == 1
+    assert held > 0 and value(during, "creditdash_held_micros") == held
+    # The client left mid-stream: the relay settles what was sent, and the hold is closed.
+    left = {"model": "slow", "provider": "fake", "status": "client_disconnected"}
+
+    def settled() -> bool:
+        after = scrape(mrig.base_url)
+        ended = value(after, "creditdash_requests_total", **left) - value(
+            before, "creditdash_requests_total", **left
+        )
+        return ended == 1 and value(after, "creditdash_held_micros") == 0
+
+    eventually(settled)
+    assert settled()
+    after = scrape(mrig.base_url)
+    assert value(after, "creditdash_open_holds") == value(before, "creditdash_open_holds")
+
+
 def test_limit_and_spend_cap_refusals_are_counted(mrig: GatewayRig) -> None:
     from creditdash.accounts.api_keys import KeyLimits
 
@@ -321,8 +351,9 @@ def _worker(directory: Path, *args: int) -> subprocess.Popen[str]:
 def test_one_scrape_sums_every_worker_process(
     sqlite_engine: Engine, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
+    # Set through monkeypatch first, so the variable prepare sets is gone again afterwards.
+    monkeypatch.setenv(metrics.MULTIPROC_ENV, str(tmp_path / "metrics"))
     directory = metrics.prepare_multiprocess_dir(tmp_path / "metrics")
-    monkeypatch.setenv(metrics.MULTIPROC_ENV, str(directory))
     # One worker has ended (without saying so), one is still serving with a hold open.
     ended = _worker(directory, 3, 1_000, 2, 0)
     assert ended.wait(30) == 0
@@ -355,7 +386,7 @@ def test_a_new_run_starts_from_an_empty_directory(
     directory.mkdir()
     (directory / "counter_123.db").write_bytes(b"left by the last run")
     (directory / "notes.txt").write_text("the operator's")
-    monkeypatch.delenv(metrics.MULTIPROC_ENV, raising=False)
+    monkeypatch.setenv(metrics.MULTIPROC_ENV, "elsewhere")  # undone after the test
     assert metrics.prepare_multiprocess_dir(directory) == directory
     assert os.environ[metrics.MULTIPROC_ENV] == str(directory)
     assert sorted(p.name for p in directory.iterdir()) == ["notes.txt"]
@@ -476,3 +507,8 @@ def test_nothing_is_recorded_while_metrics_are_off(monkeypatch: pytest.MonkeyPat
         )  # fmt: skip
         assert counted() - before == moved
     settings.reset_settings()
+
+
+def test_no_test_left_a_multiprocess_directory_behind() -> None:
+    # Runs last in this module: the ones above set PROMETHEUS_MULTIPROC_DIR only for themselves.
+    assert metrics.multiprocess_dir() is None
