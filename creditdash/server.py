@@ -1,5 +1,6 @@
 """The gateway process's one Starlette app: the metered /v1 routes (proxy/) with the browser
-routes beside them (web/: payment webhooks, the sandbox checkout page, document downloads).
+routes beside them (web/: payment webhooks, the sandbox checkout page, document downloads,
+the metrics scrape).
 
 `creditdash gateway` serves create_app() with uvicorn; the Reflex app mounts a fresh one under
 its backend (creditdash.py), so both ports answer the same paths.
@@ -14,10 +15,12 @@ from contextlib import asynccontextmanager
 from starlette.applications import Starlette
 
 from creditdash import jobs
+from creditdash.core import metrics
 from creditdash.core.settings import Settings
 from creditdash.proxy.app import build_app, check_startup
 from creditdash.proxy.gateway import Gateway
 from creditdash.web.documents import document_routes
+from creditdash.web.metrics import metrics_routes
 from creditdash.web.payments import payment_routes
 
 
@@ -36,9 +39,10 @@ def create_app(*, standalone: bool = True, settings: Settings | None = None) -> 
         finally:
             clock.cancel()
             await gateway.aclose()
+            metrics.process_exited()  # a worker of several: its live gauges end with it
 
     return build_app(
         gateway,
-        extra_routes=payment_routes(settings) + document_routes(),
+        extra_routes=payment_routes(settings) + document_routes() + metrics_routes(settings),
         lifespan=lifespan if standalone else None,
     )

@@ -6,6 +6,8 @@ groups share (refusals, the transaction, output) is in common.py.
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from creditdash.cli import (
@@ -33,9 +35,25 @@ from creditdash.cli import (
     users,
     webhooks,
 )
+from creditdash.cli.common import unreachable_database
 
 
-@click.group()
+class _Creditdash(click.Group):
+    """The top-level group: a database that cannot be reached, whichever command met it, is
+    one `error:` line on stderr and exit status 1, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except Exception as exc:
+            line = unreachable_database(exc)
+            if line is None:
+                raise
+            click.echo(f"error: {line}", err=True)
+            ctx.exit(1)
+
+
+@click.group(cls=_Creditdash)
 def main() -> None:
     """creditdash: usage credits, checkout, invoices and a metered AI gateway."""
 

@@ -18,6 +18,7 @@ from sqlmodel import Session
 
 from creditdash.core import db
 from creditdash.core.errors import CreditdashError, ValidationFailed
+from creditdash.core.settings import get_settings
 
 T = TypeVar("T")
 
@@ -31,6 +32,8 @@ def refusals() -> Iterator[None]:
         click.echo(f"error: {exc.message}", err=True)
         sys.exit(1)
     except (OperationalError, ProgrammingError) as exc:
+        if unreachable_database(exc) is not None:
+            raise  # the entry point says so (cli/__init__.py): a reason, not "not migrated"
         if "no such table" in str(exc) or "does not exist" in str(exc):
             click.echo("error: the database is not migrated; run `creditdash db upgrade`", err=True)
             sys.exit(1)
@@ -57,3 +60,56 @@ def raise_refusal_exit(message: str) -> NoReturn:
 def raise_refusal(message: str) -> NoReturn:
     """Refuse inside a transaction: raised, so in_transaction rolls back before it is shown."""
     raise ValidationFailed(message)
+
+
+# What the drivers say when no connection could be made at all (psycopg 3, sqlite3), and how
+# the one line names it. Errors of a working connection (a lock timeout, a failed statement)
+# are not among them.
+_UNREACHABLE = (
+    ("unable to open database file", "cannot open the database file; does its folder exist?"),
+    ("connection refused", "connection refused"),
+    ("failed to resolve host", "unknown host"),
+    ("could not translate host name", "unknown host"),
+    ("timeout expired", "timed out"),
+    ("password authentication failed", "password authentication failed"),
+    ("no password supplied", "no password given"),
+    ("does not exist", "no such database"),
+    ("connection failed", "cannot connect"),
+    ("server closed the connection", "the server closed the connection"),
+)
+
+
+def unreachable_database(exc: BaseException) -> str | None:
+    """The one line for a database that cannot be reached, or None for any other error. The
+    URL is shown without its password."""
+    reason = _unreachable_reason(exc)
+    if reason is None:
+        return None
+    return (
+        f"cannot reach the database at {shown_database_url()} ({reason}); "
+        "check CREDITDASH_DATABASE_URL"
+    )
+
+
+def _unreachable_reason(exc: BaseException) -> str | None:
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OperationalError) or type(seen).__name__ == "OperationalError":
+            message = str(getattr(seen, "orig", None) or seen)
+            lowered = message.lower()
+            connecting = "connection failed" in lowered or "resolve host" in lowered
+            for needle, reason in _UNREACHABLE:
+                # "does not exist" only counts while connecting (a missing table is not it).
+                if needle in lowered and (needle != "does not exist" or connecting):
+                    return reason
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def shown_database_url() -> str:
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(get_settings().database_url).render_as_string(hide_password=True)
+    except Exception:  # a setting refused, or a URL that does not parse: say which variable
+        return "CREDITDASH_DATABASE_URL"

@@ -24,5 +24,7 @@ def db_upgrade(revision: str) -> None:
 @click.option("--revision", default="-1", show_default=True)
 def db_downgrade(revision: str) -> None:
     """Undo migrations (default: the last one)."""
+    before = db.current_revision()
     db.downgrade(revision=revision)
-    click.echo(f"database downgraded to {revision}")
+    after = db.current_revision()
+    click.echo(f"database downgraded from {before or 'base'} to {after or 'base'}")

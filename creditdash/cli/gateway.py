@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
 from creditdash.cli.common import raise_refusal_exit
+from creditdash.core.settings import get_settings
 
 
 @click.command()
@@ -25,6 +27,8 @@ def gateway(host: str, port: int, workers: int) -> None:
         check_startup()
     except (RuntimeError, ValueError) as exc:  # ValueError: pydantic refused a setting
         raise_refusal_exit(str(exc))
+
+    _metrics_across_workers(port, workers)
 
     # Metering runs in worker threads; a shorter GIL switch interval lets a finished database
     # call resume sooner while the event loop is busy (about 15% less latency measured).
@@ -47,3 +51,17 @@ def gateway(host: str, port: int, workers: int) -> None:
         # addresses, identify callers), so the per-request header rewrite is left out.
         proxy_headers=False,
     )
+
+
+def _metrics_across_workers(port: int, workers: int) -> None:
+    """With metrics on and several workers, one directory for this run that every worker
+    records into, so a scrape answered by any of them sums them all (core/metrics.py). The
+    operator's PROMETHEUS_MULTIPROC_DIR is used when set; either way it is emptied first."""
+    from creditdash.core import metrics  # the metrics library only where it is needed
+
+    settings = get_settings()
+    if not settings.metrics_enabled or (workers == 1 and metrics.multiprocess_dir() is None):
+        return
+    chosen = metrics.multiprocess_dir()
+    path = Path(chosen) if chosen else settings.data_dir / "metrics" / f"gateway-{port}"
+    metrics.prepare_multiprocess_dir(path)

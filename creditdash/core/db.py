@@ -16,6 +16,7 @@ from typing import Any, cast
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import CursorResult, Engine, Result, make_url
+from sqlalchemy.pool import NullPool
 from sqlmodel import Session, create_engine
 
 from creditdash.core.settings import get_settings
@@ -49,8 +50,11 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         _configure_sqlite(engine)
         return engine
     if "poolclass" not in kwargs:
-        kwargs.setdefault("pool_size", 10)
-        kwargs.setdefault("max_overflow", 20)
+        # CREDITDASH_DB_POOL_SIZE, _MAX_OVERFLOW, _POOL_TIMEOUT_S (docs/deploy.md, "Pools").
+        settings = get_settings()
+        kwargs.setdefault("pool_size", settings.db_pool_size)
+        kwargs.setdefault("max_overflow", settings.db_max_overflow)
+        kwargs.setdefault("pool_timeout", settings.db_pool_timeout_s)
     return create_engine(url, pool_pre_ping=True, **kwargs)
 
 
@@ -157,3 +161,15 @@ def downgrade(url: str | None = None, revision: str = "-1") -> None:
     from alembic import command
 
     command.downgrade(alembic_config(url), revision)
+
+
+def current_revision(url: str | None = None) -> str | None:
+    """The migration the database is at (None: none applied)."""
+    from alembic.runtime.migration import MigrationContext
+
+    engine = make_engine(url or get_settings().database_url, poolclass=NullPool)
+    try:
+        with engine.connect() as connection:
+            return MigrationContext.configure(connection).get_current_revision()
+    finally:
+        engine.dispose()

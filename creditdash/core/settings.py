@@ -12,7 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _PLACEHOLDER_SECRETS = {"changeme", "change-me", "secret", "development", "dev"}
@@ -84,6 +84,19 @@ class Settings(BaseSettings):
     # `upstream reconcile`: a day and model whose reported and recorded costs differ by more
     # than this many micros is shown as a difference.
     reconcile_tolerance_micros: int = Field(default=10_000, ge=0)
+    # GET /metrics in Prometheus' text format (docs/deploy.md, "Metrics"): 404 unless enabled;
+    # with a token, only `Authorization: Bearer <token>` may scrape.
+    metrics_enabled: bool = False
+    metrics_token: str = ""
+    # Pools (docs/deploy.md, "Pools"). The PostgreSQL pool of each process's engine (SQLite
+    # keeps SQLAlchemy's own), and the connections the gateway's metering threads keep open.
+    db_pool_size: int = Field(default=10, ge=1, le=1000)
+    db_max_overflow: int = Field(default=20, ge=0, le=1000)
+    db_pool_timeout_s: float = Field(default=30.0, gt=0, le=3600)
+    db_metering_connections: int = Field(default=2, ge=1, le=64)
+    # The gateway's upstream connections per process: open at most, and kept idle at most.
+    upstream_max_connections: int = Field(default=1000, ge=1, le=100_000)
+    upstream_max_idle_connections: int = Field(default=200, ge=0, le=100_000)
     # Where Stripe's API lives; only tests and Stripe-compatible mocks change it.
     stripe_api_base: str = ""
     stripe_secret_key: str = Field(
@@ -104,6 +117,17 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"CREDITDASH_HOLD_TTL_S must be at least {MIN_HOLD_TTL_S} seconds: requests are "
                 f"cut {HOLD_MARGIN_S} s before their hold expires and need 30 s at least"
+            )
+        return value
+
+    @field_validator("upstream_max_idle_connections")
+    @classmethod
+    def _idle_within_open(cls, value: int, info: ValidationInfo) -> int:
+        most = info.data.get("upstream_max_connections")
+        if most is not None and value > most:
+            raise ValueError(
+                "CREDITDASH_UPSTREAM_MAX_IDLE_CONNECTIONS cannot exceed "
+                f"CREDITDASH_UPSTREAM_MAX_CONNECTIONS ({most})"
             )
         return value
 

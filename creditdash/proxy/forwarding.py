@@ -35,9 +35,6 @@ log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_S = 10.0
 URL_RECHECK_S = 30.0
-# The same bounds the httpx client had.
-MAX_UPSTREAM_CONNECTIONS = 1000
-MAX_IDLE_UPSTREAM_CONNECTIONS = 200
 MAX_DIRECT_TARGETS = 1024
 
 
@@ -60,7 +57,10 @@ class Forwarder:
         if self._client is None:
             self._client = httpx.AsyncClient(
                 follow_redirects=False,
-                limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200),
+                limits=httpx.Limits(
+                    max_connections=self.settings.upstream_max_connections,
+                    max_keepalive_connections=self.settings.upstream_max_idle_connections,
+                ),
                 mounts={
                     SANDBOX_BASE_URL.rsplit("/", 1)[0]: httpx.ASGITransport(create_sandbox_app())
                 },
@@ -75,7 +75,8 @@ class Forwarder:
         loop = asyncio.get_running_loop()
         if self._pool is None or self._pool_loop is not loop:
             self._pool = UpstreamPool(
-                max_connections=MAX_UPSTREAM_CONNECTIONS, max_idle=MAX_IDLE_UPSTREAM_CONNECTIONS
+                max_connections=self.settings.upstream_max_connections,
+                max_idle=self.settings.upstream_max_idle_connections,
             )
             self._pool_loop = loop
         return self._pool

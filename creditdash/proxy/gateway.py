@@ -52,6 +52,7 @@ from creditdash.proxy.request import (
     read_limited,
     stream_flags,
 )
+from creditdash.proxy.request_metrics import record_limited
 from creditdash.proxy.routing import RoutePlanner
 from creditdash.proxy.settlement import (
     DetachedTasks,
@@ -191,12 +192,14 @@ class Gateway:
         if model is None or not model.routes or not key.may_use(name):
             raise errors.model_not_found(name)
         if not self.limiter.allow_request(key.key_id, key.rpm_limit):
+            record_limited(name, "rate_limit_exceeded")
             raise errors.rate_limited(
                 f"Rate limit reached: {key.rpm_limit} requests per minute.",
                 "rate_limit_exceeded",
                 self.limiter.retry_after_s(key.key_id),
             )
         if not self.limiter.enter(key.key_id, key.concurrency_limit):
+            record_limited(name, "concurrency_limit_exceeded")
             raise errors.rate_limited(
                 f"Too many concurrent requests: the limit is {key.concurrency_limit}.",
                 "concurrency_limit_exceeded",

@@ -28,32 +28,37 @@ from creditdash.catalog.prices import cost_micros
 from creditdash.core import db
 from creditdash.core.dbworkers import DbWorkers
 from creditdash.core.errors import BudgetExceeded, InsufficientCredits, SpendCapReached
+from creditdash.core.settings import get_settings
 from creditdash.core.timeutil import utcnow
 from creditdash.proxy import credit_refusal, errors
 from creditdash.proxy.call import Call, Outcome, failed, ms_since
 from creditdash.proxy.credit_refusal import HoldTerms
+from creditdash.proxy.request_metrics import record_held, record_refused, record_settled
 
 log = logging.getLogger(__name__)
 
 KEY_TOUCH_INTERVAL_S = 60.0
 # How often one process checks a workspace's budget alerts at the most (AlertChecks).
 ALERT_CHECK_INTERVAL_S = 0.5
-# Metering threads per process: SQLite takes one writer at a time; PostgreSQL runs two. Every
-# hold and settlement updates the usage revenue account's row, so concurrent ones queue on its
-# lock until the one before commits: more threads mostly add lock waits and re-checks of the
-# updated row (PostgreSQL's EvalPlanQual) to each statement, not throughput.
+# Metering threads per process: SQLite takes one writer at a time; PostgreSQL runs
+# CREDITDASH_DB_METERING_CONNECTIONS (2), each keeping one connection of its own. Every
+# hold and settlement updates its customer's account row and one usage revenue shard's, so one
+# customer's concurrent requests queue on those locks until the one before commits: for them
+# more threads mostly add lock waits and re-checks of the updated row (PostgreSQL's
+# EvalPlanQual), not throughput. Requests of customers in other shards do not wait.
 DB_THREADS = {"sqlite": 1}
-DEFAULT_DB_THREADS = 2
 
 
 class MeteringStore:
     """The database side of metering for one engine: its worker threads, the hot-path SQL for
-    its dialect, and the usage revenue account's id (platform accounts are never deleted)."""
+    its dialect, and the usage revenue shards' ids (platform accounts are never deleted)."""
 
     def __init__(self, engine: Any) -> None:
         self.engine = engine
         dialect = engine.dialect
-        self.workers = DbWorkers(engine, DB_THREADS.get(dialect.name, DEFAULT_DB_THREADS))
+        self.workers = DbWorkers(
+            engine, DB_THREADS.get(dialect.name, get_settings().db_metering_connections)
+        )
         self.hot = HotLedger(
             dialect.name, dialect.loaded_dbapi.IntegrityError, db.writer_lock(engine)
         )
@@ -281,6 +286,7 @@ class Settlement:
         try:
             self.hold_id = await self.store.workers.run(self._reserve_sync, amount)
         except InsufficientCredits:
+            record_refused(self.call, "insufficient_credits")
             balance = await self.store.workers.run(self._balance_sync)
             refusal = credit_refusal.insufficient_credits(
                 available_micros=balance.available_micros,
@@ -291,13 +297,16 @@ class Settlement:
             refusal.request_id = self.call.request_id
             raise refusal from None
         except BudgetExceeded as exceeded:
+            record_refused(self.call, "budget_exceeded")
             refusal = credit_refusal.budget_exceeded(exceeded.message)
             refusal.request_id = self.call.request_id
             raise refusal from None
         except SpendCapReached as reached:
+            record_refused(self.call, "spend_cap_reached")
             refusal = errors.rate_limited(reached.message, "spend_cap_reached")
             refusal.request_id = self.call.request_id
             raise refusal from None
+        record_held()
 
     def _balance_sync(self, _connection: Any) -> ledger.Balance:
         with db.session_scope(engine=self.store.engine, readonly=True) as session:
@@ -392,6 +401,7 @@ class Settlement:
             self.billed = outcome.billable
             self._alerts_due = call.key.budget_alerts and charged > 0
             self._topup_due = call.key.autotopup and charged > 0
+            record_settled(call, outcome.status, charged)
             return charged
         except Exception:
             self.billed = False
@@ -399,6 +409,7 @@ class Settlement:
             # that fails must not leave the credit held until expiry, nor the request unseen.
             log.exception("settling %s failed; voiding its hold", call.request_id)
             self._void_after_failed_settlement(record)
+            record_settled(call, "settlement_failed", 0)
             raise SettlementFailed() from None
 
     def _void_after_failed_settlement(self, record: UsageEntry) -> None:

@@ -37,7 +37,7 @@ from creditdash.billing.payments.webhooks import (
     apply_event,
     verify_event,
 )
-from creditdash.core import db
+from creditdash.core import db, metrics
 from creditdash.core.errors import ValidationFailed
 from creditdash.core.money import format_credits, format_minor
 from creditdash.core.settings import Settings, get_settings
@@ -74,6 +74,7 @@ async def receive_event(
     try:
         event = verify_event(body, header, webhook_secrets(provider, settings))
     except SignatureRejected as exc:
+        metrics.webhook_received(provider, "rejected_signature")
         return JSONResponse({"error": exc.message}, status_code=400)
     # Any failure below rolls the whole transaction back (event row and effect) and answers
     # 500, so the provider delivers the event again later.
@@ -81,6 +82,7 @@ async def receive_event(
     log.info(
         "%s event %s (%s): %s", provider, applied.event_id, applied.event_type, applied.outcome
     )
+    metrics.webhook_received(provider, applied.outcome)
     return JSONResponse(applied.describe())
 
 
