@@ -1,7 +1,17 @@
-"""Per-key request-rate and concurrency limits, kept in this process.
+"""Per-key request-rate and concurrency limits, in this process or shared through Redis.
 
-With several gateway processes each enforces the limit on its own share of traffic; the money
-limits (balance, credit limit) are enforced in the database and hold across processes.
+The gateway asks a `Limits` backend three things: may this key start a request within its
+requests per minute (`rate_wait`: None, or the Retry-After seconds), may it take one of its
+concurrent slots (`enter`), and the request ended (`leave`).
+
+- `LocalLimits` (no `CREDITDASH_REDIS_URL`): this process's memory, `KeyLimiter`. With several
+  gateway processes each enforces the limits on its own share of the traffic.
+- `RedisLimits` (limits_redis.py, with `CREDITDASH_REDIS_URL`): one exact sliding window and one
+  set of concurrency leases per key in Redis, shared by every process. While Redis cannot be
+  reached it falls back to a `KeyLimiter` of its own (fail open, per process) and logs it.
+
+The money limits (balance, credit limit, budgets) are enforced in the database and hold across
+processes either way.
 """
 
 from __future__ import annotations
@@ -9,8 +19,26 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
+from typing import Protocol
+
+from creditdash.core.settings import Settings
 
 WINDOW_S = 60.0
+
+
+class Limits(Protocol):
+    async def rate_wait(self, key_id: str, rpm_limit: int | None) -> int | None:
+        """Count a request in the key's sliding minute: None when it fits, else the whole
+        seconds (at least 1) until the minute frees a slot; a refused request is not counted."""
+
+    async def enter(self, key_id: str, concurrency_limit: int | None) -> bool:
+        """Take a concurrency slot; False if the key already has its limit in flight."""
+
+    def leave(self, key_id: str) -> None:
+        """Give back one slot the key took in this process (without awaiting anything)."""
+
+    async def aclose(self) -> None:
+        """Give back what this process holds and close connections."""
 
 
 class KeyLimiter:
@@ -53,6 +81,48 @@ class KeyLimiter:
             self._in_flight.pop(key_id, None)
         else:
             self._in_flight[key_id] = current - 1
+
+
+class LocalLimits:
+    """The limits in this process's memory (the gateway's behaviour without Redis)."""
+
+    def __init__(self, limiter: KeyLimiter | None = None) -> None:
+        self.limiter = limiter or KeyLimiter()
+
+    async def rate_wait(self, key_id: str, rpm_limit: int | None) -> int | None:
+        if self.limiter.allow_request(key_id, rpm_limit):
+            return None
+        return self.limiter.retry_after_s(key_id)
+
+    async def enter(self, key_id: str, concurrency_limit: int | None) -> bool:
+        return self.limiter.enter(key_id, concurrency_limit)
+
+    def leave(self, key_id: str) -> None:
+        self.limiter.leave(key_id)
+
+    async def aclose(self) -> None:
+        return None
+
+
+def key_limits(settings: Settings) -> Limits:
+    """The process's limits backend: shared through Redis when a Redis URL is configured."""
+    if not settings.redis_url:
+        return LocalLimits()
+    from creditdash.proxy.limits_redis import RedisLimits
+
+    return RedisLimits.from_url(settings.redis_url, lease_ttl_s=settings.limit_lease_ttl_s)
+
+
+def per_process_warning(settings: Settings, workers: int) -> str | None:
+    """What to tell the operator who starts several gateway workers without Redis: each
+    enforces a key's rate and concurrency limits alone, so a key gets up to workers times them."""
+    if workers <= 1 or settings.redis_url:
+        return None
+    return (
+        f"warning: {workers} gateway workers and no CREDITDASH_REDIS_URL: per-key rate and "
+        "concurrency limits are per process (a key can get up to "
+        f"{workers} times its limits); set CREDITDASH_REDIS_URL to share them"
+    )
 
 
 def seconds_until(moment: float, now: float) -> int:
