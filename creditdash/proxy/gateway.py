@@ -192,13 +192,14 @@ class Gateway:
         model = snapshot.models.get(name)
         if model is None or not model.routes or not key.may_use(name):
             raise errors.model_not_found(name)
-        if (wait_s := await self.limiter.rate_wait(key.key_id, key.rpm_limit)) is not None:
+        refused = await self.limiter.admit(key.key_id, key.rpm_limit, key.concurrency_limit)
+        if refused is not None and refused.rate:
             raise errors.rate_limited(
                 f"Rate limit reached: {key.rpm_limit} requests per minute.",
                 "rate_limit_exceeded",
-                wait_s,
+                refused.retry_after_s,
             )
-        if not await self.limiter.enter(key.key_id, key.concurrency_limit):
+        if refused is not None:
             raise errors.rate_limited(
                 f"Too many concurrent requests: the limit is {key.concurrency_limit}.",
                 "concurrency_limit_exceeded",

@@ -1,8 +1,8 @@
 """Per-key request-rate and concurrency limits, in this process or shared through Redis.
 
-The gateway asks a `Limits` backend three things: may this key start a request within its
-requests per minute (`rate_wait`: None, or the Retry-After seconds), may it take one of its
-concurrent slots (`enter`), and the request ended (`leave`).
+The gateway asks a `Limits` backend whether a key may start a request (`admit`: within its
+requests per minute, and with one of its concurrent slots free; None, or the `Refusal`), and
+tells it when an admitted request ended (`leave`).
 
 - `LocalLimits` (no `CREDITDASH_REDIS_URL`): this process's memory, `KeyLimiter`. With several
   gateway processes each enforces the limits on its own share of the traffic.
@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
+from dataclasses import dataclass
 from typing import Protocol
 
 from creditdash.core.settings import Settings
@@ -26,16 +27,28 @@ from creditdash.core.settings import Settings
 WINDOW_S = 60.0
 
 
-class Limits(Protocol):
-    async def rate_wait(self, key_id: str, rpm_limit: int | None) -> int | None:
-        """Count a request in the key's sliding minute: None when it fits, else the whole
-        seconds (at least 1) until the minute frees a slot; a refused request is not counted."""
+@dataclass(frozen=True)
+class Refusal:
+    """Why a request was not admitted: the key's minute is full (rate, with the whole seconds
+    until it frees a slot), or it has its limit in flight (concurrency)."""
 
-    async def enter(self, key_id: str, concurrency_limit: int | None) -> bool:
-        """Take a concurrency slot; False if the key already has its limit in flight."""
+    rate: bool
+    retry_after_s: int | None = None
+
+
+CONCURRENCY_REFUSAL = Refusal(rate=False)
+
+
+class Limits(Protocol):
+    async def admit(
+        self, key_id: str, rpm_limit: int | None, concurrency_limit: int | None
+    ) -> Refusal | None:
+        """Count the request in the key's sliding minute and take one of its concurrency
+        slots; None when both fit. A request the minute refuses is not counted; one refused
+        for concurrency still is (it was made within the minute). None limits are unlimited."""
 
     def leave(self, key_id: str) -> None:
-        """Give back one slot the key took in this process (without awaiting anything)."""
+        """An admitted request ended: give its slot back (without awaiting anything)."""
 
     async def aclose(self) -> None:
         """Give back what this process holds and close connections."""
@@ -89,19 +102,26 @@ class LocalLimits:
     def __init__(self, limiter: KeyLimiter | None = None) -> None:
         self.limiter = limiter or KeyLimiter()
 
-    async def rate_wait(self, key_id: str, rpm_limit: int | None) -> int | None:
-        if self.limiter.allow_request(key_id, rpm_limit):
-            return None
-        return self.limiter.retry_after_s(key_id)
-
-    async def enter(self, key_id: str, concurrency_limit: int | None) -> bool:
-        return self.limiter.enter(key_id, concurrency_limit)
+    async def admit(
+        self, key_id: str, rpm_limit: int | None, concurrency_limit: int | None
+    ) -> Refusal | None:
+        return admit_locally(self.limiter, key_id, rpm_limit, concurrency_limit)
 
     def leave(self, key_id: str) -> None:
         self.limiter.leave(key_id)
 
     async def aclose(self) -> None:
         return None
+
+
+def admit_locally(
+    limiter: KeyLimiter, key_id: str, rpm_limit: int | None, concurrency_limit: int | None
+) -> Refusal | None:
+    if not limiter.allow_request(key_id, rpm_limit):
+        return Refusal(rate=True, retry_after_s=limiter.retry_after_s(key_id))
+    if not limiter.enter(key_id, concurrency_limit):
+        return CONCURRENCY_REFUSAL
+    return None
 
 
 def key_limits(settings: Settings) -> Limits:

@@ -1,16 +1,20 @@
 """Per-key limits shared by every gateway process through Redis (see limits.py).
 
+One Lua script admits a request in one round trip: it checks and counts the key's requests per
+minute, then takes one of its concurrency slots. Scripts run atomically, so two processes can
+never both take the last slot of either.
+
 Requests per minute: an exact sliding window. Each key has a sorted set of its admitted
-requests scored by their time in ms; one Lua script trims what left the window, counts, and adds
-the new request only when it fits, in one round trip, so two processes can never both take the
-last slot. The set expires one window after its newest request. A refusal answers with the ms
-until the oldest member leaves the window (the Retry-After).
+requests scored by their time in ms; the script trims what left the window, counts, and adds
+the new request only when it fits. The set expires one window after its newest request. A
+refusal answers with the ms until the oldest member leaves the window (the Retry-After).
 
 Concurrency: leases. Each request in flight holds a member of the key's lease set scored by the
 moment it expires; only unexpired leases count. This process renews the leases it holds every
 third of their lifetime, so long requests and streams keep their slot, and removes a lease when
-its request ends. A process that dies without saying so (SIGKILL, a lost host) stops renewing:
-its slots come free when their leases expire, at most `CREDITDASH_LIMIT_LEASE_TTL_S` later.
+its request ends (in the background: the answer does not wait for it). A process that dies
+without saying so (SIGKILL, a lost host) stops renewing: its slots come free when their leases
+expire, at most `CREDITDASH_LIMIT_LEASE_TTL_S` later.
 
 Times come from the Redis server's clock (TIME inside the scripts), one clock for every process
 and host. Tests may pass a clock of their own.
@@ -37,7 +41,14 @@ from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from creditdash.proxy.limits import WINDOW_S, KeyLimiter, seconds_until
+from creditdash.proxy.limits import (
+    CONCURRENCY_REFUSAL,
+    WINDOW_S,
+    KeyLimiter,
+    Refusal,
+    admit_locally,
+    seconds_until,
+)
 
 log = logging.getLogger(__name__)
 
@@ -56,35 +67,36 @@ if now < 0 then
 end
 """
 
-# KEYS[1] the key's window; ARGV: now ms, window ms, limit, member.
-# Returns -1 when admitted, else the ms until the oldest counted request leaves the window.
-RATE_SCRIPT = (
+# KEYS[1] the key's window, KEYS[2] its leases; ARGV: now ms, window ms, requests-per-minute
+# limit (-1: none), lease ttl ms, concurrency limit (-1: none), member. Returns -1 when admitted
+# (the request counted, its lease taken), -2 when the key has its limit in flight, else (the
+# minute is full) the ms until the oldest counted request leaves the window.
+ADMIT_SCRIPT = (
     _NOW
     + """
-local window = tonumber(ARGV[2])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then
-  local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-  return math.max(0, tonumber(oldest[2]) + window - now)
+local member = ARGV[6]
+local rpm = tonumber(ARGV[3])
+if rpm >= 0 then
+  local window = tonumber(ARGV[2])
+  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+  if redis.call('ZCARD', KEYS[1]) >= rpm then
+    local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+    return math.max(0, tonumber(oldest[2]) + window - now)
+  end
+  redis.call('ZADD', KEYS[1], now, member)
+  redis.call('PEXPIRE', KEYS[1], window)
 end
-redis.call('ZADD', KEYS[1], now, ARGV[4])
-redis.call('PEXPIRE', KEYS[1], window)
+local concurrency = tonumber(ARGV[5])
+if concurrency >= 0 then
+  local ttl = tonumber(ARGV[4])
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+  if redis.call('ZCARD', KEYS[2]) >= concurrency then
+    return -2
+  end
+  redis.call('ZADD', KEYS[2], now + ttl, member)
+  redis.call('PEXPIRE', KEYS[2], ttl)
+end
 return -1
-"""
-)
-
-# KEYS[1] the key's leases; ARGV: now ms, lease ttl ms, limit, member. 1 taken, 0 refused.
-LEASE_SCRIPT = (
-    _NOW
-    + """
-local ttl = tonumber(ARGV[2])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then
-  return 0
-end
-redis.call('ZADD', KEYS[1], now + ttl, ARGV[4])
-redis.call('PEXPIRE', KEYS[1], ttl)
-return 1
 """
 )
 
@@ -137,8 +149,7 @@ class RedisLimits:
         # None: the Redis server's clock. Otherwise seconds (tests move it by hand).
         self.clock = clock
         self.fallback = fallback or KeyLimiter()
-        self._rate = client.register_script(RATE_SCRIPT)
-        self._lease = client.register_script(LEASE_SCRIPT)
+        self._admit = client.register_script(ADMIT_SCRIPT)
         self._renew = client.register_script(RENEW_SCRIPT)
         # A member is unique across processes: a random process token and a counter.
         self._token = f"{os.getpid()}-{secrets.token_hex(6)}"
@@ -147,6 +158,8 @@ class RedisLimits:
         self._held: dict[str, list[str]] = {}
         self._renewer: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[Any]] = set()
+        self._to_remove: list[tuple[str, str]] = []
+        self._remover: asyncio.Task[Any] | None = None
         self._down_until = 0.0
 
     @classmethod
@@ -155,41 +168,35 @@ class RedisLimits:
 
     # ------------------------------------------------------------------------- the requests
 
-    async def rate_wait(self, key_id: str, rpm_limit: int | None) -> int | None:
-        if rpm_limit is None:
+    async def admit(
+        self, key_id: str, rpm_limit: int | None, concurrency_limit: int | None
+    ) -> Refusal | None:
+        if rpm_limit is None and concurrency_limit is None:
+            self._held.setdefault(key_id, []).append(_UNLIMITED)
             return None
         if self._redis_down():
-            return self._local_rate_wait(key_id, rpm_limit)
-        window_ms = int(self.window_s * 1000)
-        args: list[int | str] = [self._now_ms(), window_ms, rpm_limit, self._member()]
+            return self._admit_locally(key_id, rpm_limit, concurrency_limit)
+        member = self._member()
+        args: list[int | str] = [
+            self._now_ms(), int(self.window_s * 1000), -1 if rpm_limit is None else rpm_limit,
+            int(self.lease_ttl_s * 1000), -1 if concurrency_limit is None else concurrency_limit,
+            member,
+        ]  # fmt: skip
         try:
-            wait_ms = int(await self._rate(keys=[f"{PREFIX}rpm:{key_id}"], args=args))
+            answer = int(await self._admit(keys=self._keys(key_id), args=args))
         except Exception as exc:  # any Redis failure: this process decides alone for a while
-            self._failed("rate limit", exc)
-            return self._local_rate_wait(key_id, rpm_limit)
-        if wait_ms < 0:
-            return None
-        return seconds_until(wait_ms / 1000, 0.0)
-
-    async def enter(self, key_id: str, concurrency_limit: int | None) -> bool:
+            self._failed(exc)
+            return self._admit_locally(key_id, rpm_limit, concurrency_limit)
+        if answer == -2:
+            return CONCURRENCY_REFUSAL
+        if answer >= 0:
+            return Refusal(rate=True, retry_after_s=seconds_until(answer / 1000, 0.0))
         if concurrency_limit is None:
             self._held.setdefault(key_id, []).append(_UNLIMITED)
-            return True
-        if self._redis_down():
-            return self._local_enter(key_id, concurrency_limit)
-        member = self._member()
-        ttl_ms = int(self.lease_ttl_s * 1000)
-        args: list[int | str] = [self._now_ms(), ttl_ms, concurrency_limit, member]
-        try:
-            taken = int(await self._lease(keys=[self._lease_key(key_id)], args=args))
-        except Exception as exc:
-            self._failed("concurrency limit", exc)
-            return self._local_enter(key_id, concurrency_limit)
-        if not taken:
-            return False
-        self._held.setdefault(key_id, []).append(member)
-        self._start_renewer()
-        return True
+        else:
+            self._held.setdefault(key_id, []).append(member)
+            self._start_renewer()
+        return None
 
     def leave(self, key_id: str) -> None:
         held = self._held.get(key_id)
@@ -201,7 +208,10 @@ class RedisLimits:
         if member == _LOCAL:
             self.fallback.leave(key_id)
         elif member != _UNLIMITED:
-            self._spawn(self._remove(key_id, member))
+            # Leases given back while a removal is on its way go together in the next one.
+            self._to_remove.append((key_id, member))
+            if self._remover is None or self._remover.done():
+                self._remover = self._spawn(self._remove_pending())
 
     async def aclose(self) -> None:
         """Stop renewing, give back the leases this process still holds, close the client."""
@@ -210,14 +220,11 @@ class RedisLimits:
             self._renewer = None
         held, self._held = self._held, {}
         try:
-            async with self.client.pipeline(transaction=False) as pipe:
-                for key_id, members in held.items():
-                    leases = [m for m in members if m not in (_LOCAL, _UNLIMITED)]
-                    if leases:
-                        pipe.zrem(self._lease_key(key_id), *leases)
-                await pipe.execute()
             if self._background:
                 await asyncio.gather(*self._background, return_exceptions=True)
+            for key_id, members in held.items():
+                self._to_remove += [(key_id, m) for m in members if m not in (_LOCAL, _UNLIMITED)]
+            await self._remove_pending()
         except Exception as exc:  # they expire on their own
             log.warning("could not give back concurrency leases (%s); they expire", exc)
         finally:
@@ -256,43 +263,50 @@ class RedisLimits:
         if self._renewer is None or self._renewer.done():
             self._renewer = asyncio.get_running_loop().create_task(self._renew_forever())
 
-    async def _remove(self, key_id: str, member: str) -> None:
-        try:
-            await self.client.zrem(self._lease_key(key_id), member)
-        except Exception as exc:  # the lease expires after its TTL instead
-            log.warning("could not give back a concurrency lease in Redis (%s)", exc)
+    async def _remove_pending(self) -> None:
+        """Remove the leases given back, one round trip for all that are waiting."""
+        while self._to_remove:
+            batch, self._to_remove = self._to_remove, []
+            try:
+                if len(batch) == 1:
+                    await self.client.zrem(self._lease_key(batch[0][0]), batch[0][1])
+                    continue
+                async with self.client.pipeline(transaction=False) as pipe:
+                    for key_id, member in batch:
+                        pipe.zrem(self._lease_key(key_id), member)
+                    await pipe.execute()
+            except Exception as exc:  # the leases expire after their TTL instead
+                log.warning("could not give back %d concurrency leases (%s)", len(batch), exc)
 
-    def _spawn(self, coroutine: Any) -> None:
+    def _spawn(self, coroutine: Any) -> asyncio.Task[Any] | None:
         try:
             task = asyncio.get_running_loop().create_task(coroutine)
-        except RuntimeError:  # no loop (a thread): the lease expires after its TTL
+        except RuntimeError:  # no loop (a thread): the next removal or the TTL frees them
             coroutine.close()
-            return
+            return None
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+        return task
 
     # ---------------------------------------------------------------------------- failures
 
     def _redis_down(self) -> bool:
         return time.monotonic() < self._down_until
 
-    def _failed(self, what: str, exc: Exception) -> None:
+    def _failed(self, exc: Exception) -> None:
         log.warning(
-            "Redis failed for the %s (%s: %s); limits are per process for %.0f s",
-            what, type(exc).__name__, exc, RETRY_AFTER_S,
+            "Redis failed for the key limits (%s: %s); they are per process for %g s",
+            type(exc).__name__, exc, RETRY_AFTER_S,
         )  # fmt: skip
         self._down_until = time.monotonic() + RETRY_AFTER_S
 
-    def _local_rate_wait(self, key_id: str, rpm_limit: int) -> int | None:
-        if self.fallback.allow_request(key_id, rpm_limit):
-            return None
-        return self.fallback.retry_after_s(key_id)
-
-    def _local_enter(self, key_id: str, concurrency_limit: int) -> bool:
-        if not self.fallback.enter(key_id, concurrency_limit):
-            return False
-        self._held.setdefault(key_id, []).append(_LOCAL)
-        return True
+    def _admit_locally(
+        self, key_id: str, rpm_limit: int | None, concurrency_limit: int | None
+    ) -> Refusal | None:
+        refused = admit_locally(self.fallback, key_id, rpm_limit, concurrency_limit)
+        if refused is None:  # the fallback counted the slot: it is given back there
+            self._held.setdefault(key_id, []).append(_LOCAL)
+        return refused
 
     # ----------------------------------------------------------------------------- helpers
 
@@ -303,5 +317,11 @@ class RedisLimits:
         return f"{self._token}-{next(self._counter)}"
 
     @staticmethod
-    def _lease_key(key_id: str) -> str:
-        return f"{PREFIX}lease:{key_id}"
+    def _keys(key_id: str) -> list[str]:
+        """The key's window and its leases. The braces put both in one Redis Cluster slot,
+        which a script that uses two keys needs."""
+        return [f"{PREFIX}{{{key_id}}}:rpm", f"{PREFIX}{{{key_id}}}:leases"]
+
+    @classmethod
+    def _lease_key(cls, key_id: str) -> str:
+        return cls._keys(key_id)[1]
