@@ -42,7 +42,7 @@ from creditdash.proxy.disconnect import DisconnectWatch
 from creditdash.proxy.forwarding import Forwarder
 from creditdash.proxy.idempotency import HEADER as IDEMPOTENCY_KEY
 from creditdash.proxy.idempotency import Idempotency, Ticket, fingerprint, parse_key
-from creditdash.proxy.limits import key_limits
+from creditdash.proxy.limits_redis import key_limits
 from creditdash.proxy.request import (
     max_output,
     media_part_count,

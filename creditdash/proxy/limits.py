@@ -6,9 +6,11 @@ tells it when an admitted request ended (`leave`).
 
 - `LocalLimits` (no `CREDITDASH_REDIS_URL`): this process's memory, `KeyLimiter`. With several
   gateway processes each enforces the limits on its own share of the traffic.
-- `RedisLimits` (limits_redis.py, with `CREDITDASH_REDIS_URL`): one exact sliding window and one
-  set of concurrency leases per key in Redis, shared by every process. While Redis cannot be
-  reached it falls back to a `KeyLimiter` of its own (fail open, per process) and logs it.
+- `RedisLimits` (limits_redis.py, with `CREDITDASH_REDIS_URL`): one exact sliding window and
+  one set of concurrency leases per key in Redis, shared by every process. While Redis cannot
+  be reached it falls back to a `KeyLimiter` of its own (fail open, per process) and logs it.
+
+`limits_redis.key_limits` picks the backend from the settings.
 
 The money limits (balance, credit limit, budgets) are enforced in the database and hold across
 processes either way.
@@ -122,15 +124,6 @@ def admit_locally(
     if not limiter.enter(key_id, concurrency_limit):
         return CONCURRENCY_REFUSAL
     return None
-
-
-def key_limits(settings: Settings) -> Limits:
-    """The process's limits backend: shared through Redis when a Redis URL is configured."""
-    if not settings.redis_url:
-        return LocalLimits()
-    from creditdash.proxy.limits_redis import RedisLimits
-
-    return RedisLimits.from_url(settings.redis_url, lease_ttl_s=settings.limit_lease_ttl_s)
 
 
 def per_process_warning(settings: Settings, workers: int) -> str | None:

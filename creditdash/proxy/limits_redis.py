@@ -35,20 +35,22 @@ import os
 import secrets
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-
+from creditdash.core.settings import Settings
 from creditdash.proxy.limits import (
     CONCURRENCY_REFUSAL,
     WINDOW_S,
     KeyLimiter,
+    Limits,
+    LocalLimits,
     Refusal,
     admit_locally,
     seconds_until,
 )
+
+if TYPE_CHECKING:  # redis is imported only when a Redis URL is configured
+    from redis.asyncio import Redis
 
 log = logging.getLogger(__name__)
 
@@ -117,9 +119,21 @@ return renewed
 )
 
 
+def key_limits(settings: Settings) -> Limits:
+    """The process's limits backend: shared through Redis when a Redis URL is configured, else
+    this process's memory."""
+    if not settings.redis_url:
+        return LocalLimits()
+    return RedisLimits.from_url(settings.redis_url, lease_ttl_s=settings.limit_lease_ttl_s)
+
+
 def limits_client(url: str) -> Redis:
     """A client that fails fast: one attempt, a short timeout. A limit decided by the process
     is better than a request waiting out redis-py's default retries (seconds) on each call."""
+    from redis.asyncio import Redis
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+
     return Redis.from_url(
         url,
         socket_timeout=REDIS_TIMEOUT_S,

@@ -39,8 +39,8 @@ from creditdash.core import db, settings
 from creditdash.core.audit import CLI
 from creditdash.core.settings import Settings
 from creditdash.proxy import limits_redis
-from creditdash.proxy.limits import LocalLimits, key_limits, per_process_warning
-from creditdash.proxy.limits_redis import RedisLimits, limits_client
+from creditdash.proxy.limits import LocalLimits, per_process_warning
+from creditdash.proxy.limits_redis import RedisLimits, key_limits, limits_client
 from creditdash.proxy.tokens import hold_prompt_tokens
 from tests.conftest import RedisServer, _configure, free_port, stop_process_group, wait_for_port
 from tests.factories import funded_customer
