@@ -325,6 +325,11 @@ class Pair:
             self.urls.append(f"http://127.0.0.1:{port}")
         for url in self.urls:
             wait_for_port(int(url.rsplit(":", 1)[1]), timeout_s=60)
+        # One request on each, so that races start warm (catalog, connections, Redis scripts).
+        _customer, key = self.new_key(KeyLimits(rpm=1000, concurrency=10))
+        for client in self.clients(key, 2):
+            assert _post(client, CHAT).status_code == 200
+            client.close()
 
     def stop(self) -> None:
         for process in self.processes:
@@ -507,4 +512,57 @@ def test_slots_of_a_killed_process_come_free_within_the_lease_ttl(
     assert freed_after_s <= LEASE_TTL_S + 1.5
     other.close()
     for client in held:
+        client.close()
+
+
+@pytest.mark.postgres
+def test_long_streams_keep_their_slots_past_the_lease_ttl_and_give_them_back(
+    pair: Pair, fake_upstream: FakeUpstream
+) -> None:
+    _customer, key = pair.new_key(KeyLimits(concurrency=2))
+    stream = {**CHAT, "model": "slow", "stream": True}  # about 8 s of chunks
+
+    def read_stream(client: httpx.Client) -> str:
+        with client.stream("POST", "/v1/chat/completions", json=stream) as answer:
+            assert answer.status_code == 200
+            return "".join(answer.iter_text())
+
+    streams = pair.clients(key, 2)
+    for client in streams:
+        client.base_url = httpx.URL(pair.urls[0])
+    other = pair.clients(key, 2)[1]
+    before = fake_upstream.count("slow-stream")
+    with ThreadPoolExecutor(2) as pool:
+        running = [pool.submit(read_stream, client) for client in streams]
+        deadline = time.monotonic() + 10
+        while fake_upstream.count("slow-stream") - before < 2:  # both admitted and upstream
+            assert time.monotonic() < deadline, "the streams did not reach the upstream"
+            time.sleep(0.02)
+        started = time.monotonic()
+        # Well past the lease TTL (2 s) the streams still hold both slots: process a renews.
+        while time.monotonic() - started < 3 * LEASE_TTL_S:
+            answer = _post(other, CHAT)
+            assert answer.status_code == 429, answer.text
+            assert answer.json()["error"]["code"] == "concurrency_limit_exceeded"
+            time.sleep(0.25)
+        texts = [future.result() for future in running]
+    assert all(text.rstrip().endswith("data: [DONE]") for text in texts)
+    # Ended: both slots are given back as the streams end (within moments of their last byte),
+    # well before their leases, renewed at most TTL/3 ago, would expire.
+    ended = time.monotonic()
+    for _slot in range(2):  # each request ends before the next: one free slot is enough...
+        while _post(other, CHAT).status_code != 200:
+            assert time.monotonic() - ended < 1.0, "a stream's slot was not given back"
+            time.sleep(0.02)
+    # ...so to see both free, hold one with a slow request while asking for the other.
+    with ThreadPoolExecutor(1) as pool:
+        holding = pool.submit(_post, pair.clients(key, 1)[0], SLOW_BODY)
+        deadline = time.monotonic() + 5
+        while fake_upstream.in_flight == 0:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        assert _post(other, CHAT).status_code == 200
+        assert holding.result().status_code == 200
+    other.close()
+    for client in streams:
         client.close()
