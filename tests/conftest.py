@@ -169,6 +169,48 @@ def sqlite_engine(
     settings.reset_settings()
 
 
+# -------------------------------------------------------------------------------------- Redis
+
+
+class RedisServer:
+    """A throwaway redis-server on a free loopback port (no persistence), as the e2e harness
+    starts one. Tests that stop Redis mid-run start one of their own."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        server = shutil.which("redis-server")
+        if server is None:
+            pytest.fail("redis-server is missing (make test-deps installs it)")
+        self.process = subprocess.Popen(
+            [server, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self.directory)],
+            stdout=subprocess.DEVNULL, start_new_session=True,
+        )  # fmt: skip
+        wait_for_port(self.port, timeout_s=30)
+
+    def stop(self) -> None:
+        stop_process_group(self.process, timeout_s=10)
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One redis-server for the run. Tests share it: flush it, or use keys of their own."""
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+# ---------------------------------------------------------------------------------- processes
+
+
 def stop_process_group(process: subprocess.Popen[bytes] | None, timeout_s: float = 30) -> None:
     """SIGTERM a server started with start_new_session=True (it and its workers), SIGKILL it
     if it has not exited after timeout_s."""

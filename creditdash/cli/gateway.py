@@ -27,6 +27,12 @@ def gateway(host: str, port: int, workers: int) -> None:
         check_startup()
     except (RuntimeError, ValueError) as exc:  # ValueError: pydantic refused a setting
         raise_refusal_exit(str(exc))
+    from creditdash.core.settings import get_settings
+    from creditdash.proxy.limits import per_process_warning
+
+    warning = per_process_warning(get_settings(), workers)
+    if warning is not None:  # once, before the workers start
+        click.echo(warning, err=True)
 
     _metrics_across_workers(port, workers)
 

@@ -50,11 +50,15 @@ class Settings(BaseSettings):
             "CREDITDASH_ONE_TIME_PASSWORD_TTL_S", "CREDITDASH_INVITE_PASSWORD_TTL_S"
         ),
     )
-    # Where sign-in failures are counted across processes; without it each process counts its
-    # own. The dashboard's REFLEX_REDIS_URL is used when this is not set.
+    # Where sign-in failures are counted and the gateway's per-key rate and concurrency limits
+    # kept, across processes; without it each process keeps its own. The dashboard's
+    # REFLEX_REDIS_URL is used when this is not set.
     redis_url: str = Field(
         default="", validation_alias=AliasChoices("CREDITDASH_REDIS_URL", "REFLEX_REDIS_URL")
     )
+    # With Redis: a request's concurrency slot is a lease renewed while it runs; the slots of a
+    # process that died come free this long after its last renewal.
+    limit_lease_ttl_s: int = Field(default=30, ge=1, le=3600)
     # Outgoing mail: smtp://user:pass@host:587 (STARTTLS when the server offers it), smtps://
     # for TLS from the start. Without it mail stays in the outbox, shown in the admin workspace.
     smtp_url: str = ""

@@ -42,7 +42,7 @@ from creditdash.proxy.disconnect import DisconnectWatch
 from creditdash.proxy.forwarding import Forwarder
 from creditdash.proxy.idempotency import HEADER as IDEMPOTENCY_KEY
 from creditdash.proxy.idempotency import Idempotency, Ticket, fingerprint, parse_key
-from creditdash.proxy.limits import KeyLimiter
+from creditdash.proxy.limits_redis import key_limits
 from creditdash.proxy.request import (
     max_output,
     media_part_count,
@@ -74,7 +74,7 @@ class Gateway:
         self.settings = settings or get_settings()
         self.keys = KeyCache()
         self.catalog = CatalogCache()
-        self.limiter = KeyLimiter()
+        self.limiter = key_limits(self.settings)
         self.routes = RoutePlanner()
         self.upstream = Forwarder(self.settings, self.routes)
         self._tasks = DetachedTasks()
@@ -98,6 +98,7 @@ class Gateway:
     async def aclose(self) -> None:
         await self._tasks.drain()
         await self.upstream.aclose()
+        await self.limiter.aclose()
         store, self._store = self._store, None
         if store is not None:
             await asyncio.to_thread(store.workers.close)
@@ -191,14 +192,15 @@ class Gateway:
         model = snapshot.models.get(name)
         if model is None or not model.routes or not key.may_use(name):
             raise errors.model_not_found(name)
-        if not self.limiter.allow_request(key.key_id, key.rpm_limit):
+        refused = await self.limiter.admit(key.key_id, key.rpm_limit, key.concurrency_limit)
+        if refused is not None and refused.rate:
             record_limited(name, "rate_limit_exceeded")
             raise errors.rate_limited(
                 f"Rate limit reached: {key.rpm_limit} requests per minute.",
                 "rate_limit_exceeded",
-                self.limiter.retry_after_s(key.key_id),
+                refused.retry_after_s,
             )
-        if not self.limiter.enter(key.key_id, key.concurrency_limit):
+        if refused is not None:
             record_limited(name, "concurrency_limit_exceeded")
             raise errors.rate_limited(
                 f"Too many concurrent requests: the limit is {key.concurrency_limit}.",

@@ -4,11 +4,7 @@ the sign-in service on both databases: refusals without a password check, audit 
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
-from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -24,7 +20,7 @@ from creditdash.accounts.throttle import (
 from creditdash.core import db, settings
 from creditdash.core.audit import AuditEntry
 from creditdash.core.errors import AuthenticationFailed, TooManyAttempts
-from tests.conftest import free_port, stop_process_group, wait_for_port
+from tests.conftest import free_port
 
 GOOD = "correct horse battery"
 ADDRESS = "198.51.100.7"
@@ -36,26 +32,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A throwaway redis-server on a free port, as the e2e harness starts one."""
-    server = shutil.which("redis-server")
-    if server is None:
-        pytest.fail("redis-server is missing (make test-deps installs it)")
-    port = free_port()
-    tmp: Path = tmp_path_factory.mktemp("redis")
-    process = subprocess.Popen(
-        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", str(tmp)],
-        stdout=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
-    try:
-        wait_for_port(port, timeout_s=30)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        stop_process_group(process, timeout_s=10)
 
 
 @pytest.fixture(params=["memory", "redis"])

@@ -58,6 +58,9 @@ class FakeUpstream:
     port: int = 0
     # Models whose request's connection the gateway closed before the answer (slow-3s).
     closed: list[str] = field(default_factory=list)
+    # Requests being answered now, and the most at once (test_shared_limits.py); reset by hand.
+    in_flight: int = 0
+    max_in_flight: int = 0
 
     def count(self, model: str | None = None) -> int:
         return sum(1 for s in self.seen if model is None or s.body.get("model") == model)
@@ -66,7 +69,12 @@ class FakeUpstream:
         async def handle(request: Request) -> Response:
             body = json.loads(await request.body())
             self.seen.append(Seen(request.url.path, dict(request.headers), body))
-            return await self._respond(request, body)
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            try:
+                return await self._respond(request, body)
+            finally:
+                self.in_flight -= 1
 
         return Starlette(
             routes=[
