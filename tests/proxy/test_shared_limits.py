@@ -31,7 +31,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
 from creditdash.accounts.api_keys import KeyLimits, create_api_key
-from creditdash.billing import budgets
+from creditdash.billing import budgets, health, key_caps
 from creditdash.billing.models import UsageRecord
 from creditdash.catalog.importer import import_catalog, parse_catalog
 from creditdash.catalog.prices import Price, TokenUsage, cost_micros, worst_case_micros
@@ -473,6 +473,52 @@ def test_a_hard_budget_hit_from_two_processes_is_never_exceeded(
     # To the micro: every admitted request charged once, the total never past the budget, and
     # the budget really reached (one more worst case would have passed it).
     assert charged == admitted * COST <= budget < admitted * COST + SLOW_HOLD
+
+
+@pytest.mark.postgres
+def test_a_key_s_spend_cap_hit_from_two_processes_is_never_exceeded(
+    pair: Pair, fake_upstream: FakeUpstream
+) -> None:
+    cap = 3 * SLOW_HOLD + SLOW_HOLD // 2  # three worst cases fit at once, far below the balance
+    _customer, key = pair.new_key(
+        KeyLimits(monthly_spend_cap_micros=cap), credits_micros=100 * SLOW_HOLD
+    )
+    fake_upstream.max_in_flight = 0
+    raced = _codes(_race(pair.clients(key, 30), 2, SLOW_BODY))
+    assert set(raced) == {200, "spend_cap_reached"}, raced
+    # The cap is counted in the database with each hold: three holds fill it, whichever
+    # process placed them (it was a per-process count before billing/key_caps.py).
+    assert fake_upstream.max_in_flight <= 3
+    admitted = raced[200]
+    clients = pair.clients(key, 2)
+    while (answer := _post(clients[admitted % 2], SLOW_BODY)).status_code == 200:
+        admitted += 1
+    assert answer.status_code == 429
+    assert answer.json()["error"]["code"] == "spend_cap_reached"
+    for client in clients:
+        client.close()
+    with db.session_scope(engine=pair.engine, readonly=True) as session:
+        key_id = (
+            session.execute(
+                select(UsageRecord.api_key_id)
+                .where(UsageRecord.price_micros > 0)
+                .order_by(  # type: ignore[arg-type]
+                    UsageRecord.created_at.desc()  # type: ignore[attr-defined]
+                )
+            )
+            .scalars()
+            .first()
+        )
+        charged = session.execute(
+            select(func.coalesce(func.sum(UsageRecord.price_micros), 0)).where(
+                UsageRecord.api_key_id == key_id  # type: ignore[arg-type]
+            )
+        ).scalar_one()
+        spent, held = key_caps.spent_and_held(session, str(key_id))
+        assert health.check(session) == []
+    # To the micro, as for the budget: each admitted request charged once, never past the cap.
+    assert charged == admitted * COST == spent <= cap < admitted * COST + SLOW_HOLD
+    assert held == 0
 
 
 @pytest.mark.postgres
