@@ -31,6 +31,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
 from creditdash.accounts.api_keys import KeyLimits, create_api_key
+from creditdash.accounts.models import ApiKey
 from creditdash.billing import budgets, health, key_caps
 from creditdash.billing.models import UsageRecord
 from creditdash.catalog.importer import import_catalog, parse_catalog
@@ -480,7 +481,7 @@ def test_a_key_s_spend_cap_hit_from_two_processes_is_never_exceeded(
     pair: Pair, fake_upstream: FakeUpstream
 ) -> None:
     cap = 3 * SLOW_HOLD + SLOW_HOLD // 2  # three worst cases fit at once, far below the balance
-    _customer, key = pair.new_key(
+    customer, key = pair.new_key(
         KeyLimits(monthly_spend_cap_micros=cap), credits_micros=100 * SLOW_HOLD
     )
     fake_upstream.max_in_flight = 0
@@ -498,17 +499,9 @@ def test_a_key_s_spend_cap_hit_from_two_processes_is_never_exceeded(
     for client in clients:
         client.close()
     with db.session_scope(engine=pair.engine, readonly=True) as session:
-        key_id = (
-            session.execute(
-                select(UsageRecord.api_key_id)
-                .where(UsageRecord.price_micros > 0)
-                .order_by(  # type: ignore[arg-type]
-                    UsageRecord.created_at.desc()  # type: ignore[attr-defined]
-                )
-            )
-            .scalars()
-            .first()
-        )
+        key_id = session.execute(
+            select(ApiKey.id).where(ApiKey.customer_id == customer)  # type: ignore[arg-type]
+        ).scalar_one()
         charged = session.execute(
             select(func.coalesce(func.sum(UsageRecord.price_micros), 0)).where(
                 UsageRecord.api_key_id == key_id  # type: ignore[arg-type]
