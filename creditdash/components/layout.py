@@ -72,7 +72,7 @@ NARROW = "@media (max-width: 599px)"
 WIDE = "@media (min-width: 600px)"
 
 
-def _only(media: str, component: rx.Component) -> rx.Component:
+def only(media: str, component: rx.Component) -> rx.Component:
     """The component, shown only on screens that `media` (NARROW or WIDE) describes."""
     other = WIDE if media == NARROW else NARROW
     component.style[other] = {"display": "none"}
@@ -108,7 +108,7 @@ def nav_menu() -> rx.Component:
 def top_bar() -> rx.Component:
     return rx.flex(
         brand(),
-        _only(
+        only(
             WIDE,
             rx.flex(
                 *[nav_link(label, href, permission) for label, href, permission in NAV],
@@ -119,11 +119,9 @@ def top_bar() -> rx.Component:
         ),
         rx.spacer(),
         workspace_switcher(),
-        _only(WIDE, rx.text(SessionState.user_email, size="2", color_scheme="gray")),
-        _only(
-            WIDE, rx.button("Sign out", on_click=SessionState.sign_out, variant="soft", size="2")
-        ),
-        _only(NARROW, rx.box(nav_menu())),
+        only(WIDE, rx.text(SessionState.user_email, size="2", color_scheme="gray")),
+        only(WIDE, rx.button("Sign out", on_click=SessionState.sign_out, variant="soft", size="2")),
+        only(NARROW, rx.box(nav_menu())),
         align="center",
         spacing="5",
         width="100%",

@@ -42,7 +42,10 @@ def test_sign_up_top_up_call_and_download(page, app_url: str) -> None:  # type: 
     page.fill("#su-password", "journey-pass-1234")
     page.fill("#su-confirm", "journey-pass-1234")
     page.click("#sign-up")
-    page.wait_for_url(re.compile(r".*/home/?$"))
+    # The package chosen on the pricing page is carried on to its checkout.
+    page.wait_for_url(re.compile(r".*/billing\?package=Starter$"))
+    page.wait_for_selector("#quote-total")
+    page.goto("/home")
     page.wait_for_selector("#no-usage")
     assert _number(page, "#available") == 0
 

@@ -27,6 +27,7 @@ def signup_page() -> rx.Component:
                             "Your name",
                             rx.input(name="name", width="100%", id="su-name"),
                             _error_for("name"),
+                            width="100%",
                         ),
                         field(
                             "Workspace (company or team)",
@@ -34,6 +35,7 @@ def signup_page() -> rx.Component:
                                 name="workspace", required=True, width="100%", id="su-workspace"
                             ),
                             _error_for("workspace"),
+                            width="100%",
                         ),
                         field(
                             "Email",
@@ -46,6 +48,7 @@ def signup_page() -> rx.Component:
                                 id="su-email",
                             ),
                             _error_for("email"),
+                            width="100%",
                         ),
                         field(
                             f"Password ({MIN_PASSWORD_CHARS}+ characters)",
@@ -59,6 +62,7 @@ def signup_page() -> rx.Component:
                                 min_length=MIN_PASSWORD_CHARS,
                             ),
                             _error_for("password"),
+                            width="100%",
                         ),
                         field(
                             "Repeat the password",
@@ -71,6 +75,7 @@ def signup_page() -> rx.Component:
                                 id="su-confirm",
                             ),
                             _error_for("confirm_password"),
+                            width="100%",
                         ),
                         error_callout(
                             rx.cond(SignUpState.error_field == "", SignUpState.error, "")
