@@ -84,6 +84,7 @@ def customer_actions(row: CustomerRow) -> rx.Component:
                     # A debit runs only once confirmed; what was typed stays on a refusal.
                     on_submit=AdminState.ask_adjust,
                     reset_on_submit=False,
+                    id="adjust-" + row["id"],
                 ),
                 rx.divider(),
                 rx.form(

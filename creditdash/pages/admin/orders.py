@@ -48,6 +48,7 @@ def _order_actions(row: AdminOrderRow) -> rx.Component:
         # typed stays in the form when the check refuses it.
         on_submit=AdminOrdersState.ask_refund,
         reset_on_submit=False,
+        id="refund-" + row["id"],
     )
     return rx.cond(
         (row["status"] == "awaiting_payment") | (row["status"] == "expired"),

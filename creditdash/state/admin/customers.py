@@ -87,6 +87,10 @@ def _verify() -> list[str]:
         return health.check(session)
 
 
+def adjust_form_id(customer_id: str) -> str:
+    return f"adjust-{customer_id}"
+
+
 class AdminState(AdminBase):
     customers: list[CustomerRow] = []
     ledger_problems: list[str] = []
@@ -130,8 +134,7 @@ class AdminState(AdminBase):
     @admin_event
     async def adjust(self, actor: Actor, form: dict[str, str]) -> EventSpec | None:
         """Grant or take back credits at once (no confirmation; ask_adjust asks first)."""
-        await self._adjust(actor, form)
-        return None
+        return await self._adjust(actor, form)
 
     @rx.event
     @admin_event
@@ -140,8 +143,7 @@ class AdminState(AdminBase):
         writes nothing: confirm() does)."""
         form = {k: str(v) for k, v in form.items()}
         if str(form.get("direction") or "grant") == "grant":
-            await self._adjust(actor, form)
-            return None
+            return await self._adjust(actor, form)
         self.admin_error = self.admin_notice = ""
         try:
             micros = forms.credits(form, "amount", field="amount")
@@ -185,8 +187,8 @@ class AdminState(AdminBase):
         pending = self._pending_form
         self._pending_form, self.confirm_text, self.confirm_for = {}, "", ""
         if pending.get("kind") == "adjust":
-            await self._adjust(actor, pending)
-        elif pending.get("kind") == "status":
+            return await self._adjust(actor, pending)
+        if pending.get("kind") == "status":
             await self._set_status(actor, pending["customer_id"], pending["status"])
         return None
 
@@ -203,7 +205,9 @@ class AdminState(AdminBase):
     def _name(self, customer_id: str) -> str:
         return next((r["name"] for r in self.customers if r["id"] == customer_id), customer_id)
 
-    async def _adjust(self, actor: Actor, form: dict[str, str]) -> None:
+    async def _adjust(self, actor: Actor, form: dict[str, str]) -> EventSpec | None:
+        """Move the credits; once moved, empty that customer's amount and reason (a refusal
+        keeps them). Only those two: the direction stays as shown and as it will be sent."""
         customer_id = str(form.get("customer_id") or "")
         direction = str(form.get("direction") or "grant")
         reason = str(form.get("reason") or "")
@@ -235,6 +239,13 @@ class AdminState(AdminBase):
             )
             self.adjust_key = secrets.token_hex(12)
         self.customers = await asyncio.to_thread(_customers, self.search)
+        if self.admin_error:
+            return None
+        form_id = json.dumps(adjust_form_id(customer_id))
+        return rx.call_script(
+            f"document.getElementById({form_id})?.querySelectorAll("
+            "'input[name=amount], input[name=reason]').forEach((i) => { i.value = ''; })"
+        )
 
     @rx.event
     @admin_event

@@ -6,6 +6,7 @@ Every handler is an @admin_event: the admin role is checked on the server first 
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
 from typing import TypedDict
 
@@ -66,6 +67,10 @@ def _orders(status: str) -> list[AdminOrderRow]:
             )
             for o in found
         ]
+
+
+def refund_form_id(order_id: str) -> str:
+    return f"refund-{order_id}"
 
 
 class AdminOrdersState(AdminBase):
@@ -151,9 +156,16 @@ class AdminOrdersState(AdminBase):
     @admin_event
     async def confirm_refund(self, actor: Actor) -> EventSpec | None:
         pending, self._pending_form, self.confirm_text = self._pending_form, {}, ""
-        if pending:
-            await self._refund(actor, pending, pending.get("name", ""))
-        return None
+        if not pending:
+            return None
+        await self._refund(actor, pending, pending.get("name", ""))
+        if self.admin_error:
+            return None  # the form keeps what was typed
+        form_id = json.dumps(refund_form_id(pending.get("order_id", "")))
+        return rx.call_script(
+            f"document.getElementById({form_id})?.querySelectorAll('input:not([type=hidden])')"
+            ".forEach((i) => { i.value = ''; })"
+        )
 
     @rx.event
     def cancel_confirm(self) -> None:
