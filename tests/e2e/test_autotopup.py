@@ -18,7 +18,8 @@ pytestmark = pytest.mark.e2e
 
 def _available(page: object) -> Decimal:
     text = page.locator("#available").inner_text()  # type: ignore[attr-defined]
-    return Decimal(re.findall(r"-?\d+\.\d+", text)[-1])
+    # The first figure: the card adds a money hint under it ("≈ €10.00").
+    return Decimal(re.findall(r"-?\d+\.\d+", text.replace(",", ""))[0])
 
 
 def _wait_for(condition: object, timeout_s: float = 30) -> None:
