@@ -24,6 +24,7 @@ from creditdash.pages.portal.autotopup import autotopup_page
 from creditdash.pages.portal.billing import billing_page
 from creditdash.pages.portal.invite import invite_page
 from creditdash.pages.portal.keys import keys_page
+from creditdash.pages.portal.landing import landing_page
 from creditdash.pages.portal.overview import home_page
 from creditdash.pages.portal.pricing import pricing_page
 from creditdash.pages.portal.reset import forgot_password_page, reset_password_page
@@ -38,6 +39,8 @@ from creditdash.routes import (
     CHANGE_PASSWORD_PATH,
     FORGOT_PASSWORD_PATH,
     RESET_PASSWORD_PATH,
+    SIGN_IN_PATH,
+    SIGN_UP_PATH,
     WEBHOOKS_PATH,
 )
 from creditdash.server import create_app as create_gateway
@@ -59,6 +62,7 @@ from creditdash.state.portal.keys import KeysState
 from creditdash.state.portal.overview import OverviewState
 from creditdash.state.portal.pricing import PricingState
 from creditdash.state.portal.signin import SignInState
+from creditdash.state.portal.signup import SignUpState
 from creditdash.state.portal.team import TeamState
 from creditdash.state.portal.usage import UsageState
 from creditdash.state.portal.webhooks import WebhooksState
@@ -94,7 +98,16 @@ app.register_lifespan_task(check_mounted_startup)
 app.register_lifespan_task(jobs.run_forever)
 app.register_lifespan_task(close_gateway_clients)
 app.add_page(
-    signin_page, route="/", title="Sign in · creditdash", on_load=SignInState.redirect_if_signed_in
+    landing_page,
+    route="/",
+    title="creditdash · prepaid credits for AI models",
+    on_load=[SignInState.redirect_if_signed_in, PricingState.load],
+)
+app.add_page(
+    signin_page,
+    route=SIGN_IN_PATH,
+    title="Sign in · creditdash",
+    on_load=SignInState.redirect_if_signed_in,
 )
 app.add_page(home_page, route="/home", title="Overview · creditdash", on_load=OverviewState.load)
 app.add_page(keys_page, route="/keys", title="API keys · creditdash", on_load=KeysState.load)
@@ -123,7 +136,9 @@ app.add_page(
     title="Choose your password · creditdash",
     on_load=FirstPasswordState.load,
 )
-app.add_page(signup_page, route="/signup", title="Sign up · creditdash")
+app.add_page(
+    signup_page, route=SIGN_UP_PATH, title="Sign up · creditdash", on_load=SignUpState.load
+)
 app.add_page(team_page, route="/team", title="Team · creditdash", on_load=TeamState.load)
 app.add_page(
     invite_page, route="/invite", title="Invitation · creditdash", on_load=InviteState.load

@@ -67,28 +67,71 @@ def nav_link(label: str, href: str, permission: str | None) -> rx.Component:
     return rx.cond((PortalState.workspace_role == "") | can(permission), link)
 
 
+# Below this width the navigation folds into a menu button (a phone held upright).
+NARROW = "@media (max-width: 599px)"
+WIDE = "@media (min-width: 600px)"
+
+
+def only(media: str, component: rx.Component) -> rx.Component:
+    """The component, shown only on screens that `media` (NARROW or WIDE) describes."""
+    other = WIDE if media == NARROW else NARROW
+    component.style[other] = {"display": "none"}
+    return component
+
+
+def menu_item(label: str, href: str, permission: str | None) -> rx.Component:
+    """nav_link's entry in the phone menu, left out on the same terms."""
+    item = rx.menu.item(label, on_click=rx.redirect(href))
+    if permission is None or set(roles.ROLES) <= set(roles.PERMISSIONS[permission]):
+        return item
+    return rx.cond((PortalState.workspace_role == "") | can(permission), item)
+
+
+def nav_menu() -> rx.Component:
+    """The phone's navigation: one button opening every page, the user and sign-out."""
+    return rx.menu.root(
+        rx.menu.trigger(
+            rx.icon_button(rx.icon("menu", size=18), variant="soft", size="2", id="nav-menu")
+        ),
+        rx.menu.content(
+            *[menu_item(label, href, permission) for label, href, permission in NAV],
+            rx.cond(SessionState.is_admin, rx.menu.item("Admin", on_click=rx.redirect("/admin"))),
+            rx.menu.separator(),
+            rx.box(
+                rx.text(SessionState.user_email, size="1", color_scheme="gray"), padding_x="0.75em"
+            ),
+            rx.menu.item("Sign out", on_click=SessionState.sign_out, color="red"),
+        ),
+    )
+
+
 def top_bar() -> rx.Component:
     return rx.flex(
         brand(),
-        rx.flex(
-            *[nav_link(label, href, permission) for label, href, permission in NAV],
-            rx.cond(SessionState.is_admin, rx.link("Admin", href="/admin", size="2")),
-            spacing="4",
-            wrap="wrap",
+        only(
+            WIDE,
+            rx.flex(
+                *[nav_link(label, href, permission) for label, href, permission in NAV],
+                rx.cond(SessionState.is_admin, rx.link("Admin", href="/admin", size="2")),
+                spacing="4",
+                wrap="wrap",
+            ),
         ),
         rx.spacer(),
         workspace_switcher(),
-        rx.text(SessionState.user_email, size="2", color_scheme="gray"),
-        rx.button("Sign out", on_click=SessionState.sign_out, variant="soft", size="2"),
+        only(WIDE, rx.text(SessionState.user_email, size="2", color_scheme="gray")),
+        only(WIDE, rx.button("Sign out", on_click=SessionState.sign_out, variant="soft", size="2")),
+        only(NARROW, rx.box(nav_menu())),
         align="center",
         spacing="5",
         width="100%",
-        padding_x="1.5em",
+        padding_x=rx.breakpoints(initial="1em", sm="1.5em"),
         padding_y="0.9em",
         border_bottom=f"1px solid {rx.color('gray', 5)}",
         background=rx.color("gray", 1),
         wrap="wrap",
         row_gap="0.6em",
+        column_gap=rx.breakpoints(initial="0.75em", sm="1.25em"),
     )
 
 
@@ -116,7 +159,9 @@ def page_layout(*children: rx.Component) -> rx.Component:
     )
 
 
-def stat_card(label: str, value: rx.Var | str, hint: str = "", **props: object) -> rx.Component:
+def stat_card(
+    label: str, value: rx.Var | str, hint: rx.Var | str = "", **props: object
+) -> rx.Component:
     return rx.card(
         rx.vstack(
             rx.text(label, size="2", color_scheme="gray"),
@@ -129,15 +174,25 @@ def stat_card(label: str, value: rx.Var | str, hint: str = "", **props: object) 
     )
 
 
-def field(label: str, control: rx.Component) -> rx.Component:
-    """A labelled control that shares a wrapping row with its neighbours."""
+def field(
+    label: str, control: rx.Component, error: rx.Var | str = "", **props: Any
+) -> rx.Component:
+    """A labelled control that shares a wrapping row with its neighbours; `error` (a refusal
+    about this field, "" for none) shows right under it."""
     control.style["width"] = "100%"
+    below = (
+        []
+        if isinstance(error, str) and not error
+        else [rx.cond(error != "", rx.text(error, size="1", color_scheme="red", role="alert"))]
+    )
     return rx.vstack(
         rx.text(label, as_="label", size="2", weight="medium"),
         control,
+        *below,
         spacing="1",
         flex="1",
         min_width="11em",
+        **props,
     )
 
 

@@ -35,7 +35,7 @@ from creditdash.core import db
 from creditdash.core.audit import Actor
 from creditdash.core.db import Session
 from creditdash.core.errors import CreditdashError
-from creditdash.routes import SIGN_OUT_PATH, handoff_url
+from creditdash.routes import SIGN_IN_PATH, SIGN_OUT_PATH, handoff_url
 
 SESSION_COOKIE = sessions.SESSION_COOKIE
 
@@ -169,7 +169,7 @@ class PortalState(SessionState):
         belongs to no workspace (the page shows that instead of its data)."""
         found = await self._workspace()
         if found is None:
-            return None if self.user_email else rx.redirect("/")
+            return None if self.user_email else rx.redirect(SIGN_IN_PATH)
         return found
 
     @rx.event
@@ -177,7 +177,7 @@ class PortalState(SessionState):
         self.workspace_id = customer_id
         found = await self._workspace()
         if found is None:
-            return rx.redirect("/")
+            return rx.redirect(SIGN_IN_PATH)
         return rx.call_script("window.location.reload()")
 
 
@@ -192,7 +192,7 @@ class AdminBase(SessionState):
         if who is not None and who.is_platform_admin:
             return Actor.user(who.user_id, who.email)
         self.admin_error = self.admin_notice = ""
-        return rx.redirect("/" if who is None else "/home")
+        return rx.redirect(SIGN_IN_PATH if who is None else "/home")
 
     async def _run(self, work: Callable[[], object], done: str) -> None:
         """Run a service call off the event loop; its refusal becomes the page's error."""

@@ -60,3 +60,15 @@ def price(form: Mapping[str, object], what: str = "price") -> Price:
 def optional_whole(form: Mapping[str, object], name: str, digits: int = 9) -> int | None:
     """Like whole(), but a blank field means "not set"."""
     return whole(form, name, digits=digits) if text(form, name).strip() else None
+
+
+def error_field(message: str, labels: Mapping[str, str | tuple[str, ...]]) -> str:
+    """The form field a refusal is about, so the page can show it beside that field: the name
+    whose label the message starts with (service messages start with the field's own words,
+    e.g. "password must be at least 10 characters"); "" when it is about no one field."""
+    lowered = message.lower()
+    for name, label in labels.items():
+        words = (label,) if isinstance(label, str) else label
+        if any(lowered.startswith(w.lower()) for w in words):
+            return name
+    return ""

@@ -198,7 +198,7 @@ def sign_in(page: object, email: str, password: str) -> None:
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
     for attempt in range(3):
-        page.goto("/")  # type: ignore[attr-defined]
+        page.goto("/signin")  # type: ignore[attr-defined]
         page.wait_for_selector("#email")  # type: ignore[attr-defined]
         page.fill("#email", email)  # type: ignore[attr-defined]
         page.fill("#password", password)  # type: ignore[attr-defined]

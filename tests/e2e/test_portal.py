@@ -18,7 +18,8 @@ pytestmark = pytest.mark.e2e
 
 def _number(page: object, selector: str) -> Decimal:
     text = page.locator(selector).inner_text()  # type: ignore[attr-defined]
-    return Decimal(re.findall(r"-?\d+\.\d+", text)[-1])
+    # The first figure: a card may add a money hint under it ("≈ €10.00").
+    return Decimal(re.findall(r"-?\d+\.\d+", text.replace(",", ""))[0])
 
 
 def _wait_for(condition: object, timeout_s: float = 15) -> None:
@@ -42,7 +43,10 @@ def test_sign_up_top_up_call_and_download(page, app_url: str) -> None:  # type: 
     page.fill("#su-password", "journey-pass-1234")
     page.fill("#su-confirm", "journey-pass-1234")
     page.click("#sign-up")
-    page.wait_for_url(re.compile(r".*/home/?$"))
+    # The package chosen on the pricing page is carried on to its checkout.
+    page.wait_for_url(re.compile(r".*/billing/?\?package=Starter$"))
+    page.wait_for_selector("#quote-total")
+    page.goto("/home")
     page.wait_for_selector("#no-usage")
     assert _number(page, "#available") == 0
 
@@ -83,7 +87,9 @@ def test_sign_up_top_up_call_and_download(page, app_url: str) -> None:  # type: 
             model="gpt-4o-mini", messages=[{"role": "user", "content": "Hi"}], max_tokens=16
         )
         assert reply.choices[0].message.content
-    _wait_for(lambda: _number(page, "#available") < Decimal("10"))
+    # Three calls cost far less than 0.01: the balance still reads 10.00 (two decimals), so
+    # watch today's spend, which shows small amounts with enough digits to see them.
+    _wait_for(lambda: _number(page, "#spent-today") > 0)
     page.wait_for_selector("#spend-chart .js-plotly-plot", timeout=20_000)
     shot(page, "overview-live")
 

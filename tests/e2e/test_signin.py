@@ -57,12 +57,12 @@ def test_admin_signs_in_and_sees_every_customer(page) -> None:  # type: ignore[n
 
     token = next(c["value"] for c in page.context.cookies() if c["name"] == "creditdash_session")
     page.click("text=Sign out")
-    page.wait_for_selector("#email")
+    page.wait_for_selector("#landing")  # signed out: the public landing page
     # The old token is dead on the server, not only forgotten by the browser.
     page.context.add_cookies([{"name": "creditdash_session", "value": token, "url": page.url}])
     page.goto("/admin")
     page.wait_for_selector("#email")
-    assert urlparse(page.url).path == "/"
+    assert urlparse(page.url).path == "/signin"
 
 
 def test_customer_sees_their_balance_and_not_the_admin_home(page) -> None:  # type: ignore[no-untyped-def]

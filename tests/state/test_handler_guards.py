@@ -49,6 +49,11 @@ UI_ONLY = {
     "BillingState.set_statement_from",  # a date field
     "BillingState.set_statement_to",
     "KeysState.forget_new_key",  # clears the shown new key
+    # Each closes a confirmation and forgets what it would have done (nothing is written).
+    "AdminOrdersState.cancel_confirm",
+    "AdminState.cancel_confirm",
+    "KeysState.cancel_confirm",
+    "TeamState.cancel_confirm",
     "UsageState.hide",  # closes the request dialog
     "WebhooksState.forget_secret",  # clears the shown signing secret
 }
@@ -281,7 +286,7 @@ def test_every_admin_handler_refuses_visitors_and_customers(
     engine = world["engine"]
     before = _fingerprint(engine, world["a_customer"])
     signed_out = _call(cls, name, "", world)
-    assert _is_redirect(signed_out, "/"), f"{cls.__name__}.{name} served a visitor"
+    assert _is_redirect(signed_out, "/signin"), f"{cls.__name__}.{name} served a visitor"
     customer = _call(cls, name, world["b_token"], world)
     assert _is_redirect(customer, "/home"), f"{cls.__name__}.{name} served a non-admin"
     assert _fingerprint(engine, world["a_customer"]) == before
@@ -294,7 +299,7 @@ def test_every_workspace_handler_refuses_visitors_and_other_workspaces(
     engine = world["engine"]
     before = _fingerprint(engine, world["a_customer"])
     signed_out = _call(cls, name, "", world)
-    assert _is_redirect(signed_out, "/"), f"{cls.__name__}.{name} served a visitor"
+    assert _is_redirect(signed_out, "/signin"), f"{cls.__name__}.{name} served a visitor"
     # A member of workspace B who claims workspace A acts, at most, on B.
     _call(cls, name, world["b_token"], world, workspace=world["a_customer"])
     assert _fingerprint(engine, world["a_customer"]) == before

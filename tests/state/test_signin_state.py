@@ -187,10 +187,10 @@ def test_an_invited_user_must_choose_a_password_before_anything(client: TestClie
 
     # Every portal page refuses; the sign-in page and the form send the user to the form.
     keys = state(KeysState, token)
-    assert _redirect_to(_run(keys, KeysState, "load")) == "/" and keys.user_email == ""
+    assert _redirect_to(_run(keys, KeysState, "load")) == "/signin" and keys.user_email == ""
     team = state(TeamState, token)
     refused = _run(team, TeamState, "invite", {"email": "x@example.com", "role": "viewer"})
-    assert _redirect_to(refused) == "/" and team.team_notice == ""
+    assert _redirect_to(refused) == "/signin" and team.team_notice == ""
     with db.session_scope(readonly=True) as session:
         assert users.get_user_by_email(session, "x@example.com") is None
     signin = state(SignInState, token)

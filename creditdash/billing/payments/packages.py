@@ -12,6 +12,7 @@ from creditdash.core.audit import Actor, record
 from creditdash.core.errors import NotFound, ValidationFailed
 from creditdash.core.ids import new_id
 from creditdash.core.money import check_currency, format_credits, format_minor
+from creditdash.core.numbers import CreditRate
 from creditdash.core.timeutil import utcnow
 
 MAX_QUANTITY = 1000
@@ -199,3 +200,12 @@ def seed_demo_packages(session: Session, *, actor: Actor) -> None:
             find_package(session, spec.name)
         except NotFound:
             save_package(session, spec=spec, actor=actor)
+
+
+def credit_rate(session: Session) -> CreditRate | None:
+    """The price of one purchased credit in the first package on sale (bonus not counted), for
+    the dashboard's "≈ €12.50" hints; None when no package is on sale."""
+    for package in list_packages(session, active_only=True):
+        if package.credits_micros > 0:
+            return CreditRate(package.unit_price_minor, package.credits_micros, package.currency)
+    return None

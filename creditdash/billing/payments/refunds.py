@@ -25,6 +25,7 @@ from typing import Any
 from sqlalchemy import func, or_, select, update
 from sqlmodel import Session, col
 
+from creditdash.accounts.models import Customer
 from creditdash.billing import ledger
 from creditdash.billing.codes import (
     TransferCode,
@@ -87,6 +88,65 @@ def _total_credits(order: PaymentOrder) -> int:
 def credits_back_after(order: PaymentOrder, refunded_minor: int) -> int:
     """Credits taken back in total once refunded_minor of the order has been returned."""
     return _total_credits(order) * refunded_minor // order.gross_minor
+
+
+def credits_for_refund(
+    order: PaymentOrder, amount_minor: int, *, refunded_before_minor: int
+) -> int:
+    """Credits a refund of amount_minor takes back, given the money refunded before it: the
+    cumulative take-back after it minus what the order's earlier refunds took. apply_refund
+    and preview_refund both use this, so the confirmation shows what the refund will take."""
+    return (
+        credits_back_after(order, refunded_before_minor + amount_minor)
+        - order.refunded_credits_micros
+    )
+
+
+@dataclass(frozen=True)
+class RefundPreview:
+    """What a refund would do, for a confirmation before it runs (nothing is written)."""
+
+    order_id: str
+    customer_name: str
+    amount_minor: int
+    currency: str
+    credits_micros: int  # taken back from the balance (at most what is available)
+    unrecovered_micros: int  # the part already spent, when the policy allows refunding it
+    limit: RefundLimit
+
+
+def preview_refund(
+    session: Session, order_id: str, *, amount_minor: int, settings: Settings | None = None
+) -> RefundPreview:
+    """The effect of refunding amount_minor of an order now, refused as refund_order would
+    refuse it (a non-positive amount, more than the policy allows)."""
+    if amount_minor <= 0:
+        raise ValidationFailed("the refund amount must be positive")
+    order = orders.get_order(session, order_id)
+    limit = refund_limit(session, order, settings=settings)
+    _check_within_limit(order, amount_minor, limit)
+    credits = credits_for_refund(order, amount_minor, refunded_before_minor=order.refunded_minor)
+    account = ledger.customer_account_id(session, order.customer_id)
+    available = ledger.get_balance(session, account).available_micros
+    taken = max(0, min(credits, available))
+    customer = session.get(Customer, order.customer_id)
+    return RefundPreview(
+        order_id=order.id,
+        customer_name=customer.name if customer is not None else order.customer_id,
+        amount_minor=amount_minor,
+        currency=order.currency,
+        credits_micros=taken,
+        unrecovered_micros=credits - taken,
+        limit=limit,
+    )
+
+
+def _check_within_limit(order: PaymentOrder, amount_minor: int, limit: RefundLimit) -> None:
+    if amount_minor > limit.max_minor:
+        raise ValidationFailed(
+            f"the refund policy allows at most {format_minor(limit.max_minor, order.currency)} "
+            f"{order.currency} for order {order.id} now ({limit.why})"
+        )
 
 
 def refund_limit(
@@ -213,7 +273,9 @@ def apply_refund(
             f"{order.status}, refunded {format_minor(order.refunded_minor, order.currency)})"
         )
     session.refresh(order)
-    credits = credits_back_after(order, order.refunded_minor) - order.refunded_credits_micros
+    credits = credits_for_refund(
+        order, amount_minor, refunded_before_minor=order.refunded_minor - amount_minor
+    )
     account = ledger.customer_account_id(session, order.customer_id)
     available = ledger.get_balance(session, account).available_micros
     taken = max(0, min(credits, available))
@@ -312,13 +374,9 @@ def refund_order(
             # The order's row lock is held from here to commit: two refunds of one order see
             # each other's effect, so together they stay within the policy.
             orders.lock(session, order)
-            limit = refund_limit(session, order, settings=settings)
-            if amount_minor > limit.max_minor:
-                raise ValidationFailed(
-                    f"the refund policy allows at most "
-                    f"{format_minor(limit.max_minor, order.currency)} {order.currency} "
-                    f"for order {order.id} now ({limit.why})"
-                )
+            _check_within_limit(
+                order, amount_minor, refund_limit(session, order, settings=settings)
+            )
             apply_refund(
                 session,
                 order,

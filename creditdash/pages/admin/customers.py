@@ -5,6 +5,7 @@ from __future__ import annotations
 import reflex as rx
 
 from creditdash.components.admin_nav import admin_nav
+from creditdash.components.confirm import confirm_dialog
 from creditdash.components.layout import page_layout
 from creditdash.state.admin.customers import AdminState, CustomerRow
 
@@ -66,8 +67,8 @@ def customer_actions(row: CustomerRow) -> rx.Component:
                 rx.form(
                     rx.vstack(
                         rx.text("Grant or take back credits (audited)", weight="bold"),
-                        rx.input(type="hidden", name="customer_id", value=row["id"]),
-                        rx.input(type="hidden", name="key", value=AdminState.adjust_key),
+                        rx.el.input(type="hidden", name="customer_id", value=row["id"]),
+                        rx.el.input(type="hidden", name="key", value=AdminState.adjust_key),
                         rx.flex(
                             rx.select(["grant", "debit"], name="direction", default_value="grant"),
                             rx.input(
@@ -80,18 +81,18 @@ def customer_actions(row: CustomerRow) -> rx.Component:
                         spacing="2",
                         width="100%",
                     ),
-                    on_submit=AdminState.adjust,
-                    reset_on_submit=True,
+                    # A debit runs only once confirmed; what was typed stays on a refusal.
+                    on_submit=AdminState.ask_adjust,
+                    reset_on_submit=False,
+                    id="adjust-" + row["id"],
                 ),
                 rx.divider(),
                 rx.form(
                     rx.vstack(
                         rx.text("Credit limit (how far below zero it may spend)", weight="bold"),
-                        rx.input(type="hidden", name="customer_id", value=row["id"]),
+                        rx.el.input(type="hidden", name="customer_id", value=row["id"]),
                         rx.flex(
-                            rx.input(
-                                name="limit", default_value=row["credit_limit"], required=True
-                            ),
+                            rx.input(name="limit", default_value=row["limit_form"], required=True),
                             rx.input(name="reason", placeholder="reason", required=True),
                             rx.button("Save", type="submit", variant="soft"),
                             spacing="2",
@@ -104,7 +105,7 @@ def customer_actions(row: CustomerRow) -> rx.Component:
                 rx.form(
                     rx.vstack(
                         rx.text("Models this workspace may call (empty: all)", weight="bold"),
-                        rx.input(type="hidden", name="customer_id", value=row["id"]),
+                        rx.el.input(type="hidden", name="customer_id", value=row["id"]),
                         rx.flex(
                             rx.input(
                                 name="models",
@@ -142,7 +143,7 @@ def customer_actions(row: CustomerRow) -> rx.Component:
                         "Suspend (keys stop within seconds)",
                         color_scheme="red",
                         variant="soft",
-                        on_click=AdminState.set_status(row["id"], "suspended"),
+                        on_click=AdminState.ask_status(row["id"], "suspended"),
                     ),
                     rx.button(
                         "Reactivate",
@@ -158,6 +159,13 @@ def customer_actions(row: CustomerRow) -> rx.Component:
                 rx.cond(
                     AdminState.admin_notice != "",
                     rx.callout(AdminState.admin_notice, color_scheme="green", icon="check"),
+                ),
+                confirm_dialog(
+                    title=AdminState.confirm_title,
+                    text=rx.cond(AdminState.confirm_for == row["id"], AdminState.confirm_text, ""),
+                    action=AdminState.confirm_action,
+                    on_confirm=AdminState.confirm,
+                    on_cancel=AdminState.cancel_confirm,
                 ),
                 rx.flex(
                     rx.dialog.close(rx.button("Close", variant="soft")), justify="end", width="100%"

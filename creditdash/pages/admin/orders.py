@@ -5,6 +5,7 @@ from __future__ import annotations
 import reflex as rx
 
 from creditdash.components.admin_nav import admin_nav
+from creditdash.components.confirm import confirm_dialog
 from creditdash.components.layout import error_callout, notice_callout, page_layout
 from creditdash.components.tables import table
 from creditdash.state.admin.orders import (
@@ -17,7 +18,7 @@ from creditdash.state.admin.orders import (
 def _order_actions(row: AdminOrderRow) -> rx.Component:
     approve = rx.form(
         rx.flex(
-            rx.input(type="hidden", name="order_id", value=row["id"]),
+            rx.el.input(type="hidden", name="order_id", value=row["id"]),
             rx.input(name="reference", placeholder="bank reference", required=True, size="1"),
             rx.button("Approve", type="submit", size="1", color_scheme="green"),
             spacing="1",
@@ -27,7 +28,7 @@ def _order_actions(row: AdminOrderRow) -> rx.Component:
     )
     reject = rx.form(
         rx.flex(
-            rx.input(type="hidden", name="order_id", value=row["id"]),
+            rx.el.input(type="hidden", name="order_id", value=row["id"]),
             rx.input(name="reason", placeholder="why", required=True, size="1"),
             rx.button("Reject", type="submit", size="1", color_scheme="red", variant="soft"),
             spacing="1",
@@ -37,14 +38,17 @@ def _order_actions(row: AdminOrderRow) -> rx.Component:
     )
     refund = rx.form(
         rx.flex(
-            rx.input(type="hidden", name="order_id", value=row["id"]),
+            rx.el.input(type="hidden", name="order_id", value=row["id"]),
             rx.input(name="amount", placeholder="amount", required=True, size="1", width="6em"),
             rx.input(name="reason", placeholder="reason", required=True, size="1"),
-            rx.button("Refund", type="submit", size="1", variant="soft"),
+            rx.button("Refund…", type="submit", size="1", variant="soft"),
             spacing="1",
         ),
-        on_submit=AdminOrdersState.refund,
-        reset_on_submit=True,
+        # The refund runs only once its confirmation is accepted (confirm_refund); what was
+        # typed stays in the form when the check refuses it.
+        on_submit=AdminOrdersState.ask_refund,
+        reset_on_submit=False,
+        id="refund-" + row["id"],
     )
     return rx.cond(
         (row["status"] == "awaiting_payment") | (row["status"] == "expired"),
@@ -97,6 +101,14 @@ def admin_orders_page() -> rx.Component:
         ),
         error_callout(AdminOrdersState.admin_error),
         notice_callout(AdminOrdersState.admin_notice),
+        confirm_dialog(
+            title="Refund this order?",
+            text=AdminOrdersState.confirm_text,
+            action="Refund",
+            on_confirm=AdminOrdersState.confirm_refund,
+            on_cancel=AdminOrdersState.cancel_confirm,
+            confirm_id="confirm-refund",
+        ),
         rx.cond(
             AdminOrdersState.rows.length() > 0,
             table(

@@ -24,7 +24,7 @@ def _model_row(row: ModelRow) -> rx.Component:
         rx.table.cell(
             rx.form(
                 rx.flex(
-                    rx.input(type="hidden", name="model", value=row["name"]),
+                    rx.el.input(type="hidden", name="model", value=row["name"]),
                     rx.input(name="input", default_value=row["input"], size="1", width="7em"),
                     rx.input(name="output", default_value=row["output"], size="1", width="7em"),
                     rx.input(name="cached", default_value=row["cached"], size="1", width="7em"),
@@ -80,9 +80,9 @@ def _route_row(row: RouteRow) -> rx.Component:
         rx.table.cell(
             rx.form(
                 rx.flex(
-                    rx.input(type="hidden", name="model", value=row["model"]),
-                    rx.input(type="hidden", name="provider", value=row["provider"]),
-                    rx.input(type="hidden", name="upstream_model", value=row["upstream_model"]),
+                    rx.el.input(type="hidden", name="model", value=row["model"]),
+                    rx.el.input(type="hidden", name="provider", value=row["provider"]),
+                    rx.el.input(type="hidden", name="upstream_model", value=row["upstream_model"]),
                     rx.input(
                         name="priority",
                         default_value=row["priority"].to_string(),
@@ -131,7 +131,7 @@ def _fallback_row(row: FallbackRow) -> rx.Component:
         rx.table.cell(
             rx.form(
                 rx.flex(
-                    rx.input(type="hidden", name="model", value=row["model"]),
+                    rx.el.input(type="hidden", name="model", value=row["model"]),
                     rx.input(
                         name="fall_through",
                         default_value=row["fall_through"],

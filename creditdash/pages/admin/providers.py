@@ -16,13 +16,13 @@ from creditdash.state.admin.providers import (
 def _provider_form(row: ProviderRow | None = None) -> rx.Component:
     """Edit a provider (row) or add one (None). The key field is write-only: empty keeps it."""
     name = (
-        rx.input(type="hidden", name="name", value=row["name"])
+        rx.el.input(type="hidden", name="name", value=row["name"])
         if row is not None
         else rx.input(name="name", placeholder="name", required=True, size="1", width="9em")
     )
     # The wire an upstream speaks is chosen when it is added and kept on every later save.
     kind = (
-        rx.input(type="hidden", name="kind", value=row["kind"])
+        rx.el.input(type="hidden", name="kind", value=row["kind"])
         if row is not None
         else rx.select(["openai", "anthropic"], name="kind", default_value="openai", size="1")
     )

@@ -4,15 +4,22 @@ from __future__ import annotations
 
 import reflex as rx
 
+from creditdash.components.confirm import confirm_dialog
 from creditdash.components.layout import (
     can,
     error_callout,
     field,
     loading,
+    notice_callout,
     page_layout,
     shown_once_dialog,
 )
-from creditdash.state.portal.keys import KeyRow, KeysState
+from creditdash.state.portal.keys import CREATE_FORM_ID, KeyRow, KeysState
+
+
+def _error_for(name: str) -> rx.Var:
+    """The create form's refusal when it is about this field ("" otherwise)."""
+    return rx.cond(KeysState.error_field == name, KeysState.error, "")
 
 
 def new_key_dialog() -> rx.Component:
@@ -37,32 +44,41 @@ def create_form() -> rx.Component:
                         rx.input(
                             name="name", placeholder="production", required=True, id="key-name"
                         ),
+                        _error_for("name"),
                     ),
                     field(
                         "Requests per minute",
                         rx.input(name="rpm", placeholder="no limit", input_mode="numeric"),
+                        _error_for("rpm"),
                     ),
                     field(
-                        "Concurrent requests", rx.input(name="concurrency", placeholder="no limit")
+                        "Concurrent requests",
+                        rx.input(name="concurrency", placeholder="no limit"),
+                        _error_for("concurrency"),
                     ),
                     field(
-                        "Monthly cap (credits)", rx.input(name="monthly_cap", placeholder="no cap")
+                        "Monthly cap (credits)",
+                        rx.input(name="monthly_cap", placeholder="no cap"),
+                        _error_for("monthly_cap"),
                     ),
                     field(
                         "Models (comma-separated)",
                         rx.input(name="models", placeholder="all models"),
+                        _error_for("models"),
                     ),
                     spacing="3",
                     wrap="wrap",
                     width="100%",
                 ),
-                error_callout(KeysState.error),
+                error_callout(rx.cond(KeysState.error_field == "", KeysState.error, "")),
                 rx.button("Create key", type="submit", id="create-key"),
                 spacing="3",
                 width="100%",
             ),
             on_submit=KeysState.create,
-            reset_on_submit=True,
+            # Kept on a refusal; create() empties it once the key is made.
+            reset_on_submit=False,
+            id=CREATE_FORM_ID,
         ),
         width="100%",
     )
@@ -86,7 +102,7 @@ def key_row(row: KeyRow) -> rx.Component:
                         size="1",
                         color_scheme="red",
                         variant="soft",
-                        on_click=KeysState.revoke(row["id"]),
+                        on_click=KeysState.ask_revoke(row["id"]),
                     ),
                 ),
             )
@@ -104,7 +120,16 @@ def keys_page() -> rx.Component:
             color_scheme="gray",
         ),
         rx.cond(can("keys.manage"), create_form()),
+        notice_callout(KeysState.notice),
         new_key_dialog(),
+        confirm_dialog(
+            title="Revoke this key?",
+            text=KeysState.confirm_text,
+            action="Revoke key",
+            on_confirm=KeysState.confirm_revoke,
+            on_cancel=KeysState.cancel_confirm,
+            confirm_id="confirm-revoke",
+        ),
         loading(
             KeysState.loaded,
             rx.cond(

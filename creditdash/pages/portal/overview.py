@@ -103,7 +103,12 @@ def home_page() -> rx.Component:
                 rx.flex(
                     stat_card("Balance (credits)", OverviewState.balance, id="balance"),
                     stat_card("Held by requests in flight", OverviewState.held, id="held"),
-                    stat_card("Available", OverviewState.available, id="available"),
+                    stat_card(
+                        "Available",
+                        OverviewState.available,
+                        OverviewState.available_money,
+                        id="available",
+                    ),
                     spacing="4",
                     wrap="wrap",
                     width="100%",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import reflex as rx
 
 from creditdash.components.layout import brand
+from creditdash.routes import SIGN_IN_PATH
 from creditdash.state.portal.pricing import PriceCard, PricingState
 
 INCLUDED = [
@@ -34,12 +35,12 @@ def price_card(card: PriceCard) -> rx.Component:
                 card["manual_only"],
                 rx.link(
                     rx.button("Request a contract order", variant="soft", width="100%"),
-                    href=rx.cond(PricingState.signed_in, card["href"], "/signup"),
+                    href=rx.cond(PricingState.signed_in, card["href"], card["signup_href"]),
                     width="100%",
                 ),
                 rx.link(
                     rx.button(rx.cond(PricingState.signed_in, "Buy", "Get started"), width="100%"),
-                    href=rx.cond(PricingState.signed_in, card["href"], "/signup"),
+                    href=rx.cond(PricingState.signed_in, card["href"], card["signup_href"]),
                     width="100%",
                 ),
             ),
@@ -60,7 +61,7 @@ def pricing_page() -> rx.Component:
                 PricingState.signed_in,
                 rx.link(rx.button("Dashboard", variant="soft"), href="/home"),
                 rx.flex(
-                    rx.link(rx.button("Sign in", variant="soft"), href="/"),
+                    rx.link(rx.button("Sign in", variant="soft"), href=SIGN_IN_PATH),
                     rx.link(rx.button("Sign up"), href="/signup"),
                     spacing="2",
                 ),

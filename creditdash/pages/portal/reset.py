@@ -5,6 +5,7 @@ from __future__ import annotations
 import reflex as rx
 
 from creditdash.components.layout import brand
+from creditdash.routes import SIGN_IN_PATH
 from creditdash.state.portal.reset import ForgotPasswordState, ResetPasswordState
 
 
@@ -48,7 +49,7 @@ def forgot_password_page() -> rx.Component:
             on_submit=ForgotPasswordState.request_link,
             width="100%",
         ),
-        rx.link("Back to sign-in", href="/", size="2"),
+        rx.link("Back to sign-in", href=SIGN_IN_PATH, size="2"),
     )
 
 

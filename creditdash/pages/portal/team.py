@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import reflex as rx
 
+from creditdash.components.confirm import confirm_dialog
 from creditdash.components.layout import error_callout, field, notice_callout, page_layout
 from creditdash.components.tables import table
 from creditdash.state.portal.team import InviteRow, MemberRow, TeamState
@@ -43,7 +44,7 @@ def member_row(row: MemberRow) -> rx.Component:
                         size="1",
                         color_scheme="red",
                         variant="soft",
-                        on_click=TeamState.remove(row["user_id"]),
+                        on_click=TeamState.ask_remove(row["user_id"]),
                     ),
                 ),
                 rx.cond(
@@ -124,6 +125,14 @@ def team_page() -> rx.Component:
         rx.heading("Team", size="7"),
         error_callout(TeamState.team_error),
         notice_callout(TeamState.team_notice),
+        confirm_dialog(
+            title="Remove this member?",
+            text=TeamState.confirm_text,
+            action="Remove member",
+            on_confirm=TeamState.confirm_remove,
+            on_cancel=TeamState.cancel_confirm,
+            confirm_id="confirm-remove",
+        ),
         rx.card(
             table(("Member", "Role", "Joined", ""), rx.foreach(TeamState.team, member_row)),
             width="100%",

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import reflex as rx
 
-from creditdash.components.layout import error_callout, field, loading, page_layout
+from creditdash.components.layout import (
+    NARROW,
+    WIDE,
+    error_callout,
+    field,
+    loading,
+    only,
+    page_layout,
+)
 from creditdash.state.portal.usage import STATUSES, RequestRow, UsageState
 
 
@@ -95,6 +103,45 @@ def request_row(row: RequestRow) -> rx.Component:
     )
 
 
+def request_card(row: RequestRow) -> rx.Component:
+    """A request on a phone: the row's facts stacked, the id opening the same detail."""
+    return rx.card(
+        rx.vstack(
+            rx.hstack(
+                rx.badge(
+                    row["status"], color_scheme=rx.cond(row["status"] == "ok", "green", "red")
+                ),
+                rx.text(row["model"], weight="medium", size="2"),
+                rx.spacer(),
+                rx.text(row["cost"], font_family="ui-monospace, monospace", size="2"),
+                width="100%",
+                align="center",
+            ),
+            rx.text(
+                row["at"],
+                " · ",
+                row["tokens"],
+                " tokens · ",
+                row["latency_ms"],
+                " ms",
+                size="1",
+                color_scheme="gray",
+            ),
+            rx.code(
+                row["id"],
+                on_click=UsageState.show(row["id"]),
+                cursor="pointer",
+                role="button",
+                size="1",
+            ),
+            spacing="1",
+            width="100%",
+        ),
+        width="100%",
+        class_name="request-card",
+    )
+
+
 def detail_dialog() -> rx.Component:
     d = UsageState.detail
     facts = [
@@ -155,30 +202,44 @@ def usage_page() -> rx.Component:
             UsageState.loaded,
             rx.cond(
                 UsageState.total > 0,
-                rx.card(
-                    rx.table.root(
-                        rx.table.header(
-                            rx.table.row(
-                                *[
-                                    rx.table.column_header_cell(h)
-                                    for h in (
-                                        "Time (UTC)",
-                                        "Request",
-                                        "Model",
-                                        "API",
-                                        "Status",
-                                        "Tokens in + out",
-                                        "Cost",
-                                        "Latency",
-                                    )
-                                ]
-                            )
+                rx.fragment(
+                    only(
+                        WIDE,
+                        rx.box(
+                            rx.card(
+                                rx.table.root(
+                                    rx.table.header(
+                                        rx.table.row(
+                                            *[
+                                                rx.table.column_header_cell(h)
+                                                for h in (
+                                                    "Time (UTC)",
+                                                    "Request",
+                                                    "Model",
+                                                    "API",
+                                                    "Status",
+                                                    "Tokens in + out",
+                                                    "Cost",
+                                                    "Latency",
+                                                )
+                                            ]
+                                        )
+                                    ),
+                                    rx.table.body(rx.foreach(UsageState.rows, request_row)),
+                                    width="100%",
+                                ),
+                                width="100%",
+                                overflow_x="auto",
+                            ),
+                            width="100%",
                         ),
-                        rx.table.body(rx.foreach(UsageState.rows, request_row)),
-                        width="100%",
                     ),
-                    width="100%",
-                    overflow_x="auto",
+                    only(
+                        NARROW,
+                        rx.vstack(
+                            rx.foreach(UsageState.rows, request_card), spacing="2", width="100%"
+                        ),
+                    ),
                 ),
                 rx.text("No requests match.", color_scheme="gray"),
             ),

@@ -17,7 +17,7 @@ from reflex.event import EventSpec
 from creditdash.billing import usage
 from creditdash.core import db
 from creditdash.core.audit import Actor
-from creditdash.core.money import format_credits
+from creditdash.core.numbers import credits_text
 from creditdash.core.timeutil import utcnow
 from creditdash.state.base import AdminBase, admin_event
 
@@ -64,10 +64,10 @@ def _requests(
             provider=r.provider,
             status=r.status,
             tokens=f"{r.prompt_tokens} + {r.completion_tokens}",
-            cost=format_credits(usage.charged_micros(r)),
-            unbilled=format_credits(r.unbilled_micros),
+            cost=credits_text(usage.charged_micros(r)),
+            unbilled=credits_text(r.unbilled_micros),
             disputed=r.disputed_completion_tokens,
-            upstream_cost=format_credits(r.upstream_cost_micros),
+            upstream_cost=credits_text(r.upstream_cost_micros),
             latency_ms=r.latency_ms,
         )
         for r in rows

@@ -12,7 +12,7 @@ from creditdash.accounts import sessions
 from creditdash.core import db
 from creditdash.core.errors import CreditdashError
 from creditdash.core.settings import get_settings
-from creditdash.routes import SIGN_OUT_PATH
+from creditdash.routes import SIGN_IN_PATH, SIGN_OUT_PATH
 from creditdash.state.base import (
     PortalState,
     SessionState,
@@ -49,7 +49,7 @@ class FirstPasswordState(SessionState):
         self.pending_email = await self._pending()
         if self.pending_email:
             return None
-        return rx.redirect("/home" if await self._signed_in() else "/")
+        return rx.redirect("/home" if await self._signed_in() else SIGN_IN_PATH)
 
     @rx.event
     async def set_first_password(self, form: dict[str, str]) -> EventSpec | None:

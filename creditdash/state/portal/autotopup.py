@@ -19,6 +19,7 @@ from creditdash.core import db
 from creditdash.core.audit import Actor
 from creditdash.core.errors import CreditdashError
 from creditdash.core.money import format_credits, parse_credits
+from creditdash.core.numbers import credits_text
 from creditdash.state.base import PortalState, Workspace, workspace_event
 from creditdash.state.portal import billing_rows
 
@@ -180,8 +181,8 @@ class AutoTopupState(PortalState):
                 f"Consent given by {method['saved_by']} on {method['consent_at'][:16]} UTC "
                 f"(terms version {method['consent_terms_version']})."
             )
-        self.month_spent = format_credits(shown["month_spent_micros"])
-        self.day_spent = format_credits(shown["day_spent_micros"])
+        self.month_spent = credits_text(shown["month_spent_micros"])
+        self.day_spent = credits_text(shown["day_spent_micros"])
         self.history = _rows(shown["attempts"])
         self.loaded = True
 

@@ -11,7 +11,8 @@ from creditdash.billing.invoicing import invoices, profiles
 from creditdash.billing.payments import orders, packages
 from creditdash.core import db
 from creditdash.core.errors import CreditdashError
-from creditdash.core.money import format_credits, format_minor
+from creditdash.core.money import format_minor
+from creditdash.core.numbers import credits_text, package_credits_text
 
 
 class PackageCard(TypedDict):
@@ -96,8 +97,8 @@ def load_page(customer_id: str) -> Page:
                 name=p.name,
                 description=p.description,
                 price=money(p.unit_price_minor, p.currency),
-                credits=format_credits(p.credits_micros).rstrip("0").rstrip("."),
-                bonus=format_credits(p.bonus_micros).rstrip("0").rstrip("."),
+                credits=package_credits_text(p.credits_micros),
+                bonus=package_credits_text(p.bonus_micros),
                 min_quantity=p.min_quantity,
                 max_quantity=p.max_quantity,
                 manual_only=p.manual_only,
@@ -110,7 +111,7 @@ def load_page(customer_id: str) -> Page:
                 created=o.created_at.strftime("%Y-%m-%d %H:%M"),
                 package=o.package_name,
                 quantity=o.quantity,
-                credits=format_credits(o.credits_micros + o.bonus_micros).rstrip("0").rstrip("."),
+                credits=package_credits_text(o.credits_micros + o.bonus_micros),
                 gross=money(o.gross_minor, o.currency),
                 status=o.status,
                 method=o.method,
@@ -184,7 +185,7 @@ def quote_text(customer_id: str, package_name: str, quantity: int) -> QuoteText:
         gross=money(q.gross_minor, q.currency),
         tax_label=label,
         wording=q.wording,
-        credits=format_credits(q.credits_micros + q.bonus_micros).rstrip("0").rstrip("."),
+        credits=package_credits_text(q.credits_micros + q.bonus_micros),
     )
 
 
@@ -192,4 +193,4 @@ def order_status(customer_id: str, order_id: str) -> tuple[str, str]:
     with db.session_scope(readonly=True) as session:
         order = orders.get_order(session, order_id, customer_id=customer_id)
         balance = customer_balance(session, customer_id)
-        return order.status, format_credits(balance.available_micros)
+        return order.status, credits_text(balance.available_micros)

@@ -15,6 +15,7 @@ from creditdash.accounts import invites, roles, sessions
 from creditdash.core import db
 from creditdash.core.errors import CreditdashError
 from creditdash.core.settings import get_settings
+from creditdash.routes import SIGN_IN_PATH
 from creditdash.state.base import PortalState, SessionState, cookie_then
 
 
@@ -54,7 +55,7 @@ class InviteState(SessionState):
 
     @rx.var
     def sign_in_link(self) -> str:
-        return f"/?invite={self.token}"
+        return f"{SIGN_IN_PATH}?invite={self.token}"
 
     @rx.event
     async def load(self) -> None:

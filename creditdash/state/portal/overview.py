@@ -14,10 +14,12 @@ from reflex.event import EventSpec
 
 from creditdash.accounts import roles
 from creditdash.billing import balances, budgets, usage
+from creditdash.billing.payments import packages
 from creditdash.core import db
 from creditdash.core.audit import Actor
 from creditdash.core.errors import CreditdashError, NotFound
 from creditdash.core.money import format_credits
+from creditdash.core.numbers import credits_text, money_hint
 from creditdash.core.timeutil import utcnow
 from creditdash.state import forms
 from creditdash.state.base import PortalState, Workspace, workspace_event
@@ -40,6 +42,8 @@ class Snapshot:
     held: str
     available: str
     available_micros: int
+    # "≈ €12.50": the available credits at the current package rate ("" with none on sale).
+    available_money: str
     today: str
     month: str
     requests_today: int
@@ -49,13 +53,15 @@ def _snapshot(customer_id: str) -> Snapshot:
     with db.session_scope(readonly=True) as session:
         balance = balances.customer_balance(session, customer_id)
         totals = usage.spend_totals(session, customer_id=customer_id)
+        rate = packages.credit_rate(session)
     return Snapshot(
-        balance=format_credits(balance.posted_micros),
-        held=format_credits(balance.held_micros),
-        available=format_credits(balance.available_micros),
+        balance=credits_text(balance.posted_micros),
+        held=credits_text(balance.held_micros),
+        available=credits_text(balance.available_micros),
         available_micros=balance.available_micros,
-        today=format_credits(totals.today_micros),
-        month=format_credits(totals.month_micros),
+        available_money=money_hint(balance.available_micros, rate),
+        today=credits_text(totals.today_micros),
+        month=credits_text(totals.month_micros),
         requests_today=totals.requests_today,
     )
 
@@ -98,15 +104,15 @@ def _budget_card(customer_id: str) -> BudgetCard:
     percent = status.percent or 0
     return BudgetCard(
         set=True,
-        budget=format_credits(limit) if limit is not None else "none",
-        spent=format_credits(status.spent_micros),
-        held=format_credits(status.held_micros),
+        budget=credits_text(limit) if limit is not None else "none",
+        spent=credits_text(status.spent_micros),
+        held=credits_text(status.held_micros),
         percent=percent,
         bar=min(percent, 100),
         kind="hard" if status.hard else "soft",
         resets=f"{status.resets_at:%Y-%m-%d} 00:00 UTC",
         thresholds=", ".join(f"{t}%" for t in status.thresholds),
-        low_balance=format_credits(low) if low is not None else "off",
+        low_balance=credits_text(low) if low is not None else "off",
         form_monthly=format_credits(limit) if limit is not None else "",
         form_thresholds=",".join(str(t) for t in status.thresholds),
         form_low_balance=format_credits(low) if low is not None else "",
@@ -199,6 +205,7 @@ class OverviewState(PortalState):
     balance: str = "…"
     held: str = "…"
     available: str = "…"
+    available_money: str = ""
     low_balance: bool = False
     today: str = "…"
     month: str = "…"
@@ -214,6 +221,7 @@ class OverviewState(PortalState):
     async def _refresh(self, where: Workspace, *, charts: bool) -> None:
         snap = await asyncio.to_thread(_snapshot, where.customer_id)
         self.balance, self.held, self.available = snap.balance, snap.held, snap.available
+        self.available_money = snap.available_money
         self.low_balance = snap.available_micros < LOW_BALANCE_MICROS
         self.today, self.month, self.requests_today = snap.today, snap.month, snap.requests_today
         if charts:

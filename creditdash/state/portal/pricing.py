@@ -10,8 +10,10 @@ import reflex as rx
 
 from creditdash.billing.payments import packages, refunds
 from creditdash.core import db
-from creditdash.core.money import format_credits, format_minor
+from creditdash.core.money import format_minor
+from creditdash.core.numbers import package_credits_text
 from creditdash.core.settings import get_settings
+from creditdash.routes import sign_up_page
 from creditdash.state.base import SessionState
 
 
@@ -23,7 +25,9 @@ class PriceCard(TypedDict):
     bonus: str
     per_credit: str
     manual_only: bool
+    # Checkout of this package for the signed-in; sign-up that continues to it for visitors.
     href: str
+    signup_href: str
 
 
 def _cards() -> list[PriceCard]:
@@ -38,11 +42,12 @@ def _cards() -> list[PriceCard]:
                     name=p.name,
                     description=p.description,
                     price=f"{format_minor(p.unit_price_minor, p.currency)} {p.currency}",
-                    credits=format_credits(p.credits_micros).rstrip("0").rstrip("."),
-                    bonus=format_credits(p.bonus_micros).rstrip("0").rstrip("."),
+                    credits=package_credits_text(p.credits_micros),
+                    bonus=package_credits_text(p.bonus_micros),
                     per_credit=f"{format_minor(per_credit_minor, p.currency)} {p.currency}",
                     manual_only=p.manual_only,
                     href="/billing?" + urlencode({"package": p.name}),
+                    signup_href=sign_up_page(p.name),
                 )
             )
         return cards

@@ -99,6 +99,10 @@ def _user_id(text: str) -> int:
     return int(text)
 
 
+def where_name(state: PortalState) -> str:
+    return state.workspace_name or "this workspace"
+
+
 class TeamState(PortalState):
     team: list[MemberRow] = []
     pending_invites: list[InviteRow] = []
@@ -106,6 +110,9 @@ class TeamState(PortalState):
     invite_roles: list[str] = []
     team_error: str = ""
     team_notice: str = ""
+    # The removal waiting for its confirmation ("" when none) and its member (server only).
+    confirm_text: str = ""
+    _pending_member: str = ""
 
     async def _reload(self, where: Workspace) -> None:
         self.team, self.pending_invites = await asyncio.to_thread(_rows, where)
@@ -173,8 +180,41 @@ class TeamState(PortalState):
     @rx.event
     @workspace_event(clearing=("team_error", "team_notice"), permission="members.manage")
     async def remove(self, where: Workspace, user_id: str) -> EventSpec | None:
-        await self._on_member(where, user_id, members.remove_member, "Member removed.")
+        """Remove at once (no confirmation; ask_remove asks first)."""
+        await self._remove(where, user_id)
         return None
+
+    @rx.event
+    @workspace_event(clearing=("team_error", "team_notice"), permission="members.manage")
+    async def ask_remove(self, where: Workspace, user_id: str) -> EventSpec | None:
+        """Name the member and what removing them does in a confirmation; writes nothing."""
+        row = next((m for m in self.team if m["user_id"] == user_id and m["can_remove"]), None)
+        if row is None:
+            self.team_error = "That member was not found."
+            return None
+        self._pending_member = user_id
+        self.confirm_text = (
+            f"Remove {row['email']} from {where_name(self)}? They lose access at once; "
+            "API keys they made keep working until revoked."
+        )
+        return None
+
+    @rx.event
+    @workspace_event(clearing=("team_error", "team_notice"), permission="members.manage")
+    async def confirm_remove(self, where: Workspace) -> EventSpec | None:
+        user_id, self._pending_member, self.confirm_text = self._pending_member, "", ""
+        if user_id:
+            await self._remove(where, user_id)
+        return None
+
+    @rx.event
+    def cancel_confirm(self) -> None:
+        self._pending_member, self.confirm_text = "", ""
+
+    async def _remove(self, where: Workspace, user_id: str) -> None:
+        email = next((m["email"] for m in self.team if m["user_id"] == user_id), "")
+        done = f"{email} removed from {where_name(self)}." if email else "Member removed."
+        await self._on_member(where, user_id, members.remove_member, done)
 
     @rx.event
     @workspace_event(clearing=("team_error", "team_notice"), permission="owners.manage")

@@ -16,6 +16,7 @@ from creditdash.billing.models import UsageRecord
 from creditdash.core import db
 from creditdash.core.errors import CreditdashError, ValidationFailed
 from creditdash.core.money import format_credits
+from creditdash.core.numbers import credits_text
 from creditdash.core.timeutil import utcnow
 from creditdash.state.base import PortalState, Workspace, workspace_event
 
@@ -75,7 +76,7 @@ def _row(r: UsageRecord) -> RequestRow:
         status=r.status,
         http_status=r.http_status,
         tokens=f"{r.prompt_tokens} + {r.completion_tokens}",
-        cost=format_credits(usage.charged_micros(r)),
+        cost=credits_text(usage.charged_micros(r)),
         latency_ms=r.latency_ms,
     )
 

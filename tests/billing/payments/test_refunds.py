@@ -153,3 +153,39 @@ def test_policy_text_follows_the_settings(monkeypatch: pytest.MonkeyPatch) -> No
     settings.reset_settings()
     assert "including credits already used" in refunds.policy_text()
     settings.reset_settings()
+
+
+def test_credits_for_refund_is_the_cumulative_take_back() -> None:
+    order = PaymentOrder(
+        id="ord_x",
+        customer_id="cus_x",
+        package_name="Growth",
+        currency="EUR",
+        gross_minor=5000,
+        credits_micros=50_000_000,
+        bonus_micros=5_000_000,
+    )
+    # The first refund: floor(55 credits * 1234 / 5000).
+    assert refunds.credits_for_refund(order, 1234, refunded_before_minor=0) == 13_574_000
+    order.refunded_credits_micros = 13_574_000
+    # The rest of the order takes back exactly what remains, with no rounding drift.
+    rest = refunds.credits_for_refund(order, 5000 - 1234, refunded_before_minor=1234)
+    assert rest == 55_000_000 - 13_574_000
+
+
+def test_preview_shows_what_the_refund_then_takes(shop: Shop) -> None:
+    order = _paid_growth(shop)
+    with db.session_scope(readonly=True) as session:
+        preview = refunds.preview_refund(session, order.id, amount_minor=1234)
+    assert (preview.credits_micros, preview.unrecovered_micros) == (13_574_000, 0)
+    assert preview.currency == "EUR" and preview.customer_name
+    assert shop.available() == 55_000_000  # a preview writes nothing
+    refund = _refund(order.id, 1234, "rf-previewed")
+    assert refund.credits_micros == preview.credits_micros  # type: ignore[attr-defined]
+    with db.session_scope(readonly=True) as session:
+        second = refunds.preview_refund(session, order.id, amount_minor=5000 - 1234)
+        with pytest.raises(ValidationFailed, match=r"at most 37.66 EUR"):
+            refunds.preview_refund(session, order.id, amount_minor=5000)
+        with pytest.raises(ValidationFailed, match="positive"):
+            refunds.preview_refund(session, order.id, amount_minor=0)
+    assert second.credits_micros == 55_000_000 - 13_574_000

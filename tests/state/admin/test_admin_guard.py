@@ -113,7 +113,7 @@ def test_non_admin_calls_are_refused_and_change_nothing(world: dict[str, Any]) -
     _s4, result = _call(AdminState, "set_status", token, world["customer_id"], "suspended")
     assert "/home" in str(result)
     _s5, result = _call(AdminOrdersState, "approve", "", form)  # signed out entirely
-    assert "'/'" in str(result) or '"/"' in str(result)
+    assert "'/signin'" in str(result) or '"/signin"' in str(result)
     assert _available(world["customer_id"]) == 0
     with db.session_scope(readonly=True) as session:
         assert orders.get_order(session, world["order_id"]).status == "awaiting_payment"

@@ -13,7 +13,6 @@ from creditdash.accounts.api_keys import create_api_key
 from creditdash.billing import ledger, metering
 from creditdash.billing.models import UsageEntry
 from creditdash.core import db, settings
-from creditdash.core.money import parse_credits
 from creditdash.core.timeutil import utcnow
 from creditdash.state.admin.audit import AdminAuditState
 from creditdash.state.admin.customers import AdminState
@@ -131,8 +130,8 @@ def test_every_admin_page_loads_with_data_present(
     assert loaded[AdminProvidersState].providers
     assert loaded[AdminSalesState].packages and loaded[AdminSalesState].invoices
     [request] = loaded[AdminRequestsState].rows
-    assert parse_credits(request["cost"]) == 1000
-    assert parse_credits(request["unbilled"]) == 10**12 - 1000
+    # Shown for reading (core/numbers.py): 0.001 credits charged, 999,999.999 rounded.
+    assert (request["cost"], request["unbilled"]) == ("0.001", "1,000,000.00")
     assert loaded[AdminAuditState].entries
 
 

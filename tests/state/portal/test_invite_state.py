@@ -66,9 +66,9 @@ def test_a_different_signed_in_account_is_told_the_address(sqlite_engine: Engine
 
 def test_sign_in_from_an_invitation_returns_to_it(sqlite_engine: Engine) -> None:
     _cid, raw = make_invite("founder2@example.com")
-    page = at(SignInState, f"http://localhost:3000/?invite={raw}")
+    page = at(SignInState, f"http://localhost:3000/signin?invite={raw}")
     assert page._invite_page() == f"/invite?token={raw}"
-    forged = at(SignInState, "http://localhost:3000/?invite=//evil.example.com")
+    forged = at(SignInState, "http://localhost:3000/signin?invite=//evil.example.com")
     assert forged._invite_page() == ""
     with db.session_scope() as session:
         assert invites.view_invite(session, raw).usable

@@ -29,7 +29,7 @@ def test_the_form_starts_from_the_saved_budget_and_saving_it_keeps_it(
             thresholds=[75, 90], low_balance_micros=5_000_000, actor=CLI,
         )  # fmt: skip
     card = _budget_card(where.customer_id)
-    assert (card["budget"], card["kind"], card["thresholds"]) == ("0.008000", "hard", "75%, 90%")
+    assert (card["budget"], card["kind"], card["thresholds"]) == ("0.008", "hard", "75%, 90%")
     assert (card["form_monthly"], card["form_thresholds"], card["form_low_balance"]) == (
         "0.008000",
         "75,90",
