@@ -16,10 +16,11 @@ from sqlmodel import col
 from creditdash.accounts.api_keys import create_api_key
 from creditdash.billing import ledger, metering, usage
 from creditdash.billing.invoicing import statements
-from creditdash.billing.models import Transfer, UsageEntry
+from creditdash.billing.models import Transfer, UsageEntry, UsageRecord
 from creditdash.billing.payments.verify import verify_payments
 from creditdash.core import db
 from creditdash.core.money import parse_credits
+from creditdash.core.numbers import credits_text
 from creditdash.core.timeutil import utcnow
 from creditdash.state.admin import requests as admin_requests
 from creditdash.state.portal import overview
@@ -157,24 +158,35 @@ def test_every_report_matches_the_ledger_when_some_requests_are_unbilled(engine:
     rows, _n, _models, _keys = usage_state._page(
         settled.customer_id, usage.RequestFilters(), page=1
     )
-    assert sum(parse_credits(r["cost"], field="cost") for r in rows) == charged
+    # Each row shows its charge rounded for reading (core/numbers.py); the detail is exact.
+    by_id = {record.id: usage.charged_micros(record) for record in records}
+    assert sorted(r["cost"] for r in rows) == sorted(credits_text(m) for m in by_id.values())
     details = [usage_state._detail(settled.customer_id, rid) for rid in settled.request_ids]
     assert sum(parse_credits(d["cost"], field="cost") for d in details) == charged
     snapshot = overview._snapshot(settled.customer_id)
-    assert parse_credits(snapshot.today, field="today") == charged
-    assert parse_credits(snapshot.month, field="month") == charged
+    # The cards round for reading (core/numbers.py).
+    assert snapshot.today == snapshot.month == credits_text(charged)
     series = overview._series(settled.customer_id, 7)
     assert sum(parse_credits(p["spend"], field="spend") for p in series) == charged
 
     # The admin requests page: the table (with its unbilled column), the chart, the CSV.
     table, total, chart = admin_requests._requests("", "", "", 1)
     assert total == 2 * len(_REQUESTS)
-    assert sum(parse_credits(r["cost"], field="cost") for r in table) == everyone
-    assert sum(parse_credits(r["unbilled"], field="unbilled") for r in table) == 2 * unbilled
+    # Rows show their figures rounded for reading (core/numbers.py): each is its own record's.
+    with db.session_scope(readonly=True) as session:
+        stored = {r.id: r for r in session.execute(select(UsageRecord)).scalars()}
+    shown = [stored[r["id"]] for r in table]
+    assert sum(usage.charged_micros(r) for r in shown) == everyone
+    assert sum(r.unbilled_micros for r in shown) == 2 * unbilled
+    for row in table:
+        record = stored[row["id"]]
+        assert row["cost"] == credits_text(usage.charged_micros(record))
+        assert row["unbilled"] == credits_text(record.unbilled_micros)
     [point] = chart
     assert point["revenue"] == everyone / 1e6 and point["unbilled"] == 2 * unbilled / 1e6
     mine, _t, _c = admin_requests._requests(settled.customer_id, "", "", 1)
-    assert sum(parse_credits(r["cost"], field="cost") for r in mine) == charged
+    assert sum(usage.charged_micros(stored[r["id"]]) for r in mine) == charged
+    assert all(stored[r["id"]].customer_id == settled.customer_id for r in mine)
     admin_csv = routes._all_requests(None, statements.Period.of_days(today, today))
     assert sum(_csv_column(admin_csv, "cost")) == everyone
     assert sum(_csv_column(admin_csv, "unbilled")) == 2 * unbilled
