@@ -412,6 +412,17 @@ def _codes(answers: list[httpx.Response]) -> Counter[object]:
     return Counter(a.json()["error"]["code"] if a.status_code != 200 else 200 for a in answers)
 
 
+def _quiet(upstream: FakeUpstream, timeout_s: float = 15) -> None:
+    """Wait until no request of an earlier test is still at the upstream (it is shared by the
+    whole session: a slow request whose client left can still be sleeping there), then start
+    counting the most in flight from zero."""
+    deadline = time.monotonic() + timeout_s
+    while upstream.in_flight and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert upstream.in_flight == 0, upstream.in_flight
+    upstream.max_in_flight = 0
+
+
 CHAT = {"model": "chat", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 20}
 
 
@@ -438,7 +449,7 @@ def test_a_key_s_concurrency_holds_across_two_processes(
     pair: Pair, fake_upstream: FakeUpstream
 ) -> None:
     _customer, key = pair.new_key(KeyLimits(concurrency=4))
-    fake_upstream.max_in_flight = 0
+    _quiet(fake_upstream)
     # 24 clients at once, 3 rounds each, against an upstream that takes 1 s to answer.
     answers = _race(pair.clients(key, 24), 3, SLOW_BODY)
     codes = _codes(answers)
@@ -458,7 +469,7 @@ def test_a_hard_budget_hit_from_two_processes_is_never_exceeded(
     with db.session_scope(engine=pair.engine) as session:
         budgets.set_budget(session, customer_id=customer, monthly_micros=budget, hard=True,
                            thresholds=[], actor=CLI)  # fmt: skip
-    fake_upstream.max_in_flight = 0
+    _quiet(fake_upstream)
     raced = _codes(_race(pair.clients(key, 30), 2, SLOW_BODY))
     assert set(raced) == {200, "budget_exceeded"}, raced
     # Three holds fill the budget: never more than three requests of it ran at once.
@@ -490,7 +501,7 @@ def test_a_key_s_spend_cap_hit_from_two_processes_is_never_exceeded(
     customer, key = pair.new_key(
         KeyLimits(monthly_spend_cap_micros=cap), credits_micros=100 * SLOW_HOLD
     )
-    fake_upstream.max_in_flight = 0
+    _quiet(fake_upstream)
     raced = _codes(_race(pair.clients(key, 30), 2, SLOW_BODY))
     assert set(raced) == {200, "spend_cap_reached"}, raced
     # The cap is counted in the database with each hold: three holds fill it, whichever
